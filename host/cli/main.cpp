@@ -1,0 +1,76 @@
+// marbm: the command-line tool. Each subcommand lives in its own file and
+// registers itself (commands.hpp); here the exit-status rules live:
+// 0 success, 2 bad usage, 1 bad data or a failed run. Errors are one line.
+#include <algorithm>
+#include <iostream>
+#include <new>
+
+#include "cli/commands.hpp"
+#include "marbm/engine.hpp"
+#include "marbm/error.hpp"
+
+namespace marbm::cli {
+
+std::vector<Command>& registered_commands() {
+  static std::vector<Command> commands;
+  return commands;
+}
+
+bool register_command(Command command) {
+  registered_commands().push_back(std::move(command));
+  return true;
+}
+
+}  // namespace marbm::cli
+
+namespace {
+
+int fail(const std::string& message, int status) {
+  std::cerr << "marbm: error: " << message << '\n';
+  return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace marbm::cli;
+  CLI::App app{"marbm " + marbm::version() +
+               ": mode-assisted training of restricted Boltzmann machines"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", marbm::version());
+
+  auto& commands = registered_commands();
+  std::sort(commands.begin(), commands.end(), [](const Command& a, const Command& b) { return a.order < b.order; });
+  std::vector<std::pair<CLI::App*, Runner>> runners;
+  for (auto& command : commands) {
+    CLI::App* sub = app.add_subcommand(command.name, command.description);
+    runners.emplace_back(sub, command.setup(*sub));
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::string message = e.what();
+    std::replace(message.begin(), message.end(), '\n', ' ');
+    return fail(message + " (see marbm --help)", 2);
+  } catch (const marbm::UsageError& e) {
+    return fail(e.what(), 2);
+  }
+
+  try {
+    for (auto& [sub, run] : runners) {
+      if (sub->parsed()) return run();
+    }
+    return fail("no command given (see marbm --help)", 2);
+  } catch (const marbm::UsageError& e) {
+    return fail(e.what(), 2);
+  } catch (const marbm::Error& e) {
+    return fail(e.what(), 1);
+  } catch (const std::bad_alloc&) {
+    return fail("out of memory", 1);
+  } catch (const std::exception& e) {
+    return fail(e.what(), 1);
+  }
+}

@@ -1,0 +1,18 @@
+// Stand-ins for the CUDA entry points in a build without the CUDA engine.
+#include "detail/cuda_entry.hpp"
+#include "marbm/error.hpp"
+
+namespace marbm::detail {
+
+namespace {
+[[noreturn]] void no_cuda() {
+  throw CudaError("the cuda backend is not available: this build of marbm has no CUDA engine (MARBM_CUDA=OFF or no CUDA compiler)");
+}
+}  // namespace
+
+std::unique_ptr<Engine> make_cuda_engine(const EngineOptions&) { no_cuda(); }
+std::vector<DeviceInfo> list_cuda_devices() { return {}; }
+ModeResult find_mode_cuda(const Rbm&, const ModeSearchConfig&) { no_cuda(); }
+double log_partition_exact_cuda(const Rbm&, const ExactOptions&) { no_cuda(); }
+
+}  // namespace marbm::detail

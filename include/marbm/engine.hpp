@@ -1,0 +1,135 @@
+// The engine interface: where the training state lives and the heavy work runs.
+//
+// The training driver (train.hpp) is written once against Engine; the CPU
+// engine (host/, the reference) and the CUDA engine (cuda/) implement it and
+// pass the same typed test suite. On the CUDA engine all training state
+// (parameters, momentum, persistent chains, data) stays on the device.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "marbm/data.hpp"
+#include "marbm/exact.hpp"
+#include "marbm/mode.hpp"
+#include "marbm/rbm.hpp"
+
+namespace marbm {
+
+/// How an engine is set up.
+struct EngineOptions {
+  int threads = 0;          ///< CPU: OpenMP/BLAS threads; 0 keeps the runtime default
+  bool allow_tf32 = false;  ///< CUDA: let cuBLAS use TF32 tensor cores (off: exact float32)
+  int device = 0;           ///< CUDA: device ordinal
+  bool quiet = false;       ///< automatic backend: no notice when falling back to cpu
+};
+
+/// The negative phase of a gradient step (SPEC.md sections 2 and 3).
+enum class NegativePhase {
+  cd,     ///< k steps of block Gibbs from the batch
+  pcd,    ///< k steps of block Gibbs from the persistent chains
+  exact,  ///< model expectations by enumeration (small models)
+  mode,   ///< the given mode (v*, h*)
+};
+
+/// One gradient step. theta += velocity, velocity = momentum * velocity +
+/// learning_rate * (grad - weight_decay * W) (decay on W only); the gradient
+/// is averaged over the batch.
+struct UpdateStep {
+  std::span<const int> batch_rows;  ///< rows of the engine's data set (set_data)
+  NegativePhase negative = NegativePhase::cd;
+  int gibbs_steps = 1;              ///< k for cd and pcd
+  double learning_rate = 0.1;
+  double momentum = 0.0;
+  double weight_decay = 0.0;
+  bool sample_positive_hidden = false;  ///< positive phase h sampled instead of p(h|v)
+  std::uint64_t seed = 0;               ///< random numbers: Philox (seed, gibbs stream of `step`)
+  std::uint64_t step = 0;               ///< update counter; names the random stream
+  std::span<const std::uint8_t> mode_visible;  ///< negative == mode: v* (n values)
+  std::span<const std::uint8_t> mode_hidden;   ///< negative == mode: h* (m values)
+  ExactOptions exact;                          ///< negative == exact: enumeration limit
+};
+
+/// A gradient in host memory, same shapes as the model: <.>_data - <.>_model.
+struct Gradient {
+  std::vector<double> weights;       ///< n x m, row-major
+  std::vector<double> visible_bias;  ///< n
+  std::vector<double> hidden_bias;   ///< m
+};
+
+/// An engine holds one model, its optimiser state, a data set and persistent
+/// chains. Methods are synchronous from the caller's point of view unless
+/// noted; they throw UsageError for bad arguments and CudaError on device
+/// failures.
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  virtual Backend backend() const = 0;
+  /// One line for reports, e.g. "cpu (2 threads, OpenBLAS)".
+  virtual std::string description() const = 0;
+
+  /// Loads parameters and zeroes the momentum.
+  virtual void set_model(const Rbm& rbm) = 0;
+  /// Copies the current parameters to the host.
+  virtual Rbm model() const = 0;
+
+  /// The training data; batch_rows index its rows. Column count must equal n.
+  virtual void set_data(const Dataset& data) = 0;
+
+  /// Starts `count` persistent chains, visible states uniform random from
+  /// Philox (seed, persistent_chains stream).
+  virtual void reset_persistent_chains(int count, std::uint64_t seed) = 0;
+
+  /// The gradient estimate the step would apply, parameters untouched. For
+  /// pcd the chains advance as in update().
+  virtual Gradient gradient(const UpdateStep& step) = 0;
+  /// Computes the gradient and applies the step; state stays in the engine.
+  virtual void update(const UpdateStep& step) = 0;
+
+  /// p(h|v) for `batch` visible rows (batch x n row-major, 0/1 values):
+  /// batch x m probabilities.
+  virtual std::vector<float> hidden_probabilities(std::span<const std::uint8_t> visible, int batch) = 0;
+
+  /// Runs `steps` full block-Gibbs sweeps (v -> h -> v) from `visible`
+  /// (batch x n); returns the final visible states. Random numbers from
+  /// Philox (seed, gibbs stream of `stream`).
+  virtual std::vector<std::uint8_t> gibbs_chain(std::span<const std::uint8_t> visible, int batch, int steps,
+                                                std::uint64_t seed, std::uint64_t stream) = 0;
+
+  /// Exact log Z of the current parameters (throws beyond the limit).
+  virtual double log_partition_exact(const ExactOptions& options) = 0;
+
+  /// Mode of the current parameters; the search runs on this engine's backend
+  /// (config.backend is ignored).
+  virtual ModeResult find_mode(const ModeSearchConfig& config) = 0;
+};
+
+/// Creates an engine. `automatic` chooses cuda when a device is usable, else
+/// cpu with a one-line notice on stderr (unless options.quiet). Throws
+/// CudaError when cuda is asked for and not compiled in or no device is usable.
+std::unique_ptr<Engine> make_engine(Backend backend, const EngineOptions& options = {});
+
+/// Whether this build has the CUDA engine.
+bool cuda_compiled();
+
+/// A CUDA device this process can use.
+struct DeviceInfo {
+  int ordinal = 0;
+  std::string name;
+  int compute_capability_major = 0;
+  int compute_capability_minor = 0;
+  std::size_t memory_bytes = 0;
+};
+
+/// Usable CUDA devices (empty without the CUDA engine, a driver or a device).
+/// Never throws.
+std::vector<DeviceInfo> cuda_devices();
+
+/// marbm's version string.
+std::string version();
+
+}  // namespace marbm

@@ -1,0 +1,13 @@
+// Everything public in marbm.
+#pragma once
+
+#include "marbm/data.hpp"
+#include "marbm/engine.hpp"
+#include "marbm/error.hpp"
+#include "marbm/exact.hpp"
+#include "marbm/model_io.hpp"
+#include "marbm/mode.hpp"
+#include "marbm/random.hpp"
+#include "marbm/rbm.hpp"
+#include "marbm/study.hpp"
+#include "marbm/train.hpp"

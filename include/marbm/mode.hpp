@@ -1,0 +1,78 @@
+// Ground-state (mode) search: argmin_{v,h} E(v,h) (SPEC.md section 4).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "marbm/rbm.hpp"
+
+namespace marbm {
+
+/// Where computations run. `automatic`: cuda when a device is usable, else cpu
+/// with a one-line notice on stderr.
+enum class Backend { cpu, cuda, automatic };
+
+/// Parses "cpu" | "cuda" | "auto"; throws UsageError otherwise.
+Backend parse_backend(std::string_view text);
+std::string_view to_string(Backend backend);
+
+enum class ModeSolver {
+  exhaustive,  ///< enumerate the smaller layer; the oracle
+  sb,          ///< simulated bifurcation replicas
+  sa,          ///< simulated annealing replicas (block Gibbs at rising beta)
+};
+/// Parses "exhaustive" | "sb" | "sa"; throws UsageError otherwise.
+ModeSolver parse_mode_solver(std::string_view text);
+std::string_view to_string(ModeSolver solver);
+
+enum class SbVariant {
+  ballistic,  ///< bSB: field from positions x
+  discrete,   ///< dSB: field from sign(x)
+};
+
+/// Options of a ground-state search. Zero means "choose by size" for the
+/// fields documented so.
+struct ModeSearchConfig {
+  ModeSolver solver = ModeSolver::sb;
+  SbVariant sb_variant = SbVariant::discrete;
+  Backend backend = Backend::cpu;
+  int replicas = 0;             ///< independent replicas; 0: default for the size
+  int steps = 0;                ///< integration / annealing steps; 0: default
+  double time_step = 0.0;       ///< SB dt; 0: default
+  double beta_hot = 0.0;        ///< SA initial inverse temperature; 0: derived from parameters
+  double beta_cold = 0.0;       ///< SA final inverse temperature; 0: derived from parameters
+  std::uint64_t seed = 0;
+  int max_enumerated_units = 32;  ///< exhaustive refuses beyond 2^this states
+  /// Optional warm start (both empty or both sized to the layers): one
+  /// replica starts here (training passes the previous mode).
+  std::vector<std::uint8_t> warm_visible;
+  std::vector<std::uint8_t> warm_hidden;
+};
+
+/// The best state found and how the search went.
+struct ModeResult {
+  std::vector<std::uint8_t> visible;
+  std::vector<std::uint8_t> hidden;
+  double energy = 0.0;        ///< E(visible, hidden), float64
+  int replicas = 0;
+  int steps = 0;
+  int replicas_at_best = 0;   ///< replicas whose polished state has the best energy
+  double seconds = 0.0;
+};
+
+/// Finds the mode of `rbm` with the configured solver on the configured
+/// backend. Every solver ends with the descent polish. Synchronous.
+/// Throws UsageError for bad options, RuntimeFailure when exhaustive is
+/// beyond its limit, CudaError when cuda is asked for and unusable.
+ModeResult find_mode(const Rbm& rbm, const ModeSearchConfig& config);
+
+/// Exact mode by enumerating the smaller layer (the other set optimally).
+ModeResult mode_exhaustive(const Rbm& rbm, int max_enumerated_units = 32);
+
+/// Descent polish in place: alternate h = argmin E(v, .) and v = argmin E(., h)
+/// until nothing changes. Never raises E. Returns the final energy.
+double polish_descent(const Rbm& rbm, std::span<std::uint8_t> visible, std::span<std::uint8_t> hidden);
+
+}  // namespace marbm

@@ -1,0 +1,75 @@
+// Exact-KL studies: R independent runs of several training methods on one
+// small model, with exact KL curves, a summary and a plot.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "marbm/engine.hpp"
+#include "marbm/train.hpp"
+
+namespace marbm {
+
+/// Settings of a study. The defaults are the reference experiment of SPEC.md
+/// section 8 (shifting bars 6/3, 6 hidden, batch 6, CD-1, lr 0.2, 20,000
+/// updates, 10 runs, cd and mode, KL every 200).
+struct StudyConfig {
+  std::string data = "shifting-bars:6:3";
+  int hidden = 6;
+  std::vector<TrainMethod> methods = {TrainMethod::cd, TrainMethod::mode};
+  int runs = 10;
+  long iterations = 20000;
+  int batch_size = 6;
+  double learning_rate = 0.2;
+  int gibbs_steps = 1;
+  long eval_every = 200;
+  std::uint64_t seed = 1;  ///< run r starts from Rbm::random(n, m, init_sigma, seed + r) for every method
+  double init_sigma = 0.01;
+  Backend backend = Backend::cpu;
+  int threads = 0;         ///< runs in parallel; 0: all cores
+  ModeAssistConfig mode;
+};
+
+/// One run's KL curve.
+struct StudyRun {
+  TrainMethod method = TrainMethod::cd;
+  int run = 0;
+  std::vector<TrainMetrics> history;
+  double seconds = 0.0;
+};
+
+/// Final-KL statistics of one method over its runs.
+struct MethodSummary {
+  double median_final_kl = 0.0;
+  double min_final_kl = 0.0;
+  double max_final_kl = 0.0;
+  double seconds = 0.0;  ///< summed training time of its runs
+};
+
+struct StudyResult {
+  StudyConfig config;
+  std::vector<StudyRun> runs;                       ///< ordered by method, then run
+  std::map<TrainMethod, MethodSummary> summary;
+  double seconds = 0.0;                             ///< wall time of the whole study
+};
+
+/// Called after each finished run with (runs done, runs in all).
+using StudyProgress = std::function<void(int, int)>;
+
+/// Runs the study. Throws UsageError for bad settings (model not enumerable,
+/// unknown data...), DataError for bad data.
+StudyResult run_study(const StudyConfig& config, const StudyProgress& progress = {});
+
+/// DIR/kl.csv: header `method,run,iteration,kl,p_mode`, one row per evaluation.
+void write_study_csv(const StudyResult& result, const std::string& path);
+/// DIR/summary.json: keyed by method name plus "settings".
+void write_study_summary(const StudyResult& result, const std::string& path);
+/// DIR/kl.png through gnuplot: returns false and sets `message` when no
+/// plotter is available or it failed (the CSV is still valid).
+bool plot_study(const StudyResult& result, const std::string& csv_path, const std::string& png_path,
+                std::string* message);
+
+}  // namespace marbm

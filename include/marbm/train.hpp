@@ -1,0 +1,98 @@
+// The training driver: CD-k, PCD-k, exact gradient and mode-assisted training
+// (SPEC.md sections 2 and 3), written once against the Engine interface.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "marbm/data.hpp"
+#include "marbm/engine.hpp"
+#include "marbm/exact.hpp"
+#include "marbm/mode.hpp"
+#include "marbm/rbm.hpp"
+
+namespace marbm {
+
+enum class TrainMethod { cd, pcd, exact, mode };
+/// Parses "cd" | "pcd" | "exact" | "mode"; throws UsageError otherwise.
+TrainMethod parse_train_method(std::string_view text);
+std::string_view to_string(TrainMethod method);
+
+/// Mode-assisted training (SPEC.md section 3).
+struct ModeAssistConfig {
+  double p_max = 0.1;   ///< P_mode(t) = p_max * sigmoid(alpha * t / T + beta)
+  double alpha = 20.0;
+  double beta = -6.0;
+  /// Mode solver; nullopt is "auto": exhaustive when min(n, m) <=
+  /// auto_exhaustive_units, else sb.
+  std::optional<ModeSolver> solver;
+  int auto_exhaustive_units = 20;
+  /// true: lr_mode = lr * mode_push ("push"); false: lr_mode = lr ("constant").
+  bool push_scaled = true;
+  /// Negative phase of the non-mode steps: cd or pcd.
+  NegativePhase base = NegativePhase::cd;
+  /// Replicas, steps and other solver options (solver/backend/seed/warm start
+  /// are set by the driver).
+  ModeSearchConfig search;
+};
+
+/// Settings of one training run.
+struct TrainConfig {
+  TrainMethod method = TrainMethod::cd;
+  int gibbs_steps = 1;            ///< k
+  double learning_rate = 0.1;
+  double momentum = 0.0;
+  double weight_decay = 0.0;
+  int batch_size = 100;           ///< clipped to the data set's rows
+  long iterations = 0;            ///< updates T; 0: epochs * batches per epoch
+  int epochs = 0;
+  int persistent_chains = 0;      ///< pcd chains; 0: batch size
+  std::uint64_t seed = 0;         ///< batch order, Gibbs and mode choices
+  long eval_every = 0;            ///< metrics every N updates (and at 0 and T); 0: only at T
+  bool exact_metrics = true;      ///< compute exact KL / log-likelihood when enumerable
+  bool sample_positive_hidden = false;
+  ModeAssistConfig mode;
+  ExactOptions exact;             ///< limit for exact metrics and the exact method
+};
+
+/// What the driver reports every eval_every updates.
+struct TrainMetrics {
+  long iteration = 0;  ///< updates done
+  double kl = std::numeric_limits<double>::quiet_NaN();                   ///< exact, else NaN
+  double mean_log_likelihood = std::numeric_limits<double>::quiet_NaN();  ///< exact, else NaN
+  double log_z = std::numeric_limits<double>::quiet_NaN();                ///< exact, else NaN
+  double p_mode = 0.0;          ///< P_mode at this iteration (mode method)
+  double mode_push = std::numeric_limits<double>::quiet_NaN();    ///< push of the last mode step
+  double mode_energy = std::numeric_limits<double>::quiet_NaN();  ///< energy of the last mode found
+  long mode_steps = 0;          ///< mode steps taken so far
+  double seconds = 0.0;         ///< wall time since training started
+};
+
+using MetricsCallback = std::function<void(const TrainMetrics&)>;
+
+struct TrainResult {
+  Rbm model;
+  std::vector<TrainMetrics> history;
+  long mode_steps = 0;
+  double seconds = 0.0;
+};
+
+/// Trains from `initial` on `data`. Throws UsageError for inconsistent
+/// settings (sizes, negative rates, exact method beyond the limit...).
+TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const TrainConfig& config,
+                  const MetricsCallback& on_metrics = {});
+
+/// Number of updates the config implies for a data set of `rows` rows.
+long total_iterations(const TrainConfig& config, int rows);
+
+/// P_mode(t) = p_max * sigmoid(alpha * t / T + beta).
+double mode_probability(const ModeAssistConfig& config, long t, long total);
+
+/// mode_push = (E_bar - E(v*,h*)) / (4 (n+1) (m+1)).
+double mode_push(double uniform_mean_energy, double mode_energy, int n_visible, int n_hidden);
+
+}  // namespace marbm
