@@ -1,0 +1,47 @@
+// Mode-assisted training: which updates are mode steps and how a mode step is
+// prepared (SPEC.md section 3). Used by the training driver; defined in
+// host/mode_assist.cpp.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "marbm/engine.hpp"
+#include "marbm/train.hpp"
+
+namespace marbm::detail {
+
+/// Decides and prepares the mode steps of one mode-assisted run.
+class ModeAssist {
+ public:
+  ModeAssist(const TrainConfig& config, int n_visible, int n_hidden, long total_iterations);
+
+  /// P_mode(t) for update t (0-based) of total_iterations.
+  double probability(long t) const;
+  /// Whether update t is a mode step: Philox uniform of (config.seed,
+  /// mode_choice stream, t) < P_mode(t).
+  bool is_mode_step(long t) const;
+  /// Finds the mode of the engine's current parameters (warm-started from the
+  /// previous mode) and turns `step` into a mode step: negative = mode,
+  /// mode_visible/mode_hidden pointing at the stored mode, learning_rate
+  /// scaled by the push (or not, per config). Returns the push factor.
+  double prepare_mode_step(Engine& engine, UpdateStep& step, long t);
+
+  long steps_taken() const { return steps_taken_; }
+  double last_push() const { return last_push_; }
+  double last_energy() const { return last_energy_; }
+
+ private:
+  TrainConfig config_;
+  int n_visible_ = 0;
+  int n_hidden_ = 0;
+  long total_iterations_ = 0;
+  ModeSearchConfig search_;
+  std::vector<std::uint8_t> mode_visible_;
+  std::vector<std::uint8_t> mode_hidden_;
+  long steps_taken_ = 0;
+  double last_push_ = 0.0;
+  double last_energy_ = 0.0;
+};
+
+}  // namespace marbm::detail
