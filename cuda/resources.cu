@@ -1,0 +1,60 @@
+// The resources object and the device-availability check.
+#include "resources.cuh"
+
+#include <string>
+
+#include "error.cuh"
+#include "marbm/error.hpp"
+
+namespace marbm::detail {
+
+void require_cuda_device(int device) {
+  int count = 0;
+  // Without a driver cudaGetDeviceCount fails (e.g. error 35) and leaves the
+  // count untouched: the error code decides, not only the count.
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the error so later calls start clean
+    throw CudaError(std::string("no usable CUDA device: ") + cudaGetErrorName(status) + " (" +
+                    cudaGetErrorString(status) + ")");
+  }
+  if (count <= 0) throw CudaError("no usable CUDA device: the driver reports no devices");
+  if (device < 0 || device >= count) {
+    throw UsageError("CUDA device " + std::to_string(device) + " does not exist (this machine has " +
+                     std::to_string(count) + " device" + (count == 1 ? "" : "s") + ")");
+  }
+}
+
+Resources::Resources(int device, bool allow_tf32) : device_(device) {
+  require_cuda_device(device);
+  MARBM_CUDA_TRY(cudaSetDevice(device));
+  MARBM_CUDA_TRY(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device));
+  MARBM_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  const cublasStatus_t created = cublasCreate(&cublas_);
+  if (created != CUBLAS_STATUS_SUCCESS) {
+    MARBM_CUDA_TRY_NOTHROW(cudaStreamDestroy(stream_));
+    stream_ = nullptr;
+    MARBM_CUBLAS_TRY(created);
+  }
+  try {
+    MARBM_CUBLAS_TRY(cublasSetStream(cublas_, stream_));
+    // Exact float32 unless the caller opts in to TF32 tensor cores.
+    MARBM_CUBLAS_TRY(cublasSetMathMode(cublas_, allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  } catch (...) {
+    MARBM_CUDA_TRY_NOTHROW(cublasDestroy(cublas_));
+    MARBM_CUDA_TRY_NOTHROW(cudaStreamDestroy(stream_));
+    throw;
+  }
+}
+
+Resources::~Resources() {
+  if (cublas_ != nullptr) MARBM_CUDA_TRY_NOTHROW(cublasDestroy(cublas_));
+  if (stream_ != nullptr) {
+    MARBM_CUDA_TRY_NOTHROW(cudaStreamSynchronize(stream_));
+    MARBM_CUDA_TRY_NOTHROW(cudaStreamDestroy(stream_));
+  }
+}
+
+void Resources::synchronize() const { MARBM_CUDA_TRY(cudaStreamSynchronize(stream_)); }
+
+}  // namespace marbm::detail
