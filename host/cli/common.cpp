@@ -1,0 +1,276 @@
+// Shared pieces of the CLI subcommands (see common.hpp).
+#include "cli/common.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "marbm/error.hpp"
+
+namespace marbm::cli {
+
+namespace {
+
+// Parses the whole of `text` as a finite double; false otherwise (strtod
+// alone would accept "nan", "inf", "1e999" -> HUGE_VAL and trailing junk).
+bool parse_finite(const std::string& text, double& value) {
+  if (text.empty()) return false;
+  const char* begin = text.c_str();
+  char* end = nullptr;
+  errno = 0;
+  value = std::strtod(begin, &end);
+  if (end == begin || *end != '\0' || errno == ERANGE) return false;
+  return std::isfinite(value);
+}
+
+std::string not_a_number(const std::string& text) { return "'" + text + "' is not a finite number"; }
+
+}  // namespace
+
+CLI::Validator finite_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double value = 0;
+        return parse_finite(text, value) ? std::string() : not_a_number(text);
+      },
+      "FINITE", "finite");
+}
+
+CLI::Validator positive_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double value = 0;
+        if (!parse_finite(text, value)) return not_a_number(text);
+        return value > 0 ? std::string() : "'" + text + "' must be greater than 0";
+      },
+      "POSITIVE", "positive");
+}
+
+CLI::Validator non_negative_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double value = 0;
+        if (!parse_finite(text, value)) return not_a_number(text);
+        return value >= 0 ? std::string() : "'" + text + "' must not be negative";
+      },
+      "NONNEGATIVE", "non_negative");
+}
+
+CLI::Validator number_in(double low, double high) {
+  std::ostringstream range;
+  range << '[' << low << ", " << high << ']';
+  return CLI::Validator(
+      [low, high, range = range.str()](std::string& text) -> std::string {
+        double value = 0;
+        if (!parse_finite(text, value)) return not_a_number(text);
+        return (value >= low && value <= high) ? std::string() : "'" + text + "' is outside " + range;
+      },
+      "in " + range.str(), "range");
+}
+
+CLI::Validator number_in_half_open(double low, double high) {
+  std::ostringstream range;
+  range << '[' << low << ", " << high << ')';
+  return CLI::Validator(
+      [low, high, range = range.str()](std::string& text) -> std::string {
+        double value = 0;
+        if (!parse_finite(text, value)) return not_a_number(text);
+        return (value >= low && value < high) ? std::string() : "'" + text + "' is outside " + range;
+      },
+      "in " + range.str(), "range");
+}
+
+CLI::Validator integer_at_least(long long minimum) {
+  return CLI::Validator(
+      [minimum](std::string& text) -> std::string {
+        const char* begin = text.c_str();
+        char* end = nullptr;
+        errno = 0;
+        const long long value = std::strtoll(begin, &end, 10);
+        if (text.empty() || end == begin || *end != '\0') return "'" + text + "' is not an integer";
+        if (errno == ERANGE) return "'" + text + "' is out of range";
+        if (value < minimum) return "'" + text + "' must be at least " + std::to_string(minimum);
+        return {};
+      },
+      "INT>=" + std::to_string(minimum), "integer_at_least");
+}
+
+CLI::Validator writable_file_path() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        namespace fs = std::filesystem;
+        if (text.empty()) return "the path is empty";
+        const fs::path path(text);
+        std::error_code error;
+        if (fs::is_directory(path, error)) return "'" + text + "' is a folder, not a file name";
+        fs::path folder = path.parent_path();
+        if (folder.empty()) folder = ".";
+        if (!fs::is_directory(folder, error)) return "folder '" + folder.string() + "' does not exist";
+        if (::access(folder.c_str(), W_OK) != 0) return "folder '" + folder.string() + "' is not writable";
+        return {};
+      },
+      "FILE", "writable_file");
+}
+
+CLI::Validator one_of(std::initializer_list<std::string_view> words) {
+  std::vector<std::string> list(words.begin(), words.end());
+  std::string joined;
+  for (std::size_t i = 0; i < list.size(); ++i) joined += (i ? "|" : "") + list[i];
+  return CLI::Validator(
+      [list, joined](std::string& text) -> std::string {
+        for (const auto& word : list) {
+          if (text == word) return {};
+        }
+        return "'" + text + "' is not one of " + joined;
+      },
+      joined, "one_of");
+}
+
+CLI::Option* add_backend_option(CLI::App& app, std::string& backend) {
+  return app
+      .add_option("--backend", backend, "where the work runs: cpu, cuda, or auto (cuda when a device is usable)")
+      ->check(one_of({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
+}
+
+Backend parse_backend_option(std::string_view text) {
+  if (text == "cpu") return Backend::cpu;
+  if (text == "cuda") return Backend::cuda;
+  if (text == "auto") return Backend::automatic;
+  throw UsageError("--backend: '" + std::string(text) + "' is not one of cpu|cuda|auto");
+}
+
+std::unique_ptr<Engine> make_engine_for(std::string_view backend_text, int threads, bool quiet) {
+  const Backend backend = parse_backend_option(backend_text);
+  if (backend == Backend::cuda) {
+    if (!cuda_compiled()) {
+      throw CudaError("--backend cuda: this build of marbm has no CUDA engine (configure with MARBM_CUDA=ON)");
+    }
+    if (cuda_devices().empty()) {
+      throw CudaError("--backend cuda: no usable CUDA device (no device, or the driver is missing)");
+    }
+  }
+  EngineOptions options;
+  options.threads = threads;
+  options.quiet = quiet;
+  return make_engine(backend, options);
+}
+
+Dataset load_data_option(const std::string& spec) {
+  Dataset data = load_dataset(spec);
+  if (data.n_rows <= 0 || data.n_cols <= 0) {
+    throw DataError("--data " + spec + ": the data set is empty");
+  }
+  return data;
+}
+
+Rbm load_model_option(const std::string& path, Metadata* metadata) {
+  // load_rbm names the file in its errors; anything else it lets through
+  // (an allocation failure on a corrupt size field, say) is still one line.
+  try {
+    return load_rbm(path, metadata);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw DataError(path + ": the model's sizes are too large to load");
+  } catch (const std::exception& e) {
+    throw DataError(path + ": " + one_line(e.what()));
+  }
+}
+
+bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+
+nlohmann::json json_number(double value) {
+  if (!std::isfinite(value)) return nullptr;
+  return value;
+}
+
+void print_json(const nlohmann::json& object) {
+  std::cout << object.dump() << std::endl;
+}
+
+std::string format_number(double value, int digits) {
+  if (std::isnan(value)) return "nan";
+  std::ostringstream out;
+  out.precision(digits);
+  out << value;
+  return out.str();
+}
+
+std::string one_line(std::string_view text) {
+  std::string line(text);
+  for (char& c : line) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  return line;
+}
+
+int print_error(std::string_view message, int status) noexcept {
+  try {
+    std::cerr << "marbm: error: " << one_line(message) << '\n' << std::flush;
+  } catch (...) {
+    std::fputs("marbm: error: (message unavailable)\n", stderr);
+  }
+  return status;
+}
+
+void print_note(std::string_view message) noexcept {
+  try {
+    std::cerr << "marbm: note: " << one_line(message) << '\n' << std::flush;
+  } catch (...) {
+  }
+}
+
+ProgressLine::ProgressLine(std::string label, long total)
+    : label_(std::move(label)),
+      total_(total),
+      enabled_(stderr_is_terminal()),
+      start_(std::chrono::steady_clock::now()),
+      last_() {}
+
+ProgressLine::~ProgressLine() { finish(); }
+
+void ProgressLine::update(long done, std::string_view note) {
+  if (!enabled_) return;
+  const auto now = std::chrono::steady_clock::now();
+  const bool last = total_ > 0 && done >= total_;
+  if (shown_ && !last && now - last_ < std::chrono::milliseconds(100)) return;
+  last_ = now;
+  const double seconds = std::chrono::duration<double>(now - start_).count();
+  std::ostringstream line;
+  line << label_ << ' ' << done;
+  if (total_ > 0) {
+    line << '/' << total_ << " (" << static_cast<int>(100.0 * static_cast<double>(done) / static_cast<double>(total_))
+         << "%)";
+  }
+  line << ' ' << format_number(seconds, 3) << " s";
+  if (total_ > 0 && done > 0 && done < total_) {
+    const double remaining = seconds * static_cast<double>(total_ - done) / static_cast<double>(done);
+    line << ", ~" << format_number(remaining, 2) << " s left";
+  }
+  if (!note.empty()) line << "  " << note;
+  // \r back to column 0, \033[K erases what a longer earlier line left.
+  std::cerr << '\r' << line.str() << "\033[K" << std::flush;
+  shown_ = true;
+}
+
+void ProgressLine::clear() {
+  if (enabled_ && shown_) {
+    std::cerr << "\r\033[K" << std::flush;
+    shown_ = false;
+  }
+}
+
+void ProgressLine::finish() {
+  clear();
+  enabled_ = false;
+}
+
+}  // namespace marbm::cli

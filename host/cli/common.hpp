@@ -1,0 +1,123 @@
+// What every subcommand of the CLI shares: option validators that refuse NaN
+// and out-of-range values with one line, backend parsing and engine creation,
+// data and model loading with errors that name the input, JSON output on
+// stdout and a progress line on stderr that appears only on a terminal.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "marbm/data.hpp"
+#include "marbm/engine.hpp"
+#include "marbm/mode.hpp"
+#include "marbm/model_io.hpp"
+#include "marbm/rbm.hpp"
+
+namespace marbm::cli {
+
+// ------------------------------------------------------------------ validators
+// Each returns a CLI11 validator; a failing value gives a CLI::ValidationError
+// that main() prints as one line naming the option (exit 2). Numbers must be
+// finite: strtod accepts "nan" and "inf", these do not.
+
+/// Any finite real number.
+CLI::Validator finite_number();
+/// A finite number > 0.
+CLI::Validator positive_number();
+/// A finite number >= 0.
+CLI::Validator non_negative_number();
+/// A finite number in [low, high] (closed interval).
+CLI::Validator number_in(double low, double high);
+/// A finite number in [low, high) (momentum-like values).
+CLI::Validator number_in_half_open(double low, double high);
+/// An integer >= minimum (rejects fractions, NaN and overflow).
+CLI::Validator integer_at_least(long long minimum);
+/// A path a file can be written to: its folder exists and it is not a folder.
+CLI::Validator writable_file_path();
+/// One of the given words, e.g. one_of({"cd", "pcd"}).
+CLI::Validator one_of(std::initializer_list<std::string_view> words);
+
+// ------------------------------------------------------------------ backends
+
+/// Adds `--backend cpu|cuda|auto` bound to `backend` (default as given).
+CLI::Option* add_backend_option(CLI::App& app, std::string& backend);
+
+/// Parses a backend name (UsageError naming --backend otherwise).
+Backend parse_backend_option(std::string_view text);
+
+/// Creates the engine a command asked for. `cuda` without a usable device (or
+/// without the CUDA engine compiled in) throws CudaError with one line saying
+/// so; `auto` falls back to cpu with a one-line notice unless `quiet`.
+std::unique_ptr<Engine> make_engine_for(std::string_view backend, int threads, bool quiet);
+
+// ------------------------------------------------------------------ inputs
+
+/// load_dataset(spec), refusing an empty data set. Errors from the loader
+/// already name the spec or file; UsageError for a malformed spec (exit 2),
+/// DataError for bad contents (exit 1).
+Dataset load_data_option(const std::string& spec);
+
+/// load_rbm(path) with `metadata`; DataError naming the file on any problem.
+Rbm load_model_option(const std::string& path, Metadata* metadata = nullptr);
+
+// ------------------------------------------------------------------ output
+
+/// Whether stderr is a terminal (progress lines go there only then).
+bool stderr_is_terminal();
+
+/// A finite number as JSON, NaN or infinity as null (JSON has no NaN).
+nlohmann::json json_number(double value);
+
+/// Prints `object` on stdout as one line followed by a newline, then flushes.
+void print_json(const nlohmann::json& object);
+
+/// A number for humans: up to `digits` significant digits, "nan" for NaN.
+std::string format_number(double value, int digits = 6);
+
+/// `text` with every line break replaced by a space, so that an error message
+/// is exactly one line.
+std::string one_line(std::string_view text);
+
+/// Prints "marbm: error: <message>" as one line on stderr and returns
+/// `status`. Never throws.
+int print_error(std::string_view message, int status) noexcept;
+
+/// Prints "marbm: note: <message>" as one line on stderr. Never throws.
+void print_note(std::string_view message) noexcept;
+
+/// A single self-overwriting status line on stderr, shown only when stderr
+/// is a terminal and at most about ten times a second; finish() (or the
+/// destructor) erases it so that later output starts on a clean line.
+class ProgressLine {
+ public:
+  /// `label` starts the line; `total` is the amount of work (0: unknown).
+  ProgressLine(std::string label, long total);
+  ~ProgressLine();
+  ProgressLine(const ProgressLine&) = delete;
+  ProgressLine& operator=(const ProgressLine&) = delete;
+
+  /// Reports `done` units of work and an optional note (e.g. the last KL).
+  void update(long done, std::string_view note = {});
+  /// Erases the line before other stderr output (it comes back on update()).
+  void clear();
+  /// Erases the line for good.
+  void finish();
+
+  bool enabled() const { return enabled_; }
+
+ private:
+  std::string label_;
+  long total_ = 0;
+  bool enabled_ = false;
+  bool shown_ = false;
+  std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point last_;
+};
+
+}  // namespace marbm::cli
