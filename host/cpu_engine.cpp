@@ -1,7 +1,490 @@
-// Placeholder until the CPU engine lands.
+// The CPU engine: the reference implementation of Engine (OpenBLAS sgemm for
+// the matrix products of large layers, plain loops for tiny models, OpenMP for
+// the elementwise sigmoid/Bernoulli work).
+//
+// Random numbers. Every Bernoulli draw of a block-Gibbs half-sweep reads the
+// Philox word at
+//     index = half_sweep * 2^40 + row * stride + unit,   stride = layer width rounded up to 4,
+// of the stream (seed, random_stream(gibbs, step)), so a draw depends only on
+// (row, unit, half-sweep), never on the thread that makes it, and each row
+// starts on a fresh Philox block. Half-sweeps are numbered per update:
+//   cd:  h_s sampled in half-sweep 2s, v_{s+1} in 2s + 1 (s = 0..k-1); a sampled
+//        positive-phase h is h_0 (half-sweep 0), the same draw the chain uses;
+//   pcd: a sampled positive-phase h uses half-sweep 0; the chains sample h in
+//        2s + 1 and v in 2s + 2;
+//   gibbs_chain: as cd, on the stream named by its `stream` argument.
+// Persistent chains start uniform: bit 31 of the word at row * stride + unit of
+// (seed, random_stream(persistent_chains, 0)).
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
 #include "detail/cpu_engine.hpp"
 #include "marbm/error.hpp"
+#include "marbm/exact.hpp"
+#include "marbm/mode.hpp"
+#include "marbm/random.hpp"
 
 namespace marbm::detail {
-std::unique_ptr<Engine> make_cpu_engine(const EngineOptions&) { throw RuntimeFailure("cpu engine not built yet"); }
+namespace {
+
+// A matrix product with fewer multiply-adds than this runs as plain loops: for
+// tiny models (6 x 6, batch 6) a BLAS call's dispatch and packing cost more
+// than the arithmetic.
+constexpr long blas_threshold = 16 * 1024;
+// Elementwise work on fewer elements than this stays on the calling thread
+// (an OpenMP fork costs microseconds).
+constexpr long parallel_threshold = 8 * 1024;
+// Half-sweeps occupy the high bits of the Philox index (see the file comment).
+constexpr int half_sweep_shift = 40;
+// Keeps half_sweep * 2^40 inside 64 bits with room to spare.
+constexpr int max_gibbs_steps = 1 << 20;
+
+float logistic(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+int round_up4(int x) { return (x + 3) & ~3; }
+
+std::string str(long long x) { return std::to_string(x); }
+
+class CpuEngine final : public Engine {
+ public:
+  explicit CpuEngine(const EngineOptions& options) : threads_(options.threads) {
+    MARBM_EXPECTS(options.threads >= 0, UsageError,
+                  "engine threads must be >= 0 (0 keeps the default), got " + str(options.threads));
+    if (threads_ > 0) openblas_set_num_threads(threads_);
+  }
+
+  Backend backend() const override { return Backend::cpu; }
+
+  std::string description() const override {
+    return "cpu (" + str(thread_count()) + (thread_count() == 1 ? " thread" : " threads") + ", OpenBLAS)";
+  }
+
+  void set_model(const Rbm& rbm) override {
+    MARBM_EXPECTS(rbm.n_visible() >= 1 && rbm.n_hidden() >= 1, UsageError,
+                  "set_model: the model has no units (default-constructed Rbm)");
+    rbm.check_finite("set_model");
+    rbm_ = rbm;
+    n_ = rbm.n_visible();
+    m_ = rbm.n_hidden();
+    weight_velocity_.assign(static_cast<std::size_t>(n_) * m_, 0.0f);
+    visible_velocity_.assign(n_, 0.0f);
+    hidden_velocity_.assign(m_, 0.0f);
+    weight_gradient_.assign(static_cast<std::size_t>(n_) * m_, 0.0f);
+    visible_gradient_.assign(n_, 0.0);
+    hidden_gradient_.assign(m_, 0.0);
+    if (static_cast<int>(chains_.size()) != chain_count_ * n_) {
+      // Chains of another width cannot continue under this model.
+      chains_.clear();
+      chain_count_ = 0;
+    }
+  }
+
+  Rbm model() const override {
+    require_model("model");
+    return rbm_;
+  }
+
+  void set_data(const Dataset& data) override {
+    MARBM_EXPECTS(n_ == 0 || data.n_cols == n_, UsageError,
+                  "set_data: the data set has " + str(data.n_cols) + " columns, the model has " + str(n_) +
+                      " visible units");
+    MARBM_EXPECTS(data.n_rows >= 1, UsageError, "set_data: the data set has no rows");
+    MARBM_EXPECTS(data.values.size() == static_cast<std::size_t>(data.n_rows) * data.n_cols, DataError,
+                  "set_data: the data set holds " + str(static_cast<long long>(data.values.size())) +
+                      " values, expected rows x columns = " + str(static_cast<long long>(data.n_rows) * data.n_cols));
+    data_.resize(data.values.size());
+    for (std::size_t k = 0; k < data.values.size(); ++k) {
+      const std::uint8_t x = data.values[k];
+      MARBM_EXPECTS(x <= 1, DataError,
+                    "set_data: value " + str(x) + " at row " + str(static_cast<long long>(k / data.n_cols)) +
+                        ", column " + str(static_cast<long long>(k % data.n_cols)) + " is not 0 or 1");
+      data_[k] = x;
+    }
+    data_rows_ = data.n_rows;
+    data_cols_ = data.n_cols;
+  }
+
+  void reset_persistent_chains(int count, std::uint64_t seed) override {
+    require_model("reset_persistent_chains");
+    MARBM_EXPECTS(count >= 1, UsageError, "persistent chain count must be >= 1, got " + str(count));
+    const PhiloxStream stream(seed, random_stream(RandomPurpose::persistent_chains, 0));
+    const int stride = round_up4(n_);
+    chain_count_ = count;
+    chains_.resize(static_cast<std::size_t>(count) * n_);
+    float* chains = chains_.data();
+    const int n = n_;
+#pragma omp parallel for num_threads(thread_count()) if (static_cast<long>(count) * n >= parallel_threshold)
+    for (int r = 0; r < count; ++r) {
+      const std::uint64_t base = static_cast<std::uint64_t>(r) * stride;
+      for (int i = 0; i < n; i += 4) {
+        const auto words = stream.block((base + i) >> 2);
+        for (int q = 0; q < 4 && i + q < n; ++q) chains[static_cast<std::size_t>(r) * n + i + q] = static_cast<float>(words[q] >> 31);
+      }
+    }
+  }
+
+  Gradient gradient(const UpdateStep& step) override {
+    compute_gradient(step);
+    Gradient g;
+    g.weights.assign(weight_gradient_.begin(), weight_gradient_.end());
+    g.visible_bias = visible_gradient_;
+    g.hidden_bias = hidden_gradient_;
+    return g;
+  }
+
+  void update(const UpdateStep& step) override {
+    compute_gradient(step);
+    apply_update(step);
+  }
+
+  std::vector<float> hidden_probabilities(std::span<const std::uint8_t> visible, int batch) override {
+    require_model("hidden_probabilities");
+    const std::vector<float> v = visible_rows(visible, batch, "hidden_probabilities");
+    std::vector<float> p(static_cast<std::size_t>(batch) * m_);
+    hidden_given_visible(v.data(), batch, p.data());
+    return p;
+  }
+
+  std::vector<std::uint8_t> gibbs_chain(std::span<const std::uint8_t> visible, int batch, int steps,
+                                        std::uint64_t seed, std::uint64_t stream) override {
+    require_model("gibbs_chain");
+    MARBM_EXPECTS(steps >= 1 && steps <= max_gibbs_steps, UsageError,
+                  "gibbs_chain: steps must be in [1, " + str(max_gibbs_steps) + "], got " + str(steps));
+    std::vector<float> v = visible_rows(visible, batch, "gibbs_chain");
+    const PhiloxStream random(seed, random_stream(RandomPurpose::gibbs, stream));
+    std::vector<float> hp(static_cast<std::size_t>(batch) * m_), h(hp.size()), vp(v.size());
+    for (int s = 0; s < steps; ++s) {
+      hidden_given_visible(v.data(), batch, hp.data());
+      sample(hp.data(), h.data(), batch, m_, random, 2 * static_cast<std::uint64_t>(s));
+      visible_given_hidden(h.data(), batch, vp.data());
+      sample(vp.data(), v.data(), batch, n_, random, 2 * static_cast<std::uint64_t>(s) + 1);
+    }
+    std::vector<std::uint8_t> out(v.size());
+    for (std::size_t k = 0; k < v.size(); ++k) out[k] = v[k] != 0.0f ? 1 : 0;
+    return out;
+  }
+
+  double log_partition_exact(const ExactOptions& options) override {
+    require_model("log_partition_exact");
+    return marbm::log_partition_exact(rbm_, options);
+  }
+
+  ModeResult find_mode(const ModeSearchConfig& config) override {
+    require_model("find_mode");
+    ModeSearchConfig cpu_config = config;
+    cpu_config.backend = Backend::cpu;
+    return marbm::find_mode(rbm_, cpu_config);
+  }
+
+ private:
+  int thread_count() const { return threads_ > 0 ? threads_ : omp_get_max_threads(); }
+
+  void require_model(const char* what) const {
+    MARBM_EXPECTS(n_ > 0, UsageError, std::string(what) + ": the engine has no model (call set_model first)");
+  }
+
+  // Checks a batch of visible states and converts it to float rows.
+  std::vector<float> visible_rows(std::span<const std::uint8_t> visible, int batch, const char* what) const {
+    MARBM_EXPECTS(batch >= 1, UsageError, std::string(what) + ": batch must be >= 1, got " + str(batch));
+    MARBM_EXPECTS(visible.size() == static_cast<std::size_t>(batch) * n_, UsageError,
+                  std::string(what) + ": " + str(static_cast<long long>(visible.size())) +
+                      " visible values given, expected batch x n = " + str(batch) + " x " + str(n_));
+    std::vector<float> v(visible.size());
+    for (std::size_t k = 0; k < visible.size(); ++k) {
+      MARBM_EXPECTS(visible[k] <= 1, UsageError,
+                    std::string(what) + ": visible value " + str(visible[k]) + " at position " +
+                        str(static_cast<long long>(k)) + " is not 0 or 1");
+      v[k] = visible[k];
+    }
+    return v;
+  }
+
+  // out (rows x m) = sigmoid(v W + b) for v rows x n.
+  void hidden_given_visible(const float* v, int rows, float* out) const {
+    const float* w = rbm_.weights().data();
+    const float* b = rbm_.hidden_bias().data();
+    const int n = n_, m = m_;
+    const long work = static_cast<long>(rows) * n * m;
+    if (work >= blas_threshold) {
+      for (int r = 0; r < rows; ++r) std::copy(b, b + m, out + static_cast<std::size_t>(r) * m);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, m, n, 1.0f, v, n, w, m, 1.0f, out, m);
+#pragma omp parallel for num_threads(thread_count()) if (static_cast<long>(rows) * m >= parallel_threshold)
+      for (int r = 0; r < rows; ++r) {
+        float* o = out + static_cast<std::size_t>(r) * m;
+        for (int j = 0; j < m; ++j) o[j] = logistic(o[j]);
+      }
+      return;
+    }
+#pragma omp parallel for num_threads(thread_count()) if (work >= parallel_threshold)
+    for (int r = 0; r < rows; ++r) {
+      float* o = out + static_cast<std::size_t>(r) * m;
+      const float* vr = v + static_cast<std::size_t>(r) * n;
+      std::copy(b, b + m, o);
+      for (int i = 0; i < n; ++i) {
+        if (vr[i] == 0.0f) continue;
+        const float x = vr[i];
+        const float* wi = w + static_cast<std::size_t>(i) * m;
+        for (int j = 0; j < m; ++j) o[j] += x * wi[j];
+      }
+      for (int j = 0; j < m; ++j) o[j] = logistic(o[j]);
+    }
+  }
+
+  // out (rows x n) = sigmoid(h W^T + a) for h rows x m.
+  void visible_given_hidden(const float* h, int rows, float* out) const {
+    const float* w = rbm_.weights().data();
+    const float* a = rbm_.visible_bias().data();
+    const int n = n_, m = m_;
+    const long work = static_cast<long>(rows) * n * m;
+    if (work >= blas_threshold) {
+      for (int r = 0; r < rows; ++r) std::copy(a, a + n, out + static_cast<std::size_t>(r) * n);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, m, 1.0f, h, m, w, m, 1.0f, out, n);
+#pragma omp parallel for num_threads(thread_count()) if (static_cast<long>(rows) * n >= parallel_threshold)
+      for (int r = 0; r < rows; ++r) {
+        float* o = out + static_cast<std::size_t>(r) * n;
+        for (int i = 0; i < n; ++i) o[i] = logistic(o[i]);
+      }
+      return;
+    }
+#pragma omp parallel for num_threads(thread_count()) if (work >= parallel_threshold)
+    for (int r = 0; r < rows; ++r) {
+      float* o = out + static_cast<std::size_t>(r) * n;
+      const float* hr = h + static_cast<std::size_t>(r) * m;
+      for (int i = 0; i < n; ++i) {
+        const float* wi = w + static_cast<std::size_t>(i) * m;
+        float acc = a[i];
+        for (int j = 0; j < m; ++j) acc += hr[j] * wi[j];
+        o[i] = logistic(acc);
+      }
+    }
+  }
+
+  // state = [u < p] with u the Philox uniform of (row, unit, half_sweep).
+  void sample(const float* p, float* state, int rows, int width, const PhiloxStream& random,
+              std::uint64_t half_sweep) const {
+    const std::uint64_t stride = static_cast<std::uint64_t>(round_up4(width));
+    const std::uint64_t offset = half_sweep << half_sweep_shift;
+#pragma omp parallel for num_threads(thread_count()) if (static_cast<long>(rows) * width >= parallel_threshold)
+    for (int r = 0; r < rows; ++r) {
+      const std::size_t row = static_cast<std::size_t>(r) * width;
+      const std::uint64_t base = offset + static_cast<std::uint64_t>(r) * stride;
+      for (int u = 0; u < width; u += 4) {
+        const auto words = random.block((base + u) >> 2);
+        const int count = std::min(4, width - u);
+        for (int q = 0; q < count; ++q) {
+          state[row + u + q] = PhiloxStream::to_uniform(words[q]) < p[row + u + q] ? 1.0f : 0.0f;
+        }
+      }
+    }
+  }
+
+  // weight_gradient_ (+)= scale * v^T p for v rows x n, p rows x m.
+  void accumulate_outer(const float* v, const float* p, int rows, float scale, bool accumulate) {
+    float* g = weight_gradient_.data();
+    const int n = n_, m = m_;
+    const long work = static_cast<long>(rows) * n * m;
+    if (work >= blas_threshold) {
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, m, rows, scale, v, n, p, m, accumulate ? 1.0f : 0.0f,
+                  g, m);
+      return;
+    }
+    if (!accumulate) std::fill(weight_gradient_.begin(), weight_gradient_.end(), 0.0f);
+    for (int r = 0; r < rows; ++r) {
+      const float* vr = v + static_cast<std::size_t>(r) * n;
+      const float* pr = p + static_cast<std::size_t>(r) * m;
+      for (int i = 0; i < n; ++i) {
+        if (vr[i] == 0.0f) continue;
+        const float x = scale * vr[i];
+        float* gi = g + static_cast<std::size_t>(i) * m;
+        for (int j = 0; j < m; ++j) gi[j] += x * pr[j];
+      }
+    }
+  }
+
+  // Bias gradients in float64: sum over rows of v and p, times scale.
+  static void accumulate_mean(const float* x, int rows, int width, double scale, std::vector<double>& out) {
+    for (int r = 0; r < rows; ++r) {
+      const float* xr = x + static_cast<std::size_t>(r) * width;
+      for (int k = 0; k < width; ++k) out[k] += scale * xr[k];
+    }
+  }
+
+  void validate_step(const UpdateStep& step) const {
+    require_model("update");
+    MARBM_EXPECTS(data_rows_ > 0, UsageError, "update: the engine has no data (call set_data first)");
+    MARBM_EXPECTS(data_cols_ == n_, UsageError,
+                  "update: the data set has " + str(data_cols_) + " columns, the model has " + str(n_) +
+                      " visible units");
+    MARBM_EXPECTS(!step.batch_rows.empty(), UsageError, "update: the batch is empty");
+    for (const int row : step.batch_rows) {
+      MARBM_EXPECTS(row >= 0 && row < data_rows_, UsageError,
+                    "update: batch row " + str(row) + " is outside the data set's " + str(data_rows_) + " rows");
+    }
+    if (step.negative == NegativePhase::cd || step.negative == NegativePhase::pcd) {
+      MARBM_EXPECTS(step.gibbs_steps >= 1 && step.gibbs_steps <= max_gibbs_steps, UsageError,
+                    "update: Gibbs steps k must be in [1, " + str(max_gibbs_steps) + "], got " + str(step.gibbs_steps));
+    }
+    MARBM_EXPECTS(std::isfinite(step.learning_rate) && step.learning_rate >= 0, UsageError,
+                  "update: learning rate must be finite and >= 0, got " + std::to_string(step.learning_rate));
+    MARBM_EXPECTS(std::isfinite(step.momentum) && step.momentum >= 0 && step.momentum < 1, UsageError,
+                  "update: momentum must be in [0, 1), got " + std::to_string(step.momentum));
+    MARBM_EXPECTS(std::isfinite(step.weight_decay) && step.weight_decay >= 0, UsageError,
+                  "update: weight decay must be finite and >= 0, got " + std::to_string(step.weight_decay));
+    if (step.negative == NegativePhase::mode) {
+      MARBM_EXPECTS(step.mode_visible.size() == static_cast<std::size_t>(n_) &&
+                        step.mode_hidden.size() == static_cast<std::size_t>(m_),
+                    UsageError,
+                    "update: the mode state has " + str(static_cast<long long>(step.mode_visible.size())) + " + " +
+                        str(static_cast<long long>(step.mode_hidden.size())) + " units, the model has " + str(n_) +
+                        " + " + str(m_));
+      for (const std::uint8_t x : step.mode_visible)
+        MARBM_EXPECTS(x <= 1, UsageError, "update: the mode's visible state holds a value other than 0 or 1");
+      for (const std::uint8_t x : step.mode_hidden)
+        MARBM_EXPECTS(x <= 1, UsageError, "update: the mode's hidden state holds a value other than 0 or 1");
+    }
+  }
+
+  // Runs k sweeps from chain (rows x n, overwritten with v_k) starting with
+  // half-sweep `first_half_sweep`; leaves p(h | v_k) in chain_hidden_.
+  // When `initial_hidden` is given it is h_0 (already sampled).
+  void run_chain(float* chain, int rows, int k, const PhiloxStream& random, std::uint64_t first_half_sweep,
+                 const float* initial_hidden) {
+    const std::size_t hidden_size = static_cast<std::size_t>(rows) * m_;
+    chain_hidden_.resize(hidden_size);
+    chain_sample_.resize(hidden_size);
+    chain_visible_prob_.resize(static_cast<std::size_t>(rows) * n_);
+    for (int s = 0; s < k; ++s) {
+      const std::uint64_t half = first_half_sweep + 2 * static_cast<std::uint64_t>(s);
+      const float* h = initial_hidden;
+      if (s > 0 || h == nullptr) {
+        hidden_given_visible(chain, rows, chain_hidden_.data());
+        sample(chain_hidden_.data(), chain_sample_.data(), rows, m_, random, half);
+        h = chain_sample_.data();
+      }
+      visible_given_hidden(h, rows, chain_visible_prob_.data());
+      sample(chain_visible_prob_.data(), chain, rows, n_, random, half + 1);
+    }
+    hidden_given_visible(chain, rows, chain_hidden_.data());
+  }
+
+  void compute_gradient(const UpdateStep& step) {
+    validate_step(step);
+    const int batch = static_cast<int>(step.batch_rows.size());
+    const PhiloxStream random(step.seed, random_stream(RandomPurpose::gibbs, step.step));
+
+    // Positive phase: the batch rows and p(h | v) (or a sample of it).
+    batch_visible_.resize(static_cast<std::size_t>(batch) * n_);
+    for (int r = 0; r < batch; ++r) {
+      const float* src = data_.data() + static_cast<std::size_t>(step.batch_rows[r]) * n_;
+      std::copy(src, src + n_, batch_visible_.data() + static_cast<std::size_t>(r) * n_);
+    }
+    batch_hidden_.resize(static_cast<std::size_t>(batch) * m_);
+    hidden_given_visible(batch_visible_.data(), batch, batch_hidden_.data());
+    const bool need_h0 = step.sample_positive_hidden || step.negative == NegativePhase::cd;
+    if (need_h0) {
+      batch_hidden_sample_.resize(batch_hidden_.size());
+      sample(batch_hidden_.data(), batch_hidden_sample_.data(), batch, m_, random, 0);
+    }
+    const float* positive_hidden = step.sample_positive_hidden ? batch_hidden_sample_.data() : batch_hidden_.data();
+    const float inv_batch = 1.0f / static_cast<float>(batch);
+    accumulate_outer(batch_visible_.data(), positive_hidden, batch, inv_batch, false);
+    std::fill(visible_gradient_.begin(), visible_gradient_.end(), 0.0);
+    std::fill(hidden_gradient_.begin(), hidden_gradient_.end(), 0.0);
+    accumulate_mean(batch_visible_.data(), batch, n_, 1.0 / batch, visible_gradient_);
+    accumulate_mean(positive_hidden, batch, m_, 1.0 / batch, hidden_gradient_);
+
+    // Negative phase.
+    switch (step.negative) {
+      case NegativePhase::cd: {
+        negative_visible_.assign(batch_visible_.begin(), batch_visible_.end());
+        run_chain(negative_visible_.data(), batch, step.gibbs_steps, random, 0, batch_hidden_sample_.data());
+        subtract_samples(negative_visible_.data(), batch);
+        break;
+      }
+      case NegativePhase::pcd: {
+        if (chain_count_ == 0) reset_persistent_chains(batch, step.seed);
+        run_chain(chains_.data(), chain_count_, step.gibbs_steps, random, 1, nullptr);
+        subtract_samples(chains_.data(), chain_count_);
+        break;
+      }
+      case NegativePhase::exact: {
+        const ModelExpectations ex = model_expectations_exact(rbm_, step.exact);
+        float* g = weight_gradient_.data();
+        for (std::size_t k = 0; k < weight_gradient_.size(); ++k) g[k] = static_cast<float>(g[k] - ex.visible_hidden[k]);
+        for (int i = 0; i < n_; ++i) visible_gradient_[i] -= ex.visible[i];
+        for (int j = 0; j < m_; ++j) hidden_gradient_[j] -= ex.hidden[j];
+        break;
+      }
+      case NegativePhase::mode: {
+        float* g = weight_gradient_.data();
+        for (int i = 0; i < n_; ++i) {
+          if (!step.mode_visible[i]) continue;
+          float* gi = g + static_cast<std::size_t>(i) * m_;
+          for (int j = 0; j < m_; ++j) gi[j] -= static_cast<float>(step.mode_hidden[j]);
+        }
+        for (int i = 0; i < n_; ++i) visible_gradient_[i] -= step.mode_visible[i];
+        for (int j = 0; j < m_; ++j) hidden_gradient_[j] -= step.mode_hidden[j];
+        break;
+      }
+    }
+  }
+
+  // Negative statistics of `rows` chains: sampled v_k and p(h | v_k) (in chain_hidden_).
+  void subtract_samples(const float* visible, int rows) {
+    const float inv_rows = 1.0f / static_cast<float>(rows);
+    accumulate_outer(visible, chain_hidden_.data(), rows, -inv_rows, true);
+    accumulate_mean(visible, rows, n_, -1.0 / rows, visible_gradient_);
+    accumulate_mean(chain_hidden_.data(), rows, m_, -1.0 / rows, hidden_gradient_);
+  }
+
+  void apply_update(const UpdateStep& step) {
+    const float lr = static_cast<float>(step.learning_rate);
+    const float momentum = static_cast<float>(step.momentum);
+    const float decay = static_cast<float>(step.weight_decay);
+    float* w = rbm_.weights().data();
+    float* vw = weight_velocity_.data();
+    const float* g = weight_gradient_.data();
+    const long size = static_cast<long>(weight_gradient_.size());
+#pragma omp parallel for num_threads(thread_count()) if (size >= 4 * parallel_threshold)
+    for (long k = 0; k < size; ++k) {
+      vw[k] = momentum * vw[k] + lr * (g[k] - decay * w[k]);
+      w[k] += vw[k];
+    }
+    auto update_bias = [&](std::span<float> bias, std::vector<float>& velocity, const std::vector<double>& grad) {
+      for (std::size_t k = 0; k < bias.size(); ++k) {
+        velocity[k] = momentum * velocity[k] + lr * static_cast<float>(grad[k]);
+        bias[k] += velocity[k];
+      }
+    };
+    update_bias(rbm_.visible_bias(), visible_velocity_, visible_gradient_);
+    update_bias(rbm_.hidden_bias(), hidden_velocity_, hidden_gradient_);
+  }
+
+  int threads_ = 0;
+  Rbm rbm_;
+  int n_ = 0;
+  int m_ = 0;
+  std::vector<float> weight_velocity_, visible_velocity_, hidden_velocity_;
+  std::vector<float> weight_gradient_;
+  std::vector<double> visible_gradient_, hidden_gradient_;
+  std::vector<float> data_;  // data rows as float32 for BLAS
+  int data_rows_ = 0;
+  int data_cols_ = 0;
+  std::vector<float> chains_;  // persistent chains, chain_count_ x n
+  int chain_count_ = 0;
+  // Workspace reused between updates (no allocation once sizes settle).
+  std::vector<float> batch_visible_, batch_hidden_, batch_hidden_sample_;
+  std::vector<float> negative_visible_, chain_hidden_, chain_sample_, chain_visible_prob_;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_cpu_engine(const EngineOptions& options) { return std::make_unique<CpuEngine>(options); }
+
 }  // namespace marbm::detail
