@@ -1,0 +1,71 @@
+// `marbm info`: what this build of marbm can use on this machine.
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "marbm/engine.hpp"
+
+namespace marbm::cli {
+namespace {
+
+struct InfoOptions {
+  bool json = false;
+};
+
+int run_info(const InfoOptions& options) {
+  const auto devices = cuda_devices();
+  // The CPU engine's own description reports the threads OpenMP will use and
+  // the BLAS it links, which is what a user tuning --threads needs.
+  const std::string cpu = make_engine(Backend::cpu)->description();
+  const unsigned hardware_threads = std::thread::hardware_concurrency();
+  const char* omp_env = std::getenv("OMP_NUM_THREADS");
+
+  if (options.json) {
+    nlohmann::json out;
+    out["version"] = version();
+    out["cuda_compiled"] = cuda_compiled();
+    out["cpu_engine"] = cpu;
+    out["hardware_threads"] = hardware_threads;
+    out["omp_num_threads"] = omp_env ? nlohmann::json(omp_env) : nlohmann::json(nullptr);
+    out["devices"] = nlohmann::json::array();
+    for (const auto& device : devices) {
+      out["devices"].push_back({{"ordinal", device.ordinal},
+                                {"name", device.name},
+                                {"memory_bytes", device.memory_bytes},
+                                {"compute_capability", std::to_string(device.compute_capability_major) + "." +
+                                                           std::to_string(device.compute_capability_minor)}});
+    }
+    print_json(out);
+    return 0;
+  }
+  std::cout << "marbm " << version() << '\n';
+  std::cout << "cpu engine: " << cpu << " (" << hardware_threads << " hardware threads";
+  if (omp_env) std::cout << ", OMP_NUM_THREADS=" << omp_env;
+  std::cout << ")\n";
+  std::cout << "cuda engine: " << (cuda_compiled() ? "compiled" : "not compiled") << '\n';
+  if (devices.empty()) {
+    std::cout << "cuda devices: none usable\n";
+  }
+  for (const auto& device : devices) {
+    std::cout << "cuda device " << device.ordinal << ": " << device.name << ", "
+              << format_number(static_cast<double>(device.memory_bytes) / (1024.0 * 1024.0 * 1024.0), 3)
+              << " GiB, compute capability " << device.compute_capability_major << '.'
+              << device.compute_capability_minor << '\n';
+  }
+  return 0;
+}
+
+Runner setup_info(CLI::App& app) {
+  auto options = std::make_shared<InfoOptions>();
+  app.add_flag("--json", options->json, "print one JSON object on stdout");
+  return [options] { return run_info(*options); };
+}
+
+const bool registered =
+    register_command({"info", "version, compiled engines, CUDA devices and CPU threads", 90, setup_info});
+
+}  // namespace
+}  // namespace marbm::cli

@@ -1,0 +1,312 @@
+// `marbm train`: trains an RBM on a data spec with CD-k, PCD-k, the exact
+// gradient or mode-assisted training and saves it as safetensors with
+// metadata describing how it was trained.
+#include <cmath>
+#include <cstdint>
+#include <iostream>
+#include <limits>
+#include <sstream>
+#include <string>
+
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "marbm/data.hpp"
+#include "marbm/engine.hpp"
+#include "marbm/error.hpp"
+#include "marbm/exact.hpp"
+#include "marbm/model_io.hpp"
+#include "marbm/train.hpp"
+
+namespace marbm::cli {
+namespace {
+
+struct TrainOptions {
+  std::string data;
+  int hidden = 0;
+  std::string method = "cd";
+  int k = 1;
+  double learning_rate = 0.1;
+  int batch = 100;
+  long iterations = 0;
+  int epochs = 0;
+  std::uint64_t seed = 0;
+  std::string backend = "auto";
+  std::string out;
+  long eval_every = 0;
+  bool json = false;
+  double momentum = 0.0;
+  double weight_decay = 0.0;
+  double init_sigma = 0.01;
+  int chains = 0;
+  int threads = 0;
+  int exact_max_units = 24;
+  // Mode-assisted training (ModeAssistConfig).
+  std::string base = "cd";
+  double p_max = 0.1;
+  double alpha = 20.0;
+  double beta = -6.0;
+  std::string mode_solver = "auto";
+  std::string mode_lr_scale = "push";
+  int mode_replicas = 0;
+  int mode_steps = 0;
+};
+
+// Full precision for numbers stored in model metadata, so that a value read
+// back is the value that was used.
+std::string exact_text(double value) {
+  std::ostringstream out;
+  out.precision(17);
+  out << value;
+  return out.str();
+}
+
+// Rough cost (multiply-adds) of one exact evaluation: the Gray-code
+// enumeration of the smaller layer plus the free energies of the data rows.
+double exact_evaluation_cost(int n, int m, int rows) {
+  const int enumerated = std::min(n, m);
+  return std::ldexp(1.0, enumerated) * std::max(n, m) + static_cast<double>(rows) * n * m;
+}
+
+std::string metrics_text(const TrainMetrics& metrics, long total, bool mode) {
+  std::ostringstream line;
+  line << "iteration " << metrics.iteration << '/' << total;
+  if (std::isfinite(metrics.kl)) line << "  kl " << format_number(metrics.kl);
+  if (std::isfinite(metrics.mean_log_likelihood)) {
+    line << "  mean log-likelihood " << format_number(metrics.mean_log_likelihood);
+  }
+  if (std::isfinite(metrics.log_z)) line << "  log Z " << format_number(metrics.log_z);
+  if (mode) {
+    line << "  p_mode " << format_number(metrics.p_mode, 3) << "  mode steps " << metrics.mode_steps;
+  }
+  line << "  (" << format_number(metrics.seconds, 3) << " s)";
+  return line.str();
+}
+
+TrainConfig make_config(const TrainOptions& options, const CLI::App& app) {
+  TrainConfig config;
+  config.method = parse_train_method(options.method);
+  config.gibbs_steps = options.k;
+  config.learning_rate = options.learning_rate;
+  config.momentum = options.momentum;
+  config.weight_decay = options.weight_decay;
+  config.batch_size = options.batch;
+  config.iterations = options.iterations;
+  config.epochs = options.epochs;
+  config.persistent_chains = options.chains;
+  config.seed = options.seed;
+  config.eval_every = options.eval_every;
+  config.exact.max_enumerated_units = options.exact_max_units;
+
+  const bool mode = config.method == TrainMethod::mode;
+  const bool uses_chains =
+      config.method == TrainMethod::pcd || (mode && options.base == "pcd");
+  if (app.count("--chains") > 0 && !uses_chains) {
+    throw UsageError("--chains applies only to --method pcd or --method mode --base pcd");
+  }
+  for (const char* name : {"--base", "--p-max", "--alpha", "--beta", "--mode-solver", "--mode-lr-scale",
+                           "--mode-replicas", "--mode-steps"}) {
+    if (!mode && app.count(name) > 0) {
+      throw UsageError(std::string(name) + " applies only to --method mode (got --method " + options.method + ")");
+    }
+  }
+  if (app.count("--iters") == 0 && app.count("--epochs") == 0) {
+    throw UsageError("give the training length with --iters N or --epochs E");
+  }
+
+  config.mode.p_max = options.p_max;
+  config.mode.alpha = options.alpha;
+  config.mode.beta = options.beta;
+  config.mode.base = options.base == "pcd" ? NegativePhase::pcd : NegativePhase::cd;
+  config.mode.push_scaled = options.mode_lr_scale == "push";
+  if (options.mode_solver != "auto") config.mode.solver = parse_mode_solver(options.mode_solver);
+  config.mode.search.replicas = options.mode_replicas;
+  config.mode.search.steps = options.mode_steps;
+  return config;
+}
+
+Metadata make_metadata(const TrainOptions& options, const TrainConfig& config, const Dataset& data,
+                       const Engine& engine, const TrainResult& result, long total) {
+  Metadata metadata;
+  metadata["created_by"] = "marbm train " + version();
+  metadata["data"] = data.description.empty() ? options.data : data.description;
+  metadata["data_rows"] = std::to_string(data.n_rows);
+  metadata["method"] = std::string(to_string(config.method));
+  metadata["k"] = std::to_string(config.gibbs_steps);
+  metadata["learning_rate"] = exact_text(config.learning_rate);
+  metadata["momentum"] = exact_text(config.momentum);
+  metadata["weight_decay"] = exact_text(config.weight_decay);
+  metadata["batch"] = std::to_string(config.batch_size);
+  metadata["iterations"] = std::to_string(total);
+  metadata["seed"] = std::to_string(config.seed);
+  metadata["init_sigma"] = exact_text(options.init_sigma);
+  metadata["backend"] = engine.description();
+  metadata["seconds"] = exact_text(result.seconds);
+  if (config.method == TrainMethod::pcd || config.mode.base == NegativePhase::pcd) {
+    metadata["persistent_chains"] = std::to_string(config.persistent_chains);
+  }
+  if (config.method == TrainMethod::mode) {
+    metadata["mode_base"] = options.base;
+    metadata["mode_p_max"] = exact_text(config.mode.p_max);
+    metadata["mode_alpha"] = exact_text(config.mode.alpha);
+    metadata["mode_beta"] = exact_text(config.mode.beta);
+    metadata["mode_solver"] = options.mode_solver;
+    metadata["mode_lr_scale"] = options.mode_lr_scale;
+    metadata["mode_steps_taken"] = std::to_string(result.mode_steps);
+  }
+  if (!result.history.empty()) {
+    const TrainMetrics& last = result.history.back();
+    if (std::isfinite(last.kl)) metadata["final_kl"] = exact_text(last.kl);
+    if (std::isfinite(last.mean_log_likelihood)) {
+      metadata["final_mean_log_likelihood"] = exact_text(last.mean_log_likelihood);
+    }
+    if (std::isfinite(last.log_z)) metadata["log_z"] = exact_text(last.log_z);
+  }
+  return metadata;
+}
+
+int run_train(const TrainOptions& options, const CLI::App& app) {
+  TrainConfig config = make_config(options, app);
+  const Dataset data = load_data_option(options.data);
+  const int n = data.n_cols;
+  const int m = options.hidden;
+  const long total = total_iterations(config, data.n_rows);
+  if (total <= 0) throw UsageError("--iters/--epochs: the run would make no updates");
+
+  const bool mode = config.method == TrainMethod::mode;
+  ProgressLine progress("training", total);
+  // The driver reports only at evaluations; with no --eval-every and a
+  // terminal to show progress on, evaluate about 200 times as long as an
+  // exact evaluation is cheap, and print lines only at the user's cadence.
+  const long user_eval_every = options.eval_every;
+  if (progress.enabled() && user_eval_every == 0 && total >= 200) {
+    Rbm shape(n, m);
+    if (!exact_enumerable(shape, config.exact) || exact_evaluation_cost(n, m, data.n_rows) < 2e6) {
+      config.eval_every = total / 200;
+    }
+  }
+
+  auto engine = make_engine_for(options.backend, options.threads, options.json);
+  const Rbm initial = Rbm::random(n, m, options.init_sigma, options.seed);
+
+  auto on_metrics = [&](const TrainMetrics& metrics) {
+    const bool requested = metrics.iteration == total || metrics.iteration == 0 ||
+                           (user_eval_every > 0 && metrics.iteration % user_eval_every == 0);
+    if (requested && !options.json && user_eval_every > 0) {
+      progress.clear();
+      std::cerr << "marbm: " << metrics_text(metrics, total, mode) << '\n' << std::flush;
+    }
+    std::string note;
+    if (std::isfinite(metrics.kl)) note = "kl " + format_number(metrics.kl, 4);
+    progress.update(metrics.iteration, note);
+  };
+
+  TrainResult result = train(*engine, data, initial, config, on_metrics);
+  progress.finish();
+  result.model.check_finite("trained model (lower --lr?)");
+
+  save_rbm(options.out, result.model, make_metadata(options, config, data, *engine, result, total));
+
+  TrainMetrics last;
+  if (!result.history.empty()) last = result.history.back();
+  if (options.json) {
+    nlohmann::json out;
+    out["out"] = options.out;
+    out["data"] = options.data;
+    out["method"] = std::string(to_string(config.method));
+    out["n_visible"] = n;
+    out["n_hidden"] = m;
+    out["iterations"] = total;
+    out["seconds"] = result.seconds;
+    out["kl"] = json_number(last.kl);
+    out["mean_log_likelihood"] = json_number(last.mean_log_likelihood);
+    out["log_z"] = json_number(last.log_z);
+    out["backend"] = engine->description();
+    out["seed"] = options.seed;
+    if (mode) out["mode_steps"] = result.mode_steps;
+    print_json(out);
+  } else {
+    std::cout << "trained " << to_string(config.method) << ' ' << n << 'x' << m << " on " << options.data << ": "
+              << total << " updates in " << format_number(result.seconds, 3) << " s on "
+              << engine->description() << '\n';
+    if (std::isfinite(last.kl)) {
+      std::cout << "kl " << format_number(last.kl) << "  mean log-likelihood "
+                << format_number(last.mean_log_likelihood) << "  log Z " << format_number(last.log_z) << '\n';
+    } else {
+      std::cout << "model too large for exact KL (2^" << std::min(n, m) << " states; --exact-max-units "
+                << options.exact_max_units << ")\n";
+    }
+    if (mode) std::cout << "mode steps " << result.mode_steps << '\n';
+    std::cout << "wrote " << options.out << '\n';
+  }
+  return 0;
+}
+
+Runner setup_train(CLI::App& app) {
+  auto options = std::make_shared<TrainOptions>();
+  TrainOptions& o = *options;
+  app.add_option("--data", o.data, "data spec: shifting-bars:N:L, bars-and-stripes:N, csv:PATH, idx:PATH, digits:PATH")
+      ->required();
+  app.add_option("--hidden", o.hidden, "hidden units M")->required()->check(integer_at_least(1));
+  app.add_option("--method", o.method, "cd, pcd, exact or mode")
+      ->check(one_of({"cd", "pcd", "exact", "mode"}))
+      ->capture_default_str();
+  app.add_option("--k", o.k, "Gibbs steps of CD-k / PCD-k")->check(integer_at_least(1))->capture_default_str();
+  app.add_option("--lr", o.learning_rate, "learning rate")->check(positive_number())->capture_default_str();
+  app.add_option("--batch", o.batch, "minibatch size (clipped to the data rows)")
+      ->check(integer_at_least(1))
+      ->capture_default_str();
+  auto* iters = app.add_option("--iters", o.iterations, "number of updates")->check(integer_at_least(1));
+  auto* epochs = app.add_option("--epochs", o.epochs, "number of passes over the data")->check(integer_at_least(1));
+  iters->excludes(epochs);
+  epochs->excludes(iters);
+  app.add_option("--seed", o.seed, "seed of initialisation, batch order, Gibbs and mode choices")
+      ->check(integer_at_least(0))
+      ->capture_default_str();
+  add_backend_option(app, o.backend);
+  app.add_option("--out", o.out, "model file to write (safetensors)")->required()->check(writable_file_path());
+  app.add_option("--eval-every", o.eval_every, "exact KL / log-likelihood every N updates on stderr (0: at the end)")
+      ->check(integer_at_least(0))
+      ->capture_default_str();
+  app.add_flag("--json", o.json, "print one JSON object on stdout at the end");
+  app.add_option("--momentum", o.momentum, "momentum in [0, 1)")
+      ->check(number_in_half_open(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--weight-decay", o.weight_decay, "L2 weight decay on W")
+      ->check(non_negative_number())
+      ->capture_default_str();
+  app.add_option("--init-sigma", o.init_sigma, "initial parameters ~ N(0, sigma^2)")
+      ->check(positive_number())
+      ->capture_default_str();
+  app.add_option("--chains", o.chains, "persistent chains for pcd (0: the batch size)")->check(integer_at_least(0));
+  app.add_option("--threads", o.threads, "CPU threads (0: the runtime default)")
+      ->check(integer_at_least(0))
+      ->capture_default_str();
+  app.add_option("--exact-max-units", o.exact_max_units,
+                 "exact KL only when 2^min(n,m) <= 2^U states (also the exact method's limit)")
+      ->check(CLI::Range(1, 40))
+      ->capture_default_str();
+  app.add_option("--base", o.base, "mode: negative phase of the other steps, cd or pcd")
+      ->check(one_of({"cd", "pcd"}))
+      ->capture_default_str();
+  app.add_option("--p-max", o.p_max, "mode: P_mode = p_max * sigmoid(alpha t/T + beta)")
+      ->check(number_in(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--alpha", o.alpha, "mode: schedule slope")->check(finite_number())->capture_default_str();
+  app.add_option("--beta", o.beta, "mode: schedule offset")->check(finite_number())->capture_default_str();
+  app.add_option("--mode-solver", o.mode_solver, "mode: exhaustive, sb, sa or auto")
+      ->check(one_of({"exhaustive", "sb", "sa", "auto"}))
+      ->capture_default_str();
+  app.add_option("--mode-lr-scale", o.mode_lr_scale, "mode: learning rate of mode steps, lr * push or lr")
+      ->check(one_of({"push", "constant"}))
+      ->capture_default_str();
+  app.add_option("--mode-replicas", o.mode_replicas, "mode: solver replicas (0: by size)")
+      ->check(integer_at_least(0));
+  app.add_option("--mode-steps", o.mode_steps, "mode: solver steps (0: by size)")->check(integer_at_least(0));
+  return [options, &app] { return run_train(*options, app); };
+}
+
+const bool registered = register_command(
+    {"train", "train an RBM (cd, pcd, exact or mode-assisted) and save it", 10, setup_train});
+
+}  // namespace
+}  // namespace marbm::cli
