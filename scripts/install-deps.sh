@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the Debian packages marbm's build and tests need, when missing.
+# apt-get update runs only when something has to be installed. Needs root
+# (or sudo) only in that case. The CUDA toolkit is not a Debian package here:
+# without it the build simply leaves the CUDA engine out.
+set -euo pipefail
+
+packages=(
+  cmake
+  g++
+  libopenblas-dev
+  libcli11-dev
+  nlohmann-json3-dev
+  zlib1g-dev
+  libgtest-dev
+  libbenchmark-dev
+  gnuplot-nox
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg -s "$package" 2>/dev/null | grep -q '^Status: install ok installed'; then
+    missing+=("$package")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+run_as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    run_as_root=(sudo)
+  else
+    echo "install-deps: missing packages (${missing[*]}) and not root; install them and rerun" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${run_as_root[@]}" apt-get update
+"${run_as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
