@@ -1,0 +1,260 @@
+// Ground-state (mode) search on the CPU (SPEC.md section 4): exhaustive
+// enumeration, the descent polish and the dispatch between backends.
+#include "marbm/mode.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "detail/cuda_entry.hpp"
+#include "marbm/error.hpp"
+#include "mode_solvers.hpp"
+
+namespace marbm {
+
+ModeSolver parse_mode_solver(std::string_view text) {
+  if (text == "exhaustive") return ModeSolver::exhaustive;
+  if (text == "sb") return ModeSolver::sb;
+  if (text == "sa") return ModeSolver::sa;
+  throw UsageError("unknown mode solver '" + std::string(text) + "' (expected exhaustive, sb or sa)");
+}
+
+std::string_view to_string(ModeSolver solver) {
+  switch (solver) {
+    case ModeSolver::exhaustive: return "exhaustive";
+    case ModeSolver::sb: return "sb";
+    case ModeSolver::sa: return "sa";
+  }
+  return "?";
+}
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The best state of the enumeration over one contiguous block of Gray-code
+// indices of the smaller layer.
+struct BlockBest {
+  double energy = std::numeric_limits<double>::infinity();
+  std::uint64_t state = 0;  // the enumerated layer's bits (bit j = unit j)
+};
+
+}  // namespace
+
+ModeResult mode_exhaustive(const Rbm& rbm, int max_enumerated_units) {
+  const auto start = std::chrono::steady_clock::now();
+  const int n = rbm.n_visible();
+  const int m = rbm.n_hidden();
+  MARBM_EXPECTS(n >= 1 && m >= 1, UsageError, "mode_exhaustive: the model is empty");
+  MARBM_EXPECTS(max_enumerated_units >= 1 && max_enumerated_units <= 62, UsageError,
+                "mode_exhaustive: max_enumerated_units must be in 1..62, got " + std::to_string(max_enumerated_units));
+  // Enumerate the smaller layer ("enumerated", k units); the other layer
+  // ("free", f units) is set optimally: unit i on iff its field is positive,
+  // so E = -bias_enum.s - sum_i max(0, field_i).
+  const bool enumerate_hidden = m <= n;
+  const int k = enumerate_hidden ? m : n;
+  const int f = enumerate_hidden ? n : m;
+  MARBM_EXPECTS(k <= max_enumerated_units, RuntimeFailure,
+                "exhaustive mode search: the smaller layer has " + std::to_string(k) +
+                    " units, beyond the limit of " + std::to_string(max_enumerated_units) +
+                    " (2^" + std::to_string(k) + " states); use --solver sb or sa");
+
+  const auto weights = rbm.weights();
+  // Coupling column of enumerated unit j as a contiguous float64 vector of
+  // length f: column j of W when hidden is enumerated, row j otherwise.
+  std::vector<double> coupling(static_cast<std::size_t>(k) * f);
+  for (int j = 0; j < k; ++j) {
+    for (int i = 0; i < f; ++i) {
+      coupling[static_cast<std::size_t>(j) * f + i] =
+          enumerate_hidden ? weights[static_cast<std::size_t>(i) * m + j] : weights[static_cast<std::size_t>(j) * m + i];
+    }
+  }
+  const auto enum_bias = enumerate_hidden ? rbm.hidden_bias() : rbm.visible_bias();
+  const auto free_bias = enumerate_hidden ? rbm.visible_bias() : rbm.hidden_bias();
+
+  const std::uint64_t total = std::uint64_t{1} << k;
+  // Blocks of Gray-code indices; each restarts its fields exactly from its
+  // first state, so rounding never accumulates over more than one block.
+  const int block_bits = std::min(k, 14);
+  const std::uint64_t block_size = std::uint64_t{1} << block_bits;
+  const std::int64_t blocks = static_cast<std::int64_t>(total / block_size);
+  std::vector<BlockBest> best(static_cast<std::size_t>(blocks));
+
+#pragma omp parallel
+  {
+    std::vector<double> field(static_cast<std::size_t>(f));
+#pragma omp for schedule(static)
+    for (std::int64_t block = 0; block < blocks; ++block) {
+      const std::uint64_t first = static_cast<std::uint64_t>(block) * block_size;
+      std::uint64_t gray = first ^ (first >> 1);
+      double linear = 0.0;
+      for (int i = 0; i < f; ++i) field[i] = free_bias[i];
+      for (int j = 0; j < k; ++j) {
+        if (!((gray >> j) & 1u)) continue;
+        linear += enum_bias[j];
+        const double* column = coupling.data() + static_cast<std::size_t>(j) * f;
+        for (int i = 0; i < f; ++i) field[i] += column[i];
+      }
+      BlockBest local;
+      for (std::uint64_t index = first;; ++index) {
+        double energy = -linear;
+        for (int i = 0; i < f; ++i) energy -= std::max(0.0, field[i]);
+        if (energy < local.energy) local = {energy, gray};
+        if (index + 1 == first + block_size) break;
+        // Next Gray code differs in the lowest set bit of index + 1.
+        const int j = std::countr_zero(index + 1);
+        const double sign = ((gray >> j) & 1u) ? -1.0 : 1.0;
+        gray ^= std::uint64_t{1} << j;
+        linear += sign * enum_bias[j];
+        const double* column = coupling.data() + static_cast<std::size_t>(j) * f;
+        for (int i = 0; i < f; ++i) field[i] += sign * column[i];
+      }
+      best[static_cast<std::size_t>(block)] = local;
+    }
+  }
+  // Lowest energy; the first block wins ties, so the result does not depend on
+  // the thread count.
+  BlockBest overall;
+  for (const auto& candidate : best) {
+    if (candidate.energy < overall.energy) overall = candidate;
+  }
+
+  ModeResult result;
+  std::vector<std::uint8_t> enumerated(static_cast<std::size_t>(k));
+  for (int j = 0; j < k; ++j) enumerated[j] = static_cast<std::uint8_t>((overall.state >> j) & 1u);
+  std::vector<std::uint8_t> other(static_cast<std::size_t>(f));
+  for (int i = 0; i < f; ++i) {
+    double field = free_bias[i];
+    for (int j = 0; j < k; ++j) {
+      if (enumerated[j]) field += coupling[static_cast<std::size_t>(j) * f + i];
+    }
+    other[i] = field > 0.0 ? 1 : 0;
+  }
+  result.visible = enumerate_hidden ? other : enumerated;
+  result.hidden = enumerate_hidden ? enumerated : other;
+  result.energy = rbm.energy(result.visible, result.hidden);
+  result.replicas = 1;
+  result.steps = 0;
+  result.replicas_at_best = 1;
+  result.seconds = seconds_since(start);
+  return result;
+}
+
+double polish_descent(const Rbm& rbm, std::span<std::uint8_t> visible, std::span<std::uint8_t> hidden) {
+  const int n = rbm.n_visible();
+  const int m = rbm.n_hidden();
+  MARBM_EXPECTS(static_cast<int>(visible.size()) == n, UsageError,
+                "polish_descent: visible state has " + std::to_string(visible.size()) + " units, the model " +
+                    std::to_string(n));
+  MARBM_EXPECTS(static_cast<int>(hidden.size()) == m, UsageError,
+                "polish_descent: hidden state has " + std::to_string(hidden.size()) + " units, the model " +
+                    std::to_string(m));
+  detail::polish_descent_raw(rbm, visible.data(), hidden.data());
+  return rbm.energy(visible, hidden);
+}
+
+namespace detail {
+
+void polish_descent_raw(const Rbm& rbm, std::uint8_t* visible, std::uint8_t* hidden) {
+  const int n = rbm.n_visible();
+  const int m = rbm.n_hidden();
+  const auto weights = rbm.weights();
+  const auto a = rbm.visible_bias();
+  const auto b = rbm.hidden_bias();
+  std::vector<double> field(static_cast<std::size_t>(std::max(n, m)));
+  // A unit changes only when its field strictly prefers the other value
+  // (ties keep the current value), so every change lowers E strictly and the
+  // loop ends; the cap only guards against pathological rounding.
+  for (int round = 0; round < 10000; ++round) {
+    bool changed = false;
+    for (int j = 0; j < m; ++j) field[j] = b[j];
+    for (int i = 0; i < n; ++i) {
+      if (!visible[i]) continue;
+      const float* row = weights.data() + static_cast<std::size_t>(i) * m;
+      for (int j = 0; j < m; ++j) field[j] += row[j];
+    }
+    for (int j = 0; j < m; ++j) {
+      const std::uint8_t want = field[j] > 0.0 ? 1 : (field[j] < 0.0 ? 0 : hidden[j]);
+      changed |= want != hidden[j];
+      hidden[j] = want;
+    }
+    if (!changed && round > 0) break;
+    changed = false;
+    for (int i = 0; i < n; ++i) {
+      const float* row = weights.data() + static_cast<std::size_t>(i) * m;
+      double x = a[i];
+      for (int j = 0; j < m; ++j) x += hidden[j] ? row[j] : 0.0f;
+      const std::uint8_t want = x > 0.0 ? 1 : (x < 0.0 ? 0 : visible[i]);
+      changed |= want != visible[i];
+      visible[i] = want;
+    }
+    if (!changed) break;
+  }
+}
+
+}  // namespace detail
+
+namespace {
+
+void check_config(const Rbm& rbm, const ModeSearchConfig& config) {
+  MARBM_EXPECTS(rbm.n_visible() >= 1 && rbm.n_hidden() >= 1, UsageError, "find_mode: the model is empty");
+  MARBM_EXPECTS(config.replicas >= 0, UsageError,
+                "mode search: replicas must be >= 0 (0: default), got " + std::to_string(config.replicas));
+  MARBM_EXPECTS(config.steps >= 0, UsageError,
+                "mode search: steps must be >= 0 (0: default), got " + std::to_string(config.steps));
+  MARBM_EXPECTS(std::isfinite(config.time_step) && config.time_step >= 0.0, UsageError,
+                "mode search: time step must be finite and >= 0 (0: default), got " + std::to_string(config.time_step));
+  MARBM_EXPECTS(std::isfinite(config.beta_hot) && config.beta_hot >= 0.0, UsageError,
+                "mode search: beta_hot must be finite and >= 0 (0: derived), got " + std::to_string(config.beta_hot));
+  MARBM_EXPECTS(std::isfinite(config.beta_cold) && config.beta_cold >= 0.0, UsageError,
+                "mode search: beta_cold must be finite and >= 0 (0: derived), got " + std::to_string(config.beta_cold));
+  MARBM_EXPECTS(config.max_enumerated_units >= 1 && config.max_enumerated_units <= 62, UsageError,
+                "mode search: max_enumerated_units must be in 1..62, got " +
+                    std::to_string(config.max_enumerated_units));
+  const bool warm_empty = config.warm_visible.empty() && config.warm_hidden.empty();
+  const bool warm_sized = static_cast<int>(config.warm_visible.size()) == rbm.n_visible() &&
+                          static_cast<int>(config.warm_hidden.size()) == rbm.n_hidden();
+  MARBM_EXPECTS(warm_empty || warm_sized, UsageError,
+                "mode search: warm start has " + std::to_string(config.warm_visible.size()) + " visible and " +
+                    std::to_string(config.warm_hidden.size()) + " hidden units, the model " +
+                    std::to_string(rbm.n_visible()) + " and " + std::to_string(rbm.n_hidden()));
+  auto binary = [](const std::vector<std::uint8_t>& state) {
+    return std::all_of(state.begin(), state.end(), [](std::uint8_t u) { return u <= 1; });
+  };
+  MARBM_EXPECTS(binary(config.warm_visible) && binary(config.warm_hidden), UsageError,
+                "mode search: warm start states must hold only 0 and 1");
+}
+
+}  // namespace
+
+ModeResult find_mode(const Rbm& rbm, const ModeSearchConfig& config) {
+  check_config(rbm, config);
+  Backend backend = config.backend;
+  if (backend == Backend::automatic) {
+    // Called at every mode step of training: no notice here, the front ends
+    // report the engine they chose.
+    backend = detail::list_cuda_devices().empty() ? Backend::cpu : Backend::cuda;
+  }
+  if (backend == Backend::cuda) {
+    ModeSearchConfig device_config = config;
+    device_config.backend = Backend::cuda;
+    return detail::find_mode_cuda(rbm, device_config);
+  }
+  switch (config.solver) {
+    case ModeSolver::exhaustive: return mode_exhaustive(rbm, config.max_enumerated_units);
+    case ModeSolver::sb: return detail::mode_sb_cpu(rbm, config);
+    case ModeSolver::sa: return detail::mode_sa_cpu(rbm, config);
+  }
+  throw UsageError("find_mode: unknown solver");
+}
+
+}  // namespace marbm

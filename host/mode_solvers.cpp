@@ -1,0 +1,389 @@
+// Simulated bifurcation and simulated annealing replicas on the CPU
+// (SPEC.md section 4). Both end with the descent polish on every replica and
+// return the best one.
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "marbm/error.hpp"
+#include "marbm/random.hpp"
+#include "mode_solvers.hpp"
+
+namespace marbm::detail {
+
+int default_mode_replicas(ModeSolver solver, int n_visible, int n_hidden) {
+  const int units = n_visible + n_hidden;
+  switch (solver) {
+    case ModeSolver::exhaustive: return 1;
+    case ModeSolver::sb: return units <= 64 ? 16 : 32;
+    case ModeSolver::sa: return units <= 64 ? 16 : 32;
+  }
+  return 16;
+}
+
+int default_mode_steps(ModeSolver solver, int n_visible, int n_hidden) {
+  const int units = n_visible + n_hidden;
+  switch (solver) {
+    case ModeSolver::exhaustive: return 0;
+    case ModeSolver::sb: return std::clamp(4 * units, 200, 2000);
+    case ModeSolver::sa: return std::clamp(2 * units, 100, 1000);
+  }
+  return 200;
+}
+
+double default_sb_time_step(SbVariant variant) { return variant == SbVariant::discrete ? 1.0 : 0.5; }
+
+AnnealingRange derived_annealing_range(const Rbm& rbm) {
+  const int n = rbm.n_visible();
+  const int m = rbm.n_hidden();
+  const auto w = rbm.weights();
+  const auto a = rbm.visible_bias();
+  const auto b = rbm.hidden_bias();
+  // Mean square local field of a unit when the other layer is uniformly
+  // random: (bias + sum W / 2)^2 + sum W^2 / 4.
+  std::vector<double> row_sum(n, 0.0), row_sq(n, 0.0), col_sum(m, 0.0), col_sq(m, 0.0);
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < m; ++j) {
+      const double x = w[static_cast<std::size_t>(i) * m + j];
+      row_sum[i] += x;
+      row_sq[i] += x * x;
+      col_sum[j] += x;
+      col_sq[j] += x * x;
+    }
+  }
+  double square = 0.0;
+  for (int i = 0; i < n; ++i) square += std::pow(a[i] + row_sum[i] / 2.0, 2) + row_sq[i] / 4.0;
+  for (int j = 0; j < m; ++j) square += std::pow(b[j] + col_sum[j] / 2.0, 2) + col_sq[j] / 4.0;
+  const double typical = std::max(std::sqrt(square / (n + m)), 1e-12);
+  AnnealingRange range;
+  // Hot: a flip against a typical field is accepted half the time,
+  // exp(-beta f) = 1/2.
+  range.hot = std::log(2.0) / typical;
+  // Cold: a unit with a typical field is excited with probability 1%,
+  // sigmoid(-beta f) = 0.01; fields near the ground state are larger than at
+  // random states, so this leaves fewer than 1% excited there.
+  range.cold = std::log(99.0) / typical;
+  return range;
+}
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Replica states after the dynamics, polished and reduced to the best one.
+struct Replicas {
+  int n = 0;
+  int m = 0;
+  int count = 0;
+  std::vector<std::uint8_t> visible;  // count x n
+  std::vector<std::uint8_t> hidden;   // count x m
+  std::uint8_t* v(int r) { return visible.data() + static_cast<std::size_t>(r) * n; }
+  std::uint8_t* h(int r) { return hidden.data() + static_cast<std::size_t>(r) * m; }
+};
+
+// Polishes every replica, picks the lowest energy (first replica on ties, so
+// the result does not depend on the thread count) and counts the replicas at
+// the best energy (within 1e-9 relative). The polished warm start, when given,
+// is a candidate too, so a search never returns worse than where it started.
+ModeResult finish(const Rbm& rbm, const ModeSearchConfig& config, Replicas& replicas, int steps,
+                  std::chrono::steady_clock::time_point start) {
+  std::vector<double> energy(static_cast<std::size_t>(replicas.count));
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < replicas.count; ++r) {
+    polish_descent_raw(rbm, replicas.v(r), replicas.h(r));
+    energy[r] = rbm.energy({replicas.v(r), static_cast<std::size_t>(replicas.n)},
+                           {replicas.h(r), static_cast<std::size_t>(replicas.m)});
+  }
+  int best = 0;
+  for (int r = 1; r < replicas.count; ++r) {
+    if (energy[r] < energy[best]) best = r;
+  }
+  ModeResult result;
+  result.visible.assign(replicas.v(best), replicas.v(best) + replicas.n);
+  result.hidden.assign(replicas.h(best), replicas.h(best) + replicas.m);
+  result.energy = energy[best];
+  if (!config.warm_visible.empty()) {
+    std::vector<std::uint8_t> v = config.warm_visible;
+    std::vector<std::uint8_t> h = config.warm_hidden;
+    polish_descent_raw(rbm, v.data(), h.data());
+    const double e = rbm.energy(v, h);
+    if (e < result.energy) {
+      result.visible = std::move(v);
+      result.hidden = std::move(h);
+      result.energy = e;
+    }
+  }
+  const double tolerance = 1e-9 * std::max(1.0, std::abs(result.energy));
+  result.replicas_at_best = static_cast<int>(
+      std::count_if(energy.begin(), energy.end(), [&](double e) { return e <= result.energy + tolerance; }));
+  result.replicas = replicas.count;
+  result.steps = steps;
+  result.seconds = seconds_since(start);
+  return result;
+}
+
+// The Ising form with spins s = 2v - 1, t = 2h - 1 (SPEC.md section 4):
+// E = E_bar - s.field_v - t.field_h - s^T J t with J = W / 4,
+// field_v = a/2 + W 1/4, field_h = b/2 + W^T 1/4.
+struct IsingForm {
+  int n = 0;
+  int m = 0;
+  std::vector<float> coupling;             // J, n x m
+  std::vector<float> coupling_transposed;  // J^T, m x n
+  std::vector<float> field_v;
+  std::vector<float> field_h;
+  double scale = 1.0;  // c0
+
+  explicit IsingForm(const Rbm& rbm) : n(rbm.n_visible()), m(rbm.n_hidden()) {
+    const auto w = rbm.weights();
+    const auto a = rbm.visible_bias();
+    const auto b = rbm.hidden_bias();
+    coupling.resize(static_cast<std::size_t>(n) * m);
+    coupling_transposed.resize(coupling.size());
+    std::vector<double> fv(n), fh(m);
+    for (int i = 0; i < n; ++i) fv[i] = a[i] / 2.0;
+    for (int j = 0; j < m; ++j) fh[j] = b[j] / 2.0;
+    double square = 0.0;
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < m; ++j) {
+        const double x = w[static_cast<std::size_t>(i) * m + j];
+        coupling[static_cast<std::size_t>(i) * m + j] = static_cast<float>(x / 4.0);
+        coupling_transposed[static_cast<std::size_t>(j) * n + i] = static_cast<float>(x / 4.0);
+        fv[i] += x / 4.0;
+        fh[j] += x / 4.0;
+        square += 2.0 * (x / 4.0) * (x / 4.0);  // J_ij and J_ji of the symmetric form
+      }
+    }
+    field_v.assign(fv.begin(), fv.end());
+    field_h.assign(fh.begin(), fh.end());
+    // c0 = 0.5 / (rms(J) sqrt(N)) (Goto et al. 2019), with the linear terms
+    // counted as couplings to one extra fixed spin so that bias-dominated
+    // models get a sensible scale too.
+    for (int i = 0; i < n; ++i) square += 2.0 * fv[i] * fv[i];
+    for (int j = 0; j < m; ++j) square += 2.0 * fh[j] * fh[j];
+    const double spins = n + m + 1.0;
+    const double rms = std::sqrt(square / (spins * (spins - 1.0)));
+    scale = rms > 0.0 ? 0.5 / (rms * std::sqrt(static_cast<double>(n + m))) : 1.0;
+  }
+};
+
+inline float sign_of(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
+
+// One SB integration step on positions x and momenta y of one layer, given
+// that layer's field: symplectic Euler and perfectly inelastic walls.
+inline void sb_update(float* x, float* y, const float* field, int count, float dt, float detuning, float c0,
+                      float a0) {
+#pragma omp simd
+  for (int k = 0; k < count; ++k) {
+    float yk = y[k] + dt * (-detuning * x[k] + c0 * field[k]);
+    float xk = x[k] + dt * a0 * yk;
+    if (xk > 1.0f) {
+      xk = 1.0f;
+      yk = 0.0f;
+    } else if (xk < -1.0f) {
+      xk = -1.0f;
+      yk = 0.0f;
+    }
+    x[k] = xk;
+    y[k] = yk;
+  }
+}
+
+// Initial positions and momenta of replica r: uniform in [-0.1, 0.1) from
+// Philox (seed, mode_search stream); replica 0 at the warm start when given.
+void sb_initialise(const ModeSearchConfig& config, int r, int n, int m, float* xv, float* yv, float* xh, float* yh) {
+  const PhiloxStream stream(config.seed, random_stream(RandomPurpose::mode_search, 0));
+  const std::uint64_t base = static_cast<std::uint64_t>(r) * 2 * (n + m);
+  for (int i = 0; i < n; ++i) {
+    xv[i] = 0.2f * stream.uniform(base + 2 * i) - 0.1f;
+    yv[i] = 0.2f * stream.uniform(base + 2 * i + 1) - 0.1f;
+  }
+  for (int j = 0; j < m; ++j) {
+    xh[j] = 0.2f * stream.uniform(base + 2 * (n + j)) - 0.1f;
+    yh[j] = 0.2f * stream.uniform(base + 2 * (n + j) + 1) - 0.1f;
+  }
+  if (r == 0 && !config.warm_visible.empty()) {
+    for (int i = 0; i < n; ++i) xv[i] = config.warm_visible[i] ? 1.0f : -1.0f;
+    for (int j = 0; j < m; ++j) xh[j] = config.warm_hidden[j] ? 1.0f : -1.0f;
+    std::fill(yv, yv + n, 0.0f);
+    std::fill(yh, yh + m, 0.0f);
+  }
+}
+
+}  // namespace
+
+ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
+  const auto start = std::chrono::steady_clock::now();
+  const int n = rbm.n_visible();
+  const int m = rbm.n_hidden();
+  const int count = config.replicas > 0 ? config.replicas : default_mode_replicas(ModeSolver::sb, n, m);
+  const int steps = config.steps > 0 ? config.steps : default_mode_steps(ModeSolver::sb, n, m);
+  const float dt = static_cast<float>(config.time_step > 0.0 ? config.time_step : default_sb_time_step(config.sb_variant));
+  const bool discrete = config.sb_variant == SbVariant::discrete;
+  const IsingForm form(rbm);
+  const float a0 = 1.0f;
+  const float c0 = static_cast<float>(form.scale);
+
+  Replicas replicas{n, m, count, std::vector<std::uint8_t>(static_cast<std::size_t>(count) * n),
+                    std::vector<std::uint8_t>(static_cast<std::size_t>(count) * m)};
+  std::vector<float> xv(static_cast<std::size_t>(count) * n), yv(xv.size()), xh(static_cast<std::size_t>(count) * m),
+      yh(xh.size());
+  for (int r = 0; r < count; ++r) {
+    sb_initialise(config, r, n, m, xv.data() + static_cast<std::size_t>(r) * n, yv.data() + static_cast<std::size_t>(r) * n,
+                  xh.data() + static_cast<std::size_t>(r) * m, yh.data() + static_cast<std::size_t>(r) * m);
+  }
+  auto detuning_at = [&](int step) { return a0 - a0 * static_cast<float>(step) / static_cast<float>(steps); };
+
+  // Large problems with many replicas: the two field evaluations of a step
+  // are matrix products over all replicas (BLAS); otherwise each replica runs
+  // on its own with vectorised loops (OpenMP across replicas).
+  const bool use_gemm = count >= 32 && static_cast<long>(n) * m >= 128L * 128L;
+  if (use_gemm) {
+    std::vector<float> sv(xv.size()), sh(xh.size()), fv(xv.size()), fh(xh.size());
+    for (int step = 0; step < steps; ++step) {
+      const float detuning = detuning_at(step);
+      const float* pv = xv.data();
+      const float* ph = xh.data();
+      if (discrete) {
+        for (std::size_t k = 0; k < xv.size(); ++k) sv[k] = sign_of(xv[k]);
+        for (std::size_t k = 0; k < xh.size(); ++k) sh[k] = sign_of(xh[k]);
+        pv = sv.data();
+        ph = sh.data();
+      }
+      for (int r = 0; r < count; ++r) {
+        std::copy(form.field_v.begin(), form.field_v.end(), fv.begin() + static_cast<std::ptrdiff_t>(r) * n);
+        std::copy(form.field_h.begin(), form.field_h.end(), fh.begin() + static_cast<std::ptrdiff_t>(r) * m);
+      }
+      // fv (R x n) += X_h (R x m) J^T;  fh (R x m) += X_v (R x n) J.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, count, n, m, 1.0f, ph, m, form.coupling.data(), m, 1.0f,
+                  fv.data(), n);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, count, m, n, 1.0f, pv, n, form.coupling.data(), m, 1.0f,
+                  fh.data(), m);
+#pragma omp parallel for schedule(static)
+      for (int r = 0; r < count; ++r) {
+        sb_update(xv.data() + static_cast<std::size_t>(r) * n, yv.data() + static_cast<std::size_t>(r) * n,
+                  fv.data() + static_cast<std::size_t>(r) * n, n, dt, detuning, c0, a0);
+        sb_update(xh.data() + static_cast<std::size_t>(r) * m, yh.data() + static_cast<std::size_t>(r) * m,
+                  fh.data() + static_cast<std::size_t>(r) * m, m, dt, detuning, c0, a0);
+      }
+    }
+  } else {
+#pragma omp parallel
+    {
+      std::vector<float> sv(n), sh(m), fv(n), fh(m);
+#pragma omp for schedule(static)
+      for (int r = 0; r < count; ++r) {
+        float* x_v = xv.data() + static_cast<std::size_t>(r) * n;
+        float* y_v = yv.data() + static_cast<std::size_t>(r) * n;
+        float* x_h = xh.data() + static_cast<std::size_t>(r) * m;
+        float* y_h = yh.data() + static_cast<std::size_t>(r) * m;
+        for (int step = 0; step < steps; ++step) {
+          const float detuning = detuning_at(step);
+          const float* pv = x_v;
+          const float* ph = x_h;
+          if (discrete) {
+            for (int i = 0; i < n; ++i) sv[i] = sign_of(x_v[i]);
+            for (int j = 0; j < m; ++j) sh[j] = sign_of(x_h[j]);
+            pv = sv.data();
+            ph = sh.data();
+          }
+          for (int i = 0; i < n; ++i) {
+            const float* row = form.coupling.data() + static_cast<std::size_t>(i) * m;
+            float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+            for (int j = 0; j < m; ++j) acc += row[j] * ph[j];
+            fv[i] = form.field_v[i] + acc;
+          }
+          for (int j = 0; j < m; ++j) {
+            const float* column = form.coupling_transposed.data() + static_cast<std::size_t>(j) * n;
+            float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+            for (int i = 0; i < n; ++i) acc += column[i] * pv[i];
+            fh[j] = form.field_h[j] + acc;
+          }
+          sb_update(x_v, y_v, fv.data(), n, dt, detuning, c0, a0);
+          sb_update(x_h, y_h, fh.data(), m, dt, detuning, c0, a0);
+        }
+      }
+    }
+  }
+  for (std::size_t k = 0; k < xv.size(); ++k) replicas.visible[k] = xv[k] > 0.0f ? 1 : 0;
+  for (std::size_t k = 0; k < xh.size(); ++k) replicas.hidden[k] = xh[k] > 0.0f ? 1 : 0;
+  return finish(rbm, config, replicas, steps, start);
+}
+
+ModeResult mode_sa_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
+  const auto start = std::chrono::steady_clock::now();
+  const int n = rbm.n_visible();
+  const int m = rbm.n_hidden();
+  const int count = config.replicas > 0 ? config.replicas : default_mode_replicas(ModeSolver::sa, n, m);
+  const int steps = config.steps > 0 ? config.steps : default_mode_steps(ModeSolver::sa, n, m);
+  AnnealingRange range = derived_annealing_range(rbm);
+  if (config.beta_hot > 0.0) range.hot = config.beta_hot;
+  if (config.beta_cold > 0.0) range.cold = config.beta_cold;
+  MARBM_EXPECTS(range.cold >= range.hot, UsageError,
+                "simulated annealing: beta_cold (" + std::to_string(range.cold) + ") is below beta_hot (" +
+                    std::to_string(range.hot) + ")");
+  const double ratio = steps > 1 ? std::pow(range.cold / range.hot, 1.0 / (steps - 1)) : 1.0;
+
+  Replicas replicas{n, m, count, std::vector<std::uint8_t>(static_cast<std::size_t>(count) * n),
+                    std::vector<std::uint8_t>(static_cast<std::size_t>(count) * m)};
+  const auto w = rbm.weights();
+  const auto a = rbm.visible_bias();
+  const auto b = rbm.hidden_bias();
+  const PhiloxStream stream(config.seed, random_stream(RandomPurpose::mode_search, 1));
+  const std::uint64_t units = static_cast<std::uint64_t>(n + m);
+
+#pragma omp parallel
+  {
+    std::vector<float> hidden_state(m), field_h(m);
+#pragma omp for schedule(static)
+    for (int r = 0; r < count; ++r) {
+      std::uint8_t* v = replicas.v(r);
+      std::uint8_t* h = replicas.h(r);
+      // Index space of replica r: one block of (steps + 1) x units words.
+      const std::uint64_t base = static_cast<std::uint64_t>(r) * (static_cast<std::uint64_t>(steps) + 1) * units;
+      for (int i = 0; i < n; ++i) v[i] = static_cast<std::uint8_t>(stream.bits(base + i) >> 31);
+      if (r == 0 && !config.warm_visible.empty()) std::copy(config.warm_visible.begin(), config.warm_visible.end(), v);
+      double beta = range.hot;
+      for (int step = 0; step < steps; ++step, beta *= ratio) {
+        const std::uint64_t offset = base + (static_cast<std::uint64_t>(step) + 1) * units;
+        const float fbeta = static_cast<float>(beta);
+        // h ~ p(h | v) at beta: field b + W^T v, summed over the visible units that are on.
+        std::copy(b.begin(), b.end(), field_h.begin());
+        for (int i = 0; i < n; ++i) {
+          if (!v[i]) continue;
+          const float* row = w.data() + static_cast<std::size_t>(i) * m;
+#pragma omp simd
+          for (int j = 0; j < m; ++j) field_h[j] += row[j];
+        }
+        for (int j = 0; j < m; ++j) {
+          const float p = 1.0f / (1.0f + std::exp(-fbeta * field_h[j]));
+          h[j] = PhiloxStream::to_uniform(stream.bits(offset + n + j)) < p ? 1 : 0;
+          hidden_state[j] = h[j];
+        }
+        // v ~ p(v | h) at beta: field a + W h.
+        for (int i = 0; i < n; ++i) {
+          const float* row = w.data() + static_cast<std::size_t>(i) * m;
+          float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+          for (int j = 0; j < m; ++j) acc += row[j] * hidden_state[j];
+          const float p = 1.0f / (1.0f + std::exp(-fbeta * (a[i] + acc)));
+          v[i] = PhiloxStream::to_uniform(stream.bits(offset + i)) < p ? 1 : 0;
+        }
+      }
+    }
+  }
+  return finish(rbm, config, replicas, steps, start);
+}
+
+}  // namespace marbm::detail
