@@ -1,0 +1,185 @@
+// `marbm study`: R independent runs of several training methods on a small
+// model with exact KL curves; writes DIR/kl.csv, DIR/summary.json and
+// DIR/kl.png and prints a table. With only --out it runs the reference
+// experiment of SPEC.md section 8.
+#include <cstdint>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "marbm/error.hpp"
+#include "marbm/study.hpp"
+#include "marbm/train.hpp"
+
+namespace marbm::cli {
+namespace {
+
+struct StudyOptions {
+  StudyConfig config;  // the defaults are the reference experiment
+  std::string methods = "cd,mode";
+  std::string backend = "cpu";
+  std::string out;
+  std::string base = "cd";
+  std::string mode_solver = "auto";
+  std::string mode_lr_scale = "push";
+  int mode_replicas = 0;
+  int mode_steps = 0;
+  bool no_plot = false;
+};
+
+std::vector<TrainMethod> parse_methods(const std::string& text) {
+  std::vector<TrainMethod> methods;
+  std::stringstream stream(text);
+  std::string word;
+  while (std::getline(stream, word, ',')) {
+    MARBM_EXPECTS(!word.empty(), UsageError, "--methods: empty method name in '" + text + "'");
+    MARBM_EXPECTS(word == "cd" || word == "pcd" || word == "mode" || word == "exact", UsageError,
+                  "--methods: '" + word + "' is not one of cd|pcd|mode|exact");
+    const TrainMethod method = parse_train_method(word);
+    for (TrainMethod seen : methods) {
+      MARBM_EXPECTS(seen != method, UsageError, "--methods: '" + word + "' given twice");
+    }
+    methods.push_back(method);
+  }
+  MARBM_EXPECTS(!methods.empty(), UsageError, "--methods: no method given");
+  return methods;
+}
+
+// Creates DIR when missing; its parent must exist so that a typo does not
+// silently create a tree of folders.
+void prepare_output_folder(const std::string& out) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const fs::path dir(out);
+  if (fs::exists(dir, error)) {
+    MARBM_EXPECTS(fs::is_directory(dir, error), UsageError, "--out: '" + out + "' exists and is not a folder");
+    return;
+  }
+  fs::path parent = dir.parent_path();
+  if (parent.empty()) parent = ".";
+  MARBM_EXPECTS(fs::is_directory(parent, error), UsageError,
+                "--out: the parent folder of '" + out + "' does not exist");
+  fs::create_directory(dir, error);
+  MARBM_EXPECTS(!error, UsageError, "--out: cannot create the folder '" + out + "': " + error.message());
+}
+
+std::string fixed(double value, int digits) {
+  if (value != value) return "nan";
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(digits) << value;
+  return out.str();
+}
+
+void print_table(const StudyResult& result) {
+  std::cout << std::left << std::setw(8) << "method" << std::right << std::setw(14) << "median KL" << std::setw(12)
+            << "min KL" << std::setw(12) << "max KL" << std::setw(12) << "time (s)" << '\n';
+  for (TrainMethod method : result.config.methods) {
+    const MethodSummary& s = result.summary.at(method);
+    std::cout << std::left << std::setw(8) << to_string(method) << std::right << std::setw(14)
+              << fixed(s.median_final_kl, 5) << std::setw(12) << fixed(s.min_final_kl, 5) << std::setw(12)
+              << fixed(s.max_final_kl, 5) << std::setw(12) << fixed(s.seconds, 2) << '\n';
+  }
+  std::cout << "final KL after " << result.config.iterations << " updates over " << result.config.runs
+            << " runs; time = summed training time of the method's runs; wall time " << fixed(result.seconds, 2)
+            << " s\n";
+}
+
+int run_study_command(StudyOptions& options) {
+  StudyConfig& config = options.config;
+  config.methods = parse_methods(options.methods);
+  config.backend = parse_backend_option(options.backend);
+  config.mode.base = options.base == "pcd" ? NegativePhase::pcd : NegativePhase::cd;
+  if (options.mode_solver == "auto") {
+    config.mode.solver.reset();
+  } else {
+    config.mode.solver = parse_mode_solver(options.mode_solver);
+  }
+  config.mode.push_scaled = options.mode_lr_scale == "push";
+  config.mode.search.replicas = options.mode_replicas;
+  config.mode.search.steps = options.mode_steps;
+  prepare_output_folder(options.out);
+
+  ProgressLine progress("study", static_cast<long>(config.methods.size()) * config.runs);
+  const StudyResult result = run_study(config, [&](int done, int) {
+    if (progress.enabled()) progress.update(done, "runs");
+  });
+  progress.finish();
+
+  const std::filesystem::path dir(options.out);
+  const std::string csv = (dir / "kl.csv").string();
+  write_study_csv(result, csv);
+  write_study_summary(result, (dir / "summary.json").string());
+  print_table(result);
+  if (!options.no_plot) {
+    std::string message;
+    if (plot_study(result, csv, (dir / "kl.png").string(), &message)) {
+      std::cout << "wrote " << csv << ", " << (dir / "summary.json").string() << ", " << (dir / "kl.png").string()
+                << '\n';
+      return 0;
+    }
+    print_note(message);
+  }
+  std::cout << "wrote " << csv << ", " << (dir / "summary.json").string() << '\n';
+  return 0;
+}
+
+Runner setup_study(CLI::App& app) {
+  auto options = std::make_shared<StudyOptions>();
+  StudyOptions& o = *options;
+  StudyConfig& c = o.config;
+  app.add_option("--data", c.data, "data spec: shifting-bars:N:L, bars-and-stripes:N, csv:PATH, ...")
+      ->capture_default_str();
+  app.add_option("--hidden", c.hidden, "hidden units M")->check(integer_at_least(1))->capture_default_str();
+  app.add_option("--methods", o.methods, "comma-separated methods: cd, pcd, mode, exact")->capture_default_str();
+  app.add_option("--runs", c.runs, "independent runs per method")->check(integer_at_least(1))->capture_default_str();
+  app.add_option("--iters", c.iterations, "updates per run")->check(integer_at_least(1))->capture_default_str();
+  app.add_option("--batch", c.batch_size, "minibatch size (clipped to the data rows)")
+      ->check(integer_at_least(1))
+      ->capture_default_str();
+  app.add_option("--lr", c.learning_rate, "learning rate")->check(positive_number())->capture_default_str();
+  app.add_option("--k", c.gibbs_steps, "Gibbs steps of CD-k / PCD-k")->check(integer_at_least(1))->capture_default_str();
+  app.add_option("--eval-every", c.eval_every, "exact KL every N updates")
+      ->check(integer_at_least(1))
+      ->capture_default_str();
+  app.add_option("--seed", c.seed, "run r starts from the parameters of seed + r, the same for every method")
+      ->check(integer_at_least(0))
+      ->capture_default_str();
+  app.add_option("--init-sigma", c.init_sigma, "initial parameters ~ N(0, sigma^2)")
+      ->check(non_negative_number())
+      ->capture_default_str();
+  add_backend_option(app, o.backend);
+  app.add_option("--threads", c.threads, "runs in parallel on the cpu backend (0: all cores)")
+      ->check(integer_at_least(0))
+      ->capture_default_str();
+  app.add_option("--out", o.out, "output folder (created if missing; its parent must exist)")->required();
+  app.add_flag("--no-plot", o.no_plot, "skip kl.png");
+  app.add_option("--base", o.base, "mode: negative phase of the other steps, cd or pcd")
+      ->check(one_of({"cd", "pcd"}))
+      ->capture_default_str();
+  app.add_option("--p-max", c.mode.p_max, "mode: P_mode = p_max * sigmoid(alpha t/T + beta)")
+      ->check(number_in(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--alpha", c.mode.alpha, "mode: schedule slope")->check(finite_number())->capture_default_str();
+  app.add_option("--beta", c.mode.beta, "mode: schedule offset")->check(finite_number())->capture_default_str();
+  app.add_option("--mode-solver", o.mode_solver, "mode: exhaustive, sb, sa or auto")
+      ->check(one_of({"exhaustive", "sb", "sa", "auto"}))
+      ->capture_default_str();
+  app.add_option("--mode-lr-scale", o.mode_lr_scale, "mode: learning rate of mode steps, lr * push or lr")
+      ->check(one_of({"push", "constant"}))
+      ->capture_default_str();
+  app.add_option("--mode-replicas", o.mode_replicas, "mode: solver replicas (0: by size)")
+      ->check(integer_at_least(0));
+  app.add_option("--mode-steps", o.mode_steps, "mode: solver steps (0: by size)")->check(integer_at_least(0));
+  return [options] { return run_study_command(*options); };
+}
+
+const bool registered = register_command(
+    {"study", "exact-KL study: R runs of cd/pcd/mode/exact from the same initial parameters", 30, setup_study});
+
+}  // namespace
+}  // namespace marbm::cli
