@@ -1,0 +1,298 @@
+// Mode-assisted training: the P_mode schedule, the push factor, the choice of
+// mode steps and a mode step applied through the CPU engine.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "detail/mode_assist.hpp"
+#include "marbm/data.hpp"
+#include "marbm/engine.hpp"
+#include "marbm/error.hpp"
+#include "marbm/mode.hpp"
+#include "marbm/train.hpp"
+
+namespace marbm {
+namespace {
+
+std::vector<std::uint8_t> bits_of(unsigned value, int count) {
+  std::vector<std::uint8_t> bits(count);
+  for (int k = 0; k < count; ++k) bits[k] = (value >> k) & 1u;
+  return bits;
+}
+
+TEST(ModeProbability, MatchesHandComputedSchedule) {
+  const ModeAssistConfig config;  // p_max 0.1, alpha 20, beta -6
+  const long total = 20000;
+  // t = 0: 0.1 / (1 + e^6); e^6 = 403.428793...
+  EXPECT_NEAR(mode_probability(config, 0, total), 0.1 / 404.4287934927351, 1e-15);
+  // alpha t/T + beta = 0 at t = 0.3 T: exactly p_max / 2.
+  EXPECT_NEAR(mode_probability(config, 6000, total), 0.05, 1e-15);
+  // t = T/2: 0.1 * sigmoid(4) = 0.1 / (1 + e^-4), e^-4 = 0.0183156388887...
+  EXPECT_NEAR(mode_probability(config, 10000, total), 0.1 / 1.0183156388887342, 1e-15);
+  // t = T: 0.1 * sigmoid(14).
+  EXPECT_NEAR(mode_probability(config, total, total), 0.1 / (1.0 + std::exp(-14.0)), 1e-15);
+
+  ModeAssistConfig custom;
+  custom.p_max = 0.5;
+  custom.alpha = 2.0;
+  custom.beta = 0.0;
+  // 0.5 * sigmoid(1) at t = T/2.
+  EXPECT_NEAR(mode_probability(custom, 50, 100), 0.5 / (1.0 + std::exp(-1.0)), 1e-15);
+  EXPECT_THROW(mode_probability(custom, 0, 0), UsageError);
+}
+
+TEST(ModePush, MatchesHandComputedOneByOneModel) {
+  // E(v,h) = -0.5 v + 0.25 h - 2 v h. States (v,h): (0,0) 0, (1,0) -0.5,
+  // (0,1) 0.25, (1,1) -2.25. Mean over the four -0.625; mode -2.25.
+  Rbm rbm(1, 1);
+  rbm.visible_bias()[0] = 0.5f;
+  rbm.hidden_bias()[0] = -0.25f;
+  rbm.weight(0, 0) = 2.0f;
+  EXPECT_DOUBLE_EQ(rbm.uniform_mean_energy(), -0.625);
+  const ModeResult mode = mode_exhaustive(rbm);
+  EXPECT_DOUBLE_EQ(mode.energy, -2.25);
+  // (E_bar - E*) / (4 (n+1)(m+1)) = 1.625 / 16.
+  EXPECT_DOUBLE_EQ(mode_push(rbm.uniform_mean_energy(), mode.energy, 1, 1), 0.1015625);
+  // 3 x 5: 4 * 4 * 6 = 96.
+  EXPECT_DOUBLE_EQ(mode_push(1.0, -8.6, 3, 5), 9.6 / 96.0);
+}
+
+TEST(ModePush, UniformMeanEnergyIsTheMeanOverAllStates) {
+  const Rbm rbm = Rbm::random(3, 4, 0.8, 7);
+  double sum = 0.0;
+  for (unsigned v = 0; v < 8; ++v) {
+    for (unsigned h = 0; h < 16; ++h) sum += rbm.energy(bits_of(v, 3), bits_of(h, 4));
+  }
+  // Float32 parameters summed in float64: agreement to rounding.
+  EXPECT_NEAR(rbm.uniform_mean_energy(), sum / 128.0, 1e-12);
+  // The mean is never below the minimum, so the push is never negative.
+  EXPECT_GE(mode_push(rbm.uniform_mean_energy(), mode_exhaustive(rbm).energy, 3, 4), 0.0);
+}
+
+TEST(ModeAssist, ModeStepFrequencyMatchesTheSchedule) {
+  TrainConfig config;
+  config.method = TrainMethod::mode;
+  config.seed = 12345;
+  config.mode.p_max = 0.3;
+  const long total = 100000;
+  const detail::ModeAssist assist(config, 6, 6, total);
+  double expected = 0.0, variance = 0.0;
+  long taken = 0, taken_first_half = 0;
+  double expected_first_half = 0.0;
+  for (long t = 0; t < total; ++t) {
+    const double p = assist.probability(t);
+    EXPECT_DOUBLE_EQ(p, mode_probability(config.mode, t, total));
+    expected += p;
+    variance += p * (1.0 - p);
+    const bool mode = assist.is_mode_step(t);
+    taken += mode;
+    if (t < total / 2) {
+      taken_first_half += mode;
+      expected_first_half += p;
+    }
+  }
+  // The count is a sum of independent Bernoulli(P(t)): mean sum P, variance
+  // sum P(1-P) (~5,000 here, sd ~70). Five standard deviations: a correct
+  // implementation fails with probability < 1e-6.
+  EXPECT_NEAR(static_cast<double>(taken), expected, 5.0 * std::sqrt(variance));
+  // The schedule rises: the first half holds far fewer mode steps.
+  EXPECT_LT(taken_first_half, taken - taken_first_half);
+  EXPECT_NEAR(static_cast<double>(taken_first_half), expected_first_half, 5.0 * std::sqrt(expected_first_half) + 1);
+}
+
+TEST(ModeAssist, ModeChoiceIsAFunctionOfTheSeed) {
+  TrainConfig config;
+  config.method = TrainMethod::mode;
+  config.mode.p_max = 0.5;
+  config.mode.beta = 0.0;
+  config.mode.alpha = 0.0;  // P = 0.25 throughout
+  config.seed = 3;
+  const detail::ModeAssist first(config, 4, 4, 1000), again(config, 4, 4, 1000);
+  config.seed = 4;
+  const detail::ModeAssist other(config, 4, 4, 1000);
+  int differences = 0;
+  for (long t = 0; t < 1000; ++t) {
+    EXPECT_EQ(first.is_mode_step(t), again.is_mode_step(t));
+    differences += first.is_mode_step(t) != other.is_mode_step(t);
+  }
+  // Two independent streams disagree with probability 2 * 0.25 * 0.75 per
+  // update: ~375 of 1000; fewer than 250 would mean shared numbers.
+  EXPECT_GT(differences, 250);
+}
+
+TEST(ModeAssist, RefusesBadSettings) {
+  TrainConfig config;
+  config.method = TrainMethod::mode;
+  EXPECT_THROW(detail::ModeAssist(config, 4, 4, 0), UsageError);
+  config.mode.p_max = 1.5;
+  EXPECT_THROW(detail::ModeAssist(config, 4, 4, 100), UsageError);
+  config.mode.p_max = std::nan("");
+  EXPECT_THROW(detail::ModeAssist(config, 4, 4, 100), UsageError);
+  config.mode.p_max = 0.1;
+  config.mode.alpha = INFINITY;
+  EXPECT_THROW(detail::ModeAssist(config, 4, 4, 100), UsageError);
+}
+
+// An engine that records the searches it is asked for and answers with the
+// exhaustive mode of a fixed model: checks what ModeAssist asks of engines
+// without depending on any solver.
+class RecordingEngine : public Engine {
+ public:
+  explicit RecordingEngine(Rbm rbm) : rbm_(std::move(rbm)) {}
+  Backend backend() const override { return Backend::cpu; }
+  std::string description() const override { return "recording"; }
+  void set_model(const Rbm& rbm) override { rbm_ = rbm; }
+  Rbm model() const override { return rbm_; }
+  void set_data(const Dataset&) override {}
+  void reset_persistent_chains(int, std::uint64_t) override {}
+  Gradient gradient(const UpdateStep&) override { throw RuntimeFailure("not used"); }
+  void update(const UpdateStep&) override { throw RuntimeFailure("not used"); }
+  std::vector<float> hidden_probabilities(std::span<const std::uint8_t>, int) override {
+    throw RuntimeFailure("not used");
+  }
+  std::vector<std::uint8_t> gibbs_chain(std::span<const std::uint8_t>, int, int, std::uint64_t,
+                                        std::uint64_t) override {
+    throw RuntimeFailure("not used");
+  }
+  double log_partition_exact(const ExactOptions&) override { throw RuntimeFailure("not used"); }
+  ModeResult find_mode(const ModeSearchConfig& config) override {
+    searches.push_back(config);
+    return mode_exhaustive(rbm_);
+  }
+  std::vector<ModeSearchConfig> searches;
+
+ private:
+  Rbm rbm_;
+};
+
+TEST(ModeAssist, ChoosesSolverWarmStartsAndScalesTheStep) {
+  const Rbm rbm = Rbm::random(5, 3, 1.0, 11);
+  const ModeResult exact = mode_exhaustive(rbm);
+  const double push = mode_push(rbm.uniform_mean_energy(), exact.energy, 5, 3);
+  ASSERT_GT(push, 0.0);
+
+  TrainConfig config;
+  config.method = TrainMethod::mode;
+  config.seed = 9;
+  {
+    // auto: min(n, m) = 3 <= 20, exhaustive.
+    RecordingEngine engine(rbm);
+    detail::ModeAssist assist(config, 5, 3, 100);
+    UpdateStep step;
+    step.learning_rate = 0.2;
+    EXPECT_DOUBLE_EQ(assist.prepare_mode_step(engine, step, 40), push);
+    ASSERT_EQ(engine.searches.size(), 1u);
+    EXPECT_EQ(engine.searches[0].solver, ModeSolver::exhaustive);
+    EXPECT_TRUE(engine.searches[0].warm_visible.empty());
+    EXPECT_EQ(step.negative, NegativePhase::mode);
+    EXPECT_DOUBLE_EQ(step.learning_rate, 0.2 * push);
+    EXPECT_EQ(std::vector<std::uint8_t>(step.mode_visible.begin(), step.mode_visible.end()), exact.visible);
+    EXPECT_EQ(std::vector<std::uint8_t>(step.mode_hidden.begin(), step.mode_hidden.end()), exact.hidden);
+    EXPECT_EQ(assist.steps_taken(), 1);
+    EXPECT_DOUBLE_EQ(assist.last_energy(), exact.energy);
+    EXPECT_DOUBLE_EQ(assist.last_push(), push);
+
+    // The next search starts one replica from the last mode, with a new seed.
+    UpdateStep next;
+    assist.prepare_mode_step(engine, next, 41);
+    ASSERT_EQ(engine.searches.size(), 2u);
+    EXPECT_EQ(engine.searches[1].warm_visible, exact.visible);
+    EXPECT_EQ(engine.searches[1].warm_hidden, exact.hidden);
+    EXPECT_NE(engine.searches[1].seed, engine.searches[0].seed);
+    EXPECT_EQ(assist.steps_taken(), 2);
+  }
+  {
+    // auto beyond the threshold: sb. Constant scale keeps the rate.
+    config.mode.auto_exhaustive_units = 2;
+    config.mode.push_scaled = false;
+    RecordingEngine engine(rbm);
+    detail::ModeAssist assist(config, 5, 3, 100);
+    UpdateStep step;
+    step.learning_rate = 0.2;
+    assist.prepare_mode_step(engine, step, 0);
+    EXPECT_EQ(engine.searches[0].solver, ModeSolver::sb);
+    EXPECT_DOUBLE_EQ(step.learning_rate, 0.2);
+  }
+  {
+    // An explicit solver wins over auto; the same (seed, t) gives the same search seed.
+    config.mode.solver = ModeSolver::sa;
+    RecordingEngine engine(rbm), again(rbm);
+    detail::ModeAssist assist(config, 5, 3, 100), assist_again(config, 5, 3, 100);
+    UpdateStep step;
+    assist.prepare_mode_step(engine, step, 7);
+    assist_again.prepare_mode_step(again, step, 7);
+    EXPECT_EQ(engine.searches[0].solver, ModeSolver::sa);
+    EXPECT_EQ(engine.searches[0].seed, again.searches[0].seed);
+  }
+}
+
+TEST(ModeAssist, ModeStepThroughTheCpuEngineEqualsTheFormula) {
+  std::unique_ptr<Engine> engine;
+  try {
+    engine = make_engine(Backend::cpu, EngineOptions{.threads = 1});
+  } catch (const RuntimeFailure& e) {
+    GTEST_SKIP() << "cpu engine unavailable: " << e.what();
+  }
+  const int n = 4, m = 3;
+  const Rbm initial = Rbm::random(n, m, 1.0, 21);
+  Dataset data;
+  data.n_rows = 3;
+  data.n_cols = n;
+  data.values = {1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0};
+  engine->set_model(initial);
+  engine->set_data(data);
+
+  TrainConfig config;
+  config.method = TrainMethod::mode;
+  config.seed = 5;
+  config.mode.solver = ModeSolver::exhaustive;
+  detail::ModeAssist assist(config, n, m, 1000);
+  const std::vector<int> rows = {0, 1, 2};
+  UpdateStep step;
+  step.batch_rows = rows;
+  step.learning_rate = 0.3;
+  const double push = assist.prepare_mode_step(*engine, step, 500);
+
+  const ModeResult exact = mode_exhaustive(initial);
+  EXPECT_EQ(std::vector<std::uint8_t>(step.mode_visible.begin(), step.mode_visible.end()), exact.visible);
+  EXPECT_EQ(std::vector<std::uint8_t>(step.mode_hidden.begin(), step.mode_hidden.end()), exact.hidden);
+  const double expected_push = mode_push(initial.uniform_mean_energy(), exact.energy, n, m);
+  EXPECT_NEAR(push, expected_push, 1e-12);
+
+  engine->update(step);
+  const Rbm updated = engine->model();
+
+  // theta += lr * push * (<.>_data - <.>_mode), positive phase p(h|v).
+  const double rate = 0.3 * expected_push;
+  std::vector<double> data_vh(n * m, 0.0), data_v(n, 0.0), data_h(m, 0.0);
+  for (int r = 0; r < data.n_rows; ++r) {
+    const auto v = data.row(r);
+    const auto ph = initial.hidden_probabilities(v);
+    for (int i = 0; i < n; ++i) {
+      data_v[i] += v[i] / 3.0;
+      for (int j = 0; j < m; ++j) data_vh[i * m + j] += v[i] * ph[j] / 3.0;
+    }
+    for (int j = 0; j < m; ++j) data_h[j] += ph[j] / 3.0;
+  }
+  // Parameters are float32 of magnitude ~1: a few ulps.
+  const double tolerance = 1e-5;
+  for (int i = 0; i < n; ++i) {
+    EXPECT_NEAR(updated.visible_bias()[i], initial.visible_bias()[i] + rate * (data_v[i] - exact.visible[i]),
+                tolerance);
+    for (int j = 0; j < m; ++j) {
+      EXPECT_NEAR(updated.weight(i, j),
+                  initial.weight(i, j) + rate * (data_vh[i * m + j] - exact.visible[i] * exact.hidden[j]),
+                  tolerance)
+          << "W[" << i << "][" << j << "]";
+    }
+  }
+  for (int j = 0; j < m; ++j) {
+    EXPECT_NEAR(updated.hidden_bias()[j], initial.hidden_bias()[j] + rate * (data_h[j] - exact.hidden[j]), tolerance);
+  }
+}
+
+}  // namespace
+}  // namespace marbm
