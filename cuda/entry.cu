@@ -2,8 +2,12 @@
 // find_mode_cuda lives with the ground-state solvers (mode_search.cu).
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "detail/cuda_entry.hpp"
 #include "marbm/error.hpp"
+#include "device_buffer.cuh"
+#include "exact_enumeration.cuh"
 #include "resources.cuh"
 
 namespace marbm::detail {
@@ -32,16 +36,18 @@ std::vector<DeviceInfo> list_cuda_devices() {
   return devices;
 }
 
-// Temporary until the engine and the enumeration kernels land: both check the
-// device first so that "no device" is reported exactly as it will be later.
-std::unique_ptr<Engine> make_cuda_engine(const EngineOptions& options) {
-  require_cuda_device(options.device);
-  throw RuntimeFailure("the cuda engine is not complete in this build");
-}
-
-double log_partition_exact_cuda(const Rbm&, const ExactOptions&) {
-  require_cuda_device(0);
-  throw RuntimeFailure("exact log Z on the GPU is not complete in this build");
+double log_partition_exact_cuda(const Rbm& rbm, const ExactOptions& options) {
+  Resources resources(0);
+  const std::size_t weights = rbm.weights().size();
+  std::vector<float> host(weights + rbm.n_visible() + rbm.n_hidden());
+  std::copy(rbm.weights().begin(), rbm.weights().end(), host.begin());
+  std::copy(rbm.visible_bias().begin(), rbm.visible_bias().end(), host.begin() + weights);
+  std::copy(rbm.hidden_bias().begin(), rbm.hidden_bias().end(), host.begin() + weights + rbm.n_visible());
+  DeviceBuffer<float> parameters(host.size(), resources.stream());
+  parameters.copy_from_host(host);
+  return log_partition_exact_device(resources, parameters.data(), parameters.data() + weights,
+                                    parameters.data() + weights + rbm.n_visible(), rbm.n_visible(), rbm.n_hidden(),
+                                    options);
 }
 
 }  // namespace marbm::detail

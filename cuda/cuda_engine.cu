@@ -1,0 +1,396 @@
+// The CUDA engine: marbm::Engine with the whole training state on the device.
+//
+// Layout: parameters, velocity and gradient are each one device array
+// [W (n x m row-major) | a (n) | b (m)], so one fused kernel applies a step.
+// A gradient step stacks the positive and negative rows, V = [v_data; v_neg]
+// ((B + P) x n) and H = [p(h|v_data) / B; -p(h|v_neg) / P], so that
+// dW = V^T H is a single GEMM; the bias gradients are two GEMVs.
+#include <cublas_v2.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "detail/cuda_entry.hpp"
+#include "device_buffer.cuh"
+#include "error.cuh"
+#include "exact_enumeration.cuh"
+#include "gibbs.cuh"
+#include "marbm/engine.hpp"
+#include "marbm/error.hpp"
+#include "marbm/exact.hpp"
+#include "marbm/random.hpp"
+#include "mode_search.cuh"
+#include "resources.cuh"
+
+namespace marbm::detail {
+
+namespace {
+
+class CudaEngine final : public Engine {
+ public:
+  explicit CudaEngine(const EngineOptions& options) : options_(options), resources_(options.device, options.allow_tf32) {
+    cudaDeviceProp properties{};
+    MARBM_CUDA_TRY(cudaGetDeviceProperties(&properties, options.device));
+    device_name_ = properties.name;
+    compute_capability_ = std::to_string(properties.major) + std::to_string(properties.minor);
+  }
+
+  Backend backend() const override { return Backend::cuda; }
+
+  std::string description() const override {
+    return "cuda (" + device_name_ + ", device " + std::to_string(options_.device) + ", sm_" + compute_capability_ +
+           (options_.allow_tf32 ? ", TF32 GEMM)" : ", float32 GEMM)");
+  }
+
+  void set_model(const Rbm& rbm) override {
+    MARBM_EXPECTS(rbm.n_visible() >= 1 && rbm.n_hidden() >= 1, UsageError, "cuda engine: the model has an empty layer");
+    rbm.check_finite("model");
+    if (rbm.n_visible() != n_ || rbm.n_hidden() != m_) {
+      n_ = rbm.n_visible();
+      m_ = rbm.n_hidden();
+      const std::size_t total = parameter_count();
+      parameters_ = DeviceBuffer<float>(total, stream());
+      velocity_ = DeviceBuffer<float>(total, stream());
+      gradient_ = DeviceBuffer<float>(total, stream());
+      // Data and chains of another width no longer fit this model.
+      if (data_rows_ > 0 && data_cols_ != n_) {
+        data_ = DeviceBuffer<std::uint8_t>();
+        data_rows_ = 0;
+      }
+      if (chain_count_ > 0) {
+        chains_ = DeviceBuffer<float>();
+        chain_count_ = 0;
+      }
+    }
+    std::vector<float> host(parameter_count());
+    std::copy(rbm.weights().begin(), rbm.weights().end(), host.begin());
+    std::copy(rbm.visible_bias().begin(), rbm.visible_bias().end(), host.begin() + weight_count());
+    std::copy(rbm.hidden_bias().begin(), rbm.hidden_bias().end(), host.begin() + weight_count() + n_);
+    parameters_.copy_from_host(host);
+    velocity_.fill_zero();
+    resources_.synchronize();  // `host` goes out of scope
+  }
+
+  Rbm model() const override {
+    require_model("model");
+    const std::vector<float> host = parameters_.to_host();
+    Rbm rbm(n_, m_);
+    std::copy(host.begin(), host.begin() + weight_count(), rbm.weights().begin());
+    std::copy(host.begin() + weight_count(), host.begin() + weight_count() + n_, rbm.visible_bias().begin());
+    std::copy(host.begin() + weight_count() + n_, host.end(), rbm.hidden_bias().begin());
+    return rbm;
+  }
+
+  void set_data(const Dataset& data) override {
+    require_model("set_data");
+    MARBM_EXPECTS(data.n_cols == n_, UsageError,
+                  "cuda engine: the data set has " + std::to_string(data.n_cols) + " columns but the model has " +
+                      std::to_string(n_) + " visible units");
+    MARBM_EXPECTS(data.n_rows >= 1, UsageError, "cuda engine: the data set has no rows");
+    MARBM_EXPECTS(data.values.size() == static_cast<std::size_t>(data.n_rows) * data.n_cols, DataError,
+                  "cuda engine: the data set's values do not match its shape");
+    data_ = DeviceBuffer<std::uint8_t>(data.values.size(), stream());
+    data_.copy_from_host(data.values);
+    data_rows_ = data.n_rows;
+    data_cols_ = data.n_cols;
+    resources_.synchronize();
+  }
+
+  void reset_persistent_chains(int count, std::uint64_t seed) override {
+    require_model("reset_persistent_chains");
+    MARBM_EXPECTS(count >= 1, UsageError, "cuda engine: persistent chain count must be at least 1, got " + std::to_string(count));
+    start_chains(count, seed);
+  }
+
+  Gradient gradient(const UpdateStep& step) override {
+    compute_gradient(step);
+    const std::vector<float> host = gradient_.to_host();
+    Gradient result;
+    result.weights.assign(host.begin(), host.begin() + weight_count());
+    result.visible_bias.assign(host.begin() + weight_count(), host.begin() + weight_count() + n_);
+    result.hidden_bias.assign(host.begin() + weight_count() + n_, host.end());
+    return result;
+  }
+
+  void update(const UpdateStep& step) override {
+    MARBM_EXPECTS(std::isfinite(step.learning_rate) && std::isfinite(step.momentum) && std::isfinite(step.weight_decay),
+                  UsageError, "cuda engine: learning rate, momentum and weight decay must be finite");
+    compute_gradient(step);
+    apply_update(parameters_.data(), velocity_.data(), gradient_.data(), parameter_count(), weight_count(),
+                 static_cast<float>(step.learning_rate), static_cast<float>(step.momentum),
+                 static_cast<float>(step.weight_decay), stream());
+  }
+
+  std::vector<float> hidden_probabilities(std::span<const std::uint8_t> visible, int batch) override {
+    require_model("hidden_probabilities");
+    check_states(visible, batch, n_, "hidden_probabilities");
+    DeviceBuffer<float> v = upload_states(visible);
+    DeviceBuffer<float> probabilities(static_cast<std::size_t>(batch) * m_, stream());
+    hidden_fields(v.data(), batch, probabilities.data());
+    LayerOutputs outputs;
+    outputs.probabilities = probabilities.data();
+    sample_layer(probabilities.data(), hidden_bias(), batch, m_, 0, 0, 0, outputs, stream());
+    return probabilities.to_host();
+  }
+
+  std::vector<std::uint8_t> gibbs_chain(std::span<const std::uint8_t> visible, int batch, int steps, std::uint64_t seed,
+                                        std::uint64_t stream_id) override {
+    require_model("gibbs_chain");
+    check_states(visible, batch, n_, "gibbs_chain");
+    MARBM_EXPECTS(steps >= 0, UsageError, "cuda engine: gibbs_chain steps must be >= 0, got " + std::to_string(steps));
+    DeviceBuffer<float> v = upload_states(visible);
+    DeviceBuffer<float> h(static_cast<std::size_t>(batch) * m_, stream());
+    DeviceBuffer<float> x(static_cast<std::size_t>(batch) * std::max(n_, m_), stream());
+    const std::uint64_t random = random_stream(RandomPurpose::gibbs, stream_id);
+    for (int s = 1; s <= steps; ++s) {
+      hidden_fields(v.data(), batch, x.data());
+      sample_layer(x.data(), hidden_bias(), batch, m_, seed, random, 2 * s - 2, samples_to(h.data()), stream());
+      visible_fields(h.data(), batch, x.data());
+      sample_layer(x.data(), visible_bias(), batch, n_, seed, random, 2 * s - 1, samples_to(v.data()), stream());
+    }
+    DeviceBuffer<std::uint8_t> bytes(v.size(), stream());
+    floats_to_bytes(v.data(), v.size(), bytes.data(), stream());
+    return bytes.to_host();
+  }
+
+  double log_partition_exact(const ExactOptions& options) override {
+    require_model("log_partition_exact");
+    return log_partition_exact_device(resources_, weights(), visible_bias(), hidden_bias(), n_, m_, options);
+  }
+
+  ModeResult find_mode(const ModeSearchConfig& config) override {
+    require_model("find_mode");
+    ModeSearchConfig device_config = config;
+    device_config.backend = Backend::cuda;
+    return find_mode_device(resources_, weights(), visible_bias(), hidden_bias(), n_, m_, device_config);
+  }
+
+ private:
+  cudaStream_t stream() const { return resources_.stream(); }
+  std::size_t weight_count() const { return static_cast<std::size_t>(n_) * m_; }
+  std::size_t parameter_count() const { return weight_count() + n_ + m_; }
+  const float* weights() const { return parameters_.data(); }
+  const float* visible_bias() const { return parameters_.data() + weight_count(); }
+  const float* hidden_bias() const { return parameters_.data() + weight_count() + n_; }
+
+  static LayerOutputs samples_to(float* samples) {
+    LayerOutputs outputs;
+    outputs.samples = samples;
+    return outputs;
+  }
+
+  void require_model(const char* what) const {
+    MARBM_EXPECTS(n_ > 0, UsageError, std::string("cuda engine: ") + what + " called before set_model");
+  }
+
+  static void check_states(std::span<const std::uint8_t> states, int batch, int width, const char* what) {
+    MARBM_EXPECTS(batch >= 1, UsageError, std::string("cuda engine: ") + what + " needs a batch of at least 1 row");
+    MARBM_EXPECTS(states.size() == static_cast<std::size_t>(batch) * width, UsageError,
+                  std::string("cuda engine: ") + what + " got " + std::to_string(states.size()) + " values for " +
+                      std::to_string(batch) + " rows of " + std::to_string(width));
+  }
+
+  DeviceBuffer<float> upload_states(std::span<const std::uint8_t> states) {
+    DeviceBuffer<std::uint8_t> bytes(states.size(), stream());
+    bytes.copy_from_host(states);
+    DeviceBuffer<float> values(states.size(), stream());
+    bytes_to_floats(bytes.data(), states.size(), values.data(), stream());
+    return values;
+  }
+
+  // X (rows x m) = V (rows x n) W, in cuBLAS's column-major view.
+  void hidden_fields(const float* v, int rows, float* x) {
+    const float one = 1.0f, zero = 0.0f;
+    MARBM_CUBLAS_TRY(cublasSgemm(resources_.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, m_, rows, n_, &one, weights(), m_, v,
+                                 n_, &zero, x, m_));
+  }
+  // X (rows x n) = H (rows x m) W^T.
+  void visible_fields(const float* h, int rows, float* x) {
+    const float one = 1.0f, zero = 0.0f;
+    MARBM_CUBLAS_TRY(cublasSgemm(resources_.cublas(), CUBLAS_OP_T, CUBLAS_OP_N, n_, rows, m_, &one, weights(), m_, h,
+                                 m_, &zero, x, n_));
+  }
+
+  void start_chains(int count, std::uint64_t seed) {
+    chains_ = DeviceBuffer<float>(static_cast<std::size_t>(count) * n_, stream());
+    uniform_binary(chains_.data(), chains_.size(), seed, random_stream(RandomPurpose::persistent_chains, 0), stream());
+    chain_count_ = count;
+  }
+
+  // Grows the step's scratch buffers to the sizes of this step.
+  void reserve(int positive, int negative) {
+    const std::size_t rows = static_cast<std::size_t>(positive) + negative;
+    const std::size_t widest = static_cast<std::size_t>(std::max(positive, negative)) * std::max(n_, m_);
+    if (stacked_visible_.size() < rows * n_) stacked_visible_ = DeviceBuffer<float>(rows * n_, stream());
+    if (stacked_hidden_.size() < rows * m_) stacked_hidden_ = DeviceBuffer<float>(rows * m_, stream());
+    if (fields_.size() < widest) fields_ = DeviceBuffer<float>(widest, stream());
+    const std::size_t chain_hidden = static_cast<std::size_t>(std::max(positive, negative)) * m_;
+    if (hidden_samples_.size() < chain_hidden) hidden_samples_ = DeviceBuffer<float>(chain_hidden, stream());
+    if (batch_rows_.size() < static_cast<std::size_t>(positive)) batch_rows_ = DeviceBuffer<int>(positive, stream());
+    if (positive != weights_positive_ || negative != weights_negative_) {
+      // Row weights of the stacked rows: 1/B for the data, -1/P for the negative rows.
+      row_weights_ = DeviceBuffer<float>(rows, stream());
+      ones_ = DeviceBuffer<float>(rows, stream());
+      fill(row_weights_.data(), positive, 1.0f / static_cast<float>(positive), stream());
+      if (negative > 0) fill(row_weights_.data() + positive, negative, -1.0f / static_cast<float>(negative), stream());
+      fill(ones_.data(), rows, 1.0f, stream());
+      weights_positive_ = positive;
+      weights_negative_ = negative;
+    }
+  }
+
+  void compute_gradient(const UpdateStep& step) {
+    require_model("update");
+    MARBM_EXPECTS(data_rows_ > 0, UsageError, "cuda engine: update called before set_data");
+    MARBM_EXPECTS(!step.batch_rows.empty(), UsageError, "cuda engine: the update step has an empty batch");
+    for (const int row : step.batch_rows) {
+      MARBM_EXPECTS(row >= 0 && row < data_rows_, UsageError,
+                    "cuda engine: batch row " + std::to_string(row) + " is outside the data set's " +
+                        std::to_string(data_rows_) + " rows");
+    }
+    const bool chained = step.negative == NegativePhase::cd || step.negative == NegativePhase::pcd;
+    MARBM_EXPECTS(!chained || step.gibbs_steps >= 1, UsageError,
+                  "cuda engine: gibbs steps must be >= 1, got " + std::to_string(step.gibbs_steps));
+    if (step.negative == NegativePhase::mode) {
+      MARBM_EXPECTS(step.mode_visible.size() == static_cast<std::size_t>(n_) &&
+                        step.mode_hidden.size() == static_cast<std::size_t>(m_),
+                    UsageError, "cuda engine: a mode step needs v* with " + std::to_string(n_) + " and h* with " +
+                                    std::to_string(m_) + " values");
+    }
+    if (step.negative == NegativePhase::pcd && chain_count_ == 0) {
+      start_chains(static_cast<int>(step.batch_rows.size()), step.seed);
+    }
+
+    const int batch = static_cast<int>(step.batch_rows.size());
+    const int negative = step.negative == NegativePhase::cd    ? batch
+                         : step.negative == NegativePhase::pcd ? chain_count_
+                         : step.negative == NegativePhase::mode ? 1
+                                                                 : 0;
+    reserve(batch, negative);
+    float* v_data = stacked_visible_.data();
+    float* v_negative = v_data + static_cast<std::size_t>(batch) * n_;
+    float* h_data = stacked_hidden_.data();
+    float* h_negative = h_data + static_cast<std::size_t>(batch) * m_;
+    const std::uint64_t seed = step.seed;
+    const std::uint64_t random = random_stream(RandomPurpose::gibbs, step.step);
+
+    // Positive phase: p(h|v_data) / B (or the samples); h_0 samples feed CD.
+    MARBM_CUDA_TRY(cudaMemcpyAsync(batch_rows_.data(), step.batch_rows.data(), sizeof(int) * batch,
+                                   cudaMemcpyHostToDevice, stream()));
+    gather_rows(data_.data(), batch_rows_.data(), batch, n_, v_data, stream());
+    hidden_fields(v_data, batch, fields_.data());
+    {
+      LayerOutputs outputs;
+      outputs.samples = step.negative == NegativePhase::cd ? hidden_samples_.data() : nullptr;
+      outputs.probabilities = h_data;
+      outputs.scale = 1.0f / static_cast<float>(batch);
+      outputs.store_samples_as_probabilities = step.sample_positive_hidden;
+      sample_layer(fields_.data(), hidden_bias(), batch, m_, seed, random, 0, outputs, stream());
+    }
+
+    float gradient_beta = 0.0f;
+    switch (step.negative) {
+      case NegativePhase::cd:
+        run_chain(v_negative, h_negative, batch, step.gibbs_steps, seed, random);
+        break;
+      case NegativePhase::pcd: {
+        // The chain's own h_0 uses a phase after those of the sweeps.
+        MARBM_CUDA_TRY(cudaMemcpyAsync(v_negative, chains_.data(), sizeof(float) * chains_.size(),
+                                       cudaMemcpyDeviceToDevice, stream()));
+        hidden_fields(v_negative, negative, fields_.data());
+        sample_layer(fields_.data(), hidden_bias(), negative, m_, seed, random, 2 * step.gibbs_steps + 1,
+                     samples_to(hidden_samples_.data()), stream());
+        run_chain(v_negative, h_negative, negative, step.gibbs_steps, seed, random);
+        MARBM_CUDA_TRY(cudaMemcpyAsync(chains_.data(), v_negative, sizeof(float) * chains_.size(),
+                                       cudaMemcpyDeviceToDevice, stream()));
+        break;
+      }
+      case NegativePhase::mode: {
+        mode_rows_.assign(static_cast<std::size_t>(n_ + m_), 0.0f);
+        for (int i = 0; i < n_; ++i) mode_rows_[i] = step.mode_visible[i] ? 1.0f : 0.0f;
+        for (int j = 0; j < m_; ++j) mode_rows_[n_ + j] = step.mode_hidden[j] ? -1.0f : 0.0f;  // weight -1/P, P = 1
+        MARBM_CUDA_TRY(cudaMemcpyAsync(v_negative, mode_rows_.data(), sizeof(float) * n_, cudaMemcpyHostToDevice, stream()));
+        MARBM_CUDA_TRY(cudaMemcpyAsync(h_negative, mode_rows_.data() + n_, sizeof(float) * m_, cudaMemcpyHostToDevice,
+                                       stream()));
+        break;
+      }
+      case NegativePhase::exact: {
+        // Model expectations by enumeration on the host, then the positive
+        // phase is accumulated onto their negatives (beta = 1).
+        const ModelExpectations expectations = model_expectations_exact(model(), step.exact);
+        exact_rows_.resize(parameter_count());
+        for (std::size_t e = 0; e < weight_count(); ++e) exact_rows_[e] = static_cast<float>(-expectations.visible_hidden[e]);
+        for (int i = 0; i < n_; ++i) exact_rows_[weight_count() + i] = static_cast<float>(-expectations.visible[i]);
+        for (int j = 0; j < m_; ++j) exact_rows_[weight_count() + n_ + j] = static_cast<float>(-expectations.hidden[j]);
+        gradient_.copy_from_host(exact_rows_);
+        gradient_beta = 1.0f;
+        break;
+      }
+    }
+
+    // dW = V^T H over the stacked rows; da = V^T w; db = H^T 1.
+    const int rows = batch + negative;
+    const float one = 1.0f;
+    float* gradient_weights = gradient_.data();
+    float* gradient_visible = gradient_weights + weight_count();
+    float* gradient_hidden = gradient_visible + n_;
+    MARBM_CUBLAS_TRY(cublasSgemm(resources_.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, m_, n_, rows, &one, h_data, m_, v_data,
+                                 n_, &gradient_beta, gradient_weights, m_));
+    MARBM_CUBLAS_TRY(cublasSgemv(resources_.cublas(), CUBLAS_OP_N, n_, rows, &one, v_data, n_, row_weights_.data(), 1,
+                                 &gradient_beta, gradient_visible, 1));
+    MARBM_CUBLAS_TRY(cublasSgemv(resources_.cublas(), CUBLAS_OP_N, m_, rows, &one, h_data, m_, ones_.data(), 1,
+                                 &gradient_beta, gradient_hidden, 1));
+  }
+
+  // k sweeps from the hidden samples in hidden_samples_ (h_0): v_s and h_s
+  // with phases 2s - 1 and 2s; the last sweep leaves v_k in `v` and
+  // -p(h|v_k) / rows in `h_scaled`.
+  void run_chain(float* v, float* h_scaled, int rows, int steps, std::uint64_t seed, std::uint64_t random) {
+    for (int s = 1; s <= steps; ++s) {
+      visible_fields(hidden_samples_.data(), rows, fields_.data());
+      sample_layer(fields_.data(), visible_bias(), rows, n_, seed, random, 2 * s - 1, samples_to(v), stream());
+      hidden_fields(v, rows, fields_.data());
+      LayerOutputs outputs;
+      if (s < steps) {
+        outputs.samples = hidden_samples_.data();
+      } else {
+        outputs.probabilities = h_scaled;
+        outputs.scale = -1.0f / static_cast<float>(rows);
+      }
+      sample_layer(fields_.data(), hidden_bias(), rows, m_, seed, random, 2 * s, outputs, stream());
+    }
+  }
+
+  EngineOptions options_;
+  Resources resources_;
+  std::string device_name_;
+  std::string compute_capability_;
+  int n_ = 0;
+  int m_ = 0;
+  DeviceBuffer<float> parameters_;
+  DeviceBuffer<float> velocity_;
+  DeviceBuffer<float> gradient_;
+  DeviceBuffer<std::uint8_t> data_;
+  int data_rows_ = 0;
+  int data_cols_ = 0;
+  DeviceBuffer<float> chains_;
+  int chain_count_ = 0;
+  DeviceBuffer<float> stacked_visible_;
+  DeviceBuffer<float> stacked_hidden_;
+  DeviceBuffer<float> fields_;
+  DeviceBuffer<float> hidden_samples_;
+  DeviceBuffer<int> batch_rows_;
+  DeviceBuffer<float> row_weights_;
+  DeviceBuffer<float> ones_;
+  int weights_positive_ = -1;
+  int weights_negative_ = -1;
+  std::vector<float> mode_rows_;
+  std::vector<float> exact_rows_;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_cuda_engine(const EngineOptions& options) { return std::make_unique<CudaEngine>(options); }
+
+}  // namespace marbm::detail

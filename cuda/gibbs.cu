@@ -1,0 +1,173 @@
+// Block-Gibbs sampling, gathering and update kernels (see gibbs.cuh).
+#include <curand_philox4x32_x.h>
+
+#include "error.cuh"
+#include "gibbs.cuh"
+
+namespace marbm::detail {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+// Four words of Philox4x32-10 block `block` of (seed, stream): the counter
+// and key layout of marbm::PhiloxStream, so device and host draw the same bits.
+__device__ inline uint4 philox_block(std::uint64_t seed, std::uint64_t stream, std::uint64_t block) {
+  const uint4 counter = make_uint4(static_cast<unsigned>(block), static_cast<unsigned>(block >> 32),
+                                   static_cast<unsigned>(stream), static_cast<unsigned>(stream >> 32));
+  const uint2 key = make_uint2(static_cast<unsigned>(seed), static_cast<unsigned>(seed >> 32));
+  return curand_Philox4x32_10(counter, key);
+}
+
+__device__ inline float word_to_uniform(unsigned word) { return static_cast<float>(word >> 8) * 0x1.0p-24f; }
+
+__device__ inline unsigned word_at(const uint4& words, int lane) {
+  return lane == 0 ? words.x : lane == 1 ? words.y : lane == 2 ? words.z : words.w;
+}
+
+__device__ inline float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+unsigned grid_for(std::size_t count, int per_thread = 1) {
+  const std::size_t threads = (count + per_thread - 1) / per_thread;
+  std::size_t blocks = (threads + kThreads - 1) / kThreads;
+  if (blocks < 1) blocks = 1;
+  if (blocks > 65535u * 16u) blocks = 65535u * 16u;  // grid-stride loops cover the rest
+  return static_cast<unsigned>(blocks);
+}
+
+// One thread per group of four consecutive Philox words (aligned groups of the
+// counter space), so each Philox evaluation serves four units.
+__global__ void sample_layer_kernel(const float* pre_activation, const float* __restrict__ bias,
+                                    int rows, int width, std::uint64_t seed, std::uint64_t stream,
+                                    std::uint64_t phase, LayerOutputs outputs) {
+  const std::uint64_t total = static_cast<std::uint64_t>(rows) * width;
+  const std::uint64_t base = gibbs_random_index(phase, 0, width, 0);  // a multiple of 4
+  const std::uint64_t groups = (total + 3) / 4;
+  for (std::uint64_t group = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; group < groups;
+       group += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
+    const uint4 words = philox_block(seed, stream, (base >> 2) + group);
+    for (int lane = 0; lane < 4; ++lane) {
+      const std::uint64_t element = group * 4 + lane;
+      if (element >= total) break;
+      const int unit = static_cast<int>(element % static_cast<std::uint64_t>(width));
+      const float p = sigmoid_f(pre_activation[element] + bias[unit]);
+      const float sample = word_to_uniform(word_at(words, lane)) < p ? 1.0f : 0.0f;
+      if (outputs.samples != nullptr) outputs.samples[element] = sample;
+      if (outputs.probabilities != nullptr)
+        outputs.probabilities[element] = outputs.scale * (outputs.store_samples_as_probabilities ? sample : p);
+    }
+  }
+}
+
+__global__ void gather_rows_kernel(const std::uint8_t* __restrict__ source, const int* __restrict__ rows, int count,
+                                   int width, float* __restrict__ destination) {
+  const std::uint64_t total = static_cast<std::uint64_t>(count) * width;
+  for (std::uint64_t e = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
+    const std::uint64_t r = e / width;
+    const std::uint64_t c = e % width;
+    destination[e] = static_cast<float>(source[static_cast<std::uint64_t>(rows[r]) * width + c]);
+  }
+}
+
+__global__ void bytes_to_floats_kernel(const std::uint8_t* __restrict__ source, std::size_t count,
+                                       float* __restrict__ destination) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
+    destination[i] = static_cast<float>(source[i]);
+}
+
+__global__ void floats_to_bytes_kernel(const float* __restrict__ source, std::size_t count,
+                                       std::uint8_t* __restrict__ destination) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
+    destination[i] = source[i] > 0.5f ? 1 : 0;
+}
+
+__global__ void uniform_binary_kernel(float* __restrict__ values, std::size_t count, std::uint64_t seed,
+                                      std::uint64_t stream) {
+  const std::size_t groups = (count + 3) / 4;
+  for (std::size_t group = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; group < groups;
+       group += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const uint4 words = philox_block(seed, stream, group);
+    for (int lane = 0; lane < 4; ++lane) {
+      const std::size_t i = group * 4 + lane;
+      if (i >= count) break;
+      values[i] = word_to_uniform(word_at(words, lane)) < 0.5f ? 1.0f : 0.0f;
+    }
+  }
+}
+
+__global__ void fill_kernel(float* __restrict__ values, std::size_t count, float value) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x)
+    values[i] = value;
+}
+
+__global__ void apply_update_kernel(float* __restrict__ parameters, float* __restrict__ velocity,
+                                    const float* __restrict__ gradient, std::size_t count, std::size_t decayed,
+                                    float learning_rate, float momentum, float weight_decay) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const float theta = parameters[i];
+    const float decay = i < decayed ? weight_decay * theta : 0.0f;
+    const float step = momentum * velocity[i] + learning_rate * (gradient[i] - decay);
+    velocity[i] = step;
+    parameters[i] = theta + step;
+  }
+}
+
+}  // namespace
+
+void sample_layer(const float* pre_activation, const float* bias, int rows, int width, std::uint64_t seed,
+                  std::uint64_t stream, std::uint64_t phase, const LayerOutputs& outputs, cudaStream_t cuda_stream) {
+  const std::size_t total = static_cast<std::size_t>(rows) * width;
+  if (total == 0) return;
+  sample_layer_kernel<<<grid_for(total, 4), kThreads, 0, cuda_stream>>>(pre_activation, bias, rows, width, seed,
+                                                                          stream, phase, outputs);
+  MARBM_CUDA_CHECK_LAST();
+}
+
+void gather_rows(const std::uint8_t* source, const int* rows, int count, int width, float* destination,
+                 cudaStream_t stream) {
+  const std::size_t total = static_cast<std::size_t>(count) * width;
+  if (total == 0) return;
+  gather_rows_kernel<<<grid_for(total), kThreads, 0, stream>>>(source, rows, count, width, destination);
+  MARBM_CUDA_CHECK_LAST();
+}
+
+void bytes_to_floats(const std::uint8_t* source, std::size_t count, float* destination, cudaStream_t stream) {
+  if (count == 0) return;
+  bytes_to_floats_kernel<<<grid_for(count), kThreads, 0, stream>>>(source, count, destination);
+  MARBM_CUDA_CHECK_LAST();
+}
+
+void floats_to_bytes(const float* source, std::size_t count, std::uint8_t* destination, cudaStream_t stream) {
+  if (count == 0) return;
+  floats_to_bytes_kernel<<<grid_for(count), kThreads, 0, stream>>>(source, count, destination);
+  MARBM_CUDA_CHECK_LAST();
+}
+
+void uniform_binary(float* values, std::size_t count, std::uint64_t seed, std::uint64_t stream,
+                    cudaStream_t cuda_stream) {
+  if (count == 0) return;
+  uniform_binary_kernel<<<grid_for(count, 4), kThreads, 0, cuda_stream>>>(values, count, seed, stream);
+  MARBM_CUDA_CHECK_LAST();
+}
+
+void fill(float* values, std::size_t count, float value, cudaStream_t stream) {
+  if (count == 0) return;
+  fill_kernel<<<grid_for(count), kThreads, 0, stream>>>(values, count, value);
+  MARBM_CUDA_CHECK_LAST();
+}
+
+void apply_update(float* parameters, float* velocity, const float* gradient, std::size_t count,
+                  std::size_t decayed, float learning_rate, float momentum, float weight_decay,
+                  cudaStream_t stream) {
+  if (count == 0) return;
+  apply_update_kernel<<<grid_for(count), kThreads, 0, stream>>>(parameters, velocity, gradient, count, decayed,
+                                                                learning_rate, momentum, weight_decay);
+  MARBM_CUDA_CHECK_LAST();
+}
+
+}  // namespace marbm::detail
