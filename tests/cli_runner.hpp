@@ -1,0 +1,128 @@
+// Runs the built `marbm` executable as a user would, with stdout and stderr
+// captured into files of a scratch folder, and a time limit so that a hang
+// fails the test instead of stalling the suite.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace marbm::test {
+
+/// What a finished command left behind.
+struct CliResult {
+  int exit_code = -1;       ///< exit status; 128 + signal when killed by a signal
+  bool timed_out = false;
+  std::string out;          ///< everything written to stdout
+  std::string err;          ///< everything written to stderr
+
+  /// Lines of stderr (a trailing newline does not start another line).
+  std::vector<std::string> error_lines() const {
+    std::vector<std::string> lines;
+    std::istringstream in(err);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  }
+};
+
+/// A scratch folder removed with everything in it on destruction.
+class ScratchFolder {
+ public:
+  ScratchFolder() {
+    static std::atomic<int> counter{0};
+    path_ = std::filesystem::temp_directory_path() /
+            ("marbm-cli-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchFolder() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  ScratchFolder(const ScratchFolder&) = delete;
+  ScratchFolder& operator=(const ScratchFolder&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  /// path() / name as a string.
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline std::string read_whole_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+/// Runs `program` with `arguments` (no shell: arguments reach it verbatim),
+/// stdin from /dev/null, stdout and stderr into files of `scratch`. Kills it
+/// after `limit`.
+inline CliResult run_program(const std::string& program, const std::vector<std::string>& arguments,
+                             const ScratchFolder& scratch,
+                             std::chrono::seconds limit = std::chrono::seconds(120)) {
+  static std::atomic<int> counter{0};
+  const int id = counter++;
+  const std::string out_path = scratch.file("stdout-" + std::to_string(id));
+  const std::string err_path = scratch.file("stderr-" + std::to_string(id));
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+  std::vector<std::string> storage;
+  storage.push_back(program);
+  storage.insert(storage.end(), arguments.begin(), arguments.end());
+  std::vector<char*> argv;
+  for (auto& argument : storage) argv.push_back(argument.data());
+  argv.push_back(nullptr);
+
+  pid_t pid = 0;
+  const int spawn_error = posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawn_error != 0) throw std::runtime_error("cannot start " + program);
+
+  CliResult result;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  while (true) {
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (done < 0) throw std::runtime_error("waitpid failed for " + program);
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      result.timed_out = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (WIFEXITED(status)) {
+    result.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.exit_code = 128 + WTERMSIG(status);
+  }
+  result.out = read_whole_file(out_path);
+  result.err = read_whole_file(err_path);
+  return result;
+}
+
+}  // namespace marbm::test

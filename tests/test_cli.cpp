@@ -1,0 +1,313 @@
+// The `marbm` command line as users meet it: the built executable is run with
+// its output captured; exit codes, one-line errors that name the input, JSON
+// that parses, and numbers that agree with the library.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "cli_runner.hpp"
+#include "marbm/engine.hpp"
+#include "marbm/exact.hpp"
+#include "marbm/model_io.hpp"
+#include "marbm/rbm.hpp"
+
+namespace {
+
+using marbm::test::CliResult;
+using marbm::test::ScratchFolder;
+
+CliResult run_cli(const std::vector<std::string>& arguments, const ScratchFolder& scratch) {
+  return marbm::test::run_program(MARBM_CLI_PATH, arguments, scratch);
+}
+
+std::string describe(const CliResult& result) {
+  return "exit " + std::to_string(result.exit_code) + (result.timed_out ? " (timed out)" : "") + "\nstdout:\n" +
+         result.out + "\nstderr:\n" + result.err;
+}
+
+// A refusal: the expected status, nothing on stdout, and stderr exactly one
+// line "marbm: error: ..." that mentions `needle` (the offending input).
+void expect_refusal(const CliResult& result, int status, const std::string& needle) {
+  SCOPED_TRACE(describe(result));
+  EXPECT_FALSE(result.timed_out);
+  EXPECT_EQ(result.exit_code, status);
+  EXPECT_TRUE(result.out.empty());
+  const auto lines = result.error_lines();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].rfind("marbm: error: ", 0), 0u);
+  EXPECT_NE(lines[0].find(needle), std::string::npos) << "the error should name '" << needle << "'";
+  EXPECT_FALSE(result.err.empty() || result.err.back() != '\n') << "the line should end with a newline";
+}
+
+// The one JSON object a --json run prints on stdout.
+nlohmann::json parse_json_output(const CliResult& result) {
+  EXPECT_EQ(result.exit_code, 0) << describe(result);
+  const auto newline = result.out.find('\n');
+  EXPECT_EQ(newline, result.out.size() - 1) << "stdout should be exactly one line: " << result.out;
+  try {
+    return nlohmann::json::parse(result.out);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "stdout is not JSON (" << e.what() << "): " << result.out;
+    return nlohmann::json::object();
+  }
+}
+
+// The reference experiment's setting (SPEC.md section 8), shortened.
+std::vector<std::string> train_arguments(const std::string& out, long iterations = 2000) {
+  return {"train", "--data",  "shifting-bars:6:3", "--hidden", "6",   "--method",
+          "cd",    "--k",     "1",                 "--lr",     "0.2", "--batch",
+          "6",     "--iters", std::to_string(iterations),      "--seed",   "5",   "--backend",
+          "cpu",   "--out",   out,                 "--json"};
+}
+
+// Copies `arguments` with the value of `option` replaced (or the option
+// removed when `value` is empty), or the pair appended when absent.
+std::vector<std::string> with_option(std::vector<std::string> arguments, const std::string& option,
+                                     const std::string& value) {
+  for (std::size_t i = 0; i + 1 < arguments.size(); ++i) {
+    if (arguments[i] == option) {
+      if (value.empty()) {
+        arguments.erase(arguments.begin() + static_cast<long>(i), arguments.begin() + static_cast<long>(i) + 2);
+      } else {
+        arguments[i + 1] = value;
+      }
+      return arguments;
+    }
+  }
+  if (!value.empty()) {
+    arguments.push_back(option);
+    arguments.push_back(value);
+  }
+  return arguments;
+}
+
+// Relative agreement of two values computed from the same float32 parameters
+// in float64: they differ only by summation order, far below 1e-9.
+void expect_same_quantity(double a, double b, double relative) {
+  EXPECT_TRUE(std::isfinite(a) && std::isfinite(b)) << a << " vs " << b;
+  EXPECT_LE(std::fabs(a - b), relative * std::max(1.0, std::fabs(b))) << a << " vs " << b;
+}
+
+TEST(CliTrain, JsonKlMatchesEvalOfTheSavedModel) {
+  ScratchFolder scratch;
+  const std::string model = scratch.file("cd.safetensors");
+  const auto trained = run_cli(train_arguments(model), scratch);
+  const auto train_json = parse_json_output(trained);
+  ASSERT_TRUE(std::filesystem::exists(model)) << describe(trained);
+  EXPECT_EQ(train_json.value("out", ""), model);
+  EXPECT_EQ(train_json.value("iterations", 0L), 2000);
+  EXPECT_EQ(train_json.value("n_visible", 0), 6);
+  EXPECT_EQ(train_json.value("n_hidden", 0), 6);
+  ASSERT_TRUE(train_json.contains("seconds") && train_json["seconds"].is_number());
+  ASSERT_TRUE(train_json["kl"].is_number()) << train_json.dump();
+  ASSERT_TRUE(train_json["log_z"].is_number()) << train_json.dump();
+  ASSERT_TRUE(train_json["mean_log_likelihood"].is_number()) << train_json.dump();
+  const double kl = train_json["kl"].get<double>();
+  // KL >= 0 always; below the uniform model's log(64/6) = 2.37 once trained.
+  EXPECT_GE(kl, 0.0);
+  EXPECT_LT(kl, std::log(64.0 / 6.0));
+  // For the 6 equiprobable patterns, KL = -log 6 - mean log-likelihood.
+  expect_same_quantity(kl, -std::log(6.0) - train_json["mean_log_likelihood"].get<double>(), 1e-9);
+
+  const auto evaluated = run_cli({"eval", model, "--data", "shifting-bars:6:3", "--json"}, scratch);
+  const auto eval_json = parse_json_output(evaluated);
+  ASSERT_TRUE(eval_json["kl"].is_number()) << eval_json.dump();
+  expect_same_quantity(eval_json["kl"].get<double>(), kl, 1e-9);
+  expect_same_quantity(eval_json["log_z"].get<double>(), train_json["log_z"].get<double>(), 1e-9);
+  EXPECT_EQ(eval_json.value("rows", 0), 6);
+
+  // The file says how it was made.
+  marbm::Metadata metadata;
+  const marbm::Rbm rbm = marbm::load_rbm(model, &metadata);
+  EXPECT_EQ(rbm.n_visible(), 6);
+  EXPECT_EQ(metadata["method"], "cd");
+  EXPECT_EQ(metadata["iterations"], "2000");
+  EXPECT_EQ(metadata["seed"], "5");
+  EXPECT_EQ(metadata["k"], "1");
+  EXPECT_EQ(metadata["data"], "shifting-bars:6:3");
+  ASSERT_EQ(metadata.count("final_kl"), 1u);
+  expect_same_quantity(std::stod(metadata["final_kl"]), kl, 1e-12);
+}
+
+TEST(CliTrain, SameSeedSameModel) {
+  ScratchFolder scratch;
+  const std::string first = scratch.file("first.safetensors");
+  const std::string second = scratch.file("second.safetensors");
+  ASSERT_EQ(run_cli(train_arguments(first, 300), scratch).exit_code, 0);
+  ASSERT_EQ(run_cli(train_arguments(second, 300), scratch).exit_code, 0);
+  EXPECT_TRUE(marbm::load_rbm(first) == marbm::load_rbm(second));
+  const std::string other = scratch.file("other.safetensors");
+  ASSERT_EQ(run_cli(with_option(train_arguments(other, 300), "--seed", "6"), scratch).exit_code, 0);
+  EXPECT_FALSE(marbm::load_rbm(first) == marbm::load_rbm(other));
+}
+
+TEST(CliTrain, ModeAssistedRunTakesModeSteps) {
+  ScratchFolder scratch;
+  const std::string model = scratch.file("mode.safetensors");
+  auto arguments = with_option(train_arguments(model), "--method", "mode");
+  arguments = with_option(arguments, "--mode-solver", "exhaustive");
+  const auto json = parse_json_output(run_cli(arguments, scratch));
+  // P_mode averages about 0.07 over the schedule with the defaults, so ~140
+  // of 2000 updates are mode steps; zero would have probability ~e^-140.
+  EXPECT_GT(json.value("mode_steps", 0L), 0);
+  ASSERT_TRUE(json["kl"].is_number()) << json.dump();
+  const auto evaluated = parse_json_output(run_cli({"eval", model, "--data", "shifting-bars:6:3", "--json"}, scratch));
+  expect_same_quantity(evaluated["kl"].get<double>(), json["kl"].get<double>(), 1e-9);
+  marbm::Metadata metadata;
+  marbm::load_rbm(model, &metadata);
+  EXPECT_EQ(metadata["method"], "mode");
+  EXPECT_EQ(metadata["mode_solver"], "exhaustive");
+}
+
+TEST(CliTrain, HumanOutputPrintsMetricsLinesWithoutProgressOffTerminal) {
+  ScratchFolder scratch;
+  const std::string model = scratch.file("human.safetensors");
+  auto arguments = with_option(train_arguments(model, 1000), "--eval-every", "250");
+  arguments.pop_back();  // drop --json
+  const auto result = run_cli(arguments, scratch);
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  // stderr is a file here: metric lines only, no carriage-return progress.
+  EXPECT_EQ(result.err.find('\r'), std::string::npos);
+  EXPECT_NE(result.err.find("iteration 250/1000"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("iteration 1000/1000"), std::string::npos) << result.err;
+  EXPECT_NE(result.out.find("wrote " + model), std::string::npos) << result.out;
+}
+
+TEST(CliEval, LogZMatchesTheLibrary) {
+  ScratchFolder scratch;
+  struct Case {
+    int n, m;
+    double sigma;
+    std::uint64_t seed;
+  };
+  // Small models against brute force over both layers; larger, strongly
+  // coupled ones against the library's own exact enumeration.
+  for (const Case c : {Case{9, 7, 1.0, 11}, Case{5, 12, 3.0, 12}, Case{40, 14, 2.0, 13}, Case{18, 60, 4.0, 14}}) {
+    SCOPED_TRACE(std::to_string(c.n) + "x" + std::to_string(c.m));
+    const marbm::Rbm rbm = marbm::Rbm::random(c.n, c.m, c.sigma, c.seed);
+    const std::string path = scratch.file("random-" + std::to_string(c.seed) + ".safetensors");
+    marbm::save_rbm(path, rbm);
+    const double expected =
+        c.n + c.m <= 18 ? marbm::log_partition_brute_force(rbm) : marbm::log_partition_exact(rbm);
+    const auto json = parse_json_output(run_cli({"eval", path, "--json"}, scratch));
+    ASSERT_TRUE(json["log_z"].is_number()) << json.dump();
+    // The acceptance criterion: 1e-6 relative.
+    EXPECT_LE(std::fabs(json["log_z"].get<double>() - expected), 1e-6 * std::fabs(expected));
+    EXPECT_EQ(json.value("n_visible", 0), c.n);
+    EXPECT_FALSE(json.contains("kl"));
+  }
+}
+
+TEST(CliInfo, JsonDescribesTheBuild) {
+  ScratchFolder scratch;
+  const auto json = parse_json_output(run_cli({"info", "--json"}, scratch));
+  EXPECT_EQ(json.value("version", ""), marbm::version());
+  ASSERT_TRUE(json["cuda_compiled"].is_boolean());
+  EXPECT_EQ(json["cuda_compiled"].get<bool>(), marbm::cuda_compiled());
+  ASSERT_TRUE(json["devices"].is_array());
+  EXPECT_EQ(json["devices"].size(), marbm::cuda_devices().size());
+  EXPECT_FALSE(json.value("cpu_engine", "").empty());
+}
+
+// ------------------------------------------------------------------ refusals
+
+struct Refusal {
+  const char* name;
+  std::vector<std::string> arguments;
+  int status;
+  std::string needle;
+};
+
+TEST(CliRefusal, TrainOptions) {
+  ScratchFolder scratch;
+  const std::string model = scratch.file("m.safetensors");
+  const auto base = train_arguments(model);
+  const std::string missing_csv = scratch.file("missing.csv");
+  const std::string bad_csv = scratch.file("bad.csv");
+  std::ofstream(bad_csv) << "0,1,1\n1,2,0\n";
+  const std::vector<Refusal> refusals = {
+      {"unknown option", with_option(base, "--bogus", "3"), 2, "--bogus"},
+      {"bad number", with_option(base, "--lr", "fast"), 2, "--lr"},
+      {"NaN learning rate", with_option(base, "--lr", "nan"), 2, "--lr"},
+      {"infinite learning rate", with_option(base, "--lr", "inf"), 2, "--lr"},
+      {"negative learning rate", with_option(base, "--lr", "-0.1"), 2, "--lr"},
+      {"negative k", with_option(base, "--k", "-1"), 2, "--k"},
+      {"fractional k", with_option(base, "--k", "1.5"), 2, "--k"},
+      {"zero hidden", with_option(base, "--hidden", "0"), 2, "--hidden"},
+      {"unknown method", with_option(base, "--method", "gradient"), 2, "--method"},
+      {"unknown backend", with_option(base, "--backend", "tpu"), 2, "--backend"},
+      {"momentum of one", with_option(base, "--momentum", "1"), 2, "--momentum"},
+      {"iters and epochs", with_option(base, "--epochs", "3"), 2, "--epochs"},
+      {"no length", with_option(base, "--iters", ""), 2, "--iters"},
+      {"no data", with_option(base, "--data", ""), 2, "--data"},
+      {"mode option without mode", with_option(base, "--p-max", "0.5"), 2, "--p-max"},
+      {"chains without pcd", with_option(base, "--chains", "10"), 2, "--chains"},
+      {"p-max above one", with_option(with_option(base, "--method", "mode"), "--p-max", "1.5"), 2, "--p-max"},
+      {"out folder missing", with_option(base, "--out", scratch.file("no-such-folder/m.safetensors")), 2,
+       "no-such-folder"},
+      {"out is a folder", with_option(base, "--out", scratch.path().string()), 2, scratch.path().string()},
+      {"bad data spec", with_option(base, "--data", "nonsense:3"), 2, "nonsense"},
+      {"bad generator size", with_option(base, "--data", "shifting-bars:6:9"), 2, "shifting"},
+      {"missing data file", with_option(base, "--data", "csv:" + missing_csv), 1, missing_csv},
+      {"non-binary data", with_option(base, "--data", "csv:" + bad_csv), 1, bad_csv},
+  };
+  for (const auto& refusal : refusals) {
+    SCOPED_TRACE(refusal.name);
+    expect_refusal(run_cli(refusal.arguments, scratch), refusal.status, refusal.needle);
+  }
+  EXPECT_FALSE(std::filesystem::exists(model)) << "a refused run must not write a model";
+}
+
+TEST(CliRefusal, CudaBackendWithoutDevice) {
+  if (!marbm::cuda_devices().empty()) GTEST_SKIP() << "a CUDA device is usable here";
+  ScratchFolder scratch;
+  const std::string model = scratch.file("m.safetensors");
+  expect_refusal(run_cli(with_option(train_arguments(model), "--backend", "cuda"), scratch), 1, "cuda");
+  EXPECT_FALSE(std::filesystem::exists(model));
+}
+
+TEST(CliRefusal, EvalInputs) {
+  ScratchFolder scratch;
+  const std::string good = scratch.file("good.safetensors");
+  marbm::save_rbm(good, marbm::Rbm::random(6, 5, 0.5, 1));
+
+  const std::string truncated = scratch.file("truncated.safetensors");
+  {
+    const std::string bytes = marbm::test::read_whole_file(good);
+    std::ofstream(truncated, std::ios::binary) << bytes.substr(0, bytes.size() - 20);
+  }
+  const std::string text = scratch.file("text.safetensors");
+  std::ofstream(text) << "this is not a model\n";
+  const std::string empty = scratch.file("empty.safetensors");
+  std::ofstream{empty};
+  // Both layers beyond the default 2^32 enumeration limit.
+  const std::string big = scratch.file("big.safetensors");
+  marbm::save_rbm(big, marbm::Rbm(34, 33));
+  const std::string missing = scratch.file("missing.safetensors");
+
+  const std::vector<Refusal> refusals = {
+      {"missing model", {"eval", missing}, 1, missing},
+      {"truncated model", {"eval", truncated}, 1, truncated},
+      {"not a model", {"eval", text}, 1, text},
+      {"empty file", {"eval", empty}, 1, empty},
+      {"model too large", {"eval", big}, 1, big},
+      {"limit below the model", {"eval", good, "--max-units", "3"}, 1, good},
+      {"data width mismatch", {"eval", good, "--data", "shifting-bars:7:3"}, 1, "shifting-bars:7:3"},
+      {"bad data spec", {"eval", good, "--data", "bars:3"}, 2, "bars:3"},
+      {"no model", {"eval"}, 2, "model"},
+      {"no command", {}, 2, "marbm --help"},
+      {"unknown command", {"fly"}, 2, "fly"},
+  };
+  for (const auto& refusal : refusals) {
+    SCOPED_TRACE(refusal.name);
+    expect_refusal(run_cli(refusal.arguments, scratch), refusal.status, refusal.needle);
+  }
+}
+
+}  // namespace
