@@ -53,11 +53,8 @@ class CudaEngine final : public Engine {
       parameters_ = DeviceBuffer<float>(total, stream());
       velocity_ = DeviceBuffer<float>(total, stream());
       gradient_ = DeviceBuffer<float>(total, stream());
-      // Data and chains of another width no longer fit this model.
-      if (data_rows_ > 0 && data_cols_ != n_) {
-        data_ = DeviceBuffer<std::uint8_t>();
-        data_rows_ = 0;
-      }
+      // Chains of another width no longer fit this model (data of another
+      // width is refused at the next update).
       if (chain_count_ > 0) {
         chains_ = DeviceBuffer<float>();
         chain_count_ = 0;
@@ -83,13 +80,18 @@ class CudaEngine final : public Engine {
   }
 
   void set_data(const Dataset& data) override {
-    require_model("set_data");
-    MARBM_EXPECTS(data.n_cols == n_, UsageError,
+    MARBM_EXPECTS(n_ == 0 || data.n_cols == n_, UsageError,
                   "cuda engine: the data set has " + std::to_string(data.n_cols) + " columns but the model has " +
                       std::to_string(n_) + " visible units");
     MARBM_EXPECTS(data.n_rows >= 1, UsageError, "cuda engine: the data set has no rows");
     MARBM_EXPECTS(data.values.size() == static_cast<std::size_t>(data.n_rows) * data.n_cols, DataError,
                   "cuda engine: the data set's values do not match its shape");
+    for (std::size_t k = 0; k < data.values.size(); ++k) {
+      MARBM_EXPECTS(data.values[k] <= 1, DataError,
+                    "cuda engine: data value " + std::to_string(data.values[k]) + " at row " +
+                        std::to_string(k / data.n_cols) + ", column " + std::to_string(k % data.n_cols) +
+                        " is not 0 or 1");
+    }
     data_ = DeviceBuffer<std::uint8_t>(data.values.size(), stream());
     data_.copy_from_host(data.values);
     data_rows_ = data.n_rows;
@@ -114,8 +116,6 @@ class CudaEngine final : public Engine {
   }
 
   void update(const UpdateStep& step) override {
-    MARBM_EXPECTS(std::isfinite(step.learning_rate) && std::isfinite(step.momentum) && std::isfinite(step.weight_decay),
-                  UsageError, "cuda engine: learning rate, momentum and weight decay must be finite");
     compute_gradient(step);
     apply_update(parameters_.data(), velocity_.data(), gradient_.data(), parameter_count(), weight_count(),
                  static_cast<float>(step.learning_rate), static_cast<float>(step.momentum),
@@ -138,7 +138,7 @@ class CudaEngine final : public Engine {
                                         std::uint64_t stream_id) override {
     require_model("gibbs_chain");
     check_states(visible, batch, n_, "gibbs_chain");
-    MARBM_EXPECTS(steps >= 0, UsageError, "cuda engine: gibbs_chain steps must be >= 0, got " + std::to_string(steps));
+    MARBM_EXPECTS(steps >= 1, UsageError, "cuda engine: gibbs_chain steps must be >= 1, got " + std::to_string(steps));
     DeviceBuffer<float> v = upload_states(visible);
     DeviceBuffer<float> h(static_cast<std::size_t>(batch) * m_, stream());
     DeviceBuffer<float> x(static_cast<std::size_t>(batch) * std::max(n_, m_), stream());
@@ -189,6 +189,11 @@ class CudaEngine final : public Engine {
     MARBM_EXPECTS(states.size() == static_cast<std::size_t>(batch) * width, UsageError,
                   std::string("cuda engine: ") + what + " got " + std::to_string(states.size()) + " values for " +
                       std::to_string(batch) + " rows of " + std::to_string(width));
+    for (std::size_t k = 0; k < states.size(); ++k) {
+      MARBM_EXPECTS(states[k] <= 1, UsageError,
+                    std::string("cuda engine: ") + what + " got value " + std::to_string(states[k]) + " at row " +
+                        std::to_string(k / width) + ", unit " + std::to_string(k % width) + " (expected 0 or 1)");
+    }
   }
 
   DeviceBuffer<float> upload_states(std::span<const std::uint8_t> states) {
@@ -214,7 +219,7 @@ class CudaEngine final : public Engine {
 
   void start_chains(int count, std::uint64_t seed) {
     chains_ = DeviceBuffer<float>(static_cast<std::size_t>(count) * n_, stream());
-    uniform_binary(chains_.data(), chains_.size(), seed, random_stream(RandomPurpose::persistent_chains, 0), stream());
+    uniform_binary(chains_.data(), count, n_, seed, random_stream(RandomPurpose::persistent_chains, 0), stream());
     chain_count_ = count;
   }
 
@@ -243,6 +248,15 @@ class CudaEngine final : public Engine {
   void compute_gradient(const UpdateStep& step) {
     require_model("update");
     MARBM_EXPECTS(data_rows_ > 0, UsageError, "cuda engine: update called before set_data");
+    MARBM_EXPECTS(data_cols_ == n_, UsageError,
+                  "cuda engine: the data set has " + std::to_string(data_cols_) + " columns, the model has " +
+                      std::to_string(n_) + " visible units");
+    MARBM_EXPECTS(std::isfinite(step.learning_rate) && step.learning_rate >= 0, UsageError,
+                  "cuda engine: learning rate must be finite and >= 0, got " + std::to_string(step.learning_rate));
+    MARBM_EXPECTS(std::isfinite(step.momentum) && step.momentum >= 0 && step.momentum < 1, UsageError,
+                  "cuda engine: momentum must be in [0, 1), got " + std::to_string(step.momentum));
+    MARBM_EXPECTS(std::isfinite(step.weight_decay) && step.weight_decay >= 0, UsageError,
+                  "cuda engine: weight decay must be finite and >= 0, got " + std::to_string(step.weight_decay));
     MARBM_EXPECTS(!step.batch_rows.empty(), UsageError, "cuda engine: the update step has an empty batch");
     for (const int row : step.batch_rows) {
       MARBM_EXPECTS(row >= 0 && row < data_rows_, UsageError,
@@ -257,6 +271,10 @@ class CudaEngine final : public Engine {
                         step.mode_hidden.size() == static_cast<std::size_t>(m_),
                     UsageError, "cuda engine: a mode step needs v* with " + std::to_string(n_) + " and h* with " +
                                     std::to_string(m_) + " values");
+      for (const std::uint8_t x : step.mode_visible)
+        MARBM_EXPECTS(x <= 1, UsageError, "cuda engine: the mode's visible state holds a value other than 0 or 1");
+      for (const std::uint8_t x : step.mode_hidden)
+        MARBM_EXPECTS(x <= 1, UsageError, "cuda engine: the mode's hidden state holds a value other than 0 or 1");
     }
     if (step.negative == NegativePhase::pcd && chain_count_ == 0) {
       start_chains(static_cast<int>(step.batch_rows.size()), step.seed);
@@ -292,16 +310,15 @@ class CudaEngine final : public Engine {
     float gradient_beta = 0.0f;
     switch (step.negative) {
       case NegativePhase::cd:
-        run_chain(v_negative, h_negative, batch, step.gibbs_steps, seed, random);
+        run_chain(v_negative, h_negative, batch, step.gibbs_steps, seed, random, 0);
         break;
       case NegativePhase::pcd: {
-        // The chain's own h_0 uses a phase after those of the sweeps.
         MARBM_CUDA_TRY(cudaMemcpyAsync(v_negative, chains_.data(), sizeof(float) * chains_.size(),
                                        cudaMemcpyDeviceToDevice, stream()));
         hidden_fields(v_negative, negative, fields_.data());
-        sample_layer(fields_.data(), hidden_bias(), negative, m_, seed, random, 2 * step.gibbs_steps + 1,
-                     samples_to(hidden_samples_.data()), stream());
-        run_chain(v_negative, h_negative, negative, step.gibbs_steps, seed, random);
+        sample_layer(fields_.data(), hidden_bias(), negative, m_, seed, random, 1, samples_to(hidden_samples_.data()),
+                     stream());
+        run_chain(v_negative, h_negative, negative, step.gibbs_steps, seed, random, 1);
         MARBM_CUDA_TRY(cudaMemcpyAsync(chains_.data(), v_negative, sizeof(float) * chains_.size(),
                                        cudaMemcpyDeviceToDevice, stream()));
         break;
@@ -344,12 +361,15 @@ class CudaEngine final : public Engine {
   }
 
   // k sweeps from the hidden samples in hidden_samples_ (h_0): v_s and h_s
-  // with phases 2s - 1 and 2s; the last sweep leaves v_k in `v` and
+  // in half-sweeps 2s - 1 + offset and 2s + offset (offset 0 for cd, 1 for
+  // pcd, as on the CPU engine); the last sweep leaves v_k in `v` and
   // -p(h|v_k) / rows in `h_scaled`.
-  void run_chain(float* v, float* h_scaled, int rows, int steps, std::uint64_t seed, std::uint64_t random) {
+  void run_chain(float* v, float* h_scaled, int rows, int steps, std::uint64_t seed, std::uint64_t random,
+                 int offset) {
     for (int s = 1; s <= steps; ++s) {
       visible_fields(hidden_samples_.data(), rows, fields_.data());
-      sample_layer(fields_.data(), visible_bias(), rows, n_, seed, random, 2 * s - 1, samples_to(v), stream());
+      sample_layer(fields_.data(), visible_bias(), rows, n_, seed, random, 2 * s - 1 + offset, samples_to(v),
+                   stream());
       hidden_fields(v, rows, fields_.data());
       LayerOutputs outputs;
       if (s < steps) {
@@ -358,7 +378,7 @@ class CudaEngine final : public Engine {
         outputs.probabilities = h_scaled;
         outputs.scale = -1.0f / static_cast<float>(rows);
       }
-      sample_layer(fields_.data(), hidden_bias(), rows, m_, seed, random, 2 * s, outputs, stream());
+      sample_layer(fields_.data(), hidden_bias(), rows, m_, seed, random, 2 * s + offset, outputs, stream());
     }
   }
 

@@ -35,22 +35,20 @@ unsigned grid_for(std::size_t count, int per_thread = 1) {
   return static_cast<unsigned>(blocks);
 }
 
-// One thread per group of four consecutive Philox words (aligned groups of the
-// counter space), so each Philox evaluation serves four units.
-__global__ void sample_layer_kernel(const float* pre_activation, const float* __restrict__ bias,
-                                    int rows, int width, std::uint64_t seed, std::uint64_t stream,
-                                    std::uint64_t phase, LayerOutputs outputs) {
-  const std::uint64_t total = static_cast<std::uint64_t>(rows) * width;
-  const std::uint64_t base = gibbs_random_index(phase, 0, width, 0);  // a multiple of 4
-  const std::uint64_t groups = (total + 3) / 4;
+// One thread per (row, group of four units): one Philox block serves four units.
+__global__ void sample_layer_kernel(const float* pre_activation, const float* __restrict__ bias, int rows,
+                                    int width, std::uint64_t seed, std::uint64_t stream, std::uint64_t half_sweep,
+                                    LayerOutputs outputs) {
+  const std::uint64_t groups_per_row = gibbs_random_stride(width) / 4;
+  const std::uint64_t groups = groups_per_row * rows;
   for (std::uint64_t group = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; group < groups;
        group += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
-    const uint4 words = philox_block(seed, stream, (base >> 2) + group);
-    for (int lane = 0; lane < 4; ++lane) {
-      const std::uint64_t element = group * 4 + lane;
-      if (element >= total) break;
-      const int unit = static_cast<int>(element % static_cast<std::uint64_t>(width));
-      const float p = sigmoid_f(pre_activation[element] + bias[unit]);
+    const std::uint64_t row = group / groups_per_row;
+    const int first = static_cast<int>(group % groups_per_row) * 4;
+    const uint4 words = philox_block(seed, stream, gibbs_random_index(half_sweep, row, width, first) >> 2);
+    for (int lane = 0; lane < 4 && first + lane < width; ++lane) {
+      const std::uint64_t element = row * width + first + lane;
+      const float p = sigmoid_f(pre_activation[element] + bias[first + lane]);
       const float sample = word_to_uniform(word_at(words, lane)) < p ? 1.0f : 0.0f;
       if (outputs.samples != nullptr) outputs.samples[element] = sample;
       if (outputs.probabilities != nullptr)
@@ -84,17 +82,17 @@ __global__ void floats_to_bytes_kernel(const float* __restrict__ source, std::si
     destination[i] = source[i] > 0.5f ? 1 : 0;
 }
 
-__global__ void uniform_binary_kernel(float* __restrict__ values, std::size_t count, std::uint64_t seed,
+__global__ void uniform_binary_kernel(float* __restrict__ values, int rows, int width, std::uint64_t seed,
                                       std::uint64_t stream) {
-  const std::size_t groups = (count + 3) / 4;
-  for (std::size_t group = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; group < groups;
-       group += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    const uint4 words = philox_block(seed, stream, group);
-    for (int lane = 0; lane < 4; ++lane) {
-      const std::size_t i = group * 4 + lane;
-      if (i >= count) break;
-      values[i] = word_to_uniform(word_at(words, lane)) < 0.5f ? 1.0f : 0.0f;
-    }
+  const std::uint64_t groups_per_row = gibbs_random_stride(width) / 4;
+  const std::uint64_t groups = groups_per_row * rows;
+  for (std::uint64_t group = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; group < groups;
+       group += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
+    const std::uint64_t row = group / groups_per_row;
+    const int first = static_cast<int>(group % groups_per_row) * 4;
+    const uint4 words = philox_block(seed, stream, gibbs_random_index(0, row, width, first) >> 2);
+    for (int lane = 0; lane < 4 && first + lane < width; ++lane)
+      values[row * width + first + lane] = static_cast<float>(word_at(words, lane) >> 31);
   }
 }
 
@@ -120,11 +118,12 @@ __global__ void apply_update_kernel(float* __restrict__ parameters, float* __res
 }  // namespace
 
 void sample_layer(const float* pre_activation, const float* bias, int rows, int width, std::uint64_t seed,
-                  std::uint64_t stream, std::uint64_t phase, const LayerOutputs& outputs, cudaStream_t cuda_stream) {
-  const std::size_t total = static_cast<std::size_t>(rows) * width;
+                  std::uint64_t stream, std::uint64_t half_sweep, const LayerOutputs& outputs,
+                  cudaStream_t cuda_stream) {
+  const std::size_t total = static_cast<std::size_t>(rows) * gibbs_random_stride(width);
   if (total == 0) return;
   sample_layer_kernel<<<grid_for(total, 4), kThreads, 0, cuda_stream>>>(pre_activation, bias, rows, width, seed,
-                                                                          stream, phase, outputs);
+                                                                          stream, half_sweep, outputs);
   MARBM_CUDA_CHECK_LAST();
 }
 
@@ -148,10 +147,11 @@ void floats_to_bytes(const float* source, std::size_t count, std::uint8_t* desti
   MARBM_CUDA_CHECK_LAST();
 }
 
-void uniform_binary(float* values, std::size_t count, std::uint64_t seed, std::uint64_t stream,
+void uniform_binary(float* values, int rows, int width, std::uint64_t seed, std::uint64_t stream,
                     cudaStream_t cuda_stream) {
-  if (count == 0) return;
-  uniform_binary_kernel<<<grid_for(count, 4), kThreads, 0, cuda_stream>>>(values, count, seed, stream);
+  const std::size_t total = static_cast<std::size_t>(rows) * gibbs_random_stride(width);
+  if (total == 0) return;
+  uniform_binary_kernel<<<grid_for(total, 4), kThreads, 0, cuda_stream>>>(values, rows, width, seed, stream);
   MARBM_CUDA_CHECK_LAST();
 }
 

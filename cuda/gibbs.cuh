@@ -9,14 +9,21 @@
 
 namespace marbm::detail {
 
-/// The Philox word that decides unit `unit` of row `row` in sampling phase
-/// `phase` of one random stream: index (phase << 40) + row * width + unit.
-/// Phases are numbered in the order a chain samples its layers (0: h from the
-/// start state, 1: the next v, 2: the next h, ...). Shared with the tests'
-/// plain C++ reference so that both draw the same numbers.
-__host__ __device__ constexpr std::uint64_t gibbs_random_index(std::uint64_t phase, std::uint64_t row,
-                                                               std::uint64_t width, std::uint64_t unit) {
-  return (phase << 40) + row * width + unit;
+/// Row stride of the random-number layout: the layer width rounded up to 4,
+/// so that every row starts on a fresh Philox block.
+__host__ __device__ constexpr std::uint64_t gibbs_random_stride(int width) {
+  return (static_cast<std::uint64_t>(width) + 3) / 4 * 4;
+}
+
+/// The Philox word that decides unit `unit` of row `row` in half-sweep
+/// `half_sweep` of one random stream: index half_sweep * 2^40 + row *
+/// gibbs_random_stride(width) + unit. This is the CPU engine's layout, so
+/// both engines draw the same numbers for the same (seed, step). Half-sweeps:
+/// cd: h_s in 2s, v_(s+1) in 2s + 1; pcd: positive h in 0, chain h_s in
+/// 2s + 1, v_(s+1) in 2s + 2; gibbs_chain: as cd.
+__host__ __device__ constexpr std::uint64_t gibbs_random_index(std::uint64_t half_sweep, std::uint64_t row, int width,
+                                                               std::uint64_t unit) {
+  return (half_sweep << 40) + row * gibbs_random_stride(width) + unit;
 }
 
 /// What a layer-sampling kernel writes.
@@ -28,11 +35,11 @@ struct LayerOutputs {
 };
 
 /// For every row r and unit u: p = sigmoid(pre_activation[r, u] + bias[u]),
-/// sample = [uniform(seed, stream, gibbs_random_index(phase, r, width, u)) < p]
+/// sample = [uniform(seed, stream, gibbs_random_index(half_sweep, r, width, u)) < p]
 /// with marbm::PhiloxStream's uniform (24-bit) on the same counter layout.
 /// pre_activation may alias outputs.probabilities.
 void sample_layer(const float* pre_activation, const float* bias, int rows, int width, std::uint64_t seed,
-                  std::uint64_t stream, std::uint64_t phase, const LayerOutputs& outputs, cudaStream_t cuda_stream);
+                  std::uint64_t stream, std::uint64_t half_sweep, const LayerOutputs& outputs, cudaStream_t cuda_stream);
 
 /// destination[r, :] = source[rows[r], :] as floats (width columns).
 void gather_rows(const std::uint8_t* source, const int* rows, int count, int width, float* destination,
@@ -43,8 +50,10 @@ void bytes_to_floats(const std::uint8_t* source, std::size_t count, float* desti
 /// destination = source as bytes (count values, each 0 or 1).
 void floats_to_bytes(const float* source, std::size_t count, std::uint8_t* destination, cudaStream_t stream);
 
-/// Uniform random binary states: value[i] = [uniform(seed, stream, i) < 1/2].
-void uniform_binary(float* values, std::size_t count, std::uint64_t seed, std::uint64_t stream,
+/// Uniform random binary states (rows x width): value[r, u] = bit 31 of the
+/// Philox word at r * gibbs_random_stride(width) + u (the CPU engine's
+/// persistent-chain start).
+void uniform_binary(float* values, int rows, int width, std::uint64_t seed, std::uint64_t stream,
                     cudaStream_t cuda_stream);
 
 /// values[i] = value for i < count.
