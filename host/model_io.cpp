@@ -1,0 +1,259 @@
+#include "marbm/model_io.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "marbm/error.hpp"
+
+namespace marbm {
+
+namespace {
+
+using nlohmann::json;
+
+// Safetensors refuses headers above 100 MB; a larger length field means a
+// corrupt or foreign file, and checking first avoids a huge allocation.
+constexpr std::uint64_t max_header_bytes = 100'000'000;
+
+template <typename T>
+void append_little_endian(std::string& out, T value) {
+  using Bits = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
+  const Bits bits = std::bit_cast<Bits>(value);
+  for (std::size_t k = 0; k < sizeof(T); ++k) out.push_back(static_cast<char>((bits >> (8 * k)) & 0xffu));
+}
+
+template <typename T>
+T read_little_endian(const unsigned char* bytes) {
+  using Bits = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
+  Bits bits = 0;
+  for (std::size_t k = 0; k < sizeof(T); ++k) bits |= static_cast<Bits>(bytes[k]) << (8 * k);
+  return std::bit_cast<T>(bits);
+}
+
+struct TensorEntry {
+  std::string name;
+  std::string dtype;
+  std::vector<std::uint64_t> shape;
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+};
+
+// Reads one header entry; every problem names the file and the tensor.
+TensorEntry parse_entry(const std::string& path, const std::string& name, const json& value) {
+  const std::string where = path + ": tensor '" + name + "'";
+  MARBM_EXPECTS(value.is_object(), DataError, where + " is not a JSON object in the header");
+  TensorEntry entry;
+  entry.name = name;
+  const auto dtype = value.find("dtype");
+  MARBM_EXPECTS(dtype != value.end() && dtype->is_string(), DataError, where + " has no dtype");
+  entry.dtype = dtype->get<std::string>();
+  const auto shape = value.find("shape");
+  MARBM_EXPECTS(shape != value.end() && shape->is_array(), DataError, where + " has no shape");
+  for (const json& dim : *shape) {
+    MARBM_EXPECTS(dim.is_number_unsigned() || (dim.is_number_integer() && dim.get<std::int64_t>() >= 0), DataError,
+                  where + " has a shape entry that is not a non-negative integer");
+    entry.shape.push_back(dim.get<std::uint64_t>());
+  }
+  const auto offsets = value.find("data_offsets");
+  MARBM_EXPECTS(offsets != value.end() && offsets->is_array() && offsets->size() == 2, DataError,
+                where + " has no data_offsets pair");
+  for (const json& offset : *offsets)
+    MARBM_EXPECTS(offset.is_number_unsigned() || (offset.is_number_integer() && offset.get<std::int64_t>() >= 0),
+                  DataError, where + " has a data offset that is not a non-negative integer");
+  entry.begin = (*offsets)[0].get<std::uint64_t>();
+  entry.end = (*offsets)[1].get<std::uint64_t>();
+  MARBM_EXPECTS(entry.begin <= entry.end, DataError,
+                where + " has data_offsets [" + std::to_string(entry.begin) + ", " + std::to_string(entry.end) +
+                    "] in the wrong order");
+  return entry;
+}
+
+std::string shape_string(const std::vector<std::uint64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t k = 0; k < shape.size(); ++k) s += (k ? ", " : "") + std::to_string(shape[k]);
+  return s + "]";
+}
+
+// Copies a tensor's values into `out` as float32, from F32 or F64 data.
+void read_tensor(const std::string& path, const TensorEntry& entry, const unsigned char* buffer,
+                 std::span<float> out) {
+  const std::size_t element = entry.dtype == "F32" ? 4 : 8;
+  MARBM_EXPECTS(entry.end - entry.begin == out.size() * element, DataError,
+                path + ": tensor '" + entry.name + "' spans " + std::to_string(entry.end - entry.begin) +
+                    " bytes, its shape and dtype need " + std::to_string(out.size() * element));
+  const unsigned char* data = buffer + entry.begin;
+  for (std::size_t k = 0; k < out.size(); ++k) {
+    out[k] = element == 4 ? read_little_endian<float>(data + 4 * k)
+                          : static_cast<float>(read_little_endian<double>(data + 8 * k));
+  }
+}
+
+}  // namespace
+
+void save_rbm(const std::string& path, const Rbm& rbm, const Metadata& metadata) {
+  const int n = rbm.n_visible(), m = rbm.n_hidden();
+  MARBM_EXPECTS(n >= 1 && m >= 1, UsageError, "cannot save an empty model to " + path);
+  rbm.check_finite(("refusing to save " + path).c_str());
+
+  json meta = json::object();
+  for (const auto& [key, value] : metadata) meta[key] = value;
+  // The sizes and format always describe the tensors, whatever the caller passed.
+  meta["n_visible"] = std::to_string(n);
+  meta["n_hidden"] = std::to_string(m);
+  meta["format"] = "marbm-rbm";
+
+  const std::uint64_t weight_bytes = 4ull * n * m;
+  const std::uint64_t visible_bytes = 4ull * n;
+  const std::uint64_t hidden_bytes = 4ull * m;
+  json header = json::object();
+  header["__metadata__"] = meta;
+  header["weights"] = {{"dtype", "F32"}, {"shape", {n, m}}, {"data_offsets", {0, weight_bytes}}};
+  header["visible_bias"] = {
+      {"dtype", "F32"}, {"shape", {n}}, {"data_offsets", {weight_bytes, weight_bytes + visible_bytes}}};
+  header["hidden_bias"] = {{"dtype", "F32"},
+                           {"shape", {m}},
+                           {"data_offsets", {weight_bytes + visible_bytes, weight_bytes + visible_bytes + hidden_bytes}}};
+  std::string header_text = header.dump();
+  // Pad with spaces so the data starts 8-byte aligned, as other writers do.
+  header_text.append((8 - header_text.size() % 8) % 8, ' ');
+
+  std::string bytes;
+  bytes.reserve(8 + header_text.size() + weight_bytes + visible_bytes + hidden_bytes);
+  append_little_endian<std::uint64_t>(bytes, header_text.size());
+  bytes += header_text;
+  for (float w : rbm.weights()) append_little_endian(bytes, w);
+  for (float a : rbm.visible_bias()) append_little_endian(bytes, a);
+  for (float b : rbm.hidden_bias()) append_little_endian(bytes, b);
+
+  // Write beside the target and rename, so an interrupted run never leaves a
+  // half-written model under the final name.
+  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    MARBM_EXPECTS(out.good(), DataError, path + ": cannot write (cannot create " + temporary + ")");
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out) {
+      std::error_code ignored;
+      std::filesystem::remove(temporary, ignored);
+      throw DataError(path + ": writing the model failed (disk full or I/O error)");
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(temporary, path, ec);
+  if (ec) {
+    std::error_code ignored;
+    std::filesystem::remove(temporary, ignored);
+    throw DataError(path + ": cannot move the written model into place (" + ec.message() + ")");
+  }
+}
+
+Rbm load_rbm(const std::string& path, Metadata* metadata) {
+  std::error_code ec;
+  MARBM_EXPECTS(std::filesystem::exists(path, ec), DataError, path + ": no such file");
+  MARBM_EXPECTS(!std::filesystem::is_directory(path, ec), DataError, path + ": is a directory, not a model file");
+  std::ifstream in(path, std::ios::binary);
+  MARBM_EXPECTS(in.good(), DataError, path + ": cannot open for reading");
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  MARBM_EXPECTS(!in.bad(), DataError, path + ": read failed");
+
+  MARBM_EXPECTS(bytes.size() >= 8, DataError,
+                path + ": too short for a safetensors file (" + std::to_string(bytes.size()) + " bytes)");
+  const auto* raw = reinterpret_cast<const unsigned char*>(bytes.data());
+  const std::uint64_t header_size = read_little_endian<std::uint64_t>(raw);
+  MARBM_EXPECTS(header_size >= 2 && header_size <= max_header_bytes, DataError,
+                path + ": implausible safetensors header length " + std::to_string(header_size) +
+                    " (not a safetensors file?)");
+  MARBM_EXPECTS(8 + header_size <= bytes.size(), DataError,
+                path + ": truncated: the header length is " + std::to_string(header_size) + " bytes but the file has " +
+                    std::to_string(bytes.size()) + " bytes");
+
+  json header;
+  try {
+    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_size));
+  } catch (const json::parse_error& e) {
+    throw DataError(path + ": the safetensors header is not valid JSON (at byte " + std::to_string(e.byte) + ")");
+  }
+  MARBM_EXPECTS(header.is_object(), DataError, path + ": the safetensors header is not a JSON object");
+
+  if (metadata) metadata->clear();
+  std::vector<TensorEntry> entries;
+  for (const auto& [key, value] : header.items()) {
+    if (key == "__metadata__") {
+      MARBM_EXPECTS(value.is_object(), DataError, path + ": __metadata__ is not a JSON object");
+      for (const auto& [meta_key, meta_value] : value.items()) {
+        MARBM_EXPECTS(meta_value.is_string(), DataError,
+                      path + ": metadata entry '" + meta_key + "' is not a string");
+        if (metadata) (*metadata)[meta_key] = meta_value.get<std::string>();
+      }
+      continue;
+    }
+    entries.push_back(parse_entry(path, key, value));
+  }
+
+  // The tensors must tile the data buffer exactly: no gaps, no overlaps, no
+  // bytes beyond the last tensor and none missing (a truncated file).
+  const std::uint64_t buffer_size = bytes.size() - 8 - header_size;
+  std::vector<const TensorEntry*> by_offset;
+  for (const TensorEntry& e : entries) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const TensorEntry* x, const TensorEntry* y) { return x->begin < y->begin; });
+  std::uint64_t expected_begin = 0;
+  for (const TensorEntry* e : by_offset) {
+    MARBM_EXPECTS(e->begin == expected_begin, DataError,
+                  path + ": tensor '" + e->name + "' starts at byte " + std::to_string(e->begin) + ", expected " +
+                      std::to_string(expected_begin) + " (tensors must be contiguous)");
+    expected_begin = e->end;
+  }
+  MARBM_EXPECTS(expected_begin <= buffer_size, DataError,
+                path + ": truncated: the tensors need " + std::to_string(expected_begin) +
+                    " data bytes, the file has " + std::to_string(buffer_size));
+  MARBM_EXPECTS(expected_begin == buffer_size, DataError,
+                path + ": " + std::to_string(buffer_size - expected_begin) + " unexpected bytes after the tensors");
+
+  auto find = [&](const char* name) -> const TensorEntry& {
+    for (const TensorEntry& e : entries)
+      if (e.name == name) return e;
+    throw DataError(path + ": missing tensor '" + std::string(name) + "'");
+  };
+  const TensorEntry& weights = find("weights");
+  const TensorEntry& visible_bias = find("visible_bias");
+  const TensorEntry& hidden_bias = find("hidden_bias");
+  for (const TensorEntry* e : {&weights, &visible_bias, &hidden_bias}) {
+    MARBM_EXPECTS(e->dtype == "F32" || e->dtype == "F64", DataError,
+                  path + ": tensor '" + e->name + "' has dtype " + e->dtype + " (expected F32 or F64)");
+  }
+  MARBM_EXPECTS(weights.shape.size() == 2 && weights.shape[0] >= 1 && weights.shape[1] >= 1 &&
+                    weights.shape[0] <= (1u << 30) && weights.shape[1] <= (1u << 30),
+                DataError,
+                path + ": tensor 'weights' has shape " + shape_string(weights.shape) + " (expected [n_visible, n_hidden])");
+  const std::uint64_t n = weights.shape[0], m = weights.shape[1];
+  MARBM_EXPECTS(visible_bias.shape == std::vector<std::uint64_t>{n}, DataError,
+                path + ": tensor 'visible_bias' has shape " + shape_string(visible_bias.shape) + ", weights need [" +
+                    std::to_string(n) + "]");
+  MARBM_EXPECTS(hidden_bias.shape == std::vector<std::uint64_t>{m}, DataError,
+                path + ": tensor 'hidden_bias' has shape " + shape_string(hidden_bias.shape) + ", weights need [" +
+                    std::to_string(m) + "]");
+  MARBM_EXPECTS(n * m <= buffer_size, DataError,
+                path + ": tensor 'weights' of shape " + shape_string(weights.shape) + " does not fit the file");
+
+  Rbm rbm(static_cast<int>(n), static_cast<int>(m));
+  const unsigned char* buffer = raw + 8 + header_size;
+  read_tensor(path, weights, buffer, rbm.weights());
+  read_tensor(path, visible_bias, buffer, rbm.visible_bias());
+  read_tensor(path, hidden_bias, buffer, rbm.hidden_bias());
+  rbm.check_finite(path.c_str());
+  return rbm;
+}
+
+}  // namespace marbm
