@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -33,13 +34,17 @@
 namespace marbm::detail {
 namespace {
 
-// A matrix product with fewer multiply-adds than this runs as plain loops: for
-// tiny models (6 x 6, batch 6) a BLAS call's dispatch and packing cost more
+// A matrix product runs as plain loops unless it has this many multiply-adds
+// and the weight matrix this many entries: for tiny models (6 x 6, batch 6, or
+// 5 x 4 with thousands of chains) a BLAS call's dispatch and packing cost more
 // than the arithmetic.
 constexpr long blas_threshold = 16 * 1024;
-// Elementwise work on fewer elements than this stays on the calling thread
-// (an OpenMP fork costs microseconds).
-constexpr long parallel_threshold = 8 * 1024;
+constexpr long blas_min_weights = 512;
+// Elementwise work on fewer elements than this stays on the calling thread:
+// a fork/join costs microseconds on an idle machine but up to a scheduler
+// time slice when the cores are shared, while 128k sigmoid + Philox draws take
+// ~0.5 ms.
+constexpr long parallel_threshold = 128 * 1024;
 // Half-sweeps occupy the high bits of the Philox index (see the file comment).
 constexpr int half_sweep_shift = 40;
 // Keeps half_sweep * 2^40 inside 64 bits with room to spare.
@@ -51,12 +56,20 @@ int round_up4(int x) { return (x + 3) & ~3; }
 
 std::string str(long long x) { return std::to_string(x); }
 
+// OpenBLAS keeps one process-wide thread count; engines created concurrently
+// (a study builds one per run) must not race on it.
+void set_blas_threads(int threads) {
+  static std::mutex mutex;
+  std::lock_guard lock(mutex);
+  if (openblas_get_num_threads() != threads) openblas_set_num_threads(threads);
+}
+
 class CpuEngine final : public Engine {
  public:
   explicit CpuEngine(const EngineOptions& options) : threads_(options.threads) {
     MARBM_EXPECTS(options.threads >= 0, UsageError,
                   "engine threads must be >= 0 (0 keeps the default), got " + str(options.threads));
-    if (threads_ > 0) openblas_set_num_threads(threads_);
+    if (threads_ > 0) set_blas_threads(threads_);
   }
 
   Backend backend() const override { return Backend::cpu; }
@@ -211,7 +224,7 @@ class CpuEngine final : public Engine {
     const float* b = rbm_.hidden_bias().data();
     const int n = n_, m = m_;
     const long work = static_cast<long>(rows) * n * m;
-    if (work >= blas_threshold) {
+    if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
       for (int r = 0; r < rows; ++r) std::copy(b, b + m, out + static_cast<std::size_t>(r) * m);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, m, n, 1.0f, v, n, w, m, 1.0f, out, m);
 #pragma omp parallel for num_threads(thread_count()) if (static_cast<long>(rows) * m >= parallel_threshold)
@@ -221,7 +234,7 @@ class CpuEngine final : public Engine {
       }
       return;
     }
-#pragma omp parallel for num_threads(thread_count()) if (work >= parallel_threshold)
+#pragma omp parallel for num_threads(thread_count()) if (static_cast<long>(rows) * m >= parallel_threshold)
     for (int r = 0; r < rows; ++r) {
       float* o = out + static_cast<std::size_t>(r) * m;
       const float* vr = v + static_cast<std::size_t>(r) * n;
@@ -242,7 +255,7 @@ class CpuEngine final : public Engine {
     const float* a = rbm_.visible_bias().data();
     const int n = n_, m = m_;
     const long work = static_cast<long>(rows) * n * m;
-    if (work >= blas_threshold) {
+    if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
       for (int r = 0; r < rows; ++r) std::copy(a, a + n, out + static_cast<std::size_t>(r) * n);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, m, 1.0f, h, m, w, m, 1.0f, out, n);
 #pragma omp parallel for num_threads(thread_count()) if (static_cast<long>(rows) * n >= parallel_threshold)
@@ -252,7 +265,7 @@ class CpuEngine final : public Engine {
       }
       return;
     }
-#pragma omp parallel for num_threads(thread_count()) if (work >= parallel_threshold)
+#pragma omp parallel for num_threads(thread_count()) if (static_cast<long>(rows) * n >= parallel_threshold)
     for (int r = 0; r < rows; ++r) {
       float* o = out + static_cast<std::size_t>(r) * n;
       const float* hr = h + static_cast<std::size_t>(r) * m;
@@ -289,7 +302,7 @@ class CpuEngine final : public Engine {
     float* g = weight_gradient_.data();
     const int n = n_, m = m_;
     const long work = static_cast<long>(rows) * n * m;
-    if (work >= blas_threshold) {
+    if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, m, rows, scale, v, n, p, m, accumulate ? 1.0f : 0.0f,
                   g, m);
       return;

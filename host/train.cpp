@@ -1,0 +1,227 @@
+// The training driver (SPEC.md sections 2 and 3), written once against Engine:
+// validates the settings, walks the minibatch schedule, asks the engine for one
+// update per step and reports metrics. Mode steps are planned by
+// detail::ModeAssist (host/mode_assist.cpp).
+#include "marbm/train.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <optional>
+#include <string>
+
+#include "detail/mode_assist.hpp"
+#include "marbm/error.hpp"
+#include "marbm/random.hpp"
+
+namespace marbm {
+
+TrainMethod parse_train_method(std::string_view text) {
+  if (text == "cd") return TrainMethod::cd;
+  if (text == "pcd") return TrainMethod::pcd;
+  if (text == "exact") return TrainMethod::exact;
+  if (text == "mode") return TrainMethod::mode;
+  throw UsageError("unknown training method '" + std::string(text) + "' (expected cd, pcd, exact or mode)");
+}
+
+std::string_view to_string(TrainMethod method) {
+  switch (method) {
+    case TrainMethod::cd: return "cd";
+    case TrainMethod::pcd: return "pcd";
+    case TrainMethod::exact: return "exact";
+    case TrainMethod::mode: return "mode";
+  }
+  return "?";
+}
+
+namespace {
+
+std::string number(double x) { return std::to_string(x); }
+
+int effective_batch(const TrainConfig& config, int rows) { return std::min(config.batch_size, rows); }
+
+long batches_per_epoch(int batch, int rows) { return (static_cast<long>(rows) + batch - 1) / batch; }
+
+void check_config(const TrainConfig& config, const Dataset& data, const Rbm& initial) {
+  MARBM_EXPECTS(initial.n_visible() >= 1 && initial.n_hidden() >= 1, UsageError,
+                "train: the initial model has no units");
+  MARBM_EXPECTS(data.n_rows >= 1, UsageError, "train: the data set '" + data.description + "' has no rows");
+  MARBM_EXPECTS(data.n_cols == initial.n_visible(), UsageError,
+                "train: the data set '" + data.description + "' has " + std::to_string(data.n_cols) +
+                    " columns, the model has " + std::to_string(initial.n_visible()) + " visible units");
+  MARBM_EXPECTS(data.values.size() == static_cast<std::size_t>(data.n_rows) * data.n_cols, DataError,
+                "train: the data set '" + data.description + "' holds the wrong number of values for its size");
+  initial.check_finite("train: initial model");
+  MARBM_EXPECTS(std::isfinite(config.learning_rate) && config.learning_rate > 0, UsageError,
+                "train: learning rate must be finite and > 0, got " + number(config.learning_rate));
+  MARBM_EXPECTS(std::isfinite(config.momentum) && config.momentum >= 0 && config.momentum < 1, UsageError,
+                "train: momentum must be in [0, 1), got " + number(config.momentum));
+  MARBM_EXPECTS(std::isfinite(config.weight_decay) && config.weight_decay >= 0, UsageError,
+                "train: weight decay must be finite and >= 0, got " + number(config.weight_decay));
+  MARBM_EXPECTS(config.gibbs_steps >= 1, UsageError,
+                "train: Gibbs steps k must be >= 1, got " + std::to_string(config.gibbs_steps));
+  MARBM_EXPECTS(config.persistent_chains >= 0, UsageError,
+                "train: persistent chain count must be >= 0 (0: batch size), got " +
+                    std::to_string(config.persistent_chains));
+  MARBM_EXPECTS(config.eval_every >= 0, UsageError,
+                "train: eval_every must be >= 0 (0: only at the end), got " + std::to_string(config.eval_every));
+  MARBM_EXPECTS(config.exact.max_enumerated_units >= 0 && config.exact.max_enumerated_units <= 62, UsageError,
+                "train: the exact enumeration limit must be in [0, 62] units, got " +
+                    std::to_string(config.exact.max_enumerated_units));
+  if (config.method == TrainMethod::exact) {
+    MARBM_EXPECTS(exact_enumerable(initial, config.exact), UsageError,
+                  "train: the exact method needs min(n, m) <= " + std::to_string(config.exact.max_enumerated_units) +
+                      " enumerated units; this model is " + std::to_string(initial.n_visible()) + " x " +
+                      std::to_string(initial.n_hidden()));
+  }
+  if (config.method == TrainMethod::mode) {
+    MARBM_EXPECTS(config.mode.base == NegativePhase::cd || config.mode.base == NegativePhase::pcd, UsageError,
+                  "train: the base negative phase of mode-assisted training must be cd or pcd");
+  }
+}
+
+NegativePhase negative_phase_of(const TrainConfig& config) {
+  switch (config.method) {
+    case TrainMethod::cd: return NegativePhase::cd;
+    case TrainMethod::pcd: return NegativePhase::pcd;
+    case TrainMethod::exact: return NegativePhase::exact;
+    case TrainMethod::mode: return config.mode.base;
+  }
+  return NegativePhase::cd;
+}
+
+// The rows of each epoch in the order they are used: a Fisher-Yates shuffle
+// driven by Philox (seed, batch_order stream of the epoch), or all rows in
+// order when one batch covers the data set (the shuffle would change nothing
+// but the order of a sum).
+class BatchSchedule {
+ public:
+  BatchSchedule(int rows, int batch, std::uint64_t seed)
+      : rows_(rows), batch_(batch), seed_(seed), order_(static_cast<std::size_t>(rows)) {
+    std::iota(order_.begin(), order_.end(), 0);
+  }
+
+  /// Rows of update t (0-based); t must grow by one per call.
+  std::span<const int> rows_of(long t) {
+    const long per_epoch = batches_per_epoch(batch_, rows_);
+    const long epoch = t / per_epoch;
+    const long position = t % per_epoch;
+    if (batch_ < rows_ && position == 0) shuffle(epoch);
+    const long first = position * batch_;
+    const long count = std::min<long>(batch_, rows_ - first);
+    return {order_.data() + first, static_cast<std::size_t>(count)};
+  }
+
+ private:
+  void shuffle(long epoch) {
+    const PhiloxStream stream(seed_, random_stream(RandomPurpose::batch_order, static_cast<std::uint64_t>(epoch)));
+    std::iota(order_.begin(), order_.end(), 0);
+    for (int i = rows_ - 1; i > 0; --i) {
+      const auto j = static_cast<int>(stream.uniform_double(static_cast<std::uint64_t>(i)) * (i + 1));
+      std::swap(order_[i], order_[std::min(j, i)]);
+    }
+  }
+
+  int rows_;
+  int batch_;
+  std::uint64_t seed_;
+  std::vector<int> order_;
+};
+
+}  // namespace
+
+long total_iterations(const TrainConfig& config, int rows) {
+  MARBM_EXPECTS(rows >= 1, UsageError, "train: the data set has no rows");
+  MARBM_EXPECTS(config.batch_size >= 1, UsageError,
+                "train: batch size must be >= 1, got " + std::to_string(config.batch_size));
+  MARBM_EXPECTS(config.iterations >= 0, UsageError,
+                "train: iterations must be >= 0, got " + std::to_string(config.iterations));
+  MARBM_EXPECTS(config.epochs >= 0, UsageError, "train: epochs must be >= 0, got " + std::to_string(config.epochs));
+  if (config.iterations > 0) return config.iterations;
+  MARBM_EXPECTS(config.epochs > 0, UsageError, "train: set iterations or epochs (both are 0)");
+  return config.epochs * batches_per_epoch(effective_batch(config, rows), rows);
+}
+
+TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const TrainConfig& config,
+                  const MetricsCallback& on_metrics) {
+  check_config(config, data, initial);
+  const long total = total_iterations(config, data.n_rows);
+  const int batch = effective_batch(config, data.n_rows);
+  const NegativePhase base = negative_phase_of(config);
+  const bool exact_metrics = config.exact_metrics && exact_enumerable(initial, config.exact);
+
+  engine.set_model(initial);
+  engine.set_data(data);
+  if (base == NegativePhase::pcd) {
+    engine.reset_persistent_chains(config.persistent_chains > 0 ? config.persistent_chains : batch, config.seed);
+  }
+  std::optional<detail::ModeAssist> assist;
+  if (config.method == TrainMethod::mode) assist.emplace(config, initial.n_visible(), initial.n_hidden(), total);
+
+  TrainResult result;
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+
+  auto report = [&](long t) {
+    TrainMetrics metrics;
+    metrics.iteration = t;
+    if (exact_metrics) {
+      const double log_z = engine.log_partition_exact(config.exact);
+      const Rbm model = engine.model();
+      metrics.log_z = log_z;
+      metrics.kl = kl_divergence(model, data, log_z);
+      metrics.mean_log_likelihood = mean_log_likelihood(model, data, log_z);
+    }
+    if (assist) {
+      metrics.p_mode = assist->probability(t);
+      metrics.mode_steps = assist->steps_taken();
+      if (assist->steps_taken() > 0) {
+        metrics.mode_push = assist->last_push();
+        metrics.mode_energy = assist->last_energy();
+      }
+    }
+    metrics.seconds = elapsed();
+    result.history.push_back(metrics);
+    if (on_metrics) on_metrics(result.history.back());
+  };
+  auto due = [&](long t) { return t == 0 || t == total || (config.eval_every > 0 && t % config.eval_every == 0); };
+
+  // The parts of the step that never change; each update copies it, so a
+  // mode step's scaled learning rate does not leak into the next update.
+  UpdateStep base_step;
+  base_step.negative = base;
+  base_step.gibbs_steps = config.gibbs_steps;
+  base_step.learning_rate = config.learning_rate;
+  base_step.momentum = config.momentum;
+  base_step.weight_decay = config.weight_decay;
+  base_step.sample_positive_hidden = config.sample_positive_hidden;
+  base_step.seed = config.seed;
+  base_step.exact = config.exact;
+
+  BatchSchedule schedule(data.n_rows, batch, config.seed);
+  report(0);
+  for (long t = 0; t < total; ++t) {
+    UpdateStep step = base_step;
+    step.batch_rows = schedule.rows_of(t);
+    step.step = static_cast<std::uint64_t>(t);
+    if (assist && assist->is_mode_step(t)) assist->prepare_mode_step(engine, step, t);
+    engine.update(step);
+    if (due(t + 1)) report(t + 1);
+  }
+
+  result.model = engine.model();
+  auto finite = [](std::span<const float> values) {
+    return std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); });
+  };
+  MARBM_EXPECTS(finite(result.model.weights()) && finite(result.model.visible_bias()) &&
+                    finite(result.model.hidden_bias()),
+                RuntimeFailure,
+                "train: the parameters became non-finite after " + std::to_string(total) +
+                    " updates (the run diverged; lower the learning rate)");
+  result.mode_steps = assist ? assist->steps_taken() : 0;
+  result.seconds = elapsed();
+  return result;
+}
+
+}  // namespace marbm

@@ -1,0 +1,113 @@
+// The CPU engine: the conformance suite plus what only the CPU engine promises.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include "engine_conformance.hpp"
+
+namespace marbm::conformance {
+
+INSTANTIATE_TEST_SUITE_P(Cpu, EngineConformance, ::testing::Values(Backend::cpu));
+
+namespace {
+
+// Restores the OpenMP thread count a test changed.
+class ThreadCountGuard {
+ public:
+  ThreadCountGuard() : saved_(omp_get_max_threads()) {}
+  ~ThreadCountGuard() { omp_set_num_threads(saved_); }
+  ThreadCountGuard(const ThreadCountGuard&) = delete;
+  ThreadCountGuard& operator=(const ThreadCountGuard&) = delete;
+
+ private:
+  int saved_;
+};
+
+// Sizes large enough that the elementwise loops run as parallel regions and
+// the products go through BLAS, so the thread count really changes the work split.
+Rbm train_a_little(NegativePhase negative, int threads) {
+  omp_set_num_threads(threads);
+  auto engine = make_engine(Backend::cpu);
+  const Rbm initial = Rbm::random(96, 80, 0.1, 7);
+  const Dataset data = random_dataset(2000, 96, 8);
+  engine->set_model(initial);
+  engine->set_data(data);
+  if (negative == NegativePhase::pcd) engine->reset_persistent_chains(1800, 3);
+  std::vector<int> rows(1700);  // 1700 x 80 hidden units: above the engine's parallel threshold
+  for (std::uint64_t t = 0; t < 3; ++t) {
+    for (int r = 0; r < 1700; ++r) rows[r] = static_cast<int>((t * 37 + r) % 2000);
+    UpdateStep step;
+    step.batch_rows = rows;
+    step.negative = negative;
+    step.gibbs_steps = 2;
+    step.learning_rate = 0.05;
+    step.momentum = 0.5;
+    step.sample_positive_hidden = (t % 2) == 1;
+    step.seed = 99;
+    step.step = t;
+    engine->update(step);
+  }
+  return engine->model();
+}
+
+}  // namespace
+
+TEST(CpuEngine, SameSeedSameResultAtAnyThreadCount) {
+  ThreadCountGuard guard;
+  for (const NegativePhase negative : {NegativePhase::cd, NegativePhase::pcd}) {
+    const Rbm one = train_a_little(negative, 1);
+    const Rbm two = train_a_little(negative, 2);
+    const Rbm three = train_a_little(negative, 3);
+    EXPECT_EQ(one, two);
+    EXPECT_EQ(one, three);
+  }
+}
+
+TEST(CpuEngine, GibbsChainIsThreadCountIndependent) {
+  ThreadCountGuard guard;
+  const Rbm rbm = Rbm::random(50, 40, 0.5, 17);
+  const Dataset start = random_dataset(4000, 50, 18);  // 4000 x 40: parallel regions
+  std::vector<std::vector<std::uint8_t>> results;
+  for (const int threads : {1, 2, 4}) {
+    omp_set_num_threads(threads);
+    auto engine = make_engine(Backend::cpu);
+    engine->set_model(rbm);
+    results.push_back(engine->gibbs_chain(start.values, start.n_rows, 3, 5, 6));
+  }
+  EXPECT_EQ(results[0], results[1]);
+  EXPECT_EQ(results[0], results[2]);
+}
+
+TEST(CpuEngine, DescriptionNamesThreadsAndBlas) {
+  EngineOptions options;
+  options.threads = 1;
+  const auto engine = make_engine(Backend::cpu, options);
+  EXPECT_EQ(engine->description(), "cpu (1 thread, OpenBLAS)");
+  options.threads = -1;
+  EXPECT_THROW(make_engine(Backend::cpu, options), UsageError);
+}
+
+TEST(CpuEngine, PcdStartsBatchSizeChainsWhenNoneWereSet) {
+  // Without reset_persistent_chains, pcd starts batch-size chains seeded from
+  // step.seed: the same as resetting them explicitly with that seed.
+  const Rbm rbm = Rbm::random(6, 4, 0.5, 27);
+  const Dataset data = random_dataset(9, 6, 28);
+  const std::vector<int> rows = {0, 2, 4, 6, 8};
+  UpdateStep step;
+  step.batch_rows = rows;
+  step.negative = NegativePhase::pcd;
+  step.seed = 123;
+  step.step = 4;
+  auto implicit = make_engine(Backend::cpu);
+  implicit->set_model(rbm);
+  implicit->set_data(data);
+  auto explicit_chains = make_engine(Backend::cpu);
+  explicit_chains->set_model(rbm);
+  explicit_chains->set_data(data);
+  explicit_chains->reset_persistent_chains(static_cast<int>(rows.size()), step.seed);
+  const Gradient a = implicit->gradient(step), b = explicit_chains->gradient(step);
+  EXPECT_EQ(a.weights, b.weights);
+  EXPECT_EQ(a.visible_bias, b.visible_bias);
+  EXPECT_EQ(a.hidden_bias, b.hidden_bias);
+}
+
+}  // namespace marbm::conformance
