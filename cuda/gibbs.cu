@@ -1,29 +1,13 @@
 // Block-Gibbs sampling, gathering and update kernels (see gibbs.cuh).
-#include <curand_philox4x32_x.h>
-
 #include "error.cuh"
 #include "gibbs.cuh"
+#include "philox.cuh"
 
 namespace marbm::detail {
 
 namespace {
 
 constexpr int kThreads = 256;
-
-// Four words of Philox4x32-10 block `block` of (seed, stream): the counter
-// and key layout of marbm::PhiloxStream, so device and host draw the same bits.
-__device__ inline uint4 philox_block(std::uint64_t seed, std::uint64_t stream, std::uint64_t block) {
-  const uint4 counter = make_uint4(static_cast<unsigned>(block), static_cast<unsigned>(block >> 32),
-                                   static_cast<unsigned>(stream), static_cast<unsigned>(stream >> 32));
-  const uint2 key = make_uint2(static_cast<unsigned>(seed), static_cast<unsigned>(seed >> 32));
-  return curand_Philox4x32_10(counter, key);
-}
-
-__device__ inline float word_to_uniform(unsigned word) { return static_cast<float>(word >> 8) * 0x1.0p-24f; }
-
-__device__ inline unsigned word_at(const uint4& words, int lane) {
-  return lane == 0 ? words.x : lane == 1 ? words.y : lane == 2 ? words.z : words.w;
-}
 
 __device__ inline float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
 

@@ -1,0 +1,54 @@
+// Ensembles: many independent RBMs of one shape trained at once (the runs of
+// a study over seeds).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "marbm/data.hpp"
+#include "marbm/mode.hpp"
+#include "marbm/rbm.hpp"
+#include "marbm/train.hpp"
+
+namespace marbm {
+
+/// Called with the member index (0-based, as in `initial`) and its metrics.
+using EnsembleMetricsCallback = std::function<void(int member, const TrainMetrics&)>;
+
+/// Trains E = initial.size() independent RBMs of the same shape on `data`
+/// with one TrainConfig; member e starts from initial[e] and uses seed
+/// seeds[e] in place of config.seed. Returns one TrainResult per member, in
+/// order, as marbm::train would for that member.
+///
+/// Backends:
+/// - cpu: members in parallel over OpenMP threads, each with its own cpu
+///   engine (one thread) and marbm::train; nested parallelism is off.
+///   on_metrics is called as metrics arrive, serialized (never concurrently).
+/// - cuda: small models (see ensemble_fused_supported) run as one fused
+///   kernel, a thread block per member with its parameters and batch in
+///   shared memory: CD-k/PCD-k steps, mode steps with the exact mode found in
+///   the kernel, exact KL / log-likelihood / log Z at the evaluation points.
+///   The Philox keying is the engines' (gibbs stream of the update, batch
+///   order, mode choice), but float sums run in another order, so a member's
+///   trajectory matches marbm::train's statistically, not bit for bit.
+///   on_metrics is called after the kernel, member by member; `seconds` in
+///   those metrics is the ensemble's wall time prorated by iteration. Other
+///   settings fall back to one cuda engine per member, one after another.
+/// - automatic: cuda when a device is usable, else cpu.
+///
+/// Throws UsageError for empty or mismatched inputs (sizes, seeds count, data
+/// columns) and for bad settings (as marbm::train), CudaError when cuda is
+/// asked for and unusable.
+std::vector<TrainResult> train_ensemble(Backend backend, const Dataset& data, const std::vector<Rbm>& initial,
+                                        const std::vector<std::uint64_t>& seeds, const TrainConfig& config,
+                                        const EnsembleMetricsCallback& on_metrics = {});
+
+/// Whether the cuda backend trains this ensemble with the fused one-block-per-
+/// member kernel: n, m <= 32; method cd, pcd or mode (mode solver exhaustive,
+/// or automatic with min(n, m) <= auto_exhaustive_units, and min(n, m) <= 20);
+/// batch and persistent chains <= 128 rows; exact metrics only when
+/// min(n, m) <= 20. Pure function of its arguments (no device query).
+bool ensemble_fused_supported(int n_visible, int n_hidden, int data_rows, const TrainConfig& config);
+
+}  // namespace marbm
