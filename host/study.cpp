@@ -359,7 +359,9 @@ std::string gnuplot_script(const StudyResult& result, const std::string& png_pat
         << config.learning_rate << ", " << config.runs << " runs: median KL, band = min..max over runs";
   s << "set multiplot layout 1,2 title " << gnuplot_quote(title.str()) << "\n";
   s << "set grid lc rgb '#dddddd'\n";
-  s << "set key top right box opaque\n";
+  // One legend, in the log panel's lower left: early KL is high, so curves
+  // rarely pass there.
+  s << "set key box opaque\n";
   s << "set xlabel 'parameter updates'\n";
   s << "set xrange [0:" << config.iterations << "]\n";
   s << "set style fill transparent solid 0.18 noborder\n";
@@ -370,11 +372,11 @@ std::string gnuplot_script(const StudyResult& result, const std::string& png_pat
       s << "set logscale y\nset format y '10^{%L}'\n";
       s << "set yrange [" << std::pow(10.0, std::floor(std::log10(min_kl))) << ":"
         << std::pow(10.0, std::ceil(std::log10(max_kl))) << "]\n";
-      s << "set title 'log scale'\n";
+      s << "set title 'log scale'\nset key bottom left\n";
     } else {
       s << "unset logscale y\nset format y '%g'\n";
       s << "set yrange [0:" << max_kl * 1.05 << "]\n";
-      s << "set title 'linear scale'\n";
+      s << "set title 'linear scale'\nunset key\n";
     }
     if (any_mode) {
       s << "set y2label 'P_{mode}(t)'\nset y2tics\nset ytics nomirror\n";
