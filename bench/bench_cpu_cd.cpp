@@ -1,0 +1,138 @@
+// CPU engine throughput: CD-1 updates of a 784 x 500 RBM at batch 100 beside
+// the time of the same five sgemm calls alone (the floor), and the update rate
+// and reference-run time of the 6 x 6 shifting-bars model.
+//
+//   bench_cpu_cd --benchmark_counters_tabular=true
+//
+// Counters: updates_per_s and samples_per_s (batch rows per second);
+// sgemm_fraction = (time of the update's sgemm calls alone) / (time of the
+// update), so 1 means the update costs no more than its matrix products.
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <chrono>
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "marbm/data.hpp"
+#include "marbm/engine.hpp"
+#include "marbm/random.hpp"
+#include "marbm/train.hpp"
+
+namespace {
+
+marbm::Dataset random_binary(int rows, int cols, double p_one, std::uint64_t seed) {
+  marbm::Dataset d;
+  d.n_rows = rows;
+  d.n_cols = cols;
+  d.values.resize(static_cast<std::size_t>(rows) * cols);
+  const marbm::PhiloxStream stream(seed, marbm::random_stream(marbm::RandomPurpose::test, 0));
+  for (std::size_t k = 0; k < d.values.size(); ++k) d.values[k] = stream.uniform_double(k) < p_one ? 1 : 0;
+  d.description = "random";
+  return d;
+}
+
+// Seconds per CD-1 update spent in its five products alone: p(h|v0) = v0 W,
+// p(v|h0) = h0 W^T, p(h|v1) = v1 W, and the statistics v0^T p0 and v1^T p1.
+double sgemm_seconds(int n, int m, int batch, int repetitions) {
+  std::vector<float> w(static_cast<std::size_t>(n) * m, 0.01f), v(static_cast<std::size_t>(batch) * n, 1.0f),
+      h(static_cast<std::size_t>(batch) * m, 0.5f), grad(static_cast<std::size_t>(n) * m, 0.0f);
+  auto once = [&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, m, n, 1.0f, v.data(), n, w.data(), m, 1.0f,
+                h.data(), m);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, n, m, 1.0f, h.data(), m, w.data(), m, 1.0f,
+                v.data(), n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, m, n, 1.0f, v.data(), n, w.data(), m, 1.0f,
+                h.data(), m);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, m, batch, 1.0f, v.data(), n, h.data(), m, 0.0f,
+                grad.data(), m);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, m, batch, -1.0f, v.data(), n, h.data(), m, 1.0f,
+                grad.data(), m);
+  };
+  once();  // warm up the BLAS threads and caches
+  const auto start = std::chrono::steady_clock::now();
+  for (int r = 0; r < repetitions; ++r) once();
+  benchmark::DoNotOptimize(grad.data());
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / repetitions;
+}
+
+void BM_CpuCd1Update_784x500_Batch100(benchmark::State& state) {
+  const int n = 784, m = 500, batch = 100;
+  auto engine = marbm::make_engine(marbm::Backend::cpu);
+  engine->set_model(marbm::Rbm::random(n, m, 0.01, 1));
+  // MNIST-like density: about 13% of binarized pixels are on.
+  engine->set_data(random_binary(1000, n, 0.13, 2));
+  std::vector<int> rows(batch);
+  marbm::UpdateStep step;
+  step.negative = marbm::NegativePhase::cd;
+  step.learning_rate = 0.01;
+  step.seed = 3;
+  std::uint64_t t = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    for (int r = 0; r < batch; ++r) rows[r] = static_cast<int>((t * batch + r) % 1000);
+    step.batch_rows = rows;
+    step.step = t++;
+    engine->update(step);
+  }
+  const double update_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / static_cast<double>(t);
+  const double floor = sgemm_seconds(n, m, batch, 20);
+  state.counters["updates_per_s"] = benchmark::Counter(static_cast<double>(t), benchmark::Counter::kIsRate);
+  state.counters["samples_per_s"] = benchmark::Counter(static_cast<double>(t) * batch, benchmark::Counter::kIsRate);
+  state.counters["sgemm_ms"] = floor * 1e3;
+  state.counters["update_ms"] = update_seconds * 1e3;
+  state.counters["sgemm_fraction"] = floor / update_seconds;
+  state.counters["gflops"] = 5.0 * 2.0 * n * m * batch / update_seconds * 1e-9;
+  state.SetLabel(engine->description());
+}
+BENCHMARK(BM_CpuCd1Update_784x500_Batch100)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+
+void BM_CpuCd1Update_ShiftingBars6x6(benchmark::State& state) {
+  const marbm::Dataset data = marbm::shifting_bars(6, 3);
+  auto engine = marbm::make_engine(marbm::Backend::cpu);
+  engine->set_model(marbm::Rbm::random(6, 6, 0.01, 1));
+  engine->set_data(data);
+  std::vector<int> rows(6);
+  std::iota(rows.begin(), rows.end(), 0);
+  marbm::UpdateStep step;
+  step.batch_rows = rows;
+  step.negative = marbm::NegativePhase::cd;
+  step.learning_rate = 0.2;
+  step.seed = 3;
+  std::uint64_t t = 0;
+  for (auto _ : state) {
+    step.step = t++;
+    engine->update(step);
+  }
+  state.counters["updates_per_s"] = benchmark::Counter(static_cast<double>(t), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_CpuCd1Update_ShiftingBars6x6)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// The reference experiment's CD-1 run (SPEC.md section 8): 20,000 updates,
+// batch 6, lr 0.2, exact KL every 200 updates, through the training driver.
+void BM_CpuReferenceRun_ShiftingBars6x6(benchmark::State& state) {
+  const marbm::Dataset data = marbm::shifting_bars(6, 3);
+  const marbm::Rbm initial = marbm::Rbm::random(6, 6, 0.01, 1);
+  marbm::TrainConfig config;
+  config.method = marbm::TrainMethod::cd;
+  config.learning_rate = 0.2;
+  config.batch_size = 6;
+  config.iterations = 20000;
+  config.eval_every = 200;
+  auto engine = marbm::make_engine(marbm::Backend::cpu);
+  double kl = 0.0;
+  for (auto _ : state) {
+    const marbm::TrainResult result = marbm::train(*engine, data, initial, config);
+    kl = result.history.back().kl;
+  }
+  state.counters["final_kl"] = kl;
+  state.counters["updates_per_s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 20000.0, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_CpuReferenceRun_ShiftingBars6x6)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
