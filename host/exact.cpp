@@ -25,7 +25,7 @@ constexpr int max_supported_units = 62;
 // softplus over the other layer's fields dominates enumeration (2^k * L calls).
 // libm's exp/log1p are scalar calls the compiler cannot vectorise without
 // -ffast-math, so this file carries its own branch-free versions, accurate to a
-// few ulp, that vectorise under `omp simd`.
+// few ulp, whose plain loops the compiler vectorises.
 
 // exp(t) for t in [-708, 0]: t = k ln 2 + r with |r| <= ln2 / 2, exp(r) by its
 // Taylor series to degree 13 (truncation below 5e-18 relative), 2^k built
@@ -86,16 +86,71 @@ inline double log1p_unit(double y) {
 
 // softplus(x) = max(x, 0) + log1p(exp(-|x|)). Below exp(-708) the correction
 // is far under one ulp of any sum it joins, so clamping there loses nothing.
+// The clamp and max(x, 0) are written as arithmetic on exact 0/1 factors:
+// GCC sinks the exp work into a conditional select and then, since floating
+// point may trap, refuses to vectorise. Both forms are exact.
 inline double fast_softplus(double x) {
-  const double t = -std::min(std::fabs(x), 708.0);
-  return std::max(x, 0.0) + log1p_unit(exp_nonpositive(t));
+  const double ax = std::fabs(x);
+  const double inside = ax < 708.0 ? 1.0 : 0.0;
+  const double t = -ax * inside - 708.0 * (1.0 - inside);
+  const double positive = 0.5 * (x + ax);
+  return positive + log1p_unit(exp_nonpositive(t));
 }
 
 // sigmoid(x) = 1 / (1 + exp(-x)) written with e = exp(-|x|) so it never overflows.
 inline double fast_sigmoid(double x) {
-  const double e = exp_nonpositive(-std::min(std::fabs(x), 708.0));
+  const double ax = std::fabs(x);
+  const double inside = ax < 708.0 ? 1.0 : 0.0;
+  const double e = exp_nonpositive(-ax * inside - 708.0 * (1.0 - inside));
   const double inv = 1.0 / (1.0 + e);
-  return x >= 0.0 ? inv : e * inv;
+  const double non_negative = x >= 0.0 ? 1.0 : 0.0;
+  return inv * (non_negative + (1.0 - non_negative) * e);
+}
+
+// Array kernels; the loops are plain so that they vectorise as maps. On
+// x86-64 each is also compiled for AVX2 and picked at load time when the CPU
+// has it (twice the vector width). The loops are elementwise maps, so both
+// versions give bit-identical results.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(MARBM_NO_VECTOR_CLONES)
+#define MARBM_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define MARBM_VECTOR_CLONES
+#endif
+
+MARBM_VECTOR_CLONES
+void softplus_into(const double* __restrict field, double* __restrict out, int count) {
+  for (int i = 0; i < count; ++i) out[i] = fast_softplus(field[i]);
+}
+
+// Adds sign * column to the fields and writes the softplus of the new fields.
+MARBM_VECTOR_CLONES
+void step_softplus_into(double* __restrict field, const double* __restrict column, double sign,
+                        double* __restrict out, int count) {
+  for (int i = 0; i < count; ++i) {
+    const double x = field[i] + sign * column[i];
+    field[i] = x;
+    out[i] = fast_softplus(x);
+  }
+}
+
+MARBM_VECTOR_CLONES
+void sigmoid_into(const double* __restrict field, double scale, double* __restrict out, int count) {
+  for (int i = 0; i < count; ++i) out[i] = scale * fast_sigmoid(field[i]);
+}
+
+// Sum with four interleaved partial sums: a fixed order (so results do not
+// depend on anything but the values) without one long dependency chain.
+double sum_of(const double* values, int count) {
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  int i = 0;
+  for (; i + 4 <= count; i += 4) {
+    s0 += values[i];
+    s1 += values[i + 1];
+    s2 += values[i + 2];
+    s3 += values[i + 3];
+  }
+  for (; i < count; ++i) s0 += values[i];
+  return (s0 + s1) + (s2 + s3);
 }
 
 // ---------------------------------------------------------------- layout
@@ -180,25 +235,6 @@ inline void gray_step(std::uint64_t t, int& unit, bool& on) {
   on = (((t ^ (t >> 1)) >> unit) & 1u) != 0;
 }
 
-double softplus_sum(const double* field, int count) {
-  double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-  for (int i = 0; i < count; ++i) sum += fast_softplus(field[i]);
-  return sum;
-}
-
-// Adds sign * column to the fields and returns the softplus sum of the new fields.
-double step_and_softplus_sum(double* field, const double* column, double sign, int count) {
-  double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-  for (int i = 0; i < count; ++i) {
-    const double x = field[i] + sign * column[i];
-    field[i] = x;
-    sum += fast_softplus(x);
-  }
-  return sum;
-}
-
 // Running log-sum-exp: max and sum of exp(value - max).
 struct LogSumExp {
   double max = -std::numeric_limits<double>::infinity();
@@ -234,19 +270,21 @@ double log_partition_gray(const Layout& layout) {
   std::vector<LogSumExp> partial(static_cast<std::size_t>(plan.chunks));
 #pragma omp parallel if (plan.chunks > 1)
   {
-    std::vector<double> field(layout.other);
+    std::vector<double> field(layout.other), terms(layout.other);
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t chunk = 0; chunk < plan.chunks; ++chunk) {
       double linear = 0.0;
       start_chunk(layout, static_cast<std::uint64_t>(chunk) << plan.chunk_bits, field.data(), linear);
       LogSumExp lse;
-      lse.add(linear + softplus_sum(field.data(), layout.other));
+      softplus_into(field.data(), terms.data(), layout.other);
+      lse.add(linear + sum_of(terms.data(), layout.other));
       for (std::uint64_t t = 1; t < plan.chunk_states; ++t) {
         int unit = 0;
         bool on = false;
         gray_step(t, unit, on);
         linear += on ? layout.enumerated_bias[unit] : -layout.enumerated_bias[unit];
-        lse.add(linear + step_and_softplus_sum(field.data(), layout.column(unit), on ? 1.0 : -1.0, layout.other));
+        step_softplus_into(field.data(), layout.column(unit), on ? 1.0 : -1.0, terms.data(), layout.other);
+        lse.add(linear + sum_of(terms.data(), layout.other));
       }
       partial[static_cast<std::size_t>(chunk)] = lse;
     }
@@ -385,7 +423,7 @@ ModelExpectations model_expectations_exact(const Rbm& rbm, const ExactOptions& o
 
 #pragma omp parallel if (plan.chunks > 1)
   {
-    std::vector<double> field(other), weighted(other);
+    std::vector<double> field(other), terms(other), weighted(other);
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t block = 0; block < blocks; ++block) {
       Accumulators acc{std::vector<double>(cross_size, 0.0), std::vector<double>(k, 0.0),
@@ -398,22 +436,21 @@ ModelExpectations model_expectations_exact(const Rbm& rbm, const ExactOptions& o
         start_chunk(layout, base, field.data(), linear);
         std::uint64_t low = 0;  // the Gray-code state of the chunk's low bits
         for (std::uint64_t t = 0; t < plan.chunk_states; ++t) {
-          double spsum = 0.0;
           if (t == 0) {
-            spsum = softplus_sum(field.data(), other);
+            softplus_into(field.data(), terms.data(), other);
           } else {
             int unit = 0;
             bool on = false;
             gray_step(t, unit, on);
             low ^= std::uint64_t{1} << unit;
             linear += on ? layout.enumerated_bias[unit] : -layout.enumerated_bias[unit];
-            spsum = step_and_softplus_sum(field.data(), layout.column(unit), on ? 1.0 : -1.0, other);
+            step_softplus_into(field.data(), layout.column(unit), on ? 1.0 : -1.0, terms.data(), other);
           }
+          const double spsum = sum_of(terms.data(), other);
           // The state's marginal probability; the other layer's conditionals
           // given the state are exact sigmoids of its fields.
           const double p = std::exp(linear + spsum - log_z);
-#pragma omp simd
-          for (int i = 0; i < other; ++i) weighted[i] = p * fast_sigmoid(field[i]);
+          sigmoid_into(field.data(), p, weighted.data(), other);
           for (int i = 0; i < other; ++i) acc.other_layer[i] += weighted[i];
           const std::uint64_t state = base | low;
           for (int j = 0; j < k; ++j) {
