@@ -132,14 +132,13 @@ class CpuEngine final : public Engine {
     chains_.resize(static_cast<std::size_t>(count) * n_);
     float* chains = chains_.data();
     const int n = n_;
-#pragma omp parallel for num_threads(thread_count()) if (static_cast<long>(count) * n >= parallel_threshold)
-    for (int r = 0; r < count; ++r) {
+    parallel_for(count, static_cast<long>(count) * n >= parallel_threshold, [&](int r) {
       const std::uint64_t base = static_cast<std::uint64_t>(r) * stride;
       for (int i = 0; i < n; i += 4) {
         const auto words = stream.block((base + i) >> 2);
         for (int q = 0; q < 4 && i + q < n; ++q) chains[static_cast<std::size_t>(r) * n + i + q] = static_cast<float>(words[q] >> 31);
       }
-    }
+    });
   }
 
   Gradient gradient(const UpdateStep& step) override {
@@ -198,6 +197,20 @@ class CpuEngine final : public Engine {
  private:
   int thread_count() const { return threads_ > 0 ? threads_ : omp_get_max_threads(); }
 
+  // body(i) for i in [0, count): on an OpenMP team when `parallel` holds and
+  // more than one thread is allowed, else inline. Small work never enters an
+  // OpenMP region at all: even a serialized one costs a team setup.
+  template <typename Index, typename Body>
+  void parallel_for(Index count, bool parallel, const Body& body) const {
+    const int threads = parallel ? thread_count() : 1;
+    if (threads > 1) {
+#pragma omp parallel for num_threads(threads)
+      for (Index i = 0; i < count; ++i) body(i);
+    } else {
+      for (Index i = 0; i < count; ++i) body(i);
+    }
+  }
+
   void require_model(const char* what) const {
     MARBM_EXPECTS(n_ > 0, UsageError, std::string(what) + ": the engine has no model (call set_model first)");
   }
@@ -227,15 +240,13 @@ class CpuEngine final : public Engine {
     if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
       for (int r = 0; r < rows; ++r) std::copy(b, b + m, out + static_cast<std::size_t>(r) * m);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, m, n, 1.0f, v, n, w, m, 1.0f, out, m);
-#pragma omp parallel for num_threads(thread_count()) if (static_cast<long>(rows) * m >= parallel_threshold)
-      for (int r = 0; r < rows; ++r) {
+      parallel_for(rows, static_cast<long>(rows) * m >= parallel_threshold, [&](int r) {
         float* o = out + static_cast<std::size_t>(r) * m;
         for (int j = 0; j < m; ++j) o[j] = logistic(o[j]);
-      }
+      });
       return;
     }
-#pragma omp parallel for num_threads(thread_count()) if (static_cast<long>(rows) * m >= parallel_threshold)
-    for (int r = 0; r < rows; ++r) {
+    parallel_for(rows, static_cast<long>(rows) * m >= parallel_threshold, [&](int r) {
       float* o = out + static_cast<std::size_t>(r) * m;
       const float* vr = v + static_cast<std::size_t>(r) * n;
       std::copy(b, b + m, o);
@@ -246,7 +257,7 @@ class CpuEngine final : public Engine {
         for (int j = 0; j < m; ++j) o[j] += x * wi[j];
       }
       for (int j = 0; j < m; ++j) o[j] = logistic(o[j]);
-    }
+    });
   }
 
   // out (rows x n) = sigmoid(h W^T + a) for h rows x m.
@@ -258,15 +269,13 @@ class CpuEngine final : public Engine {
     if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
       for (int r = 0; r < rows; ++r) std::copy(a, a + n, out + static_cast<std::size_t>(r) * n);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, m, 1.0f, h, m, w, m, 1.0f, out, n);
-#pragma omp parallel for num_threads(thread_count()) if (static_cast<long>(rows) * n >= parallel_threshold)
-      for (int r = 0; r < rows; ++r) {
+      parallel_for(rows, static_cast<long>(rows) * n >= parallel_threshold, [&](int r) {
         float* o = out + static_cast<std::size_t>(r) * n;
         for (int i = 0; i < n; ++i) o[i] = logistic(o[i]);
-      }
+      });
       return;
     }
-#pragma omp parallel for num_threads(thread_count()) if (static_cast<long>(rows) * n >= parallel_threshold)
-    for (int r = 0; r < rows; ++r) {
+    parallel_for(rows, static_cast<long>(rows) * n >= parallel_threshold, [&](int r) {
       float* o = out + static_cast<std::size_t>(r) * n;
       const float* hr = h + static_cast<std::size_t>(r) * m;
       for (int i = 0; i < n; ++i) {
@@ -275,7 +284,7 @@ class CpuEngine final : public Engine {
         for (int j = 0; j < m; ++j) acc += hr[j] * wi[j];
         o[i] = logistic(acc);
       }
-    }
+    });
   }
 
   // state = [u < p] with u the Philox uniform of (row, unit, half_sweep).
@@ -283,8 +292,7 @@ class CpuEngine final : public Engine {
               std::uint64_t half_sweep) const {
     const std::uint64_t stride = static_cast<std::uint64_t>(round_up4(width));
     const std::uint64_t offset = half_sweep << half_sweep_shift;
-#pragma omp parallel for num_threads(thread_count()) if (static_cast<long>(rows) * width >= parallel_threshold)
-    for (int r = 0; r < rows; ++r) {
+    parallel_for(rows, static_cast<long>(rows) * width >= parallel_threshold, [&](int r) {
       const std::size_t row = static_cast<std::size_t>(r) * width;
       const std::uint64_t base = offset + static_cast<std::uint64_t>(r) * stride;
       for (int u = 0; u < width; u += 4) {
@@ -294,7 +302,7 @@ class CpuEngine final : public Engine {
           state[row + u + q] = PhiloxStream::to_uniform(words[q]) < p[row + u + q] ? 1.0f : 0.0f;
         }
       }
-    }
+    });
   }
 
   // weight_gradient_ (+)= scale * v^T p for v rows x n, p rows x m.
@@ -464,11 +472,10 @@ class CpuEngine final : public Engine {
     float* vw = weight_velocity_.data();
     const float* g = weight_gradient_.data();
     const long size = static_cast<long>(weight_gradient_.size());
-#pragma omp parallel for num_threads(thread_count()) if (size >= 4 * parallel_threshold)
-    for (long k = 0; k < size; ++k) {
+    parallel_for(size, size >= 4 * parallel_threshold, [&](long k) {
       vw[k] = momentum * vw[k] + lr * (g[k] - decay * w[k]);
       w[k] += vw[k];
-    }
+    });
     auto update_bias = [&](std::span<float> bias, std::vector<float>& velocity, const std::vector<double>& grad) {
       for (std::size_t k = 0; k < bias.size(); ++k) {
         velocity[k] = momentum * velocity[k] + lr * static_cast<float>(grad[k]);
