@@ -1,0 +1,193 @@
+// Kernel-level tests of the CUDA engine's device code against plain C++
+// references: sampling (exact numbers and statistics), chain start, batch
+// gathering and the fused update. Skipped without a usable device.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "device_buffer.cuh"
+#include "gibbs.cuh"
+#include "marbm/engine.hpp"
+#include "marbm/random.hpp"
+#include "resources.cuh"
+
+namespace marbm::detail {
+namespace {
+
+class CudaKernels : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda_devices().empty()) GTEST_SKIP() << "no usable CUDA device";
+    resources_ = std::make_unique<Resources>(0);
+  }
+  cudaStream_t stream() const { return resources_->stream(); }
+  template <typename T>
+  DeviceBuffer<T> upload(const std::vector<T>& host) {
+    DeviceBuffer<T> buffer(host.size(), stream());
+    buffer.copy_from_host(host);
+    return buffer;
+  }
+  std::unique_ptr<Resources> resources_;
+};
+
+// Relative + absolute closeness in which NaN never passes.
+bool is_close(double got, double expected, double relative, double absolute) {
+  if (std::isnan(got) || std::isnan(expected)) return false;
+  return std::abs(got - expected) <= absolute + relative * std::abs(expected);
+}
+
+std::vector<float> random_floats(std::size_t count, double low, double high, std::uint64_t seed) {
+  const PhiloxStream stream(seed, random_stream(RandomPurpose::test, 1));
+  std::vector<float> values(count);
+  for (std::size_t k = 0; k < count; ++k) values[k] = static_cast<float>(low + (high - low) * stream.uniform_double(k));
+  return values;
+}
+
+float reference_sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+TEST_F(CudaKernels, SampleLayerDrawsThePhiloxNumbersOfTheReference) {
+  // Odd and tail widths (rows not a multiple of 4 units), several seeds and half-sweeps.
+  for (const int rows : {1, 7, 129}) {
+    for (const int width : {1, 3, 4, 5, 17, 33}) {
+      for (const std::uint64_t seed : {1u, 2u, 977u}) {
+        const std::uint64_t half_sweep = seed % 3 == 0 ? 5 : seed;
+        const std::uint64_t stream_id = random_stream(RandomPurpose::gibbs, seed * 13);
+        const auto pre = random_floats(static_cast<std::size_t>(rows) * width, -4.0, 4.0, seed * 100 + width);
+        const auto bias = random_floats(width, -1.0, 1.0, seed * 1000 + rows);
+        auto pre_device = upload(pre);
+        auto bias_device = upload(bias);
+        DeviceBuffer<float> samples(pre.size(), stream()), probabilities(pre.size(), stream());
+        LayerOutputs outputs;
+        outputs.samples = samples.data();
+        outputs.probabilities = probabilities.data();
+        outputs.scale = 0.25f;
+        sample_layer(pre_device.data(), bias_device.data(), rows, width, seed, stream_id, half_sweep, outputs, stream());
+        const auto got_samples = samples.to_host();
+        const auto got_probabilities = probabilities.to_host();
+        const PhiloxStream reference(seed, stream_id);
+        int decided = 0;
+        for (int r = 0; r < rows; ++r) {
+          for (int u = 0; u < width; ++u) {
+            const std::size_t k = static_cast<std::size_t>(r) * width + u;
+            const float p = reference_sigmoid(pre[k] + bias[u]);
+            // expf on the device and std::exp differ by a few ulp: 1e-6 covers them.
+            ASSERT_TRUE(is_close(got_probabilities[k], 0.25 * p, 1e-6, 1e-7))
+                << "rows " << rows << " width " << width << " seed " << seed << " at " << r << "," << u;
+            const float uniform = reference.uniform(gibbs_random_index(half_sweep, r, width, u));
+            if (std::abs(uniform - p) < 1e-6f) continue;  // too close to call across ulp differences
+            ++decided;
+            ASSERT_EQ(got_samples[k], uniform < p ? 1.0f : 0.0f) << "rows " << rows << " width " << width << " at " << r
+                                                                 << "," << u;
+          }
+        }
+        EXPECT_GT(decided, 0);
+      }
+    }
+  }
+}
+
+TEST_F(CudaKernels, SampleLayerCanStoreScaledSamples) {
+  const int rows = 9, width = 6;
+  const auto pre = random_floats(rows * width, -2.0, 2.0, 5);
+  const std::vector<float> bias(width, 0.0f);
+  auto pre_device = upload(pre);
+  auto bias_device = upload(bias);
+  DeviceBuffer<float> samples(pre.size(), stream()), scaled(pre.size(), stream());
+  LayerOutputs outputs;
+  outputs.samples = samples.data();
+  outputs.probabilities = scaled.data();
+  outputs.scale = -0.5f;
+  outputs.store_samples_as_probabilities = true;
+  sample_layer(pre_device.data(), bias_device.data(), rows, width, 8, 9, 0, outputs, stream());
+  const auto s = samples.to_host();
+  const auto p = scaled.to_host();
+  for (std::size_t k = 0; k < s.size(); ++k) EXPECT_EQ(p[k], -0.5f * s[k]) << k;
+}
+
+TEST_F(CudaKernels, SampledFrequenciesMatchTheSigmoid) {
+  // rows independent draws per unit: frequency sd = sqrt(p (1 - p) / rows);
+  // 5 sd over 8 units fails by chance with probability < 1e-5.
+  const int rows = 40000, width = 8;
+  const std::vector<float> bias = {-3.0f, -1.5f, -0.5f, 0.0f, 0.3f, 1.0f, 2.0f, 4.0f};
+  const std::vector<float> pre(static_cast<std::size_t>(rows) * width, 0.0f);
+  auto pre_device = upload(pre);
+  auto bias_device = upload(bias);
+  for (const std::uint64_t seed : {11u, 12u}) {
+    DeviceBuffer<float> samples(pre.size(), stream());
+    LayerOutputs outputs;
+    outputs.samples = samples.data();
+    sample_layer(pre_device.data(), bias_device.data(), rows, width, seed, random_stream(RandomPurpose::gibbs, 0), 1,
+                 outputs, stream());
+    const auto s = samples.to_host();
+    for (int u = 0; u < width; ++u) {
+      double ones = 0.0;
+      for (int r = 0; r < rows; ++r) ones += s[static_cast<std::size_t>(r) * width + u];
+      const double p = 1.0 / (1.0 + std::exp(-static_cast<double>(bias[u])));
+      const double sd = std::sqrt(p * (1.0 - p) / rows);
+      EXPECT_NEAR(ones / rows, p, 5.0 * sd) << "unit " << u << " seed " << seed;
+    }
+  }
+}
+
+TEST_F(CudaKernels, ChainStartIsBit31OfThePhiloxWord) {
+  for (const int width : {1, 5, 12}) {
+    const int rows = 11;
+    DeviceBuffer<float> values(static_cast<std::size_t>(rows) * width, stream());
+    const std::uint64_t stream_id = random_stream(RandomPurpose::persistent_chains, 0);
+    uniform_binary(values.data(), rows, width, 42, stream_id, stream());
+    const auto got = values.to_host();
+    const PhiloxStream reference(42, stream_id);
+    for (int r = 0; r < rows; ++r)
+      for (int u = 0; u < width; ++u)
+        EXPECT_EQ(got[static_cast<std::size_t>(r) * width + u],
+                  static_cast<float>(reference.bits(gibbs_random_index(0, r, width, u)) >> 31));
+  }
+}
+
+TEST_F(CudaKernels, GatherAndConversionsAreExact) {
+  const int data_rows = 13, width = 7;
+  std::vector<std::uint8_t> data(static_cast<std::size_t>(data_rows) * width);
+  for (std::size_t k = 0; k < data.size(); ++k) data[k] = static_cast<std::uint8_t>((k * 7 + k / 3) % 2);
+  const std::vector<int> rows = {12, 0, 5, 5, 3};
+  auto data_device = upload(data);
+  auto rows_device = upload(rows);
+  DeviceBuffer<float> gathered(rows.size() * width, stream());
+  gather_rows(data_device.data(), rows_device.data(), static_cast<int>(rows.size()), width, gathered.data(), stream());
+  const auto got = gathered.to_host();
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    for (int c = 0; c < width; ++c)
+      EXPECT_EQ(got[r * width + c], static_cast<float>(data[static_cast<std::size_t>(rows[r]) * width + c]));
+  DeviceBuffer<std::uint8_t> bytes(got.size(), stream());
+  floats_to_bytes(gathered.data(), got.size(), bytes.data(), stream());
+  const auto back = bytes.to_host();
+  for (std::size_t k = 0; k < back.size(); ++k) EXPECT_EQ(back[k], got[k] != 0.0f ? 1 : 0);
+}
+
+TEST_F(CudaKernels, FusedUpdateMatchesTheReference) {
+  for (const std::size_t count : {std::size_t{1}, std::size_t{37}, std::size_t{100003}}) {
+    const std::size_t decayed = count * 2 / 3;
+    auto parameters = random_floats(count, -1.0, 1.0, count);
+    auto velocity = random_floats(count, -0.1, 0.1, count + 1);
+    const auto gradient = random_floats(count, -0.5, 0.5, count + 2);
+    auto parameters_device = upload(parameters);
+    auto velocity_device = upload(velocity);
+    auto gradient_device = upload(gradient);
+    const float lr = 0.05f, momentum = 0.9f, decay = 0.01f;
+    apply_update(parameters_device.data(), velocity_device.data(), gradient_device.data(), count, decayed, lr, momentum,
+                 decay, stream());
+    const auto got_parameters = parameters_device.to_host();
+    const auto got_velocity = velocity_device.to_host();
+    for (std::size_t k = 0; k < count; ++k) {
+      const float d = k < decayed ? decay * parameters[k] : 0.0f;
+      const float step = momentum * velocity[k] + lr * (gradient[k] - d);
+      // float32 with possible fused multiply-adds on the device: a few ulp.
+      ASSERT_TRUE(is_close(got_velocity[k], step, 1e-5, 1e-7)) << k;
+      ASSERT_TRUE(is_close(got_parameters[k], parameters[k] + step, 1e-5, 1e-7)) << k;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace marbm::detail
