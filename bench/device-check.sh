@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The device check: on a machine with an NVIDIA GPU (sm_90: H100/H200),
+# configure with the sm90 preset, build the GPU tests and benchmarks, run
+# every `gpu`-labelled test, the GPU benchmarks and the PyTorch reference,
+# and end with a short table (device, date, commit, figures, target ratios).
+# Finishes within 8 minutes (each part has its own time limit).
+#
+# usage: bench/device-check.sh [JOBS]
+# Output: bench/results/device-check-<UTC date and time>.md (and a copy under
+# $OUT when that is set), the raw benchmark JSON beside it.
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+jobs="${1:-$(nproc)}"
+stamp="$(date -u +%Y-%m-%d-%H%M)"
+results="$root/bench/results"
+mkdir -p "$results"
+report="$results/device-check-$stamp.md"
+raw="$results/device-check-$stamp"
+build="$root/build-sm90"
+started=$SECONDS
+
+# Everything below also goes to the report.
+exec > >(tee "$report") 2>&1
+
+section() { printf '\n## %s (t = %ds)\n\n' "$1" $((SECONDS - started)); }
+
+commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+device="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
+echo "# marbm device check"
+echo
+echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "- commit: $commit"
+echo "- device: ${device:-none found by nvidia-smi}"
+echo "- host: $(nproc) cores"
+
+section "configure and build (preset sm90)"
+status_build=0
+cd "$root" || exit 1
+# CMake 3.25 does not know nvcc's C++20 flag (CUDA20 dialect): name it, also
+# for the compiler checks, until the project's CMakeLists.txt does.
+timeout 240 cmake --preset sm90 \
+  -DCMAKE_CUDA20_STANDARD_COMPILE_OPTION=-std=c++20 -DCMAKE_CUDA20_EXTENSION_COMPILE_OPTION=-std=c++20 \
+  "-DCMAKE_TRY_COMPILE_PLATFORM_VARIABLES=CMAKE_CUDA20_STANDARD_COMPILE_OPTION;CMAKE_CUDA20_EXTENSION_COMPILE_OPTION" \
+  >/dev/null || status_build=$?
+gpu_benches=()
+for source in "$root"/bench/bench_cuda_*.cu; do
+  [[ -e "$source" ]] && gpu_benches+=("$(basename "$source" .cu)")
+done
+if [[ $status_build -eq 0 ]]; then
+  timeout 300 cmake --build "$build" -j "$jobs" --target marbm_gpu_tests "${gpu_benches[@]}" 2>&1 | tail -5
+  status_build=${PIPESTATUS[0]}
+fi
+echo "build status: $status_build"
+
+section "gpu tests (ctest -L gpu)"
+status_tests=1
+test_summary="not run"
+if [[ $status_build -eq 0 ]]; then
+  timeout 180 ctest --test-dir "$build" -L gpu --output-on-failure -j 1 --timeout 120 2>&1 | tail -40
+  status_tests=${PIPESTATUS[0]}
+  test_summary="$(grep -Eo '[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$report" | tail -1)"
+fi
+echo "test status: $status_tests"
+
+section "gpu benchmarks"
+for bench in "${gpu_benches[@]}"; do
+  if [[ -x "$build/bench/$bench" ]]; then
+    timeout 150 "$build/bench/$bench" --benchmark_counters_tabular=true \
+      --benchmark_out="$raw-$bench.json" --benchmark_out_format=json 2>&1 | tail -25
+  else
+    echo "$bench: not built"
+  fi
+done
+
+section "PyTorch reference"
+timeout 90 python3 "$root/bench/torch_reference.py" --json "$raw-torch.json" 2>&1 | tail -10
+
+section "summary"
+python3 - "$raw" "$commit" "${device:-unknown}" "$test_summary" <<'PY'
+import json, os, sys
+raw, commit, device, tests = sys.argv[1:5]
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+engine = load(raw + "-bench_cuda_engine.json") or {}
+torch = load(raw + "-torch.json") or {}
+bench = {b["name"]: b for b in engine.get("benchmarks", []) if "error_message" not in b}
+
+def find(prefix):
+    for name, b in bench.items():
+        if name.startswith(prefix):
+            return b
+    return None
+
+def fmt(x, digits=3, suffix=""):
+    return "n/a" if x is None else f"{x:.{digits}g}{suffix}"
+
+rows = []
+torch_cd = {r["batch"]: r for r in torch.get("cd1", [])} if torch.get("available") else {}
+for batch in (128, 1024):
+    b = find(f"BM_CudaCd1Update/{batch}/")
+    ours = b.get("updates_per_s") if b else None
+    ratio = b.get("gemm_ratio") if b else None
+    peer = torch_cd.get(batch, {}).get("updates_per_s")
+    speedup = ours / peer if ours and peer else None
+    target = "<= 1.4x GEMM, >= 1.5x torch" if batch == 1024 else ">= 1.5x torch"
+    rows.append((f"CD-1 784x500 batch {batch} (updates/s)", fmt(ours), f"GEMM ratio {fmt(ratio)}",
+                 f"torch {fmt(peer)} -> {fmt(speedup, suffix='x')}", target))
+b = find("BM_CudaEnsemble6x6/2000/")
+ours = b.get("updates_per_s_per_rbm") if b else None
+peer = torch.get("ensemble", {}).get("updates_per_s_per_rbm") if torch.get("available") else None
+rows.append(("ensemble 1,000 x 6x6 CD-1 (updates/s per RBM)", fmt(ours), "",
+             f"torch {fmt(peer)} -> {fmt(ours / peer if ours and peer else None, suffix='x')}", ">= 20x torch"))
+b = find("BM_CudaExactLogZ/64/30/")
+seconds = b.get("real_time") / 1e3 if b and b.get("time_unit") == "ms" else None
+rows.append(("exact log Z 64x30, 2^30 states (s)", fmt(seconds), f"{fmt(b.get('states_per_s') if b else None)} states/s",
+             "", "< 2 s"))
+
+print(f"device: {device}; commit: {commit}; gpu tests: {tests or 'n/a'}")
+print()
+print("| figure | marbm | floor | peer | target |")
+print("|---|---|---|---|---|")
+for r in rows:
+    print("| " + " | ".join(r) + " |")
+PY
+
+echo
+echo "total time: $((SECONDS - started)) s"
+echo "report: $report"
+if [[ -n "${OUT:-}" && -d "${OUT:-}" ]]; then
+  cp "$report" "$raw"-*.json "$OUT"/ 2>/dev/null || true
+fi

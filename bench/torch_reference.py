@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""PyTorch reference for the CUDA engine's benchmarks, timed in the same run.
+
+The same work as bench_cuda_engine:
+  - one CD-1 update of a 784 x 500 RBM at batch 128 and 1024 (float32, TF32
+    off): p(h|v0), h0 ~ Bernoulli, p(v|h0), v1 ~ Bernoulli, p(h|v1), then
+    W += lr (v0^T p0 - v1^T p1) / B and the bias means;
+  - 1,000 independent 6 x 6 RBMs trained at once with CD-1 on shifting bars
+    6/3 (all 6 patterns per batch, lr 0.2), as batched matrix products.
+
+Times are CUDA-event times after a warm-up. Prints a table and, with --json,
+writes the figures for bench/device-check.sh. Without torch or a device it
+says so and exits 0 (the figures are then missing, not invented).
+"""
+import argparse
+import json
+import sys
+
+
+def shifting_bars(n=6, length=3):
+    rows = []
+    for start in range(n):
+        row = [0] * n
+        for k in range(length):
+            row[n - 1 - ((start + k) % n)] = 1
+        rows.append(row)
+    return rows
+
+
+def time_cuda(torch, fn, repetitions, warmup):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    start = torch.cuda.Event(enable_timing=True)
+    stop = torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repetitions):
+        fn()
+    stop.record()
+    stop.synchronize()
+    return start.elapsed_time(stop) / 1000.0 / repetitions  # seconds per call
+
+
+def cd1_benchmark(torch, batch, repetitions=200):
+    device = torch.device("cuda")
+    gen = torch.Generator(device=device)
+    gen.manual_seed(1)
+    n, m, lr = 784, 500, 0.01
+    W = 0.01 * torch.randn(n, m, device=device, generator=gen)
+    a = torch.zeros(n, device=device)
+    b = torch.zeros(m, device=device)
+    data = (torch.rand(4 * batch, n, device=device, generator=gen) < 0.2).float()
+    state = {"t": 0}
+
+    def update():
+        t = state["t"]
+        state["t"] = t + 1
+        v0 = data[(t % 4) * batch:(t % 4 + 1) * batch]
+        ph0 = torch.sigmoid(v0 @ W + b)
+        h0 = (torch.rand(ph0.shape, device=device, generator=gen) < ph0).float()
+        pv1 = torch.sigmoid(h0 @ W.t() + a)
+        v1 = (torch.rand(pv1.shape, device=device, generator=gen) < pv1).float()
+        ph1 = torch.sigmoid(v1 @ W + b)
+        W.add_((v0.t() @ ph0 - v1.t() @ ph1), alpha=lr / batch)
+        a.add_(v0.mean(0) - v1.mean(0), alpha=lr)
+        b.add_(ph0.mean(0) - ph1.mean(0), alpha=lr)
+
+    seconds = time_cuda(torch, update, repetitions, warmup=20)
+    return {"batch": batch, "update_us": seconds * 1e6, "updates_per_s": 1.0 / seconds}
+
+
+def ensemble_benchmark(torch, members=1000, iterations=2000):
+    device = torch.device("cuda")
+    gen = torch.Generator(device=device)
+    gen.manual_seed(2)
+    n = m = 6
+    lr = 0.2
+    data = torch.tensor(shifting_bars(), dtype=torch.float32, device=device)  # 6 x 6
+    v0 = data.unsqueeze(0).expand(members, -1, -1).contiguous()  # E x B x n
+    batch = v0.shape[1]
+    W = 0.01 * torch.randn(members, n, m, device=device, generator=gen)
+    a = 0.01 * torch.randn(members, 1, n, device=device, generator=gen)
+    b = 0.01 * torch.randn(members, 1, m, device=device, generator=gen)
+
+    def update():
+        ph0 = torch.sigmoid(torch.bmm(v0, W) + b)
+        h0 = (torch.rand(ph0.shape, device=device, generator=gen) < ph0).float()
+        pv1 = torch.sigmoid(torch.bmm(h0, W.transpose(1, 2)) + a)
+        v1 = (torch.rand(pv1.shape, device=device, generator=gen) < pv1).float()
+        ph1 = torch.sigmoid(torch.bmm(v1, W) + b)
+        W.add_(torch.bmm(v0.transpose(1, 2), ph0) - torch.bmm(v1.transpose(1, 2), ph1), alpha=lr / batch)
+        a.add_((v0 - v1).mean(1, keepdim=True), alpha=lr)
+        b.add_((ph0 - ph1).mean(1, keepdim=True), alpha=lr)
+
+    seconds = time_cuda(torch, update, iterations, warmup=50)
+    return {"members": members, "iterations": iterations, "update_us": seconds * 1e6,
+            "updates_per_s_per_rbm": 1.0 / seconds, "updates_per_s_total": members / seconds}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    args = parser.parse_args()
+    result = {"available": False}
+    try:
+        import torch
+    except ImportError as error:
+        result["reason"] = f"torch not importable: {error}"
+        torch = None
+    if torch is not None and not torch.cuda.is_available():
+        result["reason"] = "torch sees no CUDA device"
+        torch = None
+    if torch is not None:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        repetitions = 50 if args.quick else 200
+        result = {
+            "available": True,
+            "torch": torch.__version__,
+            "device": torch.cuda.get_device_name(0),
+            "cd1": [cd1_benchmark(torch, batch, repetitions) for batch in (128, 1024)],
+            "ensemble": ensemble_benchmark(torch, iterations=500 if args.quick else 2000),
+        }
+        print(f"PyTorch {result['torch']} on {result['device']} (float32, TF32 off, eager)")
+        print(f"{'work':<34}{'time per update':>18}{'updates/s':>16}")
+        for row in result["cd1"]:
+            print(f"{'CD-1 784x500 batch ' + str(row['batch']):<34}{row['update_us']:>15.1f} us{row['updates_per_s']:>16.0f}")
+        e = result["ensemble"]
+        print(f"{'ensemble 1,000 x 6x6 CD-1':<34}{e['update_us']:>15.1f} us{e['updates_per_s_per_rbm']:>16.0f} per RBM")
+    else:
+        print(f"torch_reference: skipped ({result['reason']})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
