@@ -139,24 +139,24 @@ __global__ void unit_statistics_kernel(const float* __restrict__ weights, const 
                                        const float* __restrict__ visible_bias, const float* __restrict__ hidden_bias,
                                        int n, int m, float* __restrict__ ising_field, double* __restrict__ square,
                                        double* __restrict__ field_square) {
-  const int u = blockIdx.x * blockDim.x + threadIdx.x;
-  if (u >= n + m) return;
-  const bool visible = u < n;
-  const float* row = visible ? weights + static_cast<std::size_t>(u) * m : transposed + static_cast<std::size_t>(u - n) * n;
-  const int length = visible ? m : n;
-  const double bias = visible ? visible_bias[u] : hidden_bias[u - n];
-  double sum = 0.0, sum_sq = 0.0;
-  for (int k = 0; k < length; ++k) {
-    const double w = row[k];
-    sum += w;
-    sum_sq += w * w;
+  for (int u = blockIdx.x * blockDim.x + threadIdx.x; u < n + m; u += gridDim.x * blockDim.x) {
+    const bool visible = u < n;
+    const float* row = visible ? weights + static_cast<std::size_t>(u) * m : transposed + static_cast<std::size_t>(u - n) * n;
+    const int length = visible ? m : n;
+    const double bias = visible ? visible_bias[u] : hidden_bias[u - n];
+    double sum = 0.0, sum_sq = 0.0;
+    for (int k = 0; k < length; ++k) {
+      const double w = row[k];
+      sum += w;
+      sum_sq += w * w;
+    }
+    const double linear = bias / 2.0 + sum / 4.0;
+    ising_field[u] = static_cast<float>(linear);
+    // Couplings J = W/4 counted once per (i, j) pair, from the visible side,
+    // twice for the symmetric form; linear terms as couplings to a fixed spin.
+    square[u] = (visible ? 2.0 * sum_sq / 16.0 : 0.0) + 2.0 * linear * linear;
+    field_square[u] = (bias + sum / 2.0) * (bias + sum / 2.0) + sum_sq / 4.0;
   }
-  const double linear = bias / 2.0 + sum / 4.0;
-  ising_field[u] = static_cast<float>(linear);
-  // Couplings J = W/4 counted once per (i, j) pair, from the visible side,
-  // twice for the symmetric form; linear terms as couplings to a fixed spin.
-  square[u] = (visible ? 2.0 * sum_sq / 16.0 : 0.0) + 2.0 * linear * linear;
-  field_square[u] = (bias + sum / 2.0) * (bias + sum / 2.0) + sum_sq / 4.0;
 }
 
 // scalars[0] = c0, scalars[1] = typical local field (rms).
