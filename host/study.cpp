@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "marbm/data.hpp"
+#include "marbm/ensemble.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
 
@@ -152,7 +153,9 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
     if (progress) progress(done, jobs);
   };
 
-  if (config.backend == Backend::cpu) {
+  Backend backend = config.backend;
+  if (backend == Backend::automatic) backend = cuda_devices().empty() ? Backend::cpu : Backend::cuda;
+  if (backend == Backend::cpu) {
     // Independent small runs: one job per core, each with its own
     // single-threaded engine (tiny BLAS calls gain nothing from threads).
     const int threads = config.threads > 0 ? config.threads : omp_get_num_procs();
@@ -177,12 +180,25 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
     }
     if (failure) std::rethrow_exception(failure);
   } else {
-    // A device engine is shared by the runs one after another; it already
-    // keeps the device busy within each update.
-    EngineOptions options;
-    options.threads = config.threads;
-    auto engine = make_engine(config.backend, options);
-    for (int job = 0; job < jobs; ++job) run_job(job, *engine);
+    // On the device all runs of a method train at once as one ensemble
+    // (small models: one fused kernel, a thread block per run).
+    std::vector<Rbm> initial;
+    std::vector<std::uint64_t> seeds;
+    for (int r = 0; r < config.runs; ++r) {
+      initial.push_back(Rbm::random(n, m, config.init_sigma, config.seed + static_cast<std::uint64_t>(r)));
+      seeds.push_back(config.seed + static_cast<std::uint64_t>(r));
+    }
+    for (int k = 0; k < methods; ++k) {
+      const TrainConfig train_config = train_config_for(config, config.methods[k], 0);
+      std::vector<TrainResult> trained = train_ensemble(Backend::cuda, data, initial, seeds, train_config);
+      for (int r = 0; r < config.runs; ++r) {
+        StudyRun& run = result.runs[k * config.runs + r];
+        run.history = std::move(trained[r].history);
+        run.seconds = trained[r].seconds;
+      }
+      done += config.runs;
+      if (progress) progress(done, jobs);
+    }
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
