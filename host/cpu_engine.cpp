@@ -91,7 +91,7 @@ class CpuEngine final : public Engine {
     weight_gradient_.assign(static_cast<std::size_t>(n_) * m_, 0.0f);
     visible_gradient_.assign(n_, 0.0);
     hidden_gradient_.assign(m_, 0.0);
-    if (static_cast<int>(chains_.size()) != chain_count_ * n_) {
+    if (chains_.size() != static_cast<std::size_t>(chain_count_) * n_) {
       // Chains of another width cannot continue under this model.
       chains_.clear();
       chain_count_ = 0;
