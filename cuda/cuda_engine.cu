@@ -7,6 +7,7 @@
 // dW = V^T H is a single GEMM; the bias gradients are two GEMVs.
 #include <cublas_v2.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -245,6 +246,20 @@ class CudaEngine final : public Engine {
     }
   }
 
+  // Copies the batch rows to the device through a ring of pinned slots: the
+  // copy is asynchronous, and a slot is reused only after its copy is done
+  // (the host runs at most kStagingSlots updates ahead of the device).
+  void stage_batch_rows(std::span<const int> rows) {
+    StagingSlot& slot = staging_[next_slot_];
+    next_slot_ = (next_slot_ + 1) % kStagingSlots;
+    MARBM_CUDA_TRY(cudaEventSynchronize(slot.copied.get()));
+    if (slot.rows.size() < rows.size()) slot.rows = PinnedBuffer<int>(std::max<std::size_t>(rows.size(), 1024));
+    std::copy(rows.begin(), rows.end(), slot.rows.data());
+    MARBM_CUDA_TRY(cudaMemcpyAsync(batch_rows_.data(), slot.rows.data(), sizeof(int) * rows.size(),
+                                   cudaMemcpyHostToDevice, stream()));
+    MARBM_CUDA_TRY(cudaEventRecord(slot.copied.get(), stream()));
+  }
+
   void compute_gradient(const UpdateStep& step) {
     require_model("update");
     MARBM_EXPECTS(data_rows_ > 0, UsageError, "cuda engine: update called before set_data");
@@ -294,8 +309,7 @@ class CudaEngine final : public Engine {
     const std::uint64_t random = random_stream(RandomPurpose::gibbs, step.step);
 
     // Positive phase: p(h|v_data) / B (or the samples); h_0 samples feed CD.
-    MARBM_CUDA_TRY(cudaMemcpyAsync(batch_rows_.data(), step.batch_rows.data(), sizeof(int) * batch,
-                                   cudaMemcpyHostToDevice, stream()));
+    stage_batch_rows(step.batch_rows);
     gather_rows(data_.data(), batch_rows_.data(), batch, n_, v_data, stream());
     hidden_fields(v_data, batch, fields_.data());
     {
@@ -406,6 +420,13 @@ class CudaEngine final : public Engine {
   int weights_positive_ = -1;
   int weights_negative_ = -1;
   std::vector<float> mode_rows_;
+  struct StagingSlot {
+    PinnedBuffer<int> rows;
+    Event copied;
+  };
+  static constexpr int kStagingSlots = 8;
+  StagingSlot staging_[kStagingSlots];
+  int next_slot_ = 0;
   std::vector<float> exact_rows_;
 };
 

@@ -83,3 +83,55 @@ class DeviceBuffer {
 };
 
 }  // namespace marbm::detail
+
+namespace marbm::detail {
+
+/// `size` elements of page-locked host memory (cudaMallocHost), so that
+/// host -> device copies from it are truly asynchronous: a copy from pageable
+/// memory may wait for the stream's earlier work. Move-only.
+template <typename T>
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(std::size_t size) : size_(size) {
+    if (size_ > 0) MARBM_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&data_), size_ * sizeof(T)));
+  }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  PinnedBuffer(PinnedBuffer&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept {
+    if (this != &other) {
+      if (data_ != nullptr) MARBM_CUDA_TRY_NOTHROW(cudaFreeHost(data_));
+      data_ = std::exchange(other.data_, nullptr);
+      size_ = std::exchange(other.size_, 0);
+    }
+    return *this;
+  }
+  ~PinnedBuffer() {
+    if (data_ != nullptr) MARBM_CUDA_TRY_NOTHROW(cudaFreeHost(data_));
+  }
+  T* data() { return data_; }
+  std::size_t size() const { return size_; }
+
+ private:
+  T* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+/// A CUDA event without timing (for ordering host reuse of staging memory).
+class Event {
+ public:
+  Event() { MARBM_CUDA_TRY(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming)); }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  ~Event() {
+    if (event_ != nullptr) MARBM_CUDA_TRY_NOTHROW(cudaEventDestroy(event_));
+  }
+  cudaEvent_t get() const { return event_; }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+};
+
+}  // namespace marbm::detail
