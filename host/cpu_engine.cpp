@@ -311,27 +311,38 @@ class CpuEngine final : public Engine {
     });
   }
 
-  // weight_gradient_ (+)= scale * v^T p for v rows x n, p rows x m.
-  void accumulate_outer(const float* v, const float* p, int rows, float scale, bool accumulate) {
+  // weight_gradient_ (+)= scale * v^T p for v rows x n, p rows x m. The loop
+  // path sums in float64 (weight_sum_ carries the sum across the positive and
+  // negative phases); sgemm sums in float32 with blocked accumulation.
+  void accumulate_outer(const float* v, const float* p, int rows, double scale, bool accumulate) {
     float* g = weight_gradient_.data();
     const int n = n_, m = m_;
     const long work = static_cast<long>(rows) * n * m;
     if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, m, rows, scale, v, n, p, m, accumulate ? 1.0f : 0.0f,
-                  g, m);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, m, rows, static_cast<float>(scale), v, n, p, m,
+                  accumulate ? 1.0f : 0.0f, g, m);
+      weight_sum_valid_ = false;
       return;
     }
-    if (!accumulate) std::fill(weight_gradient_.begin(), weight_gradient_.end(), 0.0f);
+    weight_sum_.resize(weight_gradient_.size());
+    double* sum = weight_sum_.data();
+    if (!accumulate) {
+      std::fill(weight_sum_.begin(), weight_sum_.end(), 0.0);
+    } else if (!weight_sum_valid_) {
+      for (std::size_t k = 0; k < weight_sum_.size(); ++k) sum[k] = g[k];
+    }
     for (int r = 0; r < rows; ++r) {
       const float* vr = v + static_cast<std::size_t>(r) * n;
       const float* pr = p + static_cast<std::size_t>(r) * m;
       for (int i = 0; i < n; ++i) {
         if (vr[i] == 0.0f) continue;
-        const float x = scale * vr[i];
-        float* gi = g + static_cast<std::size_t>(i) * m;
-        for (int j = 0; j < m; ++j) gi[j] += x * pr[j];
+        const double x = scale * vr[i];
+        double* si = sum + static_cast<std::size_t>(i) * m;
+        for (int j = 0; j < m; ++j) si[j] += x * pr[j];
       }
     }
+    for (std::size_t k = 0; k < weight_sum_.size(); ++k) g[k] = static_cast<float>(sum[k]);
+    weight_sum_valid_ = true;
   }
 
   // Bias gradients in float64: sum over rows of v and p, times scale.
@@ -419,8 +430,7 @@ class CpuEngine final : public Engine {
       sample(batch_hidden_.data(), batch_hidden_sample_.data(), batch, m_, random, 0);
     }
     const float* positive_hidden = step.sample_positive_hidden ? batch_hidden_sample_.data() : batch_hidden_.data();
-    const float inv_batch = 1.0f / static_cast<float>(batch);
-    accumulate_outer(batch_visible_.data(), positive_hidden, batch, inv_batch, false);
+    accumulate_outer(batch_visible_.data(), positive_hidden, batch, 1.0 / batch, false);
     std::fill(visible_gradient_.begin(), visible_gradient_.end(), 0.0);
     std::fill(hidden_gradient_.begin(), hidden_gradient_.end(), 0.0);
     accumulate_mean(batch_visible_.data(), batch, n_, 1.0 / batch, visible_gradient_);
@@ -464,8 +474,7 @@ class CpuEngine final : public Engine {
 
   // Negative statistics of `rows` chains: sampled v_k and p(h | v_k) (in chain_hidden_).
   void subtract_samples(const float* visible, int rows) {
-    const float inv_rows = 1.0f / static_cast<float>(rows);
-    accumulate_outer(visible, chain_hidden_.data(), rows, -inv_rows, true);
+    accumulate_outer(visible, chain_hidden_.data(), rows, -1.0 / rows, true);
     accumulate_mean(visible, rows, n_, -1.0 / rows, visible_gradient_);
     accumulate_mean(chain_hidden_.data(), rows, m_, -1.0 / rows, hidden_gradient_);
   }
@@ -499,6 +508,8 @@ class CpuEngine final : public Engine {
   int m_ = 0;
   std::vector<float> weight_velocity_, visible_velocity_, hidden_velocity_;
   std::vector<float> weight_gradient_;
+  std::vector<double> weight_sum_;  // float64 sums of the loop path
+  bool weight_sum_valid_ = false;    // weight_sum_ holds the sum behind weight_gradient_
   std::vector<double> visible_gradient_, hidden_gradient_;
   std::vector<float> data_;  // data rows as float32 for BLAS
   int data_rows_ = 0;

@@ -335,6 +335,46 @@ TEST_P(EngineConformance, ExactNegativePhaseMatchesEnumeration) {
   EXPECT_LT(max_difference(engine_->gradient(step), exact_gradient(rbm, data, rows)), 1e-5);
 }
 
+TEST_P(EngineConformance, SampledPositivePhaseDrawsTheConditional) {
+  const int n = 5, m = 4;
+  const Rbm rbm = Rbm::random(n, m, 1.0, 57);
+  const Dataset patterns = random_dataset(6, n, 58);
+  engine_->set_model(rbm);
+  const std::vector<std::uint8_t> v_star(n, 0), h_star(m, 0);
+  UpdateStep step;
+  step.negative = NegativePhase::mode;  // a zero mode: the gradient is the positive phase alone
+  step.mode_visible = v_star;
+  step.mode_hidden = h_star;
+  step.sample_positive_hidden = true;
+  step.seed = 59;
+
+  // Sampled h: B <v_i h_j> and B <h_j> are whole numbers. With B = 60 float32
+  // rounding stays below 60 * 60 * 2^-24 ~ 2e-4, far inside 0.01.
+  const Dataset small = replicate(patterns, 10);
+  const std::vector<int> small_rows = all_rows(small.n_rows);
+  engine_->set_data(small);
+  step.batch_rows = small_rows;
+  const Gradient whole = engine_->gradient(step);
+  const double b = static_cast<double>(small.n_rows);
+  for (std::size_t k = 0; k < whole.weights.size(); ++k)
+    EXPECT_NEAR(whole.weights[k] * b, std::round(whole.weights[k] * b), 1e-2) << "weight " << k;
+  for (int j = 0; j < m; ++j) EXPECT_NEAR(whole.hidden_bias[j] * b, std::round(whole.hidden_bias[j] * b), 1e-2);
+
+  // Their mean is the conditional's: N = 6000 rows, 5 sd = 2.5 / sqrt(N) = 0.032.
+  const Dataset data = replicate(patterns, 1000);
+  const std::vector<int> rows = all_rows(data.n_rows);
+  engine_->set_data(data);
+  step.batch_rows = rows;
+  const Gradient g = engine_->gradient(step);
+  const JointStatistics pos = data_statistics(rbm, data, rows);
+  const Gradient expected{pos.visible_hidden, pos.visible, pos.hidden};
+  const double tolerance = 2.5 / std::sqrt(static_cast<double>(data.n_rows));
+  EXPECT_LT(max_difference(g, expected), tolerance);
+  EXPECT_GT(max_difference(g, expected), 1e-4) << "samples, not probabilities";
+  step.seed = 60;
+  EXPECT_GT(max_difference(engine_->gradient(step), g), 1e-4) << "another seed, other samples";
+}
+
 TEST_P(EngineConformance, UpdateRuleAppliesMomentumAndWeightDecayToWeightsOnly) {
   const int n = 5, m = 4;
   const Rbm initial = Rbm::random(n, m, 0.5, 61);
