@@ -11,6 +11,7 @@
 #include <limits>
 #include <string>
 #include <vector>
+#include <cstdlib>
 
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
@@ -66,10 +67,12 @@ AnnealingRange derived_annealing_range(const Rbm& rbm) {
   // Hot: a flip against a typical field is accepted half the time,
   // exp(-beta f) = 1/2.
   range.hot = std::log(2.0) / typical;
-  // Cold: a unit with a typical field is excited with probability 1%,
-  // sigmoid(-beta f) = 0.01; fields near the ground state are larger than at
-  // random states, so this leaves fewer than 1% excited there.
-  range.cold = std::log(99.0) / typical;
+  // Cold: about 1% of units excited. With |local field| spread like a
+  // half-normal of scale `typical`, its density at 0 is sqrt(2/pi)/typical
+  // and the mean excitation sigmoid(-beta |f|) is about that density times
+  // ln 2 / beta (the small fields dominate); setting it to 0.01 gives
+  // beta = 100 sqrt(2/pi) ln 2 / typical (about 55 / typical).
+  range.cold = 100.0 * std::sqrt(2.0 / std::acos(-1.0)) * std::log(2.0) / typical;
   return range;
 }
 
@@ -203,19 +206,29 @@ inline void sb_update(float* x, float* y, const float* field, int count, float d
 void sb_initialise(const ModeSearchConfig& config, int r, int n, int m, float* xv, float* yv, float* xh, float* yh) {
   const PhiloxStream stream(config.seed, random_stream(RandomPurpose::mode_search, 0));
   const std::uint64_t base = static_cast<std::uint64_t>(r) * 2 * (n + m);
+  constexpr float amp = 0.1f;
   for (int i = 0; i < n; ++i) {
-    xv[i] = 0.2f * stream.uniform(base + 2 * i) - 0.1f;
-    yv[i] = 0.2f * stream.uniform(base + 2 * i + 1) - 0.1f;
+    xv[i] = 2 * amp * stream.uniform(base + 2 * i) - amp;
+    yv[i] = 2 * amp * stream.uniform(base + 2 * i + 1) - amp;
   }
   for (int j = 0; j < m; ++j) {
-    xh[j] = 0.2f * stream.uniform(base + 2 * (n + j)) - 0.1f;
-    yh[j] = 0.2f * stream.uniform(base + 2 * (n + j) + 1) - 0.1f;
+    xh[j] = 2 * amp * stream.uniform(base + 2 * (n + j)) - amp;
+    yh[j] = 2 * amp * stream.uniform(base + 2 * (n + j) + 1) - amp;
   }
   if (r == 0 && !config.warm_visible.empty()) {
     for (int i = 0; i < n; ++i) xv[i] = config.warm_visible[i] ? 1.0f : -1.0f;
     for (int j = 0; j < m; ++j) xh[j] = config.warm_hidden[j] ? 1.0f : -1.0f;
     std::fill(yv, yv + n, 0.0f);
     std::fill(yh, yh + m, 0.0f);
+  }
+}
+
+// Uniform floats at indices first.. of `stream` (first a multiple of 4),
+// one Philox block per four numbers.
+void fill_uniforms(const PhiloxStream& stream, std::uint64_t first, std::vector<float>& out) {
+  for (std::size_t k = 0; k < out.size(); k += 4) {
+    const auto words = stream.block((first + k) / 4);
+    for (std::size_t w = 0; w < 4; ++w) out[k + w] = PhiloxStream::to_uniform(words[w]);
   }
 }
 
@@ -341,11 +354,14 @@ ModeResult mode_sa_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
   const auto a = rbm.visible_bias();
   const auto b = rbm.hidden_bias();
   const PhiloxStream stream(config.seed, random_stream(RandomPurpose::mode_search, 1));
-  const std::uint64_t units = static_cast<std::uint64_t>(n + m);
+  // Words per step: each layer's share padded to whole Philox blocks.
+  const std::uint64_t padded_n = (static_cast<std::uint64_t>(n) + 3) / 4 * 4;
+  const std::uint64_t padded_m = (static_cast<std::uint64_t>(m) + 3) / 4 * 4;
+  const std::uint64_t units = padded_n + padded_m;
 
 #pragma omp parallel
   {
-    std::vector<float> hidden_state(m), field_h(m);
+    std::vector<float> hidden_state(m), field_h(m), uniform_v(padded_n), uniform_h(padded_m);
 #pragma omp for schedule(static)
     for (int r = 0; r < count; ++r) {
       std::uint8_t* v = replicas.v(r);
@@ -358,6 +374,8 @@ ModeResult mode_sa_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
       for (int step = 0; step < steps; ++step, beta *= ratio) {
         const std::uint64_t offset = base + (static_cast<std::uint64_t>(step) + 1) * units;
         const float fbeta = static_cast<float>(beta);
+        fill_uniforms(stream, offset, uniform_v);
+        fill_uniforms(stream, offset + padded_n, uniform_h);
         // h ~ p(h | v) at beta: field b + W^T v, summed over the visible units that are on.
         std::copy(b.begin(), b.end(), field_h.begin());
         for (int i = 0; i < n; ++i) {
@@ -368,7 +386,7 @@ ModeResult mode_sa_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
         }
         for (int j = 0; j < m; ++j) {
           const float p = 1.0f / (1.0f + std::exp(-fbeta * field_h[j]));
-          h[j] = PhiloxStream::to_uniform(stream.bits(offset + n + j)) < p ? 1 : 0;
+          h[j] = uniform_h[j] < p ? 1 : 0;
           hidden_state[j] = h[j];
         }
         // v ~ p(v | h) at beta: field a + W h.
@@ -378,7 +396,7 @@ ModeResult mode_sa_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
 #pragma omp simd reduction(+ : acc)
           for (int j = 0; j < m; ++j) acc += row[j] * hidden_state[j];
           const float p = 1.0f / (1.0f + std::exp(-fbeta * (a[i] + acc)));
-          v[i] = PhiloxStream::to_uniform(stream.bits(offset + i)) < p ? 1 : 0;
+          v[i] = uniform_v[i] < p ? 1 : 0;
         }
       }
     }
