@@ -76,7 +76,9 @@ TEST(CudaEngineVsCpu, GradientsAgree) {
   // Odd and tail sizes, several seeds. mode and exact are deterministic
   // (float32 sums: 1e-5); cd and pcd draw the same numbers as the CPU, so
   // they agree to 1e-5 unless a draw flips (see above), which moves an entry
-  // by at most a few 1/B: allow 4/B.
+  // by at most a few 1/B: every case within 4/B, and at most one of the 24
+  // random cases beyond 1e-5.
+  int random_cases_beyond_rounding = 0;
   for (const auto [n, m, rows] : {std::array{6, 6, 6}, std::array{13, 7, 50}, std::array{65, 33, 300}}) {
     for (const std::uint64_t seed : {1u, 2u}) {
       const Rbm rbm = Rbm::random(n, m, 0.3, seed * 10 + n);
@@ -104,12 +106,15 @@ TEST(CudaEngineVsCpu, GradientsAgree) {
           step.mode_hidden = h_star;
           const bool random = negative == NegativePhase::cd || negative == NegativePhase::pcd;
           const double tolerance = 1e-5 + (random ? 4.0 / std::min(rows, 37) : 0.0);
-          EXPECT_LT(max_difference(gpu->gradient(step), cpu->gradient(step)), tolerance)
+          const double difference = max_difference(gpu->gradient(step), cpu->gradient(step));
+          EXPECT_LT(difference, tolerance)
               << n << "x" << m << " seed " << seed << " negative " << static_cast<int>(negative) << " k " << k;
+          if (random && difference > 1e-5) ++random_cases_beyond_rounding;
         }
       }
     }
   }
+  EXPECT_LE(random_cases_beyond_rounding, 1);
 }
 
 TEST(CudaEngineVsCpu, UpdatesAgree) {
@@ -204,7 +209,8 @@ TEST(CudaTraining, CdReachesTheCpusKlDistribution) {
     const TrainResult a = train(*cpu, data, initial, member);
     const TrainResult b = train(*gpu, data, initial, member);
     ASSERT_EQ(a.history.size(), b.history.size());
-    EXPECT_NEAR(b.history.front().kl, a.history.front().kl, 1e-9 * a.history.front().kl);
+    // t = 0: KL differs only through log Z (1e-9 relative).
+    EXPECT_NEAR(b.history.front().kl, a.history.front().kl, 1e-9 * std::abs(a.history.front().log_z));
     EXPECT_LT(b.history.back().kl, b.history.front().kl) << "seed " << seed;
     cpu_kl.push_back(a.history.back().kl);
     gpu_kl.push_back(b.history.back().kl);
@@ -248,7 +254,8 @@ TEST(CudaEnsemble, FusedKernelMatchesIndependentRuns) {
         EXPECT_EQ(ensemble[e].history[k].iteration, single.history[k].iteration);
       // t = 0 is deterministic: exact KL and log Z of the initial model.
       const double kl0 = single.history.front().kl;
-      EXPECT_NEAR(ensemble[e].history.front().kl, kl0, 1e-9 * kl0) << "member " << e;
+      EXPECT_NEAR(ensemble[e].history.front().kl, kl0, 1e-9 * (kl0 + std::abs(single.history.front().log_z)))
+          << "member " << e;
       EXPECT_NEAR(ensemble[e].history.front().log_z, single.history.front().log_z,
                   1e-9 * std::abs(single.history.front().log_z));
       // Mode choices use the same Philox decision: equal counts.
