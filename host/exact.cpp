@@ -134,6 +134,16 @@ void step_softplus_into(double* __restrict field, const double* __restrict colum
   }
 }
 
+// out[i] = exp(values[i] - shift) for values[i] <= shift (log-sum-exp terms).
+MARBM_VECTOR_CLONES
+void exp_shifted_into(const double* __restrict values, double shift, double* __restrict out, int count) {
+  for (int i = 0; i < count; ++i) {
+    const double t = values[i] - shift;
+    const double inside = t > -708.0 ? 1.0 : 0.0;
+    out[i] = exp_nonpositive(t * inside - 708.0 * (1.0 - inside));
+  }
+}
+
 MARBM_VECTOR_CLONES
 void sigmoid_into(const double* __restrict field, double scale, double* __restrict out, int count) {
   for (int i = 0; i < count; ++i) out[i] = scale * fast_sigmoid(field[i]);
@@ -249,6 +259,18 @@ struct LogSumExp {
       sum += std::exp(value - max);
     }
   }
+  // Adds a batch of values: one rescale per batch and the exponentials
+  // vectorised, instead of a libm exp per value.
+  void add_batch(const double* values, int count, double* scratch) {
+    double batch_max = values[0];
+    for (int i = 1; i < count; ++i) batch_max = values[i] > batch_max ? values[i] : batch_max;
+    if (batch_max > max) {
+      sum *= std::exp(max - batch_max);
+      max = batch_max;
+    }
+    exp_shifted_into(values, max, scratch, count);
+    sum += sum_of(scratch, count);
+  }
   double result() const { return max + std::log(sum); }
 };
 
@@ -271,21 +293,25 @@ double log_partition_gray(const Layout& layout) {
   std::vector<LogSumExp> partial(static_cast<std::size_t>(plan.chunks));
 #pragma omp parallel if (plan.chunks > 1)
   {
-    std::vector<double> field(layout.other), terms(layout.other);
+    // Chunk sizes are powers of two, so batches divide them evenly.
+    const int batch = static_cast<int>(std::min<std::uint64_t>(plan.chunk_states, 256));
+    std::vector<double> field(layout.other), terms(layout.other), values(batch), scratch(batch);
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t chunk = 0; chunk < plan.chunks; ++chunk) {
       double linear = 0.0;
       start_chunk(layout, static_cast<std::uint64_t>(chunk) << plan.chunk_bits, field.data(), linear);
       LogSumExp lse;
       softplus_into(field.data(), terms.data(), layout.other);
-      lse.add(linear + sum_of(terms.data(), layout.other));
+      values[0] = linear + sum_of(terms.data(), layout.other);
       for (std::uint64_t t = 1; t < plan.chunk_states; ++t) {
         int unit = 0;
         bool on = false;
         gray_step(t, unit, on);
         linear += on ? layout.enumerated_bias[unit] : -layout.enumerated_bias[unit];
         step_softplus_into(field.data(), layout.column(unit), on ? 1.0 : -1.0, terms.data(), layout.other);
-        lse.add(linear + sum_of(terms.data(), layout.other));
+        const int slot = static_cast<int>(t % static_cast<std::uint64_t>(batch));
+        values[slot] = linear + sum_of(terms.data(), layout.other);
+        if (slot == batch - 1) lse.add_batch(values.data(), batch, scratch.data());
       }
       partial[static_cast<std::size_t>(chunk)] = lse;
     }
