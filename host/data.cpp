@@ -20,6 +20,9 @@ namespace {
 // IDX files larger than this are refused as absurd before any allocation: the
 // largest public IDX image sets are well under a gigabyte.
 constexpr std::uint64_t max_idx_bytes = std::uint64_t{1} << 32;
+// No input file (after decompression) may exceed this, so a corrupt or
+// hostile .gz cannot exhaust memory.
+constexpr std::size_t max_file_bytes = (std::size_t{1} << 32) + 16;
 
 // Reads a whole file, plain or gzip-compressed (gzread passes plain files
 // through), so every loader accepts both forms.
@@ -40,6 +43,10 @@ std::string read_file_bytes(const std::string& path) {
       throw DataError(path + ": read failed (" + message + ")");
     }
     if (got == 0) break;
+    if (bytes.size() + static_cast<std::size_t>(got) > max_file_bytes) {
+      gzclose(file);
+      throw DataError(path + ": larger than " + std::to_string(max_file_bytes) + " bytes, refused");
+    }
     bytes.append(buffer, static_cast<std::size_t>(got));
   }
   int code = 0;
