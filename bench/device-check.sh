@@ -25,6 +25,13 @@ started=$SECONDS
 exec > >(tee "$report") 2>&1
 
 section() { printf '\n## %s (t = %ds)\n\n' "$1" $((SECONDS - started)); }
+# Time limit for a part: its own limit, cut to what is left of 7.5 minutes
+# (the summary needs a few seconds; MARBM_CHECK_SECONDS overrides the 450), at least 5 s.
+budget() {
+  local left=$((${MARBM_CHECK_SECONDS:-450} - (SECONDS - started)))
+  ((left < 5)) && left=5
+  echo $(($1 < left ? $1 : left))
+}
 
 commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 device="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
@@ -40,7 +47,7 @@ status_build=0
 cd "$root" || exit 1
 # CMake 3.25 does not know nvcc's C++20 flag (CUDA20 dialect): name it, also
 # for the compiler checks, until the project's CMakeLists.txt does.
-timeout 240 cmake --preset sm90 \
+timeout "$(budget 120)" cmake --preset sm90 \
   -DCMAKE_CUDA20_STANDARD_COMPILE_OPTION=-std=c++20 -DCMAKE_CUDA20_EXTENSION_COMPILE_OPTION=-std=c++20 \
   "-DCMAKE_TRY_COMPILE_PLATFORM_VARIABLES=CMAKE_CUDA20_STANDARD_COMPILE_OPTION;CMAKE_CUDA20_EXTENSION_COMPILE_OPTION" \
   >/dev/null || status_build=$?
@@ -49,7 +56,7 @@ for source in "$root"/bench/bench_cuda_*.cu; do
   [[ -e "$source" ]] && gpu_benches+=("$(basename "$source" .cu)")
 done
 if [[ $status_build -eq 0 ]]; then
-  timeout 300 cmake --build "$build" -j "$jobs" --target marbm_gpu_tests "${gpu_benches[@]}" 2>&1 | tail -5
+  timeout "$(budget 300)" cmake --build "$build" -j "$jobs" --target marbm_gpu_tests "${gpu_benches[@]}" 2>&1 | tail -5
   status_build=${PIPESTATUS[0]}
 fi
 echo "build status: $status_build"
@@ -58,7 +65,7 @@ section "gpu tests (ctest -L gpu)"
 status_tests=1
 test_summary="not run"
 if [[ $status_build -eq 0 ]]; then
-  timeout 180 ctest --test-dir "$build" -L gpu --output-on-failure -j 1 --timeout 120 2>&1 | tail -40
+  timeout "$(budget 180)" ctest --test-dir "$build" -L gpu --output-on-failure -j 1 --timeout 120 2>&1 | tail -40
   status_tests=${PIPESTATUS[0]}
   test_summary="$(grep -Eo '[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$report" | tail -1)"
 fi
@@ -67,7 +74,7 @@ echo "test status: $status_tests"
 section "gpu benchmarks"
 for bench in "${gpu_benches[@]}"; do
   if [[ -x "$build/bench/$bench" ]]; then
-    timeout 150 "$build/bench/$bench" --benchmark_counters_tabular=true \
+    timeout "$(budget 120)" "$build/bench/$bench" --benchmark_counters_tabular=true \
       --benchmark_out="$raw-$bench.json" --benchmark_out_format=json 2>&1 | tail -25
   else
     echo "$bench: not built"
@@ -75,7 +82,7 @@ for bench in "${gpu_benches[@]}"; do
 done
 
 section "PyTorch reference"
-timeout 90 python3 "$root/bench/torch_reference.py" --json "$raw-torch.json" 2>&1 | tail -10
+timeout "$(budget 90)" python3 "$root/bench/torch_reference.py" --json "$raw-torch.json" 2>&1 | tail -10
 
 section "summary"
 python3 - "$raw" "$commit" "${device:-unknown}" "$test_summary" <<'PY'
