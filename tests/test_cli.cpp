@@ -12,10 +12,12 @@
 #include <vector>
 
 #include "cli_runner.hpp"
+#include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/model_io.hpp"
 #include "marbm/rbm.hpp"
+#include "marbm/train.hpp"
 
 namespace {
 
@@ -178,6 +180,36 @@ TEST(CliTrain, HumanOutputPrintsMetricsLinesWithoutProgressOffTerminal) {
   EXPECT_NE(result.err.find("iteration 250/1000"), std::string::npos) << result.err;
   EXPECT_NE(result.err.find("iteration 1000/1000"), std::string::npos) << result.err;
   EXPECT_NE(result.out.find("wrote " + model), std::string::npos) << result.out;
+}
+
+TEST(CliTrain, EpochsOnCsvDataAndEvalOnTheSameFile) {
+  ScratchFolder scratch;
+  // Bars and stripes 3x3 written as CSV: 14 rows of 9 values.
+  const marbm::Dataset bars = marbm::bars_and_stripes(3);
+  const std::string csv = scratch.file("bars.csv");
+  {
+    std::ofstream out(csv);
+    out << "# bars and stripes 3x3\n";
+    for (int r = 0; r < bars.n_rows; ++r) {
+      for (int c = 0; c < bars.n_cols; ++c) out << (c ? "," : "") << int(bars.row(r)[c]);
+      out << '\n';
+    }
+  }
+  const std::string model = scratch.file("bars.safetensors");
+  auto arguments = with_option(train_arguments(model), "--iters", "");
+  arguments = with_option(arguments, "--data", "csv:" + csv);
+  arguments = with_option(arguments, "--batch", "5");
+  arguments = with_option(arguments, "--epochs", "40");
+  const auto json = parse_json_output(run_cli(arguments, scratch));
+  marbm::TrainConfig config;
+  config.batch_size = 5;
+  config.epochs = 40;
+  EXPECT_EQ(json.value("iterations", 0L), marbm::total_iterations(config, bars.n_rows));
+  EXPECT_EQ(json.value("n_visible", 0), 9);
+  ASSERT_TRUE(json["kl"].is_number()) << json.dump();
+  const auto evaluated = parse_json_output(run_cli({"eval", model, "--data", "csv:" + csv, "--json"}, scratch));
+  expect_same_quantity(evaluated["kl"].get<double>(), json["kl"].get<double>(), 1e-9);
+  EXPECT_EQ(evaluated.value("rows", 0), 14);
 }
 
 TEST(CliEval, LogZMatchesTheLibrary) {
