@@ -1,7 +1,5 @@
 #include "marbm/exact.hpp"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -450,7 +448,7 @@ ModelExpectations model_expectations_exact(const Rbm& rbm, const ExactOptions& o
 
 #pragma omp parallel if (plan.chunks > 1)
   {
-    std::vector<double> field(other), terms(other), weighted(other);
+    std::vector<double> field(other), terms(other), weighted(other), chunk_weighted(other);
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t block = 0; block < blocks; ++block) {
       Accumulators acc{std::vector<double>(cross_size, 0.0), std::vector<double>(k, 0.0),
@@ -462,6 +460,10 @@ ModelExpectations model_expectations_exact(const Rbm& rbm, const ExactOptions& o
         double linear = 0.0;
         start_chunk(layout, base, field.data(), linear);
         std::uint64_t low = 0;  // the Gray-code state of the chunk's low bits
+        // Units above the chunk bits are constant over the chunk: their terms
+        // are the chunk's totals, added once at its end.
+        std::fill(chunk_weighted.begin(), chunk_weighted.end(), 0.0);
+        double chunk_probability = 0.0;
         for (std::uint64_t t = 0; t < plan.chunk_states; ++t) {
           if (t == 0) {
             softplus_into(field.data(), terms.data(), other);
@@ -478,14 +480,21 @@ ModelExpectations model_expectations_exact(const Rbm& rbm, const ExactOptions& o
           // given the state are exact sigmoids of its fields.
           const double p = std::exp(linear + spsum - log_z);
           sigmoid_into(field.data(), p, weighted.data(), other);
-          for (int i = 0; i < other; ++i) acc.other_layer[i] += weighted[i];
-          const std::uint64_t state = base | low;
-          for (int j = 0; j < k; ++j) {
-            if (!((state >> j) & 1u)) continue;
+          for (int i = 0; i < other; ++i) chunk_weighted[i] += weighted[i];
+          chunk_probability += p;
+          for (std::uint64_t bits = low; bits != 0; bits &= bits - 1) {
+            const int j = std::countr_zero(bits);
             acc.enumerated[j] += p;
             double* row = acc.cross.data() + static_cast<std::size_t>(j) * other;
             for (int i = 0; i < other; ++i) row[i] += weighted[i];
           }
+        }
+        for (int i = 0; i < other; ++i) acc.other_layer[i] += chunk_weighted[i];
+        for (std::uint64_t bits = base; bits != 0; bits &= bits - 1) {
+          const int j = std::countr_zero(bits);
+          acc.enumerated[j] += chunk_probability;
+          double* row = acc.cross.data() + static_cast<std::size_t>(j) * other;
+          for (int i = 0; i < other; ++i) row[i] += chunk_weighted[i];
         }
       }
       block_sums[static_cast<std::size_t>(block)] = std::move(acc);
