@@ -233,5 +233,26 @@ TEST(Exact, ResultsAreIdenticalAtAnyThreadCount) {
   EXPECT_EQ(ex_one.hidden, ex_three.hidden);
 }
 
+TEST(Exact, MeanLogLikelihoodIsIdenticalAtAnyThreadCount) {
+  // More rows than the serial cut-off, with duplicates, so the parallel path runs.
+  Dataset data = bars_and_stripes(3);
+  const Dataset base = data;
+  for (int copy = 0; copy < 30; ++copy) data.values.insert(data.values.end(), base.values.begin(), base.values.end());
+  data.n_rows = static_cast<int>(data.values.size() / data.n_cols);
+  const Rbm rbm = Rbm::random(9, 7, 1.0, 3);
+  const double log_z = log_partition_exact(rbm);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const double one = mean_log_likelihood(rbm, data, log_z);
+  omp_set_num_threads(3);
+  const double three = mean_log_likelihood(rbm, data, log_z);
+  omp_set_num_threads(saved);
+  EXPECT_EQ(one, three);
+  // Every pattern appears equally often, so the mean equals the mean over the 14 patterns.
+  double reference = 0.0;
+  for (int r = 0; r < base.n_rows; ++r) reference += log_probability(rbm, base.row(r), log_z);
+  EXPECT_NEAR(one, reference / base.n_rows, 1e-12);
+}
+
 }  // namespace
 }  // namespace marbm

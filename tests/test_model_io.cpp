@@ -227,6 +227,24 @@ TEST_F(ModelFiles, RefusesMalformedFiles) {
   expect_data_error([&] { load_rbm(dir_.string()); }, "is a directory");
 }
 
+TEST_F(ModelFiles, MetadataWithSpecialCharactersRoundTrips) {
+  const Metadata meta = {{"quote\"key", "line\nbreak\ttab \\ backslash"}, {"unicode", "\xc3\xa9t\xc3\xa9"}, {"empty", ""}};
+  const std::string p = path("meta.safetensors");
+  save_rbm(p, Rbm::random(3, 2, 1.0, 9), meta);
+  Metadata loaded;
+  load_rbm(p, &loaded);
+  for (const auto& [key, value] : meta) EXPECT_EQ(loaded.at(key), value) << key;
+}
+
+TEST_F(ModelFiles, FailedSaveLeavesNoTemporaryFile) {
+  // The target is a folder, so the final rename fails after the data was written.
+  fs::create_directories(dir_ / "taken" / "inner");
+  expect_data_error([&] { save_rbm(path("taken"), Rbm(2, 2)); }, "taken");
+  int files = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator(dir_)) ++files;
+  EXPECT_EQ(files, 1);  // only the folder itself
+}
+
 TEST_F(ModelFiles, SaveRefusals) {
   expect_data_error([&] { save_rbm(path("no/such/folder/m.safetensors"), Rbm(2, 2)); }, "no/such/folder/m.safetensors");
   Rbm bad(2, 2);
