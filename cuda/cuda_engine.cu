@@ -45,6 +45,7 @@ class CudaEngine final : public Engine {
   }
 
   void set_model(const Rbm& rbm) override {
+    activate();
     MARBM_EXPECTS(rbm.n_visible() >= 1 && rbm.n_hidden() >= 1, UsageError, "cuda engine: the model has an empty layer");
     rbm.check_finite("model");
     if (rbm.n_visible() != n_ || rbm.n_hidden() != m_) {
@@ -71,6 +72,7 @@ class CudaEngine final : public Engine {
   }
 
   Rbm model() const override {
+    activate();
     require_model("model");
     const std::vector<float> host = parameters_.to_host();
     Rbm rbm(n_, m_);
@@ -81,6 +83,7 @@ class CudaEngine final : public Engine {
   }
 
   void set_data(const Dataset& data) override {
+    activate();
     MARBM_EXPECTS(n_ == 0 || data.n_cols == n_, UsageError,
                   "cuda engine: the data set has " + std::to_string(data.n_cols) + " columns but the model has " +
                       std::to_string(n_) + " visible units");
@@ -101,12 +104,14 @@ class CudaEngine final : public Engine {
   }
 
   void reset_persistent_chains(int count, std::uint64_t seed) override {
+    activate();
     require_model("reset_persistent_chains");
     MARBM_EXPECTS(count >= 1, UsageError, "cuda engine: persistent chain count must be at least 1, got " + std::to_string(count));
     start_chains(count, seed);
   }
 
   Gradient gradient(const UpdateStep& step) override {
+    activate();
     compute_gradient(step);
     const std::vector<float> host = gradient_.to_host();
     Gradient result;
@@ -117,6 +122,7 @@ class CudaEngine final : public Engine {
   }
 
   void update(const UpdateStep& step) override {
+    activate();
     compute_gradient(step);
     apply_update(parameters_.data(), velocity_.data(), gradient_.data(), parameter_count(), weight_count(),
                  static_cast<float>(step.learning_rate), static_cast<float>(step.momentum),
@@ -124,6 +130,7 @@ class CudaEngine final : public Engine {
   }
 
   std::vector<float> hidden_probabilities(std::span<const std::uint8_t> visible, int batch) override {
+    activate();
     require_model("hidden_probabilities");
     check_states(visible, batch, n_, "hidden_probabilities");
     DeviceBuffer<float> v = upload_states(visible);
@@ -137,6 +144,7 @@ class CudaEngine final : public Engine {
 
   std::vector<std::uint8_t> gibbs_chain(std::span<const std::uint8_t> visible, int batch, int steps, std::uint64_t seed,
                                         std::uint64_t stream_id) override {
+    activate();
     require_model("gibbs_chain");
     check_states(visible, batch, n_, "gibbs_chain");
     MARBM_EXPECTS(steps >= 1, UsageError, "cuda engine: gibbs_chain steps must be >= 1, got " + std::to_string(steps));
@@ -156,11 +164,13 @@ class CudaEngine final : public Engine {
   }
 
   double log_partition_exact(const ExactOptions& options) override {
+    activate();
     require_model("log_partition_exact");
     return log_partition_exact_device(resources_, weights(), visible_bias(), hidden_bias(), n_, m_, options);
   }
 
   ModeResult find_mode(const ModeSearchConfig& config) override {
+    activate();
     require_model("find_mode");
     ModeSearchConfig device_config = config;
     device_config.backend = Backend::cuda;
@@ -169,6 +179,9 @@ class CudaEngine final : public Engine {
 
  private:
   cudaStream_t stream() const { return resources_.stream(); }
+  // The calling thread's current device may be another one (several engines,
+  // several threads): every entry point selects this engine's device first.
+  void activate() const { MARBM_CUDA_TRY(cudaSetDevice(options_.device)); }
   std::size_t weight_count() const { return static_cast<std::size_t>(n_) * m_; }
   std::size_t parameter_count() const { return weight_count() + n_ + m_; }
   const float* weights() const { return parameters_.data(); }
