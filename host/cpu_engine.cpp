@@ -43,12 +43,10 @@ constexpr long blas_min_weights = 512;
 // Elementwise work on fewer elements than this stays on the calling thread:
 // a fork/join costs microseconds on an idle machine but up to a scheduler
 // time slice when the cores are shared, while 128k sigmoid + Philox draws take
-// ~0.5 ms. Models with large weight matrices (whose products already run on
-// all BLAS threads) parallelise from 32k elements, the size of one batch-100
-// hidden layer of 500 units being 50k.
-constexpr long parallel_threshold_small_model = 128 * 1024;
-constexpr long parallel_threshold_large_model = 32 * 1024;
-constexpr long large_model_weights = 64 * 1024;
+// ~0.5 ms. (A lower threshold for large models, 32k, made a 784 x 500 CD-1
+// update 15x slower on a loaded machine: OpenMP workers and OpenBLAS's
+// spinning pthreads then compete for the same cores.)
+constexpr long parallel_threshold = 128 * 1024;
 // Half-sweeps occupy the high bits of the Philox index (see the file comment).
 constexpr int half_sweep_shift = 40;
 // Keeps half_sweep * 2^40 inside 64 bits with room to spare.
@@ -89,8 +87,6 @@ class CpuEngine final : public Engine {
     rbm_ = rbm;
     n_ = rbm.n_visible();
     m_ = rbm.n_hidden();
-    parallel_threshold_ = static_cast<long>(n_) * m_ >= large_model_weights ? parallel_threshold_large_model
-                                                                           : parallel_threshold_small_model;
     weight_velocity_.assign(static_cast<std::size_t>(n_) * m_, 0.0f);
     visible_velocity_.assign(n_, 0.0f);
     hidden_velocity_.assign(m_, 0.0f);
@@ -138,7 +134,7 @@ class CpuEngine final : public Engine {
     chains_.resize(static_cast<std::size_t>(count) * n_);
     float* chains = chains_.data();
     const int n = n_;
-    parallel_for(count, static_cast<long>(count) * n >= parallel_threshold_, [&](int r) {
+    parallel_for(count, static_cast<long>(count) * n >= parallel_threshold, [&](int r) {
       const std::uint64_t base = static_cast<std::uint64_t>(r) * stride;
       for (int i = 0; i < n; i += 4) {
         const auto words = stream.block((base + i) >> 2);
@@ -246,13 +242,13 @@ class CpuEngine final : public Engine {
     if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
       for (int r = 0; r < rows; ++r) std::copy(b, b + m, out + static_cast<std::size_t>(r) * m);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, m, n, 1.0f, v, n, w, m, 1.0f, out, m);
-      parallel_for(rows, static_cast<long>(rows) * m >= parallel_threshold_, [&](int r) {
+      parallel_for(rows, static_cast<long>(rows) * m >= parallel_threshold, [&](int r) {
         float* o = out + static_cast<std::size_t>(r) * m;
         for (int j = 0; j < m; ++j) o[j] = logistic(o[j]);
       });
       return;
     }
-    parallel_for(rows, static_cast<long>(rows) * m >= parallel_threshold_, [&](int r) {
+    parallel_for(rows, static_cast<long>(rows) * m >= parallel_threshold, [&](int r) {
       float* o = out + static_cast<std::size_t>(r) * m;
       const float* vr = v + static_cast<std::size_t>(r) * n;
       std::copy(b, b + m, o);
@@ -275,13 +271,13 @@ class CpuEngine final : public Engine {
     if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
       for (int r = 0; r < rows; ++r) std::copy(a, a + n, out + static_cast<std::size_t>(r) * n);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, m, 1.0f, h, m, w, m, 1.0f, out, n);
-      parallel_for(rows, static_cast<long>(rows) * n >= parallel_threshold_, [&](int r) {
+      parallel_for(rows, static_cast<long>(rows) * n >= parallel_threshold, [&](int r) {
         float* o = out + static_cast<std::size_t>(r) * n;
         for (int i = 0; i < n; ++i) o[i] = logistic(o[i]);
       });
       return;
     }
-    parallel_for(rows, static_cast<long>(rows) * n >= parallel_threshold_, [&](int r) {
+    parallel_for(rows, static_cast<long>(rows) * n >= parallel_threshold, [&](int r) {
       float* o = out + static_cast<std::size_t>(r) * n;
       const float* hr = h + static_cast<std::size_t>(r) * m;
       for (int i = 0; i < n; ++i) {
@@ -298,7 +294,7 @@ class CpuEngine final : public Engine {
               std::uint64_t half_sweep) const {
     const std::uint64_t stride = static_cast<std::uint64_t>(round_up4(width));
     const std::uint64_t offset = half_sweep << half_sweep_shift;
-    parallel_for(rows, static_cast<long>(rows) * width >= parallel_threshold_, [&](int r) {
+    parallel_for(rows, static_cast<long>(rows) * width >= parallel_threshold, [&](int r) {
       const std::size_t row = static_cast<std::size_t>(r) * width;
       const std::uint64_t base = offset + static_cast<std::uint64_t>(r) * stride;
       for (int u = 0; u < width; u += 4) {
@@ -487,7 +483,7 @@ class CpuEngine final : public Engine {
     float* vw = weight_velocity_.data();
     const float* g = weight_gradient_.data();
     const long size = static_cast<long>(weight_gradient_.size());
-    parallel_for(size, size >= 4 * parallel_threshold_, [&](long k) {
+    parallel_for(size, size >= 4 * parallel_threshold, [&](long k) {
       vw[k] = momentum * vw[k] + lr * (g[k] - decay * w[k]);
       w[k] += vw[k];
     });
@@ -502,7 +498,6 @@ class CpuEngine final : public Engine {
   }
 
   int threads_ = 0;
-  long parallel_threshold_ = parallel_threshold_small_model;
   Rbm rbm_;
   int n_ = 0;
   int m_ = 0;
