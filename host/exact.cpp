@@ -107,10 +107,11 @@ inline double fast_sigmoid(double x) {
 
 // Array kernels; the loops are plain so that they vectorise as maps. On
 // x86-64 each is also compiled for AVX2 and AVX-512, and the widest the CPU
-// has is picked at load time (2x and 4x the baseline vector width). The loops
-// are elementwise maps and the project compiles in ISO C++ mode (no FMA
-// contraction), so every version gives bit-identical results.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(MARBM_NO_VECTOR_CLONES)
+// has is picked at load time (2x and 4x the baseline vector width). The wider
+// versions may fuse multiply-adds, so results can differ in the last bits
+// between CPU types; on one machine they never depend on the thread count.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__) && \
+    !defined(MARBM_NO_VECTOR_CLONES)
 #define MARBM_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define MARBM_VECTOR_CLONES
