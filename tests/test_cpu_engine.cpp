@@ -77,6 +77,34 @@ TEST(CpuEngine, GibbsChainIsThreadCountIndependent) {
   EXPECT_EQ(results[0], results[2]);
 }
 
+TEST(CpuEngine, GibbsChainFollowsTheDocumentedPhiloxLayout) {
+  // host/cpu_engine.cpp: the draw for (row r, unit u, half-sweep s) is the
+  // uniform at s * 2^40 + r * round_up4(width) + u of (seed, gibbs stream);
+  // h_s in half-sweep 2s, v_{s+1} in 2s + 1. Replayed here in float64 (a
+  // draw within float32 rounding of its probability, ~1e-7, would differ).
+  const int n = 7, m = 5, rows = 3, steps = 3;
+  const std::uint64_t seed = 41, stream_id = 8;
+  const Rbm rbm = Rbm::random(n, m, 1.0, 43);
+  const Dataset start = random_dataset(rows, n, 44);
+  auto engine = make_engine(Backend::cpu);
+  engine->set_model(rbm);
+  const std::vector<std::uint8_t> got = engine->gibbs_chain(start.values, rows, steps, seed, stream_id);
+  const PhiloxStream stream(seed, random_stream(RandomPurpose::gibbs, stream_id));
+  const std::uint64_t stride_h = 8, stride_v = 8;  // 5 and 7 rounded up to 4
+  std::vector<std::uint8_t> expected;
+  for (int r = 0; r < rows; ++r) {
+    std::vector<std::uint8_t> v(start.row(r).begin(), start.row(r).end()), h(m);
+    for (std::uint64_t s = 0; s < steps; ++s) {
+      const auto ph = rbm.hidden_probabilities(v);
+      for (int j = 0; j < m; ++j) h[j] = stream.uniform(((2 * s) << 40) + r * stride_h + j) < ph[j];
+      const auto pv = rbm.visible_probabilities(h);
+      for (int i = 0; i < n; ++i) v[i] = stream.uniform(((2 * s + 1) << 40) + r * stride_v + i) < pv[i];
+    }
+    expected.insert(expected.end(), v.begin(), v.end());
+  }
+  EXPECT_EQ(got, expected);
+}
+
 TEST(CpuEngine, DescriptionNamesThreadsAndBlas) {
   EngineOptions options;
   options.threads = 1;
