@@ -1,5 +1,5 @@
 // train_ensemble on the device: one fused kernel, a thread block per member,
-// for small models; one cuda engine per member otherwise.
+// for small models; marbm::train on a few concurrent cuda engines otherwise.
 //
 // Per member the block keeps W, a, b, the velocity and the batch in shared
 // memory and runs every update of the run without leaving the kernel:
@@ -8,9 +8,14 @@
 // gradient + momentum/decay update, and exact log Z / KL at the evaluation
 // points. Random numbers follow the engines' Philox keying (gibbs.cuh).
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <exception>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "detail/cuda_entry.hpp"
@@ -479,19 +484,44 @@ int block_threads(const EnsembleProblem& problem) {
   return threads;
 }
 
+// Members the fused kernel does not cover: marbm::train on cuda engines, one
+// engine per host thread (reused member after member), so that their streams
+// overlap on the device.
 std::vector<TrainResult> train_one_by_one(const Dataset& data, const std::vector<Rbm>& initial,
                                           const std::vector<std::uint64_t>& seeds, const TrainConfig& config,
                                           const EnsembleMetricsCallback& on_metrics) {
-  EngineOptions options;
-  auto engine = make_cuda_engine(options);
-  std::vector<TrainResult> results;
-  for (std::size_t e = 0; e < initial.size(); ++e) {
-    TrainConfig member_config = config;
-    member_config.seed = seeds[e];
-    MetricsCallback report;
-    if (on_metrics) report = [&, e](const TrainMetrics& metrics) { on_metrics(static_cast<int>(e), metrics); };
-    results.push_back(train(*engine, data, initial[e], member_config, report));
-  }
+  const int members = static_cast<int>(initial.size());
+  std::vector<TrainResult> results(initial.size());
+  std::vector<std::exception_ptr> errors(initial.size());
+  std::mutex callback_mutex;
+  std::atomic<int> next{0};
+  auto worker = [&] {
+    std::unique_ptr<Engine> engine;
+    for (int e = next++; e < members; e = next++) {
+      try {
+        if (!engine) engine = make_cuda_engine(EngineOptions{});
+        TrainConfig member_config = config;
+        member_config.seed = seeds[e];
+        MetricsCallback report;
+        if (on_metrics) {
+          report = [&, e](const TrainMetrics& metrics) {
+            const std::lock_guard<std::mutex> lock(callback_mutex);
+            on_metrics(e, metrics);
+          };
+        }
+        results[e] = train(*engine, data, initial[e], member_config, report);
+      } catch (...) {
+        errors[e] = std::current_exception();
+      }
+    }
+  };
+  const int workers = std::min(members, 4);
+  std::vector<std::thread> threads;
+  for (int w = 1; w < workers; ++w) threads.emplace_back(worker);
+  worker();
+  for (std::thread& thread : threads) thread.join();
+  for (const auto& error : errors)
+    if (error) std::rethrow_exception(error);
   return results;
 }
 

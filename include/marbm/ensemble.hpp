@@ -34,7 +34,9 @@ using EnsembleMetricsCallback = std::function<void(int member, const TrainMetric
 ///   trajectory matches marbm::train's statistically, not bit for bit.
 ///   on_metrics is called after the kernel, member by member; `seconds` in
 ///   those metrics is the ensemble's wall time prorated by iteration. Other
-///   settings fall back to one cuda engine per member, one after another.
+///   settings fall back to marbm::train on cuda engines, four host threads
+///   each training members in turn on an engine of its own (their streams
+///   overlap on the device); on_metrics is then serialized as on cpu.
 /// - automatic: cuda when a device is usable, else cpu.
 ///
 /// Throws UsageError for empty or mismatched inputs (sizes, seeds count, data
