@@ -26,6 +26,7 @@
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
+#include "marbm/mode.hpp"
 #include "marbm/random.hpp"
 #include "marbm/rbm.hpp"
 
@@ -435,6 +436,45 @@ TEST_P(EngineConformance, UpdateRuleAppliesMomentumAndWeightDecayToWeightsOnly) 
   other->set_data(data);
   other->update(step);
   EXPECT_EQ(engine_->model(), other->model());
+}
+
+TEST_P(EngineConformance, LogPartitionAndModeOfTheCurrentParameters) {
+  const int n = 6, m = 5;
+  const Rbm rbm = Rbm::random(n, m, 1.5, 65);
+  engine_->set_model(rbm);
+  // Brute force over all 2^11 joint states in float64.
+  double lowest = std::numeric_limits<double>::infinity();
+  std::vector<double> energies;
+  for (unsigned v = 0; v < (1u << n); ++v)
+    for (unsigned h = 0; h < (1u << m); ++h) energies.push_back(rbm.energy(bits_of(v, n), bits_of(h, m)));
+  for (const double e : energies) lowest = std::min(lowest, e);
+  double sum = 0.0;
+  for (const double e : energies) sum += std::exp(-(e - lowest));
+  const double log_z = std::log(sum) - lowest;
+  // Enumeration in float64 over 2^5 states: agreement to 1e-9 relative.
+  EXPECT_NEAR(engine_->log_partition_exact({}), log_z, 1e-9 * std::abs(log_z));
+
+  ModeSearchConfig config;
+  config.solver = ModeSolver::exhaustive;
+  const ModeResult mode = engine_->find_mode(config);
+  ASSERT_EQ(mode.visible.size(), static_cast<std::size_t>(n));
+  ASSERT_EQ(mode.hidden.size(), static_cast<std::size_t>(m));
+  EXPECT_NEAR(mode.energy, lowest, 1e-9 * std::max(1.0, std::abs(lowest)));
+  EXPECT_NEAR(rbm.energy(mode.visible, mode.hidden), mode.energy, 1e-9 * std::max(1.0, std::abs(lowest)));
+
+  // After an update both follow the new parameters.
+  const Dataset data = random_dataset(8, n, 66);
+  engine_->set_data(data);
+  const std::vector<int> rows = all_rows(data.n_rows);
+  UpdateStep step;
+  step.batch_rows = rows;
+  step.learning_rate = 0.5;
+  engine_->update(step);
+  const Rbm updated = engine_->model();
+  ASSERT_NE(updated, rbm);
+  const double updated_log_z = log_partition_exact(updated);
+  EXPECT_NEAR(engine_->log_partition_exact({}), updated_log_z, 1e-9 * std::abs(updated_log_z));
+  EXPECT_NEAR(engine_->find_mode(config).energy, mode_exhaustive(updated).energy, 1e-9 * std::max(1.0, std::abs(lowest)));
 }
 
 TEST_P(EngineConformance, SameSeedSameTrajectory) {
