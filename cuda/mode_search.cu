@@ -391,18 +391,44 @@ __global__ void best_candidate_kernel(const double* __restrict__ energies, int c
 // ------------------------------------------------------------ simulated bifurcation
 
 // Initial positions and momenta uniform in [-0.1, 0.1) from Philox (seed,
-// mode_search stream 0) at the CPU solver's indices; replica 0 at the warm
-// start (x = +-1, y = 0) when given.
+// mode_search stream 0) at the CPU solver's indices, times `widen` for
+// replicas other than 0; replica 0 at the warm start (x = +-1, y = 0) when
+// given.
 __device__ __forceinline__ void sb_initial(std::uint64_t seed, int r, int n, int m, int unit, bool warm_replica,
-                                           std::uint8_t warm_state, float& x, float& y) {
+                                           std::uint8_t warm_state, float widen, float& x, float& y) {
   const std::uint64_t stream = random_stream(RandomPurpose::mode_search, 0);
   const std::uint64_t index = static_cast<std::uint64_t>(r) * 2 * (n + m) + 2 * static_cast<std::uint64_t>(unit);
   if (warm_replica) {
     x = warm_state ? 1.0f : -1.0f;
     y = 0.0f;
   } else {
-    x = 0.2f * word_to_uniform(philox_word(seed, stream, index)) - 0.1f;
-    y = 0.2f * word_to_uniform(philox_word(seed, stream, index + 1)) - 0.1f;
+    const float scale = r == 0 ? 1.0f : widen;
+    x = scale * (0.2f * word_to_uniform(philox_word(seed, stream, index)) - 0.1f);
+    y = scale * (0.2f * word_to_uniform(philox_word(seed, stream, index + 1)) - 0.1f);
+  }
+}
+
+// bSB replicas with one c0 all bifurcate onto the same branch when the
+// linear terms are strong (the dynamics then follows the field almost
+// deterministically, whatever the initial noise): on 30 random instances with
+// 32 replicas and 500 steps, 7 missed the ground state. Spreading c0 over the
+// replicas, log-uniform in [c0 / 10, 10 c0], makes the replicas explore
+// different branches: 0 of 30 missed. Starting positions and momenta spread
+// over [-1, 1) instead of [-0.1, 0.1) help further: on the 110 instances of
+// the GPU test (sizes 8..24 and 260..320 x 8..14, scales 0.1, 1, 3), 64
+// replicas hit 110 with both, 108 of 110 with the c0 spread alone even at 256
+// replicas, 95 with the wide start alone. Replica 0 keeps the CPU solver's
+// c0 and start. dSB needs neither (110 of 110 with 64 replicas) and keeps the
+// CPU formulation.
+constexpr float kBallisticCouplingSpread = 10.0f;
+constexpr float kBallisticInitialWiden = 10.0f;
+
+__global__ void replica_coupling_kernel(int replicas, float c0, float spread, std::uint64_t seed,
+                                        float* __restrict__ coupling_scale) {
+  const std::uint64_t stream = random_stream(RandomPurpose::mode_search, 2);
+  for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < replicas; r += gridDim.x * blockDim.x) {
+    const float u = word_to_uniform(philox_word(seed, stream, static_cast<std::uint64_t>(r)));
+    coupling_scale[r] = (r == 0 || spread == 1.0f) ? c0 : c0 * powf(spread, 2.0f * u - 1.0f);
   }
 }
 
@@ -419,8 +445,9 @@ __device__ void load_weights_shared(const float* __restrict__ weights, int n, in
 // memory (the other lanes read them for the fields), momenta in registers.
 template <bool kDiscrete>
 __global__ void sb_fused_kernel(const float* __restrict__ weights, const float* __restrict__ ising_field, int n,
-                                int m, int stride, int replicas, int steps, float dt, float c0, float a0,
-                                std::uint64_t seed, const std::uint8_t* __restrict__ warm_v,
+                                int m, int stride, int replicas, int steps, float dt,
+                                const float* __restrict__ coupling_scale, float a0, std::uint64_t seed, float widen,
+                                const std::uint8_t* __restrict__ warm_v,
                                 const std::uint8_t* __restrict__ warm_h, std::uint8_t* __restrict__ out_v,
                                 std::uint8_t* __restrict__ out_h) {
   extern __shared__ float sb_shared[];
@@ -434,6 +461,7 @@ __global__ void sb_fused_kernel(const float* __restrict__ weights, const float* 
   const int r = blockIdx.x * (blockDim.x / kWarp) + warp;
   if (r >= replicas) return;  // after the only block-wide barrier
   const bool warm_replica = r == 0 && warm_v != nullptr;
+  const float c0 = coupling_scale[r];
 
   float yv[kMaxOwned], yh[kMaxOwned], lv[kMaxOwned], lh[kMaxOwned], fv[kMaxOwned], fh[kMaxOwned];
 #pragma unroll
@@ -442,13 +470,13 @@ __global__ void sb_fused_kernel(const float* __restrict__ weights, const float* 
     yv[k] = yh[k] = lv[k] = lh[k] = 0.0f;
     if (i < n) {
       float x;
-      sb_initial(seed, r, n, m, i, warm_replica, warm_replica ? warm_v[i] : 0, x, yv[k]);
+      sb_initial(seed, r, n, m, i, warm_replica, warm_replica ? warm_v[i] : 0, widen, x, yv[k]);
       xv[i] = x;
       lv[k] = ising_field[i];
     }
     if (i < m) {
       float x;
-      sb_initial(seed, r, n, m, n + i, warm_replica, warm_replica ? warm_h[i] : 0, x, yh[k]);
+      sb_initial(seed, r, n, m, n + i, warm_replica, warm_replica ? warm_h[i] : 0, widen, x, yh[k]);
       xh[i] = x;
       lh[k] = ising_field[n + i];
     }
@@ -486,7 +514,8 @@ __global__ void sb_fused_kernel(const float* __restrict__ weights, const float* 
 
 // Large models: positions, momenta (and signs for dSB) of all replicas as
 // R x n and R x m row-major matrices.
-__global__ void sb_initial_kernel(int replicas, int n, int m, std::uint64_t seed, const std::uint8_t* __restrict__ warm_v,
+__global__ void sb_initial_kernel(int replicas, int n, int m, std::uint64_t seed, float widen,
+                                  const std::uint8_t* __restrict__ warm_v,
                                   const std::uint8_t* __restrict__ warm_h, float* __restrict__ xv, float* __restrict__ yv,
                                   float* __restrict__ xh, float* __restrict__ yh, float* __restrict__ sv,
                                   float* __restrict__ sh) {
@@ -502,7 +531,7 @@ __global__ void sb_initial_kernel(int replicas, int n, int m, std::uint64_t seed
     const bool warm_replica = r == 0 && warm_v != nullptr;
     const std::uint8_t warm_state = warm_replica ? (visible ? warm_v[unit] : warm_h[unit]) : 0;
     float x, y;
-    sb_initial(seed, r, n, m, visible ? unit : n + unit, warm_replica, warm_state, x, y);
+    sb_initial(seed, r, n, m, visible ? unit : n + unit, warm_replica, warm_state, widen, x, y);
     (visible ? xv : xh)[local] = x;
     (visible ? yv : yh)[local] = y;
     if (sv != nullptr) (visible ? sv : sh)[local] = sign_of(x);
@@ -515,14 +544,16 @@ __global__ void sb_update_kernel(int replicas, int n, int m, const float* __rest
                                  const float* __restrict__ product_v, const float* __restrict__ product_h,
                                  float* __restrict__ xv, float* __restrict__ yv, float* __restrict__ xh,
                                  float* __restrict__ yh, float* __restrict__ sv, float* __restrict__ sh, float dt,
-                                 float detuning, float c0, float a0) {
+                                 float detuning, const float* __restrict__ coupling_scale, float a0) {
   const std::size_t visible_total = static_cast<std::size_t>(replicas) * n;
   const std::size_t total = visible_total + static_cast<std::size_t>(replicas) * m;
   for (std::size_t k = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; k < total;
        k += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
     const bool visible = k < visible_total;
     const std::size_t local = visible ? k : k - visible_total;
-    const int unit = visible ? static_cast<int>(local % n) : static_cast<int>(local % m);
+    const int width = visible ? n : m;
+    const int unit = static_cast<int>(local % width);
+    const float c0 = coupling_scale[local / width];
     const float field = ising_field[visible ? unit : n + unit] + (visible ? product_v : product_h)[local];
     float* x = (visible ? xv : xh) + local;
     float* y = (visible ? yv : yh) + local;
@@ -734,14 +765,19 @@ void run_sb(Search& search, const ModeSearchConfig& config, int steps) {
   const float a0 = 1.0f;
   DeviceBuffer<float> ising_field(n + m, search.stream());
   const SearchScalars scalars = prepare_ising(search, ising_field);
-  const float c0 = static_cast<float>(scalars.c0);
+  const float widen = discrete ? 1.0f : kBallisticInitialWiden;
+  DeviceBuffer<float> coupling_scale(replicas, search.stream());
+  replica_coupling_kernel<<<blocks_for(replicas, 256), 256, 0, search.stream()>>>(
+      replicas, static_cast<float>(scalars.c0), discrete ? 1.0f : kBallisticCouplingSpread, config.seed,
+      coupling_scale.data());
+  MARBM_CUDA_CHECK_LAST();
 
   if (use_fused(n, m)) {
     const int blocks = (replicas + kFusedWarps - 1) / kFusedWarps;
     const std::size_t shared = fused_shared_bytes(n, m);
     auto kernel = discrete ? sb_fused_kernel<true> : sb_fused_kernel<false>;
     kernel<<<blocks, kFusedWarps * kWarp, shared, search.stream()>>>(
-        search.weights, ising_field.data(), n, m, odd_stride(m), replicas, steps, dt, c0, a0, config.seed,
+        search.weights, ising_field.data(), n, m, odd_stride(m), replicas, steps, dt, coupling_scale.data(), a0, config.seed, widen,
         search.warm_visible(), search.warm_hidden(), search.candidates_v.data(), search.candidates_h.data());
     MARBM_CUDA_CHECK_LAST();
     return;
@@ -759,7 +795,7 @@ void run_sb(Search& search, const ModeSearchConfig& config, int steps) {
   DeviceBuffer<float> product_v(visible_total, search.stream()), product_h(hidden_total, search.stream());
   const int threads = 256;
   const int blocks = blocks_for(visible_total + hidden_total, threads);
-  sb_initial_kernel<<<blocks, threads, 0, search.stream()>>>(replicas, n, m, config.seed, search.warm_visible(),
+  sb_initial_kernel<<<blocks, threads, 0, search.stream()>>>(replicas, n, m, config.seed, widen, search.warm_visible(),
                                                               search.warm_hidden(), xv.data(), yv.data(), xh.data(),
                                                               yh.data(), discrete ? sv.data() : nullptr,
                                                               discrete ? sh.data() : nullptr);
@@ -780,7 +816,7 @@ void run_sb(Search& search, const ModeSearchConfig& config, int steps) {
                                  &zero, product_h.data(), m));
     sb_update_kernel<<<blocks, threads, 0, search.stream()>>>(
         replicas, n, m, ising_field.data(), product_v.data(), product_h.data(), xv.data(), yv.data(), xh.data(),
-        yh.data(), discrete ? sv.data() : nullptr, discrete ? sh.data() : nullptr, dt, detuning, c0, a0);
+        yh.data(), discrete ? sv.data() : nullptr, discrete ? sh.data() : nullptr, dt, detuning, coupling_scale.data(), a0);
     MARBM_CUDA_CHECK_LAST();
   }
   to_binary_kernel<<<blocks_for(visible_total, threads), threads, 0, search.stream()>>>(xv.data(), visible_total,
@@ -795,10 +831,14 @@ void run_sa(Search& search, const ModeSearchConfig& config, int steps) {
   const int n = search.n, m = search.m, replicas = search.replicas;
   DeviceBuffer<float> ising_field(n + m, search.stream());
   const SearchScalars scalars = prepare_ising(search, ising_field);
-  // Hot: a flip against a typical field accepted half the time; cold: a unit
-  // with a typical field excited with probability 1% (as on the CPU).
+  // The CPU solver's schedule (detail::derived_annealing_range). Hot: a flip
+  // against a typical field accepted half the time, exp(-beta f) = 1/2. Cold:
+  // about 1% of units excited, with |field| spread like a half-normal of
+  // scale `typical`: beta = 100 sqrt(2/pi) ln 2 / typical.
+  const double pi = std::acos(-1.0);
   const double hot = config.beta_hot > 0.0 ? config.beta_hot : std::log(2.0) / scalars.typical_field;
-  const double cold = config.beta_cold > 0.0 ? config.beta_cold : std::log(99.0) / scalars.typical_field;
+  const double cold = config.beta_cold > 0.0 ? config.beta_cold
+                                             : 100.0 * std::sqrt(2.0 / pi) * std::log(2.0) / scalars.typical_field;
   MARBM_EXPECTS(cold >= hot, UsageError,
                 "simulated annealing: beta_cold (" + std::to_string(cold) + ") is below beta_hot (" +
                     std::to_string(hot) + ")");
