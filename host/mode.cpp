@@ -106,8 +106,10 @@ ModeResult mode_exhaustive(const Rbm& rbm, int max_enumerated_units) {
       }
       BlockBest local;
       for (std::uint64_t index = first;; ++index) {
-        double energy = -linear;
-        for (int i = 0; i < f; ++i) energy -= std::max(0.0, field[i]);
+        double gain = 0.0;
+#pragma omp simd reduction(+ : gain)
+        for (int i = 0; i < f; ++i) gain += std::max(0.0, field[i]);
+        const double energy = -linear - gain;
         if (energy < local.energy) local = {energy, gray};
         if (index + 1 == first + block_size) break;
         // Next Gray code differs in the lowest set bit of index + 1.
@@ -116,6 +118,7 @@ ModeResult mode_exhaustive(const Rbm& rbm, int max_enumerated_units) {
         gray ^= std::uint64_t{1} << j;
         linear += sign * enum_bias[j];
         const double* column = coupling.data() + static_cast<std::size_t>(j) * f;
+#pragma omp simd
         for (int i = 0; i < f; ++i) field[i] += sign * column[i];
       }
       best[static_cast<std::size_t>(block)] = local;

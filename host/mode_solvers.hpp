@@ -21,6 +21,8 @@ ModeResult mode_sa_cpu(const Rbm& rbm, const ModeSearchConfig& config);
 int default_mode_replicas(ModeSolver solver, int n_visible, int n_hidden);
 int default_mode_steps(ModeSolver solver, int n_visible, int n_hidden);
 double default_sb_time_step(SbVariant variant);
+int default_sb_replicas(SbVariant variant, int n_visible, int n_hidden);
+int default_sb_steps(SbVariant variant, int n_visible, int n_hidden);
 
 /// SA inverse temperatures derived from the parameters: hot, about half of
 /// the flips against a typical local field accepted; cold, about 1% of units
