@@ -44,6 +44,7 @@ constexpr int kMaxFusedUnits = kWarp * kMaxOwned;
 // The fused kernels keep W in shared memory without opting in to more than
 // the default per-block limit.
 constexpr std::size_t kFusedSharedLimit = 48 * 1024;
+constexpr std::size_t kMaxSharedOptIn = 227 * 1024;
 constexpr int kPolishThreads = 256;
 constexpr int kReduceThreads = 1024;
 // Descent rounds are strictly improving except on exact ties (kept by the
@@ -910,6 +911,13 @@ void run_exhaustive(Search& search, const ModeSearchConfig& config) {
                                                         (total + target_warps - 1) / target_warps});
   const std::uint64_t warps = (total + chunk - 1) / chunk;
   const std::size_t per_warp = static_cast<std::size_t>(l) * sizeof(double);
+  // One warp's float64 fields must fit in a block's shared memory (opt-in
+  // limit 227 KiB on sm_80/sm_90).
+  if (per_warp > kMaxSharedOptIn) {
+    throw RuntimeFailure("exhaustive mode search on the device: the larger layer has " + std::to_string(l) +
+                         " units, beyond the " + std::to_string(kMaxSharedOptIn / sizeof(double)) +
+                         " whose fields fit in shared memory");
+  }
   int warps_per_block = static_cast<int>(std::clamp<std::size_t>(kFusedSharedLimit / per_warp, 1, 4));
   const std::size_t shared = per_warp * warps_per_block;
   if (shared > kFusedSharedLimit) {
@@ -992,7 +1000,12 @@ ModeResult find_mode_device(Resources& resources, const float* weights, const fl
   }
 
   DeviceBuffer<double> energies(search.candidates, stream);
-  polish_kernel<<<search.candidates, kPolishThreads, static_cast<std::size_t>(n + m), stream>>>(
+  const std::size_t polish_shared = static_cast<std::size_t>(n + m);
+  if (polish_shared > kFusedSharedLimit) {
+    MARBM_CUDA_TRY(cudaFuncSetAttribute(polish_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(polish_shared)));
+  }
+  polish_kernel<<<search.candidates, kPolishThreads, polish_shared, stream>>>(
       weights, search.transposed.data(), visible_bias, hidden_bias, n, m, search.candidates_v.data(),
       search.candidates_h.data(), energies.data());
   MARBM_CUDA_CHECK_LAST();
