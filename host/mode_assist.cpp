@@ -3,6 +3,7 @@
 #include "detail/mode_assist.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <string>
 
@@ -39,9 +40,93 @@ void check_mode_config(const ModeAssistConfig& mode) {
   MARBM_EXPECTS(mode.auto_exhaustive_units >= 0 && mode.auto_exhaustive_units <= 32, UsageError,
                 "mode auto_exhaustive_units must be in [0, 32] (got " + std::to_string(mode.auto_exhaustive_units) +
                     ")");
+  MARBM_EXPECTS(mode.marginal_exhaustive_units >= 0 && mode.marginal_exhaustive_units <= 30, UsageError,
+                "mode marginal_exhaustive_units must be in [0, 30] (got " +
+                    std::to_string(mode.marginal_exhaustive_units) + ")");
+}
+
+// Hidden fields b + W^T v in float64.
+std::vector<double> hidden_fields(const Rbm& rbm, std::span<const std::uint8_t> visible) {
+  const int m = rbm.n_hidden();
+  std::vector<double> field(rbm.hidden_bias().begin(), rbm.hidden_bias().end());
+  for (int i = 0; i < rbm.n_visible(); ++i) {
+    if (!visible[i]) continue;
+    for (int j = 0; j < m; ++j) field[j] += rbm.weight(i, j);
+  }
+  return field;
+}
+
+// argmin_v F(v) over all 2^n visible states in Gray-code order: consecutive
+// states differ in one unit, so the fields change by one row of W.
+std::vector<std::uint8_t> free_energy_minimum_exhaustive(const Rbm& rbm) {
+  const int n = rbm.n_visible(), m = rbm.n_hidden();
+  std::vector<std::uint8_t> visible(n, 0), best(n, 0);
+  std::vector<double> field(rbm.hidden_bias().begin(), rbm.hidden_bias().end());
+  double linear = 0.0;  // a.v
+  auto free_energy = [&] {
+    double f = -linear;
+    for (double x : field) f -= softplus(x);
+    return f;
+  };
+  double best_f = free_energy();
+  const std::uint64_t states = std::uint64_t{1} << n;
+  for (std::uint64_t k = 1; k < states; ++k) {
+    const int i = std::countr_zero(k);  // the unit that flips between Gray codes k-1 and k
+    const double sign = visible[i] ? -1.0 : 1.0;
+    visible[i] ^= 1u;
+    linear += sign * rbm.visible_bias()[i];
+    for (int j = 0; j < m; ++j) field[j] += sign * rbm.weight(i, j);
+    const double f = free_energy();
+    if (f < best_f) {
+      best_f = f;
+      best = visible;
+    }
+  }
+  return best;
+}
+
+// Single-flip descent on F from `visible`: takes the best improving flip
+// until none improves (each step lowers F, so it ends).
+void free_energy_descent(const Rbm& rbm, std::vector<std::uint8_t>& visible) {
+  const int n = rbm.n_visible(), m = rbm.n_hidden();
+  std::vector<double> field = hidden_fields(rbm, visible);
+  for (;;) {
+    int best_unit = -1;
+    double best_change = -1e-12;  // strictly lower, beyond rounding
+    for (int i = 0; i < n; ++i) {
+      const double sign = visible[i] ? -1.0 : 1.0;
+      double change = -sign * rbm.visible_bias()[i];
+      for (int j = 0; j < m; ++j) change -= softplus(field[j] + sign * rbm.weight(i, j)) - softplus(field[j]);
+      if (change < best_change) {
+        best_change = change;
+        best_unit = i;
+      }
+    }
+    if (best_unit < 0) return;
+    const double sign = visible[best_unit] ? -1.0 : 1.0;
+    visible[best_unit] ^= 1u;
+    for (int j = 0; j < m; ++j) field[j] += sign * rbm.weight(best_unit, j);
+  }
 }
 
 }  // namespace
+
+std::vector<std::uint8_t> marginal_mode_visible(const Rbm& rbm, int exhaustive_units,
+                                                std::span<const std::uint8_t> start) {
+  if (rbm.n_visible() <= exhaustive_units) return free_energy_minimum_exhaustive(rbm);
+  std::vector<std::uint8_t> visible(start.begin(), start.end());
+  MARBM_EXPECTS(static_cast<int>(visible.size()) == rbm.n_visible(), UsageError,
+                "marginal mode: the start state has the wrong number of visible units");
+  free_energy_descent(rbm, visible);
+  return visible;
+}
+
+void ModeAssist::check_found(const ModeResult& found) const {
+  MARBM_EXPECTS(static_cast<int>(found.visible.size()) == n_visible_ &&
+                    static_cast<int>(found.hidden.size()) == n_hidden_,
+                RuntimeFailure, "mode search returned a state of the wrong size");
+  MARBM_EXPECTS(std::isfinite(found.energy), RuntimeFailure, "mode search returned a non-finite energy");
+}
 
 ModeAssist::ModeAssist(const TrainConfig& config, int n_visible, int n_hidden, long total_iterations)
     : config_(config), n_visible_(n_visible), n_hidden_(n_hidden), total_iterations_(total_iterations) {
@@ -83,17 +168,32 @@ double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
     search_.warm_visible = mode_visible_;
     search_.warm_hidden = mode_hidden_;
   }
-  const ModeResult found = engine.find_mode(search_);
-  MARBM_EXPECTS(static_cast<int>(found.visible.size()) == n_visible_ &&
-                    static_cast<int>(found.hidden.size()) == n_hidden_,
-                RuntimeFailure, "mode search returned a state of the wrong size");
-  MARBM_EXPECTS(std::isfinite(found.energy), RuntimeFailure, "mode search returned a non-finite energy");
-  mode_visible_ = found.visible;
-  mode_hidden_ = found.hidden;
-
-  const double mean_energy = engine.model().uniform_mean_energy();
-  last_energy_ = found.energy;
-  last_push_ = mode_push(mean_energy, found.energy, n_visible_, n_hidden_);
+  const Rbm model = engine.model();
+  double energy = 0.0;
+  if (config_.mode.target == ModeTarget::joint) {
+    const ModeResult found = engine.find_mode(search_);
+    check_found(found);
+    mode_visible_ = found.visible;
+    mode_hidden_ = found.hidden;
+    energy = found.energy;
+  } else {
+    if (n_visible_ <= config_.mode.marginal_exhaustive_units) {
+      // The visible layer is enumerable: the exact marginal mode needs no search.
+      mode_visible_ = marginal_mode_visible(model, config_.mode.marginal_exhaustive_units, {});
+    } else {
+      const ModeResult found = engine.find_mode(search_);
+      check_found(found);
+      mode_visible_ = marginal_mode_visible(model, config_.mode.marginal_exhaustive_units, found.visible);
+    }
+    // h* = argmin_h E(v*, h), the hidden state a polish would pick.
+    const std::vector<double> field = hidden_fields(model, mode_visible_);
+    mode_hidden_.resize(n_hidden_);
+    for (int j = 0; j < n_hidden_; ++j) mode_hidden_[j] = field[j] > 0.0 ? 1 : 0;
+    energy = model.energy(mode_visible_, mode_hidden_);
+  }
+  last_energy_ = energy;
+  const double mean_energy = model.uniform_mean_energy();
+  last_push_ = mode_push(mean_energy, energy, n_visible_, n_hidden_);
   ++steps_taken_;
 
   step.negative = NegativePhase::mode;

@@ -190,12 +190,22 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
     }
     for (int k = 0; k < methods; ++k) {
       const TrainConfig train_config = train_config_for(config, config.methods[k], 0);
+      if (train_config.method == TrainMethod::mode && config.mode.target == ModeTarget::marginal) {
+        // The fused ensemble kernel steps to the joint mode only: marginal
+        // mode runs go through the driver, one device engine per run.
+        EngineOptions options;
+        options.quiet = true;
+        auto engine = make_engine(Backend::cuda, options);
+        for (int r = 0; r < config.runs; ++r) run_job(k * config.runs + r, *engine);
+        continue;
+      }
       std::vector<TrainResult> trained = train_ensemble(Backend::cuda, data, initial, seeds, train_config);
       for (int r = 0; r < config.runs; ++r) {
         StudyRun& run = result.runs[k * config.runs + r];
         run.history = std::move(trained[r].history);
         run.seconds = trained[r].seconds;
       }
+      std::lock_guard lock(progress_mutex);
       done += config.runs;
       if (progress) progress(done, jobs);
     }
@@ -265,7 +275,8 @@ void write_study_summary(const StudyResult& result, const std::string& path) {
         {"beta", mode.beta},
         {"solver", mode.solver ? std::string(to_string(*mode.solver)) : std::string("auto")},
         {"lr_scale", mode.push_scaled ? "push" : "constant"},
-        {"base", mode.base == NegativePhase::pcd ? "pcd" : "cd"}}},
+        {"base", mode.base == NegativePhase::pcd ? "pcd" : "cd"},
+        {"target", mode.target == ModeTarget::marginal ? "marginal" : "joint"}}},
       {"wall_seconds", result.seconds},
       {"version", version()},
   };

@@ -229,6 +229,71 @@ TEST(ModeAssist, ChoosesSolverWarmStartsAndScalesTheStep) {
   }
 }
 
+double brute_force_min_free_energy(const Rbm& rbm) {
+  double best = INFINITY;
+  for (unsigned v = 0; v < (1u << rbm.n_visible()); ++v) best = std::min(best, rbm.free_energy(bits_of(v, rbm.n_visible())));
+  return best;
+}
+
+TEST(MarginalMode, ExhaustiveIsTheFreeEnergyMinimum) {
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    const Rbm rbm = Rbm::random(6, 4, 1.5, seed);
+    const auto visible = detail::marginal_mode_visible(rbm, 20, {});
+    // Gray-code fields are float64 sums of float32 parameters: rounding only.
+    EXPECT_NEAR(rbm.free_energy(visible), brute_force_min_free_energy(rbm), 1e-9) << "seed " << seed;
+  }
+}
+
+TEST(MarginalMode, DescentEndsInALocalMinimumNoHigherThanItsStart) {
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    const Rbm rbm = Rbm::random(7, 5, 1.5, seed);
+    const auto start = bits_of(static_cast<unsigned>(seed * 37u) & 127u, 7);
+    auto visible = detail::marginal_mode_visible(rbm, 0, start);
+    const double f = rbm.free_energy(visible);
+    EXPECT_LE(f, rbm.free_energy(start) + 1e-12);
+    for (int i = 0; i < 7; ++i) {
+      visible[i] ^= 1u;
+      EXPECT_GE(rbm.free_energy(visible), f - 1e-9) << "seed " << seed << ": flipping unit " << i << " lowers F";
+      visible[i] ^= 1u;
+    }
+  }
+}
+
+TEST(ModeAssist, MarginalTargetStepsToTheFreeEnergyMinimum) {
+  const Rbm rbm = Rbm::random(5, 3, 1.5, 4);
+  TrainConfig config;
+  config.method = TrainMethod::mode;
+  config.mode.target = ModeTarget::marginal;
+  RecordingEngine engine(rbm);
+  detail::ModeAssist assist(config, 5, 3, 100);
+  UpdateStep step;
+  step.learning_rate = 0.5;
+  const double push = assist.prepare_mode_step(engine, step, 10);
+  // n = 5 <= 20: enumerated directly, no search.
+  EXPECT_TRUE(engine.searches.empty());
+  const std::vector<std::uint8_t> visible(step.mode_visible.begin(), step.mode_visible.end());
+  const std::vector<std::uint8_t> hidden(step.mode_hidden.begin(), step.mode_hidden.end());
+  EXPECT_NEAR(rbm.free_energy(visible), brute_force_min_free_energy(rbm), 1e-9);
+  // h* = argmin_h E(v*, h): no other hidden state has lower energy.
+  for (unsigned h = 0; h < 8; ++h) EXPECT_GE(rbm.energy(visible, bits_of(h, 3)), rbm.energy(visible, hidden) - 1e-12);
+  EXPECT_NEAR(push, mode_push(rbm.uniform_mean_energy(), rbm.energy(visible, hidden), 5, 3), 1e-12);
+  EXPECT_NEAR(step.learning_rate, 0.5 * push, 1e-15);
+  EXPECT_NEAR(assist.last_energy(), rbm.energy(visible, hidden), 1e-12);
+
+  // Beyond the enumeration limit: one joint search, then descent on F from it.
+  config.mode.marginal_exhaustive_units = 0;
+  RecordingEngine searched(rbm);
+  detail::ModeAssist descent(config, 5, 3, 100);
+  UpdateStep other;
+  descent.prepare_mode_step(searched, other, 10);
+  ASSERT_EQ(searched.searches.size(), 1u);
+  const std::vector<std::uint8_t> local(other.mode_visible.begin(), other.mode_visible.end());
+  EXPECT_LE(rbm.free_energy(local), rbm.free_energy(mode_exhaustive(rbm).visible) + 1e-12);
+
+  config.mode.marginal_exhaustive_units = 31;
+  EXPECT_THROW(detail::ModeAssist(config, 5, 3, 100), UsageError);
+}
+
 TEST(ModeAssist, ModeStepThroughTheCpuEngineEqualsTheFormula) {
   std::unique_ptr<Engine> engine;
   try {

@@ -27,6 +27,7 @@ struct StudyOptions {
   std::string base = "cd";
   std::string mode_solver = "auto";
   std::string mode_lr_scale = "push";
+  std::string mode_target = "joint";
   int mode_replicas = 0;
   int mode_steps = 0;
   bool no_plot = false;
@@ -100,6 +101,7 @@ int run_study_command(StudyOptions& options) {
     config.mode.solver = parse_mode_solver(options.mode_solver);
   }
   config.mode.push_scaled = options.mode_lr_scale == "push";
+  config.mode.target = options.mode_target == "marginal" ? ModeTarget::marginal : ModeTarget::joint;
   config.mode.search.replicas = options.mode_replicas;
   config.mode.search.steps = options.mode_steps;
   prepare_output_folder(options.out);
@@ -171,6 +173,10 @@ Runner setup_study(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--mode-lr-scale", o.mode_lr_scale, "mode: learning rate of mode steps, lr * push or lr")
       ->check(one_of({"push", "constant"}))
+      ->capture_default_str();
+  app.add_option("--mode-target", o.mode_target,
+                 "mode: state a mode step pushes down, joint (argmin E(v,h)) or marginal (argmax p(v))")
+      ->check(one_of({"joint", "marginal"}))
       ->capture_default_str();
   app.add_option("--mode-replicas", o.mode_replicas, "mode: solver replicas (0: by size)")
       ->check(integer_at_least(0));

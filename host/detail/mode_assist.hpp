@@ -32,6 +32,8 @@ class ModeAssist {
   double last_energy() const { return last_energy_; }
 
  private:
+  void check_found(const ModeResult& found) const;
+
   TrainConfig config_;
   int n_visible_ = 0;
   int n_hidden_ = 0;
@@ -43,5 +45,11 @@ class ModeAssist {
   double last_push_ = 0.0;
   double last_energy_ = 0.0;
 };
+
+/// The marginal mode argmin_v F(v): exact over the 2^n visible states when
+/// n <= exhaustive_units (start unused), else a single-flip free-energy
+/// descent from `start` (a local minimum of F no higher than F(start)).
+std::vector<std::uint8_t> marginal_mode_visible(const Rbm& rbm, int exhaustive_units,
+                                                std::span<const std::uint8_t> start);
 
 }  // namespace marbm::detail

@@ -22,6 +22,12 @@ enum class TrainMethod { cd, pcd, exact, mode };
 TrainMethod parse_train_method(std::string_view text);
 std::string_view to_string(TrainMethod method);
 
+/// Which state a mode step pushes down.
+enum class ModeTarget {
+  joint,     ///< the ground state (v*, h*) = argmin E(v, h) (SPEC.md section 3)
+  marginal,  ///< v* = argmax p(v) = argmin F(v), h* = argmin_h E(v*, h): the paper's code
+};
+
 /// Mode-assisted training (SPEC.md section 3).
 struct ModeAssistConfig {
   double p_max = 0.1;   ///< P_mode(t) = p_max * sigmoid(alpha * t / T + beta)
@@ -38,6 +44,11 @@ struct ModeAssistConfig {
   /// Replicas, steps and other solver options (solver/backend/seed/warm start
   /// are set by the driver).
   ModeSearchConfig search;
+  /// Joint ground state or marginal mode of p(v).
+  ModeTarget target = ModeTarget::joint;
+  /// marginal: enumerate the 2^n visible states when n <= this; beyond, a
+  /// single-flip free-energy descent from the joint mode the solver finds.
+  int marginal_exhaustive_units = 20;
 };
 
 /// Settings of one training run.
