@@ -326,12 +326,14 @@ const char* method_color(TrainMethod method) {
   return "#444444";
 }
 
-std::string method_label(TrainMethod method, int gibbs_steps) {
-  const std::string k = std::to_string(gibbs_steps);
+std::string method_label(TrainMethod method, const StudyConfig& config) {
+  const std::string k = std::to_string(config.gibbs_steps);
   switch (method) {
     case TrainMethod::cd: return "CD-" + k;
     case TrainMethod::pcd: return "PCD-" + k;
-    case TrainMethod::mode: return "mode-assisted";
+    case TrainMethod::mode:
+      return std::string("mode-assisted (") + (config.mode.base == NegativePhase::pcd ? "PCD-" : "CD-") + k +
+             (config.mode.target == ModeTarget::marginal ? ", marginal mode)" : ")");
     case TrainMethod::exact: return "exact gradient";
   }
   return "?";
@@ -420,7 +422,7 @@ std::string gnuplot_script(const StudyResult& result, const std::string& png_pat
       first = false;
       s << "$" << name << " using 1:3:4 with filledcurves lc rgb '" << color << "' notitle, \\\n     ";
       s << "$" << name << " using 1:2 with lines lw 2.5 lc rgb '" << color << "' title "
-        << gnuplot_quote(method_label(method, config.gibbs_steps));
+        << gnuplot_quote(method_label(method, config));
       if (method == TrainMethod::mode) {
         s << ", \\\n     $" << name << " using 1:5 axes x1y2 with lines dt 2 lw 1.5 lc rgb '" << color
           << "' title 'P_{mode} (right axis)'";
