@@ -161,47 +161,74 @@ double polish_descent(const Rbm& rbm, std::span<std::uint8_t> visible, std::span
   MARBM_EXPECTS(static_cast<int>(hidden.size()) == m, UsageError,
                 "polish_descent: hidden state has " + std::to_string(hidden.size()) + " units, the model " +
                     std::to_string(m));
-  detail::polish_descent_raw(rbm, visible.data(), hidden.data());
+  const detail::DescentPolish polish(rbm);
+  detail::DescentPolish::Scratch scratch;
+  polish.run(visible.data(), hidden.data(), scratch);
   return rbm.energy(visible, hidden);
 }
 
 namespace detail {
 
-void polish_descent_raw(const Rbm& rbm, std::uint8_t* visible, std::uint8_t* hidden) {
-  const int n = rbm.n_visible();
-  const int m = rbm.n_hidden();
-  const auto weights = rbm.weights();
-  const auto a = rbm.visible_bias();
-  const auto b = rbm.hidden_bias();
-  std::vector<double> field(static_cast<std::size_t>(std::max(n, m)));
+DescentPolish::DescentPolish(const Rbm& rbm)
+    : n_(rbm.n_visible()),
+      m_(rbm.n_hidden()),
+      weights_(rbm.weights().begin(), rbm.weights().end()),
+      weights_transposed_(weights_.size()),
+      visible_bias_(rbm.visible_bias().begin(), rbm.visible_bias().end()),
+      hidden_bias_(rbm.hidden_bias().begin(), rbm.hidden_bias().end()) {
+  for (int i = 0; i < n_; ++i) {
+    for (int j = 0; j < m_; ++j) {
+      weights_transposed_[static_cast<std::size_t>(j) * n_ + i] = weights_[static_cast<std::size_t>(i) * m_ + j];
+    }
+  }
+}
+
+double DescentPolish::run(std::uint8_t* visible, std::uint8_t* hidden, Scratch& scratch) const {
+  auto& field_h = scratch.field_hidden;  // b + W^T v, kept in step with v
+  auto& field_v = scratch.field_visible;  // a + W h, kept in step with h
+  field_h.assign(hidden_bias_.begin(), hidden_bias_.end());
+  field_v.assign(visible_bias_.begin(), visible_bias_.end());
+  auto add_row = [](std::vector<double>& field, const double* row, double sign) {
+    const std::size_t size = field.size();
+    double* out = field.data();
+#pragma omp simd
+    for (std::size_t k = 0; k < size; ++k) out[k] += sign * row[k];
+  };
+  for (int i = 0; i < n_; ++i) {
+    if (visible[i]) add_row(field_h, weights_.data() + static_cast<std::size_t>(i) * m_, 1.0);
+  }
+  for (int j = 0; j < m_; ++j) {
+    if (hidden[j]) add_row(field_v, weights_transposed_.data() + static_cast<std::size_t>(j) * n_, 1.0);
+  }
   // A unit changes only when its field strictly prefers the other value
-  // (ties keep the current value), so every change lowers E strictly and the
-  // loop ends; the cap only guards against pathological rounding.
+  // (ties keep the current value), so every change lowers E and the loop
+  // ends; the cap only guards against pathological rounding. Fields are
+  // patched with the rows of the units that changed.
   for (int round = 0; round < 10000; ++round) {
     bool changed = false;
-    for (int j = 0; j < m; ++j) field[j] = b[j];
-    for (int i = 0; i < n; ++i) {
-      if (!visible[i]) continue;
-      const float* row = weights.data() + static_cast<std::size_t>(i) * m;
-      for (int j = 0; j < m; ++j) field[j] += row[j];
-    }
-    for (int j = 0; j < m; ++j) {
-      const std::uint8_t want = field[j] > 0.0 ? 1 : (field[j] < 0.0 ? 0 : hidden[j]);
-      changed |= want != hidden[j];
+    for (int j = 0; j < m_; ++j) {
+      const std::uint8_t want = field_h[j] > 0.0 ? 1 : (field_h[j] < 0.0 ? 0 : hidden[j]);
+      if (want == hidden[j]) continue;
       hidden[j] = want;
+      add_row(field_v, weights_transposed_.data() + static_cast<std::size_t>(j) * n_, want ? 1.0 : -1.0);
+      changed = true;
     }
     if (!changed && round > 0) break;
     changed = false;
-    for (int i = 0; i < n; ++i) {
-      const float* row = weights.data() + static_cast<std::size_t>(i) * m;
-      double x = a[i];
-      for (int j = 0; j < m; ++j) x += hidden[j] ? row[j] : 0.0f;
-      const std::uint8_t want = x > 0.0 ? 1 : (x < 0.0 ? 0 : visible[i]);
-      changed |= want != visible[i];
+    for (int i = 0; i < n_; ++i) {
+      const std::uint8_t want = field_v[i] > 0.0 ? 1 : (field_v[i] < 0.0 ? 0 : visible[i]);
+      if (want == visible[i]) continue;
       visible[i] = want;
+      add_row(field_h, weights_.data() + static_cast<std::size_t>(i) * m_, want ? 1.0 : -1.0);
+      changed = true;
     }
     if (!changed) break;
   }
+  // E = -a.v - h.(b + W^T v).
+  double energy = 0.0;
+  for (int i = 0; i < n_; ++i) energy -= visible[i] ? visible_bias_[i] : 0.0;
+  for (int j = 0; j < m_; ++j) energy -= hidden[j] ? field_h[j] : 0.0;
+  return energy;
 }
 
 }  // namespace detail

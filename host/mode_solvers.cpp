@@ -112,11 +112,12 @@ struct Replicas {
 ModeResult finish(const Rbm& rbm, const ModeSearchConfig& config, Replicas& replicas, int steps,
                   std::chrono::steady_clock::time_point start) {
   std::vector<double> energy(static_cast<std::size_t>(replicas.count));
-#pragma omp parallel for schedule(static)
-  for (int r = 0; r < replicas.count; ++r) {
-    polish_descent_raw(rbm, replicas.v(r), replicas.h(r));
-    energy[r] = rbm.energy({replicas.v(r), static_cast<std::size_t>(replicas.n)},
-                           {replicas.h(r), static_cast<std::size_t>(replicas.m)});
+  const DescentPolish polish(rbm);
+#pragma omp parallel
+  {
+    DescentPolish::Scratch scratch;
+#pragma omp for schedule(static)
+    for (int r = 0; r < replicas.count; ++r) energy[r] = polish.run(replicas.v(r), replicas.h(r), scratch);
   }
   int best = 0;
   for (int r = 1; r < replicas.count; ++r) {
@@ -129,8 +130,8 @@ ModeResult finish(const Rbm& rbm, const ModeSearchConfig& config, Replicas& repl
   if (!config.warm_visible.empty()) {
     std::vector<std::uint8_t> v = config.warm_visible;
     std::vector<std::uint8_t> h = config.warm_hidden;
-    polish_descent_raw(rbm, v.data(), h.data());
-    const double e = rbm.energy(v, h);
+    DescentPolish::Scratch scratch;
+    const double e = polish.run(v.data(), h.data(), scratch);
     if (e < result.energy) {
       result.visible = std::move(v);
       result.hidden = std::move(h);
@@ -140,6 +141,8 @@ ModeResult finish(const Rbm& rbm, const ModeSearchConfig& config, Replicas& repl
   const double tolerance = 1e-9 * std::max(1.0, std::abs(result.energy));
   result.replicas_at_best = static_cast<int>(
       std::count_if(energy.begin(), energy.end(), [&](double e) { return e <= result.energy + tolerance; }));
+  // The reported energy is recomputed from the state by the model itself.
+  result.energy = rbm.energy(result.visible, result.hidden);
   result.replicas = replicas.count;
   result.steps = steps;
   result.seconds = seconds_since(start);
@@ -219,15 +222,21 @@ inline void sb_update(float* x, float* y, const float* field, int count, float d
 // Philox (seed, mode_search stream); replica 0 at the warm start when given.
 void sb_initialise(const ModeSearchConfig& config, int r, int n, int m, float* xv, float* yv, float* xh, float* yh) {
   const PhiloxStream stream(config.seed, random_stream(RandomPurpose::mode_search, 0));
-  const std::uint64_t base = static_cast<std::uint64_t>(r) * 2 * (n + m);
+  // Replica r owns Philox blocks [r (n + m) / 2, ...): two words per unit
+  // (position, momentum), four words a block, drawn a block at a time.
+  const std::uint64_t words = 2 * static_cast<std::uint64_t>(n + m);
+  const std::uint64_t first_block = static_cast<std::uint64_t>(r) * ((words + 3) / 4);
   constexpr float amp = 0.1f;
-  for (int i = 0; i < n; ++i) {
-    xv[i] = 2 * amp * stream.uniform(base + 2 * i) - amp;
-    yv[i] = 2 * amp * stream.uniform(base + 2 * i + 1) - amp;
-  }
-  for (int j = 0; j < m; ++j) {
-    xh[j] = 2 * amp * stream.uniform(base + 2 * (n + j)) - amp;
-    yh[j] = 2 * amp * stream.uniform(base + 2 * (n + j) + 1) - amp;
+  auto value = [](std::uint32_t word) { return 2.0f * amp * PhiloxStream::to_uniform(word) - amp; };
+  for (int unit = 0; unit < n + m; unit += 2) {
+    const auto block = stream.block(first_block + static_cast<std::uint64_t>(unit / 2));
+    for (int k = 0; k < 2 && unit + k < n + m; ++k) {
+      const int u = unit + k;
+      float* x = u < n ? xv + u : xh + (u - n);
+      float* y = u < n ? yv + u : yh + (u - n);
+      *x = value(block[2 * k]);
+      *y = value(block[2 * k + 1]);
+    }
   }
   if (r == 0 && !config.warm_visible.empty()) {
     for (int i = 0; i < n; ++i) xv[i] = config.warm_visible[i] ? 1.0f : -1.0f;
@@ -320,16 +329,8 @@ ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
         float* y_v = yv.data() + static_cast<std::size_t>(r) * n;
         float* x_h = xh.data() + static_cast<std::size_t>(r) * m;
         float* y_h = yh.data() + static_cast<std::size_t>(r) * m;
-        for (int step = 0; step < steps; ++step) {
-          const float detuning = detuning_at(step);
-          const float* pv = x_v;
-          const float* ph = x_h;
-          if (discrete) {
-            for (int i = 0; i < n; ++i) sv[i] = sign_of(x_v[i]);
-            for (int j = 0; j < m; ++j) sh[j] = sign_of(x_h[j]);
-            pv = sv.data();
-            ph = sh.data();
-          }
+        // Fields from the current positions (bSB) or signs (dSB).
+        auto full_fields = [&](const float* pv, const float* ph) {
           for (int i = 0; i < n; ++i) {
             const float* row = form.coupling.data() + static_cast<std::size_t>(i) * m;
             float acc = 0.0f;
@@ -344,8 +345,42 @@ ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
             for (int i = 0; i < n; ++i) acc += column[i] * pv[i];
             fh[j] = form.field_h[j] + acc;
           }
-          sb_update(x_v, y_v, fv.data(), n, dt, detuning, c0, a0, gain);
-          sb_update(x_h, y_h, fh.data(), m, dt, detuning, c0, a0, gain);
+        };
+        if (discrete) {
+          // dSB fields change only where a sign flips, and after the first
+          // few steps few do: patch the fields with the flipped units' rows
+          // (O(flips x layer)) instead of two full products per step.
+          for (int i = 0; i < n; ++i) sv[i] = sign_of(x_v[i]);
+          for (int j = 0; j < m; ++j) sh[j] = sign_of(x_h[j]);
+          full_fields(sv.data(), sh.data());
+          for (int step = 0; step < steps; ++step) {
+            const float detuning = detuning_at(step);
+            sb_update(x_v, y_v, fv.data(), n, dt, detuning, c0, a0, gain);
+            sb_update(x_h, y_h, fh.data(), m, dt, detuning, c0, a0, gain);
+            for (int i = 0; i < n; ++i) {
+              const float change = sign_of(x_v[i]) - sv[i];
+              if (change == 0.0f) continue;
+              sv[i] += change;
+              const float* row = form.coupling.data() + static_cast<std::size_t>(i) * m;
+#pragma omp simd
+              for (int j = 0; j < m; ++j) fh[j] += change * row[j];
+            }
+            for (int j = 0; j < m; ++j) {
+              const float change = sign_of(x_h[j]) - sh[j];
+              if (change == 0.0f) continue;
+              sh[j] += change;
+              const float* column = form.coupling_transposed.data() + static_cast<std::size_t>(j) * n;
+#pragma omp simd
+              for (int i = 0; i < n; ++i) fv[i] += change * column[i];
+            }
+          }
+        } else {
+          for (int step = 0; step < steps; ++step) {
+            const float detuning = detuning_at(step);
+            full_fields(x_v, x_h);
+            sb_update(x_v, y_v, fv.data(), n, dt, detuning, c0, a0, gain);
+            sb_update(x_h, y_h, fh.data(), m, dt, detuning, c0, a0, gain);
+          }
         }
       }
     }

@@ -3,14 +3,36 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "marbm/mode.hpp"
 #include "marbm/rbm.hpp"
 
 namespace marbm::detail {
 
-/// Descent polish on raw state arrays (n and m entries); no size checks.
-void polish_descent_raw(const Rbm& rbm, std::uint8_t* visible, std::uint8_t* hidden);
+/// The descent polish of one model, set up once and run on many replicas:
+/// float64 copies of W and W^T, fields patched with the rows of the units
+/// that change (a replica already at a local minimum costs two field
+/// evaluations). Thread-safe: each thread passes its own Scratch.
+class DescentPolish {
+ public:
+  struct Scratch {
+    std::vector<double> field_visible;
+    std::vector<double> field_hidden;
+  };
+  explicit DescentPolish(const Rbm& rbm);
+  /// Polishes raw state arrays (n and m entries, no size checks) in place;
+  /// returns E of the result from the float64 fields.
+  double run(std::uint8_t* visible, std::uint8_t* hidden, Scratch& scratch) const;
+
+ private:
+  int n_ = 0;
+  int m_ = 0;
+  std::vector<double> weights_;             // n x m
+  std::vector<double> weights_transposed_;  // m x n
+  std::vector<double> visible_bias_;
+  std::vector<double> hidden_bias_;
+};
 
 /// Simulated bifurcation replicas on the CPU (OpenMP across replicas).
 ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config);
