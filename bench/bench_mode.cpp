@@ -130,7 +130,7 @@ int run_tts(const std::vector<int>& sizes, int count, bool steps_grid) {
       // Steps: the default, or a grid around it (TTS is often lowest for
       // shorter runs than the reliable default).
       std::vector<int> steps_list = {0};
-      if (steps_grid) steps_list = {10, 20, 50, 100, 200, 500};
+      if (steps_grid) steps_list = {3, 5, 10, 20, 50, 100, 200};
       for (int steps : steps_list) {
         ModeSearchConfig config;
         config.solver = solver.solver;

@@ -222,20 +222,20 @@ inline void sb_update(float* x, float* y, const float* field, int count, float d
 // Philox (seed, mode_search stream); replica 0 at the warm start when given.
 void sb_initialise(const ModeSearchConfig& config, int r, int n, int m, float* xv, float* yv, float* xh, float* yh) {
   const PhiloxStream stream(config.seed, random_stream(RandomPurpose::mode_search, 0));
-  // Replica r owns Philox blocks [r (n + m) / 2, ...): two words per unit
-  // (position, momentum), four words a block, drawn a block at a time.
-  const std::uint64_t words = 2 * static_cast<std::uint64_t>(n + m);
-  const std::uint64_t first_block = static_cast<std::uint64_t>(r) * ((words + 3) / 4);
+  // One 32-bit word per unit: the high half gives the position, the low
+  // half the momentum (16 bits are plenty for a small random start); replica
+  // r owns the blocks from r ceil((n + m) / 4), drawn a block at a time.
+  const std::uint64_t first_block = static_cast<std::uint64_t>(r) * ((static_cast<std::uint64_t>(n + m) + 3) / 4);
   constexpr float amp = 0.1f;
-  auto value = [](std::uint32_t word) { return 2.0f * amp * PhiloxStream::to_uniform(word) - amp; };
-  for (int unit = 0; unit < n + m; unit += 2) {
-    const auto block = stream.block(first_block + static_cast<std::uint64_t>(unit / 2));
-    for (int k = 0; k < 2 && unit + k < n + m; ++k) {
+  auto value = [](std::uint32_t half) { return 2.0f * amp * static_cast<float>(half) * 0x1.0p-16f - amp; };
+  for (int unit = 0; unit < n + m; unit += 4) {
+    const auto block = stream.block(first_block + static_cast<std::uint64_t>(unit / 4));
+    for (int k = 0; k < 4 && unit + k < n + m; ++k) {
       const int u = unit + k;
       float* x = u < n ? xv + u : xh + (u - n);
       float* y = u < n ? yv + u : yh + (u - n);
-      *x = value(block[2 * k]);
-      *y = value(block[2 * k + 1]);
+      *x = value(block[k] >> 16);
+      *y = value(block[k] & 0xFFFFu);
     }
   }
   if (r == 0 && !config.warm_visible.empty()) {
@@ -322,7 +322,8 @@ ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
   } else {
 #pragma omp parallel
     {
-      std::vector<float> sv(n), sh(m), fv(n), fh(m);
+      std::vector<float> sv(n), sh(m), fv(n), fh(m), change_v(n), change_h(m);
+      std::vector<int> flipped_v(n), flipped_h(m);
 #pragma omp for schedule(static)
       for (int r = 0; r < count; ++r) {
         float* x_v = xv.data() + static_cast<std::size_t>(r) * n;
@@ -357,19 +358,32 @@ ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
             const float detuning = detuning_at(step);
             sb_update(x_v, y_v, fv.data(), n, dt, detuning, c0, a0, gain);
             sb_update(x_h, y_h, fh.data(), m, dt, detuning, c0, a0, gain);
+            // Both layers' flips are found before either field is patched:
+            // every spin of a step moves in the fields of the step before.
+            int flips_v = 0, flips_h = 0;
             for (int i = 0; i < n; ++i) {
-              const float change = sign_of(x_v[i]) - sv[i];
-              if (change == 0.0f) continue;
-              sv[i] += change;
-              const float* row = form.coupling.data() + static_cast<std::size_t>(i) * m;
+              const float sign = sign_of(x_v[i]);
+              flipped_v[flips_v] = i;
+              change_v[flips_v] = sign - sv[i];
+              flips_v += sign != sv[i] ? 1 : 0;
+              sv[i] = sign;
+            }
+            for (int j = 0; j < m; ++j) {
+              const float sign = sign_of(x_h[j]);
+              flipped_h[flips_h] = j;
+              change_h[flips_h] = sign - sh[j];
+              flips_h += sign != sh[j] ? 1 : 0;
+              sh[j] = sign;
+            }
+            for (int k = 0; k < flips_v; ++k) {
+              const float change = change_v[k];
+              const float* row = form.coupling.data() + static_cast<std::size_t>(flipped_v[k]) * m;
 #pragma omp simd
               for (int j = 0; j < m; ++j) fh[j] += change * row[j];
             }
-            for (int j = 0; j < m; ++j) {
-              const float change = sign_of(x_h[j]) - sh[j];
-              if (change == 0.0f) continue;
-              sh[j] += change;
-              const float* column = form.coupling_transposed.data() + static_cast<std::size_t>(j) * n;
+            for (int k = 0; k < flips_h; ++k) {
+              const float change = change_h[k];
+              const float* column = form.coupling_transposed.data() + static_cast<std::size_t>(flipped_h[k]) * n;
 #pragma omp simd
               for (int i = 0; i < n; ++i) fv[i] += change * column[i];
             }
