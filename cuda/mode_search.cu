@@ -392,20 +392,23 @@ __global__ void best_candidate_kernel(const double* __restrict__ energies, int c
 // ------------------------------------------------------------ simulated bifurcation
 
 // Initial positions and momenta uniform in [-0.1, 0.1) from Philox (seed,
-// mode_search stream 0) at the CPU solver's indices, times `widen` for
-// replicas other than 0; replica 0 at the warm start (x = +-1, y = 0) when
-// given.
+// mode_search stream 0) as on the CPU: one word per unit, replica r owning
+// the words from 4 r ceil((n + m) / 4), the high half giving x and the low
+// half y. Replicas other than 0 spread `widen` times wider; replica 0 at the
+// warm start (x = +-1, y = 0) when given.
 __device__ __forceinline__ void sb_initial(std::uint64_t seed, int r, int n, int m, int unit, bool warm_replica,
                                            std::uint8_t warm_state, float widen, float& x, float& y) {
   const std::uint64_t stream = random_stream(RandomPurpose::mode_search, 0);
-  const std::uint64_t index = static_cast<std::uint64_t>(r) * 2 * (n + m) + 2 * static_cast<std::uint64_t>(unit);
+  const std::uint64_t index =
+      static_cast<std::uint64_t>(r) * ((static_cast<std::uint64_t>(n + m) + 3) / 4 * 4) + static_cast<std::uint64_t>(unit);
   if (warm_replica) {
     x = warm_state ? 1.0f : -1.0f;
     y = 0.0f;
   } else {
-    const float scale = r == 0 ? 1.0f : widen;
-    x = scale * (0.2f * word_to_uniform(philox_word(seed, stream, index)) - 0.1f);
-    y = scale * (0.2f * word_to_uniform(philox_word(seed, stream, index + 1)) - 0.1f);
+    const float amp = r == 0 ? 0.1f : 0.1f * widen;
+    const std::uint32_t word = philox_word(seed, stream, index);
+    x = 2.0f * amp * static_cast<float>(word >> 16) * 0x1.0p-16f - amp;
+    y = 2.0f * amp * static_cast<float>(word & 0xFFFFu) * 0x1.0p-16f - amp;
   }
 }
 
@@ -568,11 +571,17 @@ __global__ void sb_update_kernel(int replicas, int n, int m, const float* __rest
 
 // ------------------------------------------------------------ simulated annealing
 
-// Replica r's Philox words: one block of (steps + 1) x (n + m) indices,
-// initial visible state first, then per step visible and hidden draws (the
-// CPU solver's layout, stream mode_search 1).
+// Each layer's share of a step's Philox words, padded to whole blocks.
+__host__ __device__ __forceinline__ std::uint64_t padded_units(int units) {
+  return (static_cast<std::uint64_t>(units) + 3) / 4 * 4;
+}
+
+// Replica r's Philox words: (steps + 1) x (padded n + padded m) indices,
+// initial visible state first, then per step the visible draws and, from
+// padded n on, the hidden draws (the CPU solver's layout, stream
+// mode_search 1).
 __device__ __forceinline__ std::uint64_t sa_base(int r, int steps, int n, int m) {
-  return static_cast<std::uint64_t>(r) * (static_cast<std::uint64_t>(steps) + 1) * static_cast<std::uint64_t>(n + m);
+  return static_cast<std::uint64_t>(r) * (static_cast<std::uint64_t>(steps) + 1) * (padded_units(n) + padded_units(m));
 }
 
 __device__ __forceinline__ std::uint8_t sa_draw(std::uint64_t seed, std::uint64_t index, float beta, float field) {
@@ -608,14 +617,14 @@ __global__ void sa_fused_kernel(const float* __restrict__ weights, const float* 
   __syncwarp();
   double beta = beta_hot;
   for (int step = 0; step < steps; ++step, beta *= ratio) {
-    const std::uint64_t offset = base + (static_cast<std::uint64_t>(step) + 1) * (n + m);
+    const std::uint64_t offset = base + (static_cast<std::uint64_t>(step) + 1) * (padded_units(n) + padded_units(m));
     const float fbeta = static_cast<float>(beta);
     for (int j = lane; j < m; j += kWarp) {
       float f = hidden_bias[j];
       for (int i = 0; i < n; ++i) {
         if (sv[i] != 0.0f) f += w[static_cast<std::size_t>(i) * stride + j];
       }
-      sh[j] = sa_draw(seed, offset + n + j, fbeta, f);
+      sh[j] = sa_draw(seed, offset + padded_units(n) + j, fbeta, f);
     }
     __syncwarp();
     for (int i = lane; i < n; i += kWarp) {
@@ -649,17 +658,18 @@ __global__ void sa_initial_kernel(int replicas, int n, int m, int steps, std::ui
 }
 
 // Samples one layer of every replica from its field product (bias added
-// here). `layer_offset` is 0 for visible draws and n for hidden ones.
+// here). `layer_offset` is 0 for visible draws and padded n for hidden ones.
 __global__ void sa_sample_kernel(int replicas, int width, int n, int m, int steps, int step, std::uint64_t seed,
-                                 int layer_offset, float beta, const float* __restrict__ bias,
+                                 std::uint64_t layer_offset, float beta, const float* __restrict__ bias,
                                  const float* __restrict__ product, float* __restrict__ state) {
   const std::size_t total = static_cast<std::size_t>(replicas) * width;
   for (std::size_t k = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; k < total;
        k += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
     const int r = static_cast<int>(k / width);
     const int unit = static_cast<int>(k % width);
-    const std::uint64_t index =
-        sa_base(r, steps, n, m) + (static_cast<std::uint64_t>(step) + 1) * (n + m) + layer_offset + unit;
+    const std::uint64_t index = sa_base(r, steps, n, m) +
+                                (static_cast<std::uint64_t>(step) + 1) * (padded_units(n) + padded_units(m)) +
+                                layer_offset + unit;
     state[k] = sa_draw(seed, index, beta, bias[unit] + product[k]);
   }
 }
@@ -871,13 +881,15 @@ void run_sa(Search& search, const ModeSearchConfig& config, int steps) {
     MARBM_CUBLAS_TRY(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, m, replicas, n, &one, search.weights, m, sv.data(),
                                  n, &zero, product_h.data(), m));
     sa_sample_kernel<<<blocks_for(hidden_total, threads), threads, 0, search.stream()>>>(
-        replicas, m, n, m, steps, step, config.seed, n, fbeta, search.hidden_bias, product_h.data(), sh.data());
+        replicas, m, n, m, steps, step, config.seed, padded_units(n), fbeta, search.hidden_bias, product_h.data(),
+        sh.data());
     MARBM_CUDA_CHECK_LAST();
     // v | h: product_v (R x n) = H (R x m) W^T.
     MARBM_CUBLAS_TRY(cublasSgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, replicas, m, &one, search.weights, m, sh.data(),
                                  m, &zero, product_v.data(), n));
     sa_sample_kernel<<<blocks_for(visible_total, threads), threads, 0, search.stream()>>>(
-        replicas, n, n, m, steps, step, config.seed, 0, fbeta, search.visible_bias, product_v.data(), sv.data());
+        replicas, n, n, m, steps, step, config.seed, std::uint64_t{0}, fbeta, search.visible_bias, product_v.data(),
+        sv.data());
     MARBM_CUDA_CHECK_LAST();
   }
   to_binary_kernel<<<blocks_for(visible_total, threads), threads, 0, search.stream()>>>(sv.data(), visible_total,
