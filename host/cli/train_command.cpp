@@ -49,6 +49,7 @@ struct TrainOptions {
   std::string mode_lr_scale = "push";
   int mode_replicas = 0;
   int mode_steps = 0;
+  std::string mode_target = "joint";
 };
 
 // Full precision for numbers stored in model metadata, so that a value read
@@ -104,7 +105,7 @@ TrainConfig make_config(const TrainOptions& options, const CLI::App& app) {
     throw UsageError("--chains applies only to --method pcd or --method mode --base pcd");
   }
   for (const char* name : {"--base", "--p-max", "--alpha", "--beta", "--mode-solver", "--mode-lr-scale",
-                           "--mode-replicas", "--mode-steps"}) {
+                           "--mode-replicas", "--mode-steps", "--mode-target"}) {
     if (!mode && app.count(name) > 0) {
       throw UsageError(std::string(name) + " applies only to --method mode (got --method " + options.method + ")");
     }
@@ -121,6 +122,7 @@ TrainConfig make_config(const TrainOptions& options, const CLI::App& app) {
   if (options.mode_solver != "auto") config.mode.solver = parse_mode_solver(options.mode_solver);
   config.mode.search.replicas = options.mode_replicas;
   config.mode.search.steps = options.mode_steps;
+  config.mode.target = options.mode_target == "marginal" ? ModeTarget::marginal : ModeTarget::joint;
   return config;
 }
 
@@ -151,6 +153,7 @@ Metadata make_metadata(const TrainOptions& options, const TrainConfig& config, c
     metadata["mode_beta"] = exact_text(config.mode.beta);
     metadata["mode_solver"] = options.mode_solver;
     metadata["mode_lr_scale"] = options.mode_lr_scale;
+    metadata["mode_target"] = options.mode_target;
     metadata["mode_steps_taken"] = std::to_string(result.mode_steps);
   }
   if (!result.history.empty()) {
@@ -302,6 +305,10 @@ Runner setup_train(CLI::App& app) {
   app.add_option("--mode-replicas", o.mode_replicas, "mode: solver replicas (0: by size)")
       ->check(integer_at_least(0));
   app.add_option("--mode-steps", o.mode_steps, "mode: solver steps (0: by size)")->check(integer_at_least(0));
+  app.add_option("--mode-target", o.mode_target,
+                 "mode: state a mode step pushes down, joint (argmin E(v,h)) or marginal (argmin F(v))")
+      ->check(one_of({"joint", "marginal"}))
+      ->capture_default_str();
   return [options, &app] { return run_train(*options, app); };
 }
 
