@@ -65,3 +65,10 @@ if(NOT EXISTS ${app} AND EXISTS ${build}/${build_type}/app)
 endif()
 run_step("run" ${app})
 message(STATUS "${step_output}")
+
+# The installed command-line tool finds the installed library (its RPATH).
+run_step("installed marbm info" ${prefix}/bin/marbm info --json)
+if(NOT step_output MATCHES "\"cuda_compiled\"")
+  message(FATAL_ERROR "consumer: installed marbm info printed no cuda_compiled field:\n${step_output}")
+endif()
+message(STATUS "${step_output}")
