@@ -246,6 +246,9 @@ TEST(CliInfo, JsonDescribesTheBuild) {
   ASSERT_TRUE(json["devices"].is_array());
   EXPECT_EQ(json["devices"].size(), marbm::cuda_devices().size());
   EXPECT_FALSE(json.value("cpu_engine", "").empty());
+  // The library always links an OpenMP runtime, so the tool finds it.
+  ASSERT_TRUE(json["openmp_threads"].is_number_integer()) << json.dump();
+  EXPECT_GE(json["openmp_threads"].get<int>(), 1);
 }
 
 // ------------------------------------------------------------------ refusals

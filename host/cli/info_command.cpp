@@ -1,4 +1,6 @@
 // `marbm info`: what this build of marbm can use on this machine.
+#include <dlfcn.h>
+
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -15,6 +17,16 @@ struct InfoOptions {
   bool json = false;
 };
 
+// The OpenMP runtime's thread count, or -1. The library links the runtime
+// privately, so the tool looks the function up in the loaded process rather
+// than linking OpenMP itself.
+int openmp_max_threads() {
+  using Query = int (*)();
+  void* symbol = ::dlsym(RTLD_DEFAULT, "omp_get_max_threads");
+  if (symbol == nullptr) return -1;
+  return reinterpret_cast<Query>(symbol)();
+}
+
 int run_info(const InfoOptions& options) {
   const auto devices = cuda_devices();
   // The CPU engine's own description reports the threads OpenMP will use and
@@ -22,6 +34,7 @@ int run_info(const InfoOptions& options) {
   const std::string cpu = make_engine(Backend::cpu)->description();
   const unsigned hardware_threads = std::thread::hardware_concurrency();
   const char* omp_env = std::getenv("OMP_NUM_THREADS");
+  const int openmp_threads = openmp_max_threads();
 
   if (options.json) {
     nlohmann::json out;
@@ -29,6 +42,7 @@ int run_info(const InfoOptions& options) {
     out["cuda_compiled"] = cuda_compiled();
     out["cpu_engine"] = cpu;
     out["hardware_threads"] = hardware_threads;
+    out["openmp_threads"] = openmp_threads > 0 ? nlohmann::json(openmp_threads) : nlohmann::json(nullptr);
     out["omp_num_threads"] = omp_env ? nlohmann::json(omp_env) : nlohmann::json(nullptr);
     out["devices"] = nlohmann::json::array();
     for (const auto& device : devices) {
@@ -43,6 +57,7 @@ int run_info(const InfoOptions& options) {
   }
   std::cout << "marbm " << version() << '\n';
   std::cout << "cpu engine: " << cpu << " (" << hardware_threads << " hardware threads";
+  if (openmp_threads > 0) std::cout << ", OpenMP " << openmp_threads;
   if (omp_env) std::cout << ", OMP_NUM_THREADS=" << omp_env;
   std::cout << ")\n";
   std::cout << "cuda engine: " << (cuda_compiled() ? "compiled" : "not compiled") << '\n';
