@@ -72,11 +72,12 @@ inline std::string read_whole_file(const std::filesystem::path& path) {
 }
 
 /// Runs `program` with `arguments` (no shell: arguments reach it verbatim),
-/// stdin from /dev/null, stdout and stderr into files of `scratch`. Kills it
-/// after `limit`.
+/// stdin from /dev/null, stdout and stderr into files of `scratch` (stderr
+/// into a pseudo-terminal instead when `stderr_terminal`, to see what a user
+/// at a terminal sees). Kills it after `limit`.
 inline CliResult run_program(const std::string& program, const std::vector<std::string>& arguments,
                              const ScratchFolder& scratch,
-                             std::chrono::seconds limit = std::chrono::seconds(120)) {
+                             std::chrono::seconds limit = std::chrono::seconds(120), bool stderr_terminal = false) {
   static std::atomic<int> counter{0};
   const int id = counter++;
   const std::string out_path = scratch.file("stdout-" + std::to_string(id));
@@ -86,7 +87,24 @@ inline CliResult run_program(const std::string& program, const std::vector<std::
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  int terminal = -1;
+  std::string terminal_output;
+  if (stderr_terminal) {
+    terminal = ::posix_openpt(O_RDWR | O_NOCTTY);
+    if (terminal < 0 || ::grantpt(terminal) != 0 || ::unlockpt(terminal) != 0) {
+      throw std::runtime_error("cannot open a pseudo-terminal");
+    }
+    ::fcntl(terminal, F_SETFL, ::fcntl(terminal, F_GETFL) | O_NONBLOCK);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, ::ptsname(terminal), O_WRONLY | O_NOCTTY, 0);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  }
+  // Drains the terminal as the child writes, so that it never blocks on a full buffer.
+  auto drain = [&] {
+    if (terminal < 0) return;
+    char buffer[4096];
+    for (ssize_t got; (got = ::read(terminal, buffer, sizeof buffer)) > 0;) terminal_output.append(buffer, got);
+  };
 
   std::vector<std::string> storage;
   storage.push_back(program);
@@ -104,6 +122,7 @@ inline CliResult run_program(const std::string& program, const std::vector<std::
   const auto deadline = std::chrono::steady_clock::now() + limit;
   int status = 0;
   while (true) {
+    drain();
     const pid_t done = ::waitpid(pid, &status, WNOHANG);
     if (done == pid) break;
     if (done < 0) throw std::runtime_error("waitpid failed for " + program);
@@ -121,7 +140,13 @@ inline CliResult run_program(const std::string& program, const std::vector<std::
     result.exit_code = 128 + WTERMSIG(status);
   }
   result.out = read_whole_file(out_path);
-  result.err = read_whole_file(err_path);
+  if (terminal >= 0) {
+    drain();
+    ::close(terminal);
+    result.err = terminal_output;
+  } else {
+    result.err = read_whole_file(err_path);
+  }
   return result;
 }
 

@@ -212,6 +212,22 @@ TEST(CliTrain, EpochsOnCsvDataAndEvalOnTheSameFile) {
   EXPECT_EQ(evaluated.value("rows", 0), 14);
 }
 
+TEST(CliTrain, ProgressLineOnlyOnATerminal) {
+  ScratchFolder scratch;
+  const std::string model = scratch.file("progress.safetensors");
+  auto arguments = train_arguments(model, 20000);
+  arguments.pop_back();  // drop --json
+  const auto result =
+      marbm::test::run_program(MARBM_CLI_PATH, arguments, scratch, std::chrono::seconds(120), /*stderr_terminal=*/true);
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  // The line is redrawn in place (carriage return) and erased at the end
+  // (erase-line escape), so the summary on stdout is not interleaved with it.
+  EXPECT_NE(result.err.find("\rtraining "), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("20000/20000"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.rfind("\r\033[K"), std::string::npos) << result.err;
+  EXPECT_EQ(result.err.find("error"), std::string::npos) << result.err;
+}
+
 TEST(CliEval, LogZMatchesTheLibrary) {
   ScratchFolder scratch;
   struct Case {
