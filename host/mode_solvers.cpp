@@ -40,7 +40,7 @@ int default_mode_steps(ModeSolver solver, int n_visible, int n_hidden) {
   const int units = n_visible + n_hidden;
   switch (solver) {
     case ModeSolver::exhaustive: return 0;
-    case ModeSolver::sb: return std::clamp(2 * units, 100, 2000);
+    case ModeSolver::sb: return std::clamp(2 * units, 100, 1000);
     case ModeSolver::sa: return std::clamp(2 * units, 100, 1000);
   }
   return 200;

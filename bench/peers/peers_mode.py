@@ -113,7 +113,7 @@ def main():
     grids = {
         # Many reads per call so that the Python overhead of a call is spread
         # thin (the peer's best case); agents as the package's default.
-        "dwave-sa": ([10, 30, 100, 300, 1000], 256),
+        "dwave-sa": ([3, 5, 10, 30, 100, 300, 1000], 256),
         "sb-ballistic": ([20, 50, 100, 300, 1000], 128),
         "sb-discrete": ([20, 50, 100, 300, 1000], 128),
     }
