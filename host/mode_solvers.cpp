@@ -33,7 +33,7 @@ int default_sb_replicas(SbVariant variant, int n_visible, int n_hidden) {
   // Ballistic replicas are cheaper per step but agree with each other more
   // (they follow the same branch of the relaxed problem): more of them.
   const int replicas = default_mode_replicas(ModeSolver::sb, n_visible, n_hidden);
-  return variant == SbVariant::ballistic ? 4 * replicas : replicas;
+  return variant == SbVariant::ballistic ? 8 * replicas : replicas;
 }
 
 int default_mode_steps(ModeSolver solver, int n_visible, int n_hidden) {
