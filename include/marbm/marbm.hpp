@@ -3,6 +3,7 @@
 
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
+#include "marbm/ensemble.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/model_io.hpp"
