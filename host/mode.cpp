@@ -197,6 +197,11 @@ double DescentPolish::run(std::uint8_t* visible, std::uint8_t* hidden, Scratch& 
   for (int i = 0; i < n_; ++i) {
     if (visible[i]) add_row(field_h, weights_.data() + static_cast<std::size_t>(i) * m_, 1.0);
   }
+  // The first hidden update is settled before field_v is built, so that the
+  // changes it makes cost nothing to patch.
+  for (int j = 0; j < m_; ++j) {
+    if (field_h[j] != 0.0) hidden[j] = field_h[j] > 0.0 ? 1 : 0;
+  }
   for (int j = 0; j < m_; ++j) {
     if (hidden[j]) add_row(field_v, weights_transposed_.data() + static_cast<std::size_t>(j) * n_, 1.0);
   }
