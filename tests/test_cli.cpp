@@ -154,7 +154,14 @@ TEST(CliTrain, ModeAssistedRunTakesModeSteps) {
   const std::string model = scratch.file("mode.safetensors");
   auto arguments = with_option(train_arguments(model), "--method", "mode");
   arguments = with_option(arguments, "--mode-solver", "exhaustive");
+  arguments = with_option(arguments, "--eval-every", "1000");
   const auto json = parse_json_output(run_cli(arguments, scratch));
+  // Evaluations at 0, 1000 and 2000, the last one the final result.
+  ASSERT_TRUE(json["history"].is_array()) << json.dump();
+  ASSERT_EQ(json["history"].size(), 3u) << json.dump();
+  EXPECT_EQ(json["history"][1].value("iteration", 0L), 1000);
+  EXPECT_EQ(json["history"][2]["kl"], json["kl"]);
+  EXPECT_LE(json["history"][1].value("mode_steps", 0L), json.value("mode_steps", 0L));
   // P_mode averages about 0.07 over the schedule with the defaults, so ~140
   // of 2000 updates are mode steps; zero would have probability ~e^-140.
   EXPECT_GT(json.value("mode_steps", 0L), 0);

@@ -191,9 +191,20 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
   auto engine = make_engine_for(options.backend, options.threads, options.json);
   const Rbm initial = Rbm::random(n, m, options.init_sigma, options.seed);
 
+  // With --json and --eval-every, the evaluations go into the JSON object.
+  nlohmann::json history = nlohmann::json::array();
   auto on_metrics = [&](const TrainMetrics& metrics) {
     const bool requested = metrics.iteration == total || metrics.iteration == 0 ||
                            (user_eval_every > 0 && metrics.iteration % user_eval_every == 0);
+    if (requested && options.json && user_eval_every > 0) {
+      history.push_back({{"iteration", metrics.iteration},
+                         {"kl", json_number(metrics.kl)},
+                         {"mean_log_likelihood", json_number(metrics.mean_log_likelihood)},
+                         {"log_z", json_number(metrics.log_z)},
+                         {"p_mode", json_number(metrics.p_mode)},
+                         {"mode_steps", metrics.mode_steps},
+                         {"seconds", json_number(metrics.seconds)}});
+    }
     if (requested && !options.json && user_eval_every > 0) {
       progress.clear();
       std::cerr << "marbm: " << metrics_text(metrics, total, mode) << '\n' << std::flush;
@@ -226,6 +237,7 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
     out["backend"] = engine->description();
     out["seed"] = options.seed;
     if (mode) out["mode_steps"] = result.mode_steps;
+    if (user_eval_every > 0) out["history"] = history;
     print_json(out);
   } else {
     std::cout << "trained " << to_string(config.method) << ' ' << n << 'x' << m << " on " << options.data << ": "
@@ -270,7 +282,7 @@ Runner setup_train(CLI::App& app) {
   app.add_option("--eval-every", o.eval_every, "exact KL / log-likelihood every N updates on stderr (0: at the end)")
       ->check(integer_at_least(0))
       ->capture_default_str();
-  app.add_flag("--json", o.json, "print one JSON object on stdout at the end");
+  app.add_flag("--json", o.json, "print one JSON object on stdout at the end (with --eval-every: and a history)");
   app.add_option("--momentum", o.momentum, "momentum in [0, 1)")
       ->check(number_in_half_open(0.0, 1.0))
       ->capture_default_str();
