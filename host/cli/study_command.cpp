@@ -12,6 +12,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "marbm/engine.hpp"
 #include "marbm/error.hpp"
 #include "marbm/study.hpp"
 #include "marbm/train.hpp"
@@ -94,6 +95,9 @@ int run_study_command(StudyOptions& options) {
   StudyConfig& config = options.config;
   config.methods = parse_methods(options.methods);
   config.backend = parse_backend_option(options.backend);
+  if (config.backend == Backend::automatic && cuda_devices().empty()) {
+    print_note("no usable CUDA device; the study runs on the cpu");
+  }
   config.mode.base = options.base == "pcd" ? NegativePhase::pcd : NegativePhase::cd;
   if (options.mode_solver == "auto") {
     config.mode.solver.reset();
