@@ -1,17 +1,23 @@
 // Ground-state search: exhaustive oracle against brute force, the descent
 // polish, SB and SA against the oracle on many random models, warm start,
-// determinism and option checks.
+// determinism, option checks and the `marbm mode` command.
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "marbm/error.hpp"
 #include "marbm/mode.hpp"
+#include "marbm/model_io.hpp"
 #include "marbm/random.hpp"
 #include "marbm/rbm.hpp"
 
@@ -321,6 +327,50 @@ TEST(ModeSearch, ReportsItsWorkAndHonoursOptions) {
   std::vector<std::uint8_t> v = blas.visible, h = blas.hidden;
   EXPECT_DOUBLE_EQ(polish_descent(large, v, h), blas.energy);
 }
+
+#ifdef MARBM_CLI_PATH
+// Runs the CLI through the shell; returns its exit status and stdout.
+int run_cli(const std::string& arguments, std::string* output) {
+  const std::string command = std::string(MARBM_CLI_PATH) + " " + arguments + " 2>/dev/null";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return -1;
+  char buffer[4096];
+  std::string text;
+  while (std::fgets(buffer, sizeof buffer, pipe)) text += buffer;
+  const int status = pclose(pipe);
+  if (output) *output = text;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(ModeCommand, JsonMatchesTheLibraryAndBadInputExitsWithTheRightStatus) {
+  const auto folder = std::filesystem::temp_directory_path() / ("marbm-mode-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(folder);
+  const std::string path = (folder / "model.safetensors").string();
+  const Rbm rbm = random_model(9, 7, 1.0, 1.0, 42);
+  save_rbm(path, rbm);
+  const ModeResult exact = mode_exhaustive(rbm);
+  std::string bits_v(exact.visible.size(), '0'), bits_h(exact.hidden.size(), '0');
+  for (std::size_t k = 0; k < exact.visible.size(); ++k) bits_v[k] = exact.visible[k] ? '1' : '0';
+  for (std::size_t k = 0; k < exact.hidden.size(); ++k) bits_h[k] = exact.hidden[k] ? '1' : '0';
+
+  for (const char* solver : {"exhaustive", "sb", "sa"}) {
+    std::string out;
+    ASSERT_EQ(run_cli("mode " + path + " --solver " + solver + " --backend cpu --seed 3 --json", &out), 0) << solver;
+    EXPECT_NE(out.find("\"visible\":\"" + bits_v + "\""), std::string::npos) << out;
+    EXPECT_NE(out.find("\"hidden\":\"" + bits_h + "\""), std::string::npos) << out;
+    EXPECT_NE(out.find("\"solver\":\"" + std::string(solver) + "\""), std::string::npos) << out;
+    for (const char* key : {"\"energy\":", "\"seconds\":", "\"replicas_at_best\":", "\"replicas\":", "\"steps\":"}) {
+      EXPECT_NE(out.find(key), std::string::npos) << key << " missing in " << out;
+    }
+  }
+  EXPECT_EQ(run_cli("mode " + path + " --solver nope", nullptr), 2);
+  EXPECT_EQ(run_cli("mode " + path + " --replicas -3", nullptr), 2);
+  EXPECT_EQ(run_cli("mode " + path + " --variant sideways", nullptr), 2);
+  EXPECT_EQ(run_cli("mode " + path + " --solver exhaustive --max-enumerated-units 3 --backend cpu", nullptr), 1);
+  EXPECT_EQ(run_cli("mode " + (folder / "missing.safetensors").string(), nullptr), 1);
+  std::filesystem::remove_all(folder);
+}
+#endif
 
 TEST(ModeDispatch, AutomaticWithoutDeviceRunsOnTheCpu) {
   const Rbm rbm = random_model(6, 5, 1.0, 1.0, 9);
