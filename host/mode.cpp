@@ -194,17 +194,38 @@ double DescentPolish::run(std::uint8_t* visible, std::uint8_t* hidden, Scratch& 
 #pragma omp simd
     for (std::size_t k = 0; k < size; ++k) out[k] += sign * row[k];
   };
-  for (int i = 0; i < n_; ++i) {
-    if (visible[i]) add_row(field_h, weights_.data() + static_cast<std::size_t>(i) * m_, 1.0);
-  }
+  // Rows of the units that are on, four at a time (each output loaded and
+  // stored a quarter as often).
+  auto add_rows_of_on = [](std::vector<double>& field, const double* rows, std::size_t stride,
+                           const std::uint8_t* state, int units, std::vector<int>& on) {
+    on.clear();
+    for (int k = 0; k < units; ++k) {
+      if (state[k]) on.push_back(k);
+    }
+    const std::size_t size = field.size();
+    double* out = field.data();
+    std::size_t k = 0;
+    for (; k + 4 <= on.size(); k += 4) {
+      const double* r0 = rows + static_cast<std::size_t>(on[k]) * stride;
+      const double* r1 = rows + static_cast<std::size_t>(on[k + 1]) * stride;
+      const double* r2 = rows + static_cast<std::size_t>(on[k + 2]) * stride;
+      const double* r3 = rows + static_cast<std::size_t>(on[k + 3]) * stride;
+#pragma omp simd
+      for (std::size_t i = 0; i < size; ++i) out[i] += (r0[i] + r1[i]) + (r2[i] + r3[i]);
+    }
+    for (; k < on.size(); ++k) {
+      const double* r0 = rows + static_cast<std::size_t>(on[k]) * stride;
+#pragma omp simd
+      for (std::size_t i = 0; i < size; ++i) out[i] += r0[i];
+    }
+  };
+  add_rows_of_on(field_h, weights_.data(), static_cast<std::size_t>(m_), visible, n_, scratch.on);
   // The first hidden update is settled before field_v is built, so that the
   // changes it makes cost nothing to patch.
   for (int j = 0; j < m_; ++j) {
     if (field_h[j] != 0.0) hidden[j] = field_h[j] > 0.0 ? 1 : 0;
   }
-  for (int j = 0; j < m_; ++j) {
-    if (hidden[j]) add_row(field_v, weights_transposed_.data() + static_cast<std::size_t>(j) * n_, 1.0);
-  }
+  add_rows_of_on(field_v, weights_transposed_.data(), static_cast<std::size_t>(n_), hidden, m_, scratch.on);
   // A unit changes only when its field strictly prefers the other value
   // (ties keep the current value), so every change lowers E and the loop
   // ends; the cap only guards against pathological rounding. Fields are

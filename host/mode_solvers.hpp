@@ -19,6 +19,7 @@ class DescentPolish {
   struct Scratch {
     std::vector<double> field_visible;
     std::vector<double> field_hidden;
+    std::vector<int> on;
   };
   explicit DescentPolish(const Rbm& rbm);
   /// Polishes raw state arrays (n and m entries, no size checks) in place;
