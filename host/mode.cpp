@@ -188,67 +188,77 @@ double DescentPolish::run(std::uint8_t* visible, std::uint8_t* hidden, Scratch& 
   auto& field_v = scratch.field_visible;  // a + W h, kept in step with h
   field_h.assign(hidden_bias_.begin(), hidden_bias_.end());
   field_v.assign(visible_bias_.begin(), visible_bias_.end());
-  auto add_row = [](std::vector<double>& field, const double* row, double sign) {
-    const std::size_t size = field.size();
-    double* out = field.data();
-#pragma omp simd
-    for (std::size_t k = 0; k < size; ++k) out[k] += sign * row[k];
-  };
-  // Rows of the units that are on, four at a time (each output loaded and
-  // stored a quarter as often).
-  auto add_rows_of_on = [](std::vector<double>& field, const double* rows, std::size_t stride,
-                           const std::uint8_t* state, int units, std::vector<int>& on) {
-    on.clear();
-    for (int k = 0; k < units; ++k) {
-      if (state[k]) on.push_back(k);
-    }
+  // Adds sign_k * row(index_k) for the listed units, four rows per pass so
+  // that each output is loaded and stored a quarter as often.
+  auto add_rows = [](std::vector<double>& field, const double* rows, std::size_t stride, const std::vector<int>& index,
+                     const std::vector<double>& sign, std::size_t count) {
     const std::size_t size = field.size();
     double* out = field.data();
     std::size_t k = 0;
-    for (; k + 4 <= on.size(); k += 4) {
-      const double* r0 = rows + static_cast<std::size_t>(on[k]) * stride;
-      const double* r1 = rows + static_cast<std::size_t>(on[k + 1]) * stride;
-      const double* r2 = rows + static_cast<std::size_t>(on[k + 2]) * stride;
-      const double* r3 = rows + static_cast<std::size_t>(on[k + 3]) * stride;
+    for (; k + 4 <= count; k += 4) {
+      const double* r0 = rows + static_cast<std::size_t>(index[k]) * stride;
+      const double* r1 = rows + static_cast<std::size_t>(index[k + 1]) * stride;
+      const double* r2 = rows + static_cast<std::size_t>(index[k + 2]) * stride;
+      const double* r3 = rows + static_cast<std::size_t>(index[k + 3]) * stride;
+      const double s0 = sign[k], s1 = sign[k + 1], s2 = sign[k + 2], s3 = sign[k + 3];
 #pragma omp simd
-      for (std::size_t i = 0; i < size; ++i) out[i] += (r0[i] + r1[i]) + (r2[i] + r3[i]);
+      for (std::size_t i = 0; i < size; ++i) out[i] += (s0 * r0[i] + s1 * r1[i]) + (s2 * r2[i] + s3 * r3[i]);
     }
-    for (; k < on.size(); ++k) {
-      const double* r0 = rows + static_cast<std::size_t>(on[k]) * stride;
+    for (; k < count; ++k) {
+      const double* r0 = rows + static_cast<std::size_t>(index[k]) * stride;
+      const double s0 = sign[k];
 #pragma omp simd
-      for (std::size_t i = 0; i < size; ++i) out[i] += r0[i];
+      for (std::size_t i = 0; i < size; ++i) out[i] += s0 * r0[i];
     }
   };
-  add_rows_of_on(field_h, weights_.data(), static_cast<std::size_t>(m_), visible, n_, scratch.on);
+  // Lists are appended without branches (write, then advance by 0 or 1):
+  // which units change is close to random after a short search.
+  auto& index = scratch.index;
+  auto& sign = scratch.sign;
+  index.resize(static_cast<std::size_t>(std::max(n_, m_)));
+  sign.resize(index.size());
+  auto list_on = [&](const std::uint8_t* state, int units) {
+    std::size_t count = 0;
+    for (int k = 0; k < units; ++k) {
+      index[count] = k;
+      sign[count] = 1.0;
+      count += state[k];
+    }
+    return count;
+  };
+  const std::size_t stride_h = static_cast<std::size_t>(m_), stride_v = static_cast<std::size_t>(n_);
+  add_rows(field_h, weights_.data(), stride_h, index, sign, list_on(visible, n_));
   // The first hidden update is settled before field_v is built, so that the
   // changes it makes cost nothing to patch.
   for (int j = 0; j < m_; ++j) {
     if (field_h[j] != 0.0) hidden[j] = field_h[j] > 0.0 ? 1 : 0;
   }
-  add_rows_of_on(field_v, weights_transposed_.data(), static_cast<std::size_t>(n_), hidden, m_, scratch.on);
+  add_rows(field_v, weights_transposed_.data(), stride_v, index, sign, list_on(hidden, m_));
   // A unit changes only when its field strictly prefers the other value
   // (ties keep the current value), so every change lowers E and the loop
   // ends; the cap only guards against pathological rounding. Fields are
   // patched with the rows of the units that changed.
   for (int round = 0; round < 10000; ++round) {
-    bool changed = false;
+    std::size_t count = 0;
     for (int j = 0; j < m_; ++j) {
       const std::uint8_t want = field_h[j] > 0.0 ? 1 : (field_h[j] < 0.0 ? 0 : hidden[j]);
-      if (want == hidden[j]) continue;
+      index[count] = j;
+      sign[count] = want ? 1.0 : -1.0;
+      count += want != hidden[j] ? 1 : 0;
       hidden[j] = want;
-      add_row(field_v, weights_transposed_.data() + static_cast<std::size_t>(j) * n_, want ? 1.0 : -1.0);
-      changed = true;
     }
-    if (!changed && round > 0) break;
-    changed = false;
+    add_rows(field_v, weights_transposed_.data(), stride_v, index, sign, count);
+    if (count == 0 && round > 0) break;
+    count = 0;
     for (int i = 0; i < n_; ++i) {
       const std::uint8_t want = field_v[i] > 0.0 ? 1 : (field_v[i] < 0.0 ? 0 : visible[i]);
-      if (want == visible[i]) continue;
+      index[count] = i;
+      sign[count] = want ? 1.0 : -1.0;
+      count += want != visible[i] ? 1 : 0;
       visible[i] = want;
-      add_row(field_h, weights_.data() + static_cast<std::size_t>(i) * m_, want ? 1.0 : -1.0);
-      changed = true;
     }
-    if (!changed) break;
+    add_rows(field_h, weights_.data(), stride_h, index, sign, count);
+    if (count == 0) break;
   }
   // E = -a.v - h.(b + W^T v).
   double energy = 0.0;

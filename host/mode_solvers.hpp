@@ -19,7 +19,8 @@ class DescentPolish {
   struct Scratch {
     std::vector<double> field_visible;
     std::vector<double> field_hidden;
-    std::vector<int> on;
+    std::vector<int> index;
+    std::vector<double> sign;
   };
   explicit DescentPolish(const Rbm& rbm);
   /// Polishes raw state arrays (n and m entries, no size checks) in place;
