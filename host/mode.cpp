@@ -169,6 +169,35 @@ double polish_descent(const Rbm& rbm, std::span<std::uint8_t> visible, std::span
 
 namespace detail {
 
+namespace {
+
+// field += sign_k * row(index_k) for the `count` listed rows, four rows per
+// pass so that each output is loaded and stored a quarter as often.
+MARBM_VECTOR_CLONES void add_signed_rows(std::vector<double>& field, const double* rows, std::size_t stride,
+                                         const std::vector<int>& index, const std::vector<double>& sign,
+                                         std::size_t count) {
+  const std::size_t size = field.size();
+  double* out = field.data();
+  std::size_t k = 0;
+  for (; k + 4 <= count; k += 4) {
+    const double* r0 = rows + static_cast<std::size_t>(index[k]) * stride;
+    const double* r1 = rows + static_cast<std::size_t>(index[k + 1]) * stride;
+    const double* r2 = rows + static_cast<std::size_t>(index[k + 2]) * stride;
+    const double* r3 = rows + static_cast<std::size_t>(index[k + 3]) * stride;
+    const double s0 = sign[k], s1 = sign[k + 1], s2 = sign[k + 2], s3 = sign[k + 3];
+#pragma omp simd
+    for (std::size_t i = 0; i < size; ++i) out[i] += (s0 * r0[i] + s1 * r1[i]) + (s2 * r2[i] + s3 * r3[i]);
+  }
+  for (; k < count; ++k) {
+    const double* r0 = rows + static_cast<std::size_t>(index[k]) * stride;
+    const double s0 = sign[k];
+#pragma omp simd
+    for (std::size_t i = 0; i < size; ++i) out[i] += s0 * r0[i];
+  }
+}
+
+}  // namespace
+
 DescentPolish::DescentPolish(const Rbm& rbm)
     : n_(rbm.n_visible()),
       m_(rbm.n_hidden()),
@@ -188,29 +217,6 @@ double DescentPolish::run(std::uint8_t* visible, std::uint8_t* hidden, Scratch& 
   auto& field_v = scratch.field_visible;  // a + W h, kept in step with h
   field_h.assign(hidden_bias_.begin(), hidden_bias_.end());
   field_v.assign(visible_bias_.begin(), visible_bias_.end());
-  // Adds sign_k * row(index_k) for the listed units, four rows per pass so
-  // that each output is loaded and stored a quarter as often.
-  auto add_rows = [](std::vector<double>& field, const double* rows, std::size_t stride, const std::vector<int>& index,
-                     const std::vector<double>& sign, std::size_t count) {
-    const std::size_t size = field.size();
-    double* out = field.data();
-    std::size_t k = 0;
-    for (; k + 4 <= count; k += 4) {
-      const double* r0 = rows + static_cast<std::size_t>(index[k]) * stride;
-      const double* r1 = rows + static_cast<std::size_t>(index[k + 1]) * stride;
-      const double* r2 = rows + static_cast<std::size_t>(index[k + 2]) * stride;
-      const double* r3 = rows + static_cast<std::size_t>(index[k + 3]) * stride;
-      const double s0 = sign[k], s1 = sign[k + 1], s2 = sign[k + 2], s3 = sign[k + 3];
-#pragma omp simd
-      for (std::size_t i = 0; i < size; ++i) out[i] += (s0 * r0[i] + s1 * r1[i]) + (s2 * r2[i] + s3 * r3[i]);
-    }
-    for (; k < count; ++k) {
-      const double* r0 = rows + static_cast<std::size_t>(index[k]) * stride;
-      const double s0 = sign[k];
-#pragma omp simd
-      for (std::size_t i = 0; i < size; ++i) out[i] += s0 * r0[i];
-    }
-  };
   // Lists are appended without branches (write, then advance by 0 or 1):
   // which units change is close to random after a short search.
   auto& index = scratch.index;
@@ -227,13 +233,13 @@ double DescentPolish::run(std::uint8_t* visible, std::uint8_t* hidden, Scratch& 
     return count;
   };
   const std::size_t stride_h = static_cast<std::size_t>(m_), stride_v = static_cast<std::size_t>(n_);
-  add_rows(field_h, weights_.data(), stride_h, index, sign, list_on(visible, n_));
+  add_signed_rows(field_h, weights_.data(), stride_h, index, sign, list_on(visible, n_));
   // The first hidden update is settled before field_v is built, so that the
   // changes it makes cost nothing to patch.
   for (int j = 0; j < m_; ++j) {
     if (field_h[j] != 0.0) hidden[j] = field_h[j] > 0.0 ? 1 : 0;
   }
-  add_rows(field_v, weights_transposed_.data(), stride_v, index, sign, list_on(hidden, m_));
+  add_signed_rows(field_v, weights_transposed_.data(), stride_v, index, sign, list_on(hidden, m_));
   // A unit changes only when its field strictly prefers the other value
   // (ties keep the current value), so every change lowers E and the loop
   // ends; the cap only guards against pathological rounding. Fields are
@@ -247,7 +253,7 @@ double DescentPolish::run(std::uint8_t* visible, std::uint8_t* hidden, Scratch& 
       count += want != hidden[j] ? 1 : 0;
       hidden[j] = want;
     }
-    add_rows(field_v, weights_transposed_.data(), stride_v, index, sign, count);
+    add_signed_rows(field_v, weights_transposed_.data(), stride_v, index, sign, count);
     if (count == 0 && round > 0) break;
     count = 0;
     for (int i = 0; i < n_; ++i) {
@@ -257,7 +263,7 @@ double DescentPolish::run(std::uint8_t* visible, std::uint8_t* hidden, Scratch& 
       count += want != visible[i] ? 1 : 0;
       visible[i] = want;
     }
-    add_rows(field_h, weights_.data(), stride_h, index, sign, count);
+    add_signed_rows(field_h, weights_.data(), stride_h, index, sign, count);
     if (count == 0) break;
   }
   // E = -a.v - h.(b + W^T v).

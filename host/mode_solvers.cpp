@@ -200,7 +200,7 @@ inline float sign_of(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0
 // that layer's field: symplectic Euler and perfectly inelastic walls.
 // `gain` multiplies the momenta each step before the force acts: 1 for the
 // plain dynamics, slightly above 1 for heated ballistic replicas.
-inline void sb_update(float* x, float* y, const float* field, int count, float dt, float detuning, float c0,
+MARBM_VECTOR_CLONES void sb_update(float* x, float* y, const float* field, int count, float dt, float detuning, float c0,
                       float a0, float gain) {
 #pragma omp simd
   for (int k = 0; k < count; ++k) {
@@ -246,9 +246,32 @@ void sb_initialise(const ModeSearchConfig& config, int r, int n, int m, float* x
   }
 }
 
+// out += sum_k source[k] * row k over `sources` consecutive rows: contiguous
+// and vectorised, four rows per pass so each output is loaded and stored a
+// quarter as often (no horizontal sums, unlike a dot product per output).
+MARBM_VECTOR_CLONES void add_scaled_rows(float* out, int size, const float* rows, std::size_t stride,
+                                         const float* source, int sources) {
+  int k = 0;
+  for (; k + 4 <= sources; k += 4) {
+    const float s0 = source[k], s1 = source[k + 1], s2 = source[k + 2], s3 = source[k + 3];
+    const float* r0 = rows + static_cast<std::size_t>(k) * stride;
+    const float* r1 = r0 + stride;
+    const float* r2 = r1 + stride;
+    const float* r3 = r2 + stride;
+#pragma omp simd
+    for (int i = 0; i < size; ++i) out[i] += s0 * r0[i] + s1 * r1[i] + s2 * r2[i] + s3 * r3[i];
+  }
+  for (; k < sources; ++k) {
+    const float s0 = source[k];
+    const float* r0 = rows + static_cast<std::size_t>(k) * stride;
+#pragma omp simd
+    for (int i = 0; i < size; ++i) out[i] += s0 * r0[i];
+  }
+}
+
 // out += sum_k coefficient[k] * row(index[k]) over `count` listed rows, four
 // rows per pass so each output is loaded and stored a quarter as often.
-void add_gathered_rows(float* out, int size, const float* rows, std::size_t stride, const int* index,
+MARBM_VECTOR_CLONES void add_gathered_rows(float* out, int size, const float* rows, std::size_t stride, const int* index,
                        const float* coefficient, int count) {
   int k = 0;
   for (; k + 4 <= count; k += 4) {
@@ -354,33 +377,12 @@ ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
         float* y_h = yh.data() + static_cast<std::size_t>(r) * m;
         // Fields from the current positions (bSB) or signs (dSB).
         // Fields from the current positions (bSB) or signs (dSB), as sums of
-        // rows scaled by the source spins: contiguous and vectorised, four
-        // source rows per pass so each output is loaded and stored a quarter
-        // as often.
-        auto add_rows = [](float* out, int size, const float* rows, std::size_t stride, const float* source,
-                           int sources) {
-          int k = 0;
-          for (; k + 4 <= sources; k += 4) {
-            const float s0 = source[k], s1 = source[k + 1], s2 = source[k + 2], s3 = source[k + 3];
-            const float* r0 = rows + static_cast<std::size_t>(k) * stride;
-            const float* r1 = r0 + stride;
-            const float* r2 = r1 + stride;
-            const float* r3 = r2 + stride;
-#pragma omp simd
-            for (int i = 0; i < size; ++i) out[i] += s0 * r0[i] + s1 * r1[i] + s2 * r2[i] + s3 * r3[i];
-          }
-          for (; k < sources; ++k) {
-            const float s0 = source[k];
-            const float* r0 = rows + static_cast<std::size_t>(k) * stride;
-#pragma omp simd
-            for (int i = 0; i < size; ++i) out[i] += s0 * r0[i];
-          }
-        };
+        // rows scaled by the source spins.
         auto full_fields = [&](const float* pv, const float* ph) {
           std::copy(form.field_v.begin(), form.field_v.end(), fv.begin());
           std::copy(form.field_h.begin(), form.field_h.end(), fh.begin());
-          add_rows(fv.data(), n, form.coupling_transposed.data(), static_cast<std::size_t>(n), ph, m);
-          add_rows(fh.data(), m, form.coupling.data(), static_cast<std::size_t>(m), pv, n);
+          add_scaled_rows(fv.data(), n, form.coupling_transposed.data(), static_cast<std::size_t>(n), ph, m);
+          add_scaled_rows(fh.data(), m, form.coupling.data(), static_cast<std::size_t>(m), pv, n);
         };
         if (discrete) {
           // dSB fields change only where a sign flips, and after the first

@@ -8,6 +8,17 @@
 #include "marbm/mode.hpp"
 #include "marbm/rbm.hpp"
 
+// The few inner loops that dominate a search are compiled twice, for AVX2
+// and for the baseline, and the loader picks one (GCC/Clang function
+// multiversioning): the library is built without -march, so the baseline
+// alone would run 4 floats (2 doubles) per instruction. AVX2 gives no FMA
+// here, so results stay those of separate multiplies and adds.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MARBM_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MARBM_VECTOR_CLONES
+#endif
+
 namespace marbm::detail {
 
 /// The descent polish of one model, set up once and run on many replicas:
