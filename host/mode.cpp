@@ -48,6 +48,41 @@ struct BlockBest {
   std::uint64_t state = 0;  // the enumerated layer's bits (bit j = unit j)
 };
 
+// Enumerates Gray-code indices first .. first + size - 1 of the smaller layer
+// (k units, couplings to the f units of the other layer as k rows of f),
+// restarting the fields exactly at `first`.
+MARBM_VECTOR_CLONES BlockBest enumerate_block(std::uint64_t first, std::uint64_t block_size, int k, int f,
+                                              const double* coupling, const float* enum_bias, const float* free_bias,
+                                              double* field) {
+  std::uint64_t gray = first ^ (first >> 1);
+  double linear = 0.0;
+  for (int i = 0; i < f; ++i) field[i] = free_bias[i];
+  for (int j = 0; j < k; ++j) {
+    if (!((gray >> j) & 1u)) continue;
+    linear += enum_bias[j];
+    const double* column = coupling + static_cast<std::size_t>(j) * f;
+    for (int i = 0; i < f; ++i) field[i] += column[i];
+  }
+  BlockBest local;
+  for (std::uint64_t index = first;; ++index) {
+    double gain = 0.0;
+#pragma omp simd reduction(+ : gain)
+    for (int i = 0; i < f; ++i) gain += std::max(0.0, field[i]);
+    const double energy = -linear - gain;
+    if (energy < local.energy) local = {energy, gray};
+    if (index + 1 == first + block_size) break;
+    // Next Gray code differs in the lowest set bit of index + 1.
+    const int j = std::countr_zero(index + 1);
+    const double sign = ((gray >> j) & 1u) ? -1.0 : 1.0;
+    gray ^= std::uint64_t{1} << j;
+    linear += sign * enum_bias[j];
+    const double* column = coupling + static_cast<std::size_t>(j) * f;
+#pragma omp simd
+    for (int i = 0; i < f; ++i) field[i] += sign * column[i];
+  }
+  return local;
+}
+
 }  // namespace
 
 ModeResult mode_exhaustive(const Rbm& rbm, int max_enumerated_units) {
@@ -95,32 +130,8 @@ ModeResult mode_exhaustive(const Rbm& rbm, int max_enumerated_units) {
 #pragma omp for schedule(static)
     for (std::int64_t block = 0; block < blocks; ++block) {
       const std::uint64_t first = static_cast<std::uint64_t>(block) * block_size;
-      std::uint64_t gray = first ^ (first >> 1);
-      double linear = 0.0;
-      for (int i = 0; i < f; ++i) field[i] = free_bias[i];
-      for (int j = 0; j < k; ++j) {
-        if (!((gray >> j) & 1u)) continue;
-        linear += enum_bias[j];
-        const double* column = coupling.data() + static_cast<std::size_t>(j) * f;
-        for (int i = 0; i < f; ++i) field[i] += column[i];
-      }
-      BlockBest local;
-      for (std::uint64_t index = first;; ++index) {
-        double gain = 0.0;
-#pragma omp simd reduction(+ : gain)
-        for (int i = 0; i < f; ++i) gain += std::max(0.0, field[i]);
-        const double energy = -linear - gain;
-        if (energy < local.energy) local = {energy, gray};
-        if (index + 1 == first + block_size) break;
-        // Next Gray code differs in the lowest set bit of index + 1.
-        const int j = std::countr_zero(index + 1);
-        const double sign = ((gray >> j) & 1u) ? -1.0 : 1.0;
-        gray ^= std::uint64_t{1} << j;
-        linear += sign * enum_bias[j];
-        const double* column = coupling.data() + static_cast<std::size_t>(j) * f;
-#pragma omp simd
-        for (int i = 0; i < f; ++i) field[i] += sign * column[i];
-      }
+      const BlockBest local = enumerate_block(first, block_size, k, f, coupling.data(), enum_bias.data(),
+                                              free_bias.data(), field.data());
       best[static_cast<std::size_t>(block)] = local;
     }
   }
