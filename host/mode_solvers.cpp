@@ -11,7 +11,6 @@
 #include <limits>
 #include <string>
 #include <vector>
-#include <cstdlib>
 
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
