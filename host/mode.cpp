@@ -124,15 +124,22 @@ ModeResult mode_exhaustive(const Rbm& rbm, int max_enumerated_units) {
   const std::int64_t blocks = static_cast<std::int64_t>(total / block_size);
   std::vector<BlockBest> best(static_cast<std::size_t>(blocks));
 
-#pragma omp parallel
-  {
+  const auto search_block = [&](std::int64_t block, double* field) {
+    const std::uint64_t first = static_cast<std::uint64_t>(block) * block_size;
+    best[static_cast<std::size_t>(block)] =
+        enumerate_block(first, block_size, k, f, coupling.data(), enum_bias.data(), free_bias.data(), field);
+  };
+  if (blocks == 1) {
+    // Small models (training's mode steps): no OpenMP region at all; even an
+    // inactive one sets up a team, which costs more than the whole search.
     std::vector<double> field(static_cast<std::size_t>(f));
+    search_block(0, field.data());
+  } else {
+#pragma omp parallel
+    {
+      std::vector<double> field(static_cast<std::size_t>(f));
 #pragma omp for schedule(static)
-    for (std::int64_t block = 0; block < blocks; ++block) {
-      const std::uint64_t first = static_cast<std::uint64_t>(block) * block_size;
-      const BlockBest local = enumerate_block(first, block_size, k, f, coupling.data(), enum_bias.data(),
-                                              free_bias.data(), field.data());
-      best[static_cast<std::size_t>(block)] = local;
+      for (std::int64_t block = 0; block < blocks; ++block) search_block(block, field.data());
     }
   }
   // Lowest energy; the first block wins ties, so the result does not depend on
