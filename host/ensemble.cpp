@@ -91,6 +91,9 @@ bool ensemble_fused_supported(int n_visible, int n_hidden, int data_rows, const 
   if (persistent && (config.persistent_chains > 0 ? config.persistent_chains : batch) > 128) return false;
   if (config.method == TrainMethod::mode) {
     if (config.mode.base != NegativePhase::cd && config.mode.base != NegativePhase::pcd) return false;
+    // The kernel finds the joint ground state only; the marginal target goes
+    // through the engines.
+    if (config.mode.target != ModeTarget::joint) return false;
     const bool exhaustive = config.mode.solver ? *config.mode.solver == ModeSolver::exhaustive
                                                : smaller <= config.mode.auto_exhaustive_units;
     if (!exhaustive || smaller > 20) return false;
