@@ -388,6 +388,9 @@ TEST(Ensemble, FusedSupportFollowsTheDocumentedLimits) {
   EXPECT_FALSE(ensemble_fused_supported(6, 6, 6, config));
   config.method = TrainMethod::mode;
   EXPECT_TRUE(ensemble_fused_supported(16, 16, 6, config));
+  config.mode.target = ModeTarget::marginal;
+  EXPECT_FALSE(ensemble_fused_supported(16, 16, 6, config));
+  config.mode.target = ModeTarget::joint;
   config.mode.solver = ModeSolver::sb;
   EXPECT_FALSE(ensemble_fused_supported(16, 16, 6, config));
   config.method = TrainMethod::cd;
