@@ -23,6 +23,7 @@
 #include <span>
 #include <vector>
 
+#include "test_support.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
@@ -40,11 +41,7 @@ struct JointStatistics {
   std::vector<double> visible_state;   // p(v) for v = sum_i v_i 2^i
 };
 
-inline std::vector<std::uint8_t> bits_of(unsigned value, int count) {
-  std::vector<std::uint8_t> bits(count);
-  for (int k = 0; k < count; ++k) bits[k] = static_cast<std::uint8_t>((value >> k) & 1u);
-  return bits;
-}
+using test_support::bits_of;
 
 inline JointStatistics joint_statistics(const Rbm& rbm) {
   const int n = rbm.n_visible(), m = rbm.n_hidden();

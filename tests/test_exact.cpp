@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "test_support.hpp"
 #include "marbm/data.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
@@ -14,19 +15,8 @@
 namespace marbm {
 namespace {
 
-std::vector<std::uint8_t> bits_of(std::uint64_t value, int count) {
-  std::vector<std::uint8_t> bits(count);
-  for (int k = 0; k < count; ++k) bits[k] = (value >> k) & 1u;
-  return bits;
-}
-
-// Relative agreement; NaN never passes.
-::testing::AssertionResult close_relative(double actual, double expected, double tolerance) {
-  const double scale = std::max(1.0, std::fabs(expected));
-  if (std::fabs(actual - expected) <= tolerance * scale) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << actual << " vs " << expected << " (relative difference "
-                                       << std::fabs(actual - expected) / scale << ", tolerance " << tolerance << ")";
-}
+using test_support::bits_of;
+using test_support::close_relative;
 
 TEST(Exact, GrayCodeEqualsDirectEqualsBruteForce) {
   // Exact quantities in float64 over at most 2^20 terms: the only error is

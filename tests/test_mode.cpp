@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "test_support.hpp"
 #include "marbm/error.hpp"
 #include "marbm/mode.hpp"
 #include "marbm/model_io.hpp"
@@ -24,11 +25,7 @@
 namespace marbm {
 namespace {
 
-std::vector<std::uint8_t> bits_of(std::uint64_t value, int count) {
-  std::vector<std::uint8_t> bits(count);
-  for (int k = 0; k < count; ++k) bits[k] = (value >> k) & 1u;
-  return bits;
-}
+using test_support::bits_of;
 
 // Minimum of E over every (v, h) pair: 2^(n+m) states, small models only.
 double brute_force_minimum(const Rbm& rbm) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "detail/mode_assist.hpp"
+#include "test_support.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
@@ -17,11 +18,7 @@
 namespace marbm {
 namespace {
 
-std::vector<std::uint8_t> bits_of(unsigned value, int count) {
-  std::vector<std::uint8_t> bits(count);
-  for (int k = 0; k < count; ++k) bits[k] = (value >> k) & 1u;
-  return bits;
-}
+using test_support::bits_of;
 
 TEST(ModeProbability, MatchesHandComputedSchedule) {
   const ModeAssistConfig config;  // p_max 0.1, alpha 20, beta -6

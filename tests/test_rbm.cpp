@@ -4,6 +4,7 @@
 #include <cmath>
 #include <set>
 
+#include "test_support.hpp"
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
 #include "marbm/rbm.hpp"
@@ -11,11 +12,7 @@
 namespace marbm {
 namespace {
 
-std::vector<std::uint8_t> bits_of(unsigned value, int count) {
-  std::vector<std::uint8_t> bits(count);
-  for (int k = 0; k < count; ++k) bits[k] = (value >> k) & 1u;
-  return bits;
-}
+using test_support::bits_of;
 
 TEST(Philox, MatchesPublishedKnownAnswer) {
   // Random123 kat_vectors: philox4x32_10, counter and key all ones.

@@ -1,0 +1,28 @@
+// Small helpers shared by the test suites.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace marbm::test_support {
+
+/// The `count` low bits of `value` as 0/1 unit states, bit k in entry k.
+inline std::vector<std::uint8_t> bits_of(std::uint64_t value, int count) {
+  std::vector<std::uint8_t> bits(static_cast<std::size_t>(count));
+  for (int k = 0; k < count; ++k) bits[static_cast<std::size_t>(k)] = static_cast<std::uint8_t>((value >> k) & 1u);
+  return bits;
+}
+
+/// Relative agreement (absolute below magnitude 1); NaN never passes.
+inline ::testing::AssertionResult close_relative(double actual, double expected, double tolerance) {
+  const double scale = std::max(1.0, std::fabs(expected));
+  if (std::fabs(actual - expected) <= tolerance * scale) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << actual << " vs " << expected << " (relative difference "
+                                       << std::fabs(actual - expected) / scale << ", tolerance " << tolerance << ")";
+}
+
+}  // namespace marbm::test_support
