@@ -362,12 +362,21 @@ TEST(CliRefusal, EvalInputs) {
       {"no model", {"eval"}, 2, "model"},
       {"no command", {}, 2, "marbm --help"},
       // CLI11 reports the missing subcommand before the stray word.
-      {"unknown command", {"fly"}, 2, "subcommand"},
+      {"unknown command", {"fly"}, 2, "'fly'"},
   };
   for (const auto& refusal : refusals) {
     SCOPED_TRACE(refusal.name);
     expect_refusal(run_cli(refusal.arguments, scratch), refusal.status, refusal.needle);
   }
+}
+
+}  // namespace
+
+namespace {
+
+TEST(CliRefusal, MissingCommand) {
+  ScratchFolder scratch;
+  expect_refusal(run_cli({}, scratch), 2, "subcommand");
 }
 
 }  // namespace

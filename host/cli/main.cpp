@@ -47,6 +47,19 @@ int main(int argc, char** argv) {
     runners.emplace_back(sub, command.setup(*sub));
   }
 
+  // CLI11 reports an unknown first word as "a subcommand is required";
+  // name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string word = argv[1];
+    const bool known = std::any_of(commands.begin(), commands.end(),
+                                   [&](const Command& command) { return command.name == word; });
+    if (!known) {
+      std::string names;
+      for (const auto& command : commands) names += (names.empty() ? "" : ", ") + command.name;
+      return fail("unknown command '" + word + "' (expected one of " + names + "; see marbm --help)", 2);
+    }
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
