@@ -20,6 +20,7 @@
 
 #include "detail/cuda_entry.hpp"
 #include "device_buffer.cuh"
+#include "ensemble_batched.cuh"
 #include "ensemble_entry.hpp"
 #include "error.cuh"
 #include "gibbs.cuh"
@@ -553,6 +554,8 @@ std::vector<TrainResult> train_ensemble_cuda(const Dataset& data, const std::vec
                                              const EnsembleMetricsCallback& on_metrics) {
   const int n = initial.front().n_visible(), m = initial.front().n_hidden();
   if (!ensemble_fused_supported(n, m, data.n_rows, config)) {
+    if (ensemble_batched_supported(n, m, data.n_rows, config))
+      return train_ensemble_batched(data, initial, seeds, config, on_metrics);
     return train_one_by_one(data, initial, seeds, config, on_metrics);
   }
   check_config(config);

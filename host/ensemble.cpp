@@ -102,6 +102,13 @@ bool ensemble_fused_supported(int n_visible, int n_hidden, int data_rows, const 
   return true;
 }
 
+bool ensemble_batched_supported(int n_visible, int n_hidden, int data_rows, const TrainConfig& config) {
+  if (n_visible < 1 || n_hidden < 1 || data_rows < 1 || config.batch_size < 1) return false;
+  if (config.method == TrainMethod::cd || config.method == TrainMethod::pcd) return true;
+  return config.method == TrainMethod::mode &&
+         (config.mode.base == NegativePhase::cd || config.mode.base == NegativePhase::pcd);
+}
+
 std::vector<TrainResult> train_ensemble(Backend backend, const Dataset& data, const std::vector<Rbm>& initial,
                                         const std::vector<std::uint64_t>& seeds, const TrainConfig& config,
                                         const EnsembleMetricsCallback& on_metrics) {

@@ -37,6 +37,15 @@ using EnsembleMetricsCallback = std::function<void(int member, const TrainMetric
 ///   settings fall back to marbm::train on cuda engines, four host threads
 ///   each training members in turn on an engine of its own (their streams
 ///   overlap on the device); on_metrics is then serialized as on cpu.
+///   Mid-size and larger models (ensemble_batched_supported) instead run
+///   batched: parameters, momentum and chains of all members as stacked
+///   [E x ...] device arrays; each half-sweep's fields are one
+///   cublasSgemmStridedBatched over the members and one sampling launch keyed
+///   by each member's seed, so member e draws exactly the random numbers of a
+///   cuda engine trained with seeds[e] (float sums may run in another order:
+///   trajectories agree to rounding). Mode steps are decided per member by
+///   marbm's rule and searched on the member's slice; exact metrics use the
+///   device enumeration. on_metrics is called as metrics arrive, serialized.
 /// - automatic: cuda when a device is usable, else cpu.
 ///
 /// Throws UsageError for empty or mismatched inputs (sizes, seeds count, data
@@ -52,5 +61,12 @@ std::vector<TrainResult> train_ensemble(Backend backend, const Dataset& data, co
 /// batch and persistent chains <= 128 rows; exact metrics only when
 /// min(n, m) <= 20. Pure function of its arguments (no device query).
 bool ensemble_fused_supported(int n_visible, int n_hidden, int data_rows, const TrainConfig& config);
+
+/// Whether the cuda backend trains this ensemble, when the fused kernel does
+/// not, with the batched path: all members' state stacked on the device, each
+/// half-sweep one strided-batched GEMM and one sampling launch over all
+/// members. Method cd, pcd or mode with a cd or pcd base (any mode solver and
+/// target); not the exact method. Pure function of its arguments.
+bool ensemble_batched_supported(int n_visible, int n_hidden, int data_rows, const TrainConfig& config);
 
 }  // namespace marbm
