@@ -1,0 +1,111 @@
+// Ensembles of mid-size RBMs on the device: the batched path of
+// train_ensemble (strided-batched GEMMs over the members) beside the same
+// members trained one after another, each by marbm::train on a cuda engine.
+//   - E = 64 members of 100 x 64 and E = 16 members of 784 x 500;
+//   - CD-1 at batch 100 on 1,000 random binary rows, no exact metrics.
+//
+//   bench_cuda_ensemble --benchmark_counters_tabular=true
+//
+// Counters: batched_updates_per_s_per_member, single_updates_per_s_per_member
+// and speedup = their ratio (wall time, warm device). Without a device every
+// benchmark reports an error and the binary exits 0.
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include "marbm/data.hpp"
+#include "marbm/engine.hpp"
+#include "marbm/ensemble.hpp"
+#include "marbm/random.hpp"
+#include "marbm/train.hpp"
+
+namespace {
+
+bool have_device(benchmark::State& state) {
+  if (marbm::cuda_devices().empty()) {
+    state.SkipWithError("no usable CUDA device");
+    return false;
+  }
+  return true;
+}
+
+marbm::Dataset random_binary(int rows, int cols, double p_one, std::uint64_t seed) {
+  marbm::Dataset d;
+  d.n_rows = rows;
+  d.n_cols = cols;
+  d.values.resize(static_cast<std::size_t>(rows) * cols);
+  const marbm::PhiloxStream stream(seed, marbm::random_stream(marbm::RandomPurpose::test, 0));
+  for (std::size_t k = 0; k < d.values.size(); ++k) d.values[k] = stream.uniform_double(k) < p_one ? 1 : 0;
+  d.description = "random";
+  return d;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Args: members, n, m, updates per member.
+void BM_CudaEnsembleBatchedVsSingle(benchmark::State& state) {
+  if (!have_device(state)) return;
+  const int members = static_cast<int>(state.range(0));
+  const int n = static_cast<int>(state.range(1)), m = static_cast<int>(state.range(2));
+  const long updates = state.range(3);
+  const marbm::Dataset data = random_binary(1000, n, 0.2, 3);
+  std::vector<marbm::Rbm> initial;
+  std::vector<std::uint64_t> seeds;
+  for (int e = 0; e < members; ++e) {
+    initial.push_back(marbm::Rbm::random(n, m, 0.01, static_cast<std::uint64_t>(e + 1)));
+    seeds.push_back(static_cast<std::uint64_t>(e + 1));
+  }
+  marbm::TrainConfig config;
+  config.method = marbm::TrainMethod::cd;
+  config.learning_rate = 0.05;
+  config.batch_size = 100;
+  config.iterations = updates;
+  config.exact_metrics = false;
+  if (!marbm::ensemble_batched_supported(n, m, data.n_rows, config) ||
+      marbm::ensemble_fused_supported(n, m, data.n_rows, config)) {
+    state.SkipWithError("this shape does not take the batched path");
+    return;
+  }
+  auto engine = marbm::make_engine(marbm::Backend::cuda);
+  marbm::TrainConfig warm = config;
+  warm.iterations = 5;
+  (void)marbm::train_ensemble(marbm::Backend::cuda, data, initial, seeds, warm);  // warm-up (cuBLAS, allocator)
+  (void)marbm::train(*engine, data, initial.front(), warm);
+  double batched = 0.0, single = 0.0;
+  for (auto _ : state) {
+    auto start = std::chrono::steady_clock::now();
+    const auto results = marbm::train_ensemble(marbm::Backend::cuda, data, initial, seeds, config);
+    benchmark::DoNotOptimize(results.data());
+    const double batched_seconds = seconds_since(start);
+    start = std::chrono::steady_clock::now();
+    for (int e = 0; e < members; ++e) {
+      marbm::TrainConfig member_config = config;
+      member_config.seed = seeds[e];
+      const auto result = marbm::train(*engine, data, initial[e], member_config);
+      benchmark::DoNotOptimize(result.model.weights().data());
+    }
+    const double single_seconds = seconds_since(start);
+    state.SetIterationTime(batched_seconds);
+    batched += batched_seconds;
+    single += single_seconds;
+  }
+  const double runs = static_cast<double>(state.iterations());
+  state.counters["members"] = members;
+  state.counters["batched_updates_per_s_per_member"] = static_cast<double>(updates) * runs / batched;
+  state.counters["single_updates_per_s_per_member"] = static_cast<double>(updates) * members * runs / single;
+  state.counters["speedup"] = single / batched;
+}
+BENCHMARK(BM_CudaEnsembleBatchedVsSingle)
+    ->Args({64, 100, 64, 500})
+    ->Args({16, 784, 500, 200})
+    ->UseManualTime()
+    ->Iterations(2)
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
