@@ -9,9 +9,9 @@
 // Each half-sweep is one cublasSgemmStridedBatched (batch count E) and one
 // sampling launch over all members, keyed per member by its seed with the
 // engines' Philox layout (gibbs_random_index), so member e draws the numbers
-// a cuda engine trained with seeds[e] draws. The gradient is three
-// strided-batched GEMMs (dW = V^T H, da = V^T w, db = H^T 1) and the step one
-// fused update launch.
+// a cuda engine trained with seeds[e] draws. The gradient is one
+// strided-batched GEMM (dW = V^T H) and two strided-batched GEMVs (da = V^T w,
+// db = H^T 1), and the step one fused update launch.
 #include "ensemble_batched.cuh"
 
 #include <cublas_v2.h>
@@ -117,7 +117,7 @@ __global__ void gather_members_kernel(const std::uint8_t* __restrict__ data, con
 // Mode steps of this update. `packed` holds per member [flag, unused, v* (n),
 // h* (m)]; a flagged member's negative rows become the single mode row with
 // row weight -1 (weight -1/P with P = 1, as in the engine) and zero rows
-// after it (which add nothing to any of the three gradient GEMMs).
+// after it (which add nothing to the gradient products).
 __global__ void mode_rows_kernel(const float* __restrict__ packed, int n, int m, int batch, int negative,
                                  std::size_t rows, float* __restrict__ stacked_visible,
                                  float* __restrict__ stacked_hidden, float* __restrict__ row_weights) {
@@ -129,9 +129,9 @@ __global__ void mode_rows_kernel(const float* __restrict__ packed, int n, int m,
   float* h = stacked_hidden + member * rows * m + static_cast<std::size_t>(batch) * m;
   float* w = row_weights + member * rows + batch;
   for (std::size_t k = threadIdx.x; k < static_cast<std::size_t>(negative) * n; k += blockDim.x)
-    v[k] = k < static_cast<std::size_t>(n) ? mine[2 + k] : 0.0f;
+    v[k] = k < static_cast<std::size_t>(n) && mine[2 + k] > 0.5f ? 1.0f : 0.0f;
   for (std::size_t k = threadIdx.x; k < static_cast<std::size_t>(negative) * m; k += blockDim.x)
-    h[k] = k < static_cast<std::size_t>(m) ? -mine[2 + n + k] : 0.0f;
+    h[k] = k < static_cast<std::size_t>(m) && mine[2 + n + k] > 0.5f ? -1.0f : 0.0f;
   for (int k = threadIdx.x; k < negative; k += blockDim.x) w[k] = k == 0 ? -1.0f : 0.0f;
 }
 
@@ -342,7 +342,7 @@ class BatchedEnsemble {
     hidden_samples_ = DeviceBuffer<float>(e * std::max(batch_, negative_) * m_, s);
     batch_rows_ = DeviceBuffer<int>(e * batch_, s);
     // Row weights (set per batch size, see update) and ones per member, for
-    // the strided-batched bias GEMMs.
+    // the strided-batched bias GEMVs.
     std::vector<float> ones(e * rows, 1.0f);
     row_weights_ = DeviceBuffer<float>(ones.size(), s);
     mode_row_weights_ = DeviceBuffer<float>(ones.size(), s);
@@ -410,8 +410,8 @@ class BatchedEnsemble {
     const int negative = persistent_ ? negative_ : batch;
     if (batch != weights_batch_) set_row_weights(batch, negative);
     if (mode_update) {
-      // Pageable source: the copy is synchronous with respect to the host,
-      // so `packed` may change after the call; mode updates are rare.
+      // From pageable memory the call returns once `packed` is staged, so
+      // the caller may refill it for the next update.
       MARBM_CUDA_TRY(cudaMemcpyAsync(packed_.data(), packed.data(), sizeof(float) * packed.size(),
                                      cudaMemcpyHostToDevice, s));
     }
@@ -471,7 +471,6 @@ class BatchedEnsemble {
 
     // dW = V^T H, da = V^T w, db = H^T 1 over each member's stacked rows.
     const int r = static_cast<int>(rows);
-    const auto ld = static_cast<int>(stacked_rows());
     const float one = 1.0f, zero = 0.0f;
     const std::size_t e = members_;
     float* gradient_weights = gradient_.data();
@@ -480,11 +479,12 @@ class BatchedEnsemble {
     MARBM_CUBLAS_TRY(cublasSgemmStridedBatched(resources_.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, m_, n_, r, &one, h_data,
                                                m_, h_stride, v_data, n_, v_stride, &zero, gradient_weights, m_,
                                                weight_count(), members_));
-    MARBM_CUBLAS_TRY(cublasSgemmStridedBatched(resources_.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, n_, 1, r, &one, v_data,
-                                               n_, v_stride, row_weights, ld, stacked_rows(), &zero, gradient_visible, n_, n_,
+    // The bias gradients as the engine's GEMVs, batched over the members.
+    MARBM_CUBLAS_TRY(cublasSgemvStridedBatched(resources_.cublas(), CUBLAS_OP_N, n_, r, &one, v_data, n_, v_stride,
+                                               row_weights, 1, stacked_rows(), &zero, gradient_visible, 1, n_,
                                                members_));
-    MARBM_CUBLAS_TRY(cublasSgemmStridedBatched(resources_.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, m_, 1, r, &one, h_data,
-                                               m_, h_stride, ones_.data(), ld, stacked_rows(), &zero, gradient_hidden, m_, m_,
+    MARBM_CUBLAS_TRY(cublasSgemvStridedBatched(resources_.cublas(), CUBLAS_OP_N, m_, r, &one, h_data, m_, h_stride,
+                                               ones_.data(), 1, stacked_rows(), &zero, gradient_hidden, 1, m_,
                                                members_));
     const auto momentum = static_cast<float>(config_.momentum);
     const auto decay = static_cast<float>(config_.weight_decay);
@@ -497,7 +497,6 @@ class BatchedEnsemble {
       apply_update(parameters_.data(), velocity_.data(), gradient_.data(), e * parameter_count(), e * weight_count(),
                    static_cast<float>(config_.learning_rate), momentum, decay, s);
     }
-    if (mode_update) resources_.synchronize();  // `packed` is the caller's, reused next update
   }
 
  private:
