@@ -33,19 +33,21 @@ using EnsembleMetricsCallback = std::function<void(int member, const TrainMetric
 ///   order, mode choice), but float sums run in another order, so a member's
 ///   trajectory matches marbm::train's statistically, not bit for bit.
 ///   on_metrics is called after the kernel, member by member; `seconds` in
-///   those metrics is the ensemble's wall time prorated by iteration. Other
-///   settings fall back to marbm::train on cuda engines, four host threads
+///   those metrics is the ensemble's wall time prorated by iteration.
+///   Mid-size and larger models (cd, pcd and mode settings the fused kernel
+///   does not take; see ensemble_batched_supported) run batched: parameters,
+///   momentum and chains of all members as stacked [E x ...] device arrays;
+///   each half-sweep's fields are one cublasSgemmStridedBatched over the
+///   members and one sampling launch keyed by each member's seed, so member e
+///   draws exactly the random numbers of a cuda engine trained with seeds[e]
+///   (cuBLAS may sum in another order: trajectories agree to rounding, not
+///   bit for bit). Mode steps are decided per member by marbm's rule and
+///   searched on the member's parameter slice; exact metrics use the device
+///   enumeration. on_metrics is called as metrics arrive, from the calling
+///   thread. The exact method (and a fused setting beyond the device's shared
+///   memory) falls back to marbm::train on cuda engines, four host threads
 ///   each training members in turn on an engine of its own (their streams
 ///   overlap on the device); on_metrics is then serialized as on cpu.
-///   Mid-size and larger models (ensemble_batched_supported) instead run
-///   batched: parameters, momentum and chains of all members as stacked
-///   [E x ...] device arrays; each half-sweep's fields are one
-///   cublasSgemmStridedBatched over the members and one sampling launch keyed
-///   by each member's seed, so member e draws exactly the random numbers of a
-///   cuda engine trained with seeds[e] (float sums may run in another order:
-///   trajectories agree to rounding). Mode steps are decided per member by
-///   marbm's rule and searched on the member's slice; exact metrics use the
-///   device enumeration. on_metrics is called as metrics arrive, serialized.
 /// - automatic: cuda when a device is usable, else cpu.
 ///
 /// Throws UsageError for empty or mismatched inputs (sizes, seeds count, data
