@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "marbm/ensemble.hpp"
+#include "marbm/error.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/random.hpp"
 #include "marbm/train.hpp"
@@ -189,11 +190,19 @@ TEST(CudaEnsembleBatched, ModeMembersMatchSingleEngines) {
   // A high p_max makes mode steps frequent, at different updates per member
   // (each member's mode_choice stream is its own seed's).
   const Dataset data = random_dataset(48, 37, 15, 0.3);
-  for (const NegativePhase base : {NegativePhase::cd, NegativePhase::pcd}) {
-    SCOPED_TRACE(base == NegativePhase::cd ? "cd base" : "pcd base");
+  struct Case {
+    NegativePhase base;
+    ModeTarget target;
+    const char* name;
+  };
+  for (const Case c : {Case{NegativePhase::cd, ModeTarget::joint, "cd base, joint mode"},
+                       Case{NegativePhase::pcd, ModeTarget::joint, "pcd base, joint mode"},
+                       Case{NegativePhase::cd, ModeTarget::marginal, "cd base, marginal mode"}}) {
+    SCOPED_TRACE(c.name);
     TrainConfig config;
     config.method = TrainMethod::mode;
-    config.mode.base = base;
+    config.mode.base = c.base;
+    config.mode.target = c.target;
     config.mode.p_max = 0.5;
     config.mode.beta = 0.0;
     config.batch_size = 16;
@@ -202,6 +211,29 @@ TEST(CudaEnsembleBatched, ModeMembersMatchSingleEngines) {
     config.eval_every = 8;
     expect_members_match(data, 5, 37, 10, config);
   }
+}
+
+TEST(CudaEnsembleBatched, RefusesBadSettings) {
+  SKIP_WITHOUT_DEVICE();
+  const Dataset data = random_dataset(20, 37, 16, 0.3);
+  const std::vector<Rbm> initial = initial_models(2, 37, 12);
+  TrainConfig config;
+  config.method = TrainMethod::cd;
+  config.iterations = 2;
+  ASSERT_TRUE(ensemble_batched_supported(37, 12, data.n_rows, config));
+  TrainConfig bad = config;
+  bad.learning_rate = -1.0;
+  EXPECT_THROW(train_ensemble(Backend::cuda, data, initial, {1, 2}, bad), UsageError);
+  bad = config;
+  bad.momentum = 1.0;
+  EXPECT_THROW(train_ensemble(Backend::cuda, data, initial, {1, 2}, bad), UsageError);
+  bad = config;
+  bad.method = TrainMethod::mode;
+  bad.mode.p_max = 2.0;
+  EXPECT_THROW(train_ensemble(Backend::cuda, data, initial, {1, 2}, bad), UsageError);
+  Dataset not_binary = data;
+  not_binary.values[5] = 2;
+  EXPECT_THROW(train_ensemble(Backend::cuda, not_binary, initial, {1, 2}, config), DataError);
 }
 
 }  // namespace
