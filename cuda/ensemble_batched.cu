@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "detail/batch_schedule.hpp"
 #include "detail/mode_assist.hpp"
 #include "device_buffer.cuh"
 #include "error.cuh"
@@ -175,43 +176,6 @@ __global__ void update_members_kernel(float* __restrict__ parameters, float* __r
     parameters[i] = theta + step;
   }
 }
-
-// marbm::train's minibatch order: a Philox Fisher-Yates shuffle per epoch
-// (seed, batch_order stream of the epoch), or all rows in order when one
-// batch covers the data set.
-class MemberSchedule {
- public:
-  MemberSchedule(int rows, int batch, std::uint64_t seed)
-      : rows_(rows), batch_(batch), seed_(seed), order_(static_cast<std::size_t>(rows)) {
-    std::iota(order_.begin(), order_.end(), 0);
-  }
-
-  /// Rows of update t; t grows by one per call.
-  std::span<const int> rows_of(long t) {
-    const long per_epoch = (static_cast<long>(rows_) + batch_ - 1) / batch_;
-    const long epoch = t / per_epoch;
-    const long position = t % per_epoch;
-    if (batch_ < rows_ && position == 0) shuffle(epoch);
-    const long first = position * batch_;
-    const long count = std::min<long>(batch_, rows_ - first);
-    return {order_.data() + first, static_cast<std::size_t>(count)};
-  }
-
- private:
-  void shuffle(long epoch) {
-    const PhiloxStream stream(seed_, random_stream(RandomPurpose::batch_order, static_cast<std::uint64_t>(epoch)));
-    std::iota(order_.begin(), order_.end(), 0);
-    for (int i = rows_ - 1; i > 0; --i) {
-      const auto j = static_cast<int>(stream.uniform_double(static_cast<std::uint64_t>(i)) * (i + 1));
-      std::swap(order_[i], order_[std::min(j, i)]);
-    }
-  }
-
-  int rows_;
-  int batch_;
-  std::uint64_t seed_;
-  std::vector<int> order_;
-};
 
 // One member's slice seen as an Engine, for ModeAssist: it reads the model
 // and searches its mode on the device; training goes through the ensemble.
@@ -640,7 +604,7 @@ std::vector<TrainResult> train_ensemble_batched(const Dataset& data, const std::
   BatchedEnsemble ensemble(resources, data, initial, seeds, config);
   const int batch = ensemble.batch();
 
-  std::vector<MemberSchedule> schedules;
+  std::vector<BatchSchedule> schedules;
   std::vector<std::optional<ModeAssist>> assists(members);
   std::vector<MemberView> views;
   for (int e = 0; e < members; ++e) {

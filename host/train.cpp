@@ -7,10 +7,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <numeric>
 #include <optional>
 #include <string>
 
+#include "detail/batch_schedule.hpp"
 #include "detail/mode_assist.hpp"
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
@@ -40,8 +40,6 @@ namespace {
 std::string number(double x) { return std::to_string(x); }
 
 int effective_batch(const TrainConfig& config, int rows) { return std::min(config.batch_size, rows); }
-
-long batches_per_epoch(int batch, int rows) { return (static_cast<long>(rows) + batch - 1) / batch; }
 
 void check_config(const TrainConfig& config, const Dataset& data, const Rbm& initial) {
   MARBM_EXPECTS(initial.n_visible() >= 1 && initial.n_hidden() >= 1, UsageError,
@@ -91,44 +89,6 @@ NegativePhase negative_phase_of(const TrainConfig& config) {
   return NegativePhase::cd;
 }
 
-// The rows of each epoch in the order they are used: a Fisher-Yates shuffle
-// driven by Philox (seed, batch_order stream of the epoch), or all rows in
-// order when one batch covers the data set (the shuffle would change nothing
-// but the order of a sum).
-class BatchSchedule {
- public:
-  BatchSchedule(int rows, int batch, std::uint64_t seed)
-      : rows_(rows), batch_(batch), seed_(seed), order_(static_cast<std::size_t>(rows)) {
-    std::iota(order_.begin(), order_.end(), 0);
-  }
-
-  /// Rows of update t (0-based); t must grow by one per call.
-  std::span<const int> rows_of(long t) {
-    const long per_epoch = batches_per_epoch(batch_, rows_);
-    const long epoch = t / per_epoch;
-    const long position = t % per_epoch;
-    if (batch_ < rows_ && position == 0) shuffle(epoch);
-    const long first = position * batch_;
-    const long count = std::min<long>(batch_, rows_ - first);
-    return {order_.data() + first, static_cast<std::size_t>(count)};
-  }
-
- private:
-  void shuffle(long epoch) {
-    const PhiloxStream stream(seed_, random_stream(RandomPurpose::batch_order, static_cast<std::uint64_t>(epoch)));
-    std::iota(order_.begin(), order_.end(), 0);
-    for (int i = rows_ - 1; i > 0; --i) {
-      const auto j = static_cast<int>(stream.uniform_double(static_cast<std::uint64_t>(i)) * (i + 1));
-      std::swap(order_[i], order_[std::min(j, i)]);
-    }
-  }
-
-  int rows_;
-  int batch_;
-  std::uint64_t seed_;
-  std::vector<int> order_;
-};
-
 }  // namespace
 
 long total_iterations(const TrainConfig& config, int rows) {
@@ -140,7 +100,7 @@ long total_iterations(const TrainConfig& config, int rows) {
   MARBM_EXPECTS(config.epochs >= 0, UsageError, "train: epochs must be >= 0, got " + std::to_string(config.epochs));
   if (config.iterations > 0) return config.iterations;
   MARBM_EXPECTS(config.epochs > 0, UsageError, "train: set iterations or epochs (both are 0)");
-  return config.epochs * batches_per_epoch(effective_batch(config, rows), rows);
+  return config.epochs * detail::BatchSchedule::batches_per_epoch(effective_batch(config, rows), rows);
 }
 
 TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const TrainConfig& config,
@@ -199,7 +159,7 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
   base_step.seed = config.seed;
   base_step.exact = config.exact;
 
-  BatchSchedule schedule(data.n_rows, batch, config.seed);
+  detail::BatchSchedule schedule(data.n_rows, batch, config.seed);
   report(0);
   for (long t = 0; t < total; ++t) {
     UpdateStep step = base_step;
