@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "detail/cuda_entry.hpp"
+#include "detail/ensemble_member.hpp"
 #include "device_buffer.cuh"
 #include "ensemble_batched.cuh"
 #include "ensemble_entry.hpp"
@@ -501,16 +502,7 @@ std::vector<TrainResult> train_one_by_one(const Dataset& data, const std::vector
     for (int e = next++; e < members; e = next++) {
       try {
         if (!engine) engine = make_cuda_engine(EngineOptions{});
-        TrainConfig member_config = config;
-        member_config.seed = seeds[e];
-        MetricsCallback report;
-        if (on_metrics) {
-          report = [&, e](const TrainMetrics& metrics) {
-            const std::lock_guard<std::mutex> lock(callback_mutex);
-            on_metrics(e, metrics);
-          };
-        }
-        results[e] = train(*engine, data, initial[e], member_config, report);
+        results[e] = train_ensemble_member(*engine, data, initial[e], seeds[e], config, e, on_metrics, callback_mutex);
       } catch (...) {
         errors[e] = std::current_exception();
       }

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 
+#include "detail/ensemble_member.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
@@ -58,16 +59,8 @@ std::vector<TrainResult> train_ensemble_cpu(const Dataset& data, const std::vect
       options.threads = 1;
       options.quiet = true;
       auto engine = make_engine(Backend::cpu, options);
-      TrainConfig member_config = config;
-      member_config.seed = seeds[e];
-      MetricsCallback report;
-      if (on_metrics) {
-        report = [&, e](const TrainMetrics& metrics) {
-          const std::lock_guard<std::mutex> lock(callback_mutex);
-          on_metrics(e, metrics);
-        };
-      }
-      results[e] = train(*engine, data, initial[e], member_config, report);
+      results[e] = detail::train_ensemble_member(*engine, data, initial[e], seeds[e], config, e, on_metrics,
+                                                 callback_mutex);
     } catch (...) {
       errors[e] = std::current_exception();
     }
@@ -79,6 +72,25 @@ std::vector<TrainResult> train_ensemble_cpu(const Dataset& data, const std::vect
 }
 
 }  // namespace
+
+namespace detail {
+
+TrainResult train_ensemble_member(Engine& engine, const Dataset& data, const Rbm& initial, std::uint64_t seed,
+                                  const TrainConfig& config, int member, const EnsembleMetricsCallback& on_metrics,
+                                  std::mutex& callback_mutex) {
+  TrainConfig member_config = config;
+  member_config.seed = seed;
+  MetricsCallback report;
+  if (on_metrics) {
+    report = [&](const TrainMetrics& metrics) {
+      const std::lock_guard<std::mutex> lock(callback_mutex);
+      on_metrics(member, metrics);
+    };
+  }
+  return train(engine, data, initial, member_config, report);
+}
+
+}  // namespace detail
 
 bool ensemble_fused_supported(int n_visible, int n_hidden, int data_rows, const TrainConfig& config) {
   if (n_visible < 1 || n_hidden < 1 || n_visible > 32 || n_hidden > 32 || data_rows < 1) return false;
