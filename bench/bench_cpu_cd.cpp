@@ -22,17 +22,6 @@
 
 namespace {
 
-marbm::Dataset random_binary(int rows, int cols, double p_one, std::uint64_t seed) {
-  marbm::Dataset d;
-  d.n_rows = rows;
-  d.n_cols = cols;
-  d.values.resize(static_cast<std::size_t>(rows) * cols);
-  const marbm::PhiloxStream stream(seed, marbm::random_stream(marbm::RandomPurpose::test, 0));
-  for (std::size_t k = 0; k < d.values.size(); ++k) d.values[k] = stream.uniform_double(k) < p_one ? 1 : 0;
-  d.description = "random";
-  return d;
-}
-
 // Seconds per CD-1 update spent in its five products alone: p(h|v0) = v0 W,
 // p(v|h0) = h0 W^T, p(h|v1) = v1 W, and the statistics v0^T p0 and v1^T p1.
 double sgemm_seconds(int n, int m, int batch, int repetitions) {
@@ -62,7 +51,7 @@ void BM_CpuCd1Update_784x500_Batch100(benchmark::State& state) {
   auto engine = marbm::make_engine(marbm::Backend::cpu);
   engine->set_model(marbm::Rbm::random(n, m, 0.01, 1));
   // MNIST-like density: about 13% of binarized pixels are on.
-  engine->set_data(random_binary(1000, n, 0.13, 2));
+  engine->set_data(marbm::random_binary_dataset(1000, n, 0.13, 2));
   std::vector<int> rows(batch);
   marbm::UpdateStep step;
   step.negative = marbm::NegativePhase::cd;

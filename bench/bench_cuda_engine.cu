@@ -38,17 +38,6 @@ bool have_device(benchmark::State& state) {
   return true;
 }
 
-marbm::Dataset random_binary(int rows, int cols, double p_one, std::uint64_t seed) {
-  marbm::Dataset d;
-  d.n_rows = rows;
-  d.n_cols = cols;
-  d.values.resize(static_cast<std::size_t>(rows) * cols);
-  const marbm::PhiloxStream stream(seed, marbm::random_stream(marbm::RandomPurpose::test, 0));
-  for (std::size_t k = 0; k < d.values.size(); ++k) d.values[k] = stream.uniform_double(k) < p_one ? 1 : 0;
-  d.description = "random";
-  return d;
-}
-
 #define CHECK_CUDA(call)                                       \
   do {                                                         \
     if ((call) != cudaSuccess) {                               \
@@ -115,7 +104,7 @@ void BM_CudaCd1Update(benchmark::State& state) {
   const int rounds = 50;
   auto engine = marbm::make_engine(marbm::Backend::cuda);
   engine->set_model(marbm::Rbm::random(n, m, 0.01, 1));
-  const marbm::Dataset data = random_binary(4 * batch, n, 0.2, 2);
+  const marbm::Dataset data = marbm::random_binary_dataset(4 * batch, n, 0.2, 2);
   engine->set_data(data);
   std::vector<std::vector<int>> batches(4, std::vector<int>(batch));
   for (int b = 0; b < 4; ++b) std::iota(batches[b].begin(), batches[b].end(), b * batch);

@@ -31,17 +31,6 @@ bool have_device(benchmark::State& state) {
   return true;
 }
 
-marbm::Dataset random_binary(int rows, int cols, double p_one, std::uint64_t seed) {
-  marbm::Dataset d;
-  d.n_rows = rows;
-  d.n_cols = cols;
-  d.values.resize(static_cast<std::size_t>(rows) * cols);
-  const marbm::PhiloxStream stream(seed, marbm::random_stream(marbm::RandomPurpose::test, 0));
-  for (std::size_t k = 0; k < d.values.size(); ++k) d.values[k] = stream.uniform_double(k) < p_one ? 1 : 0;
-  d.description = "random";
-  return d;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -52,7 +41,7 @@ void BM_CudaEnsembleBatchedVsSingle(benchmark::State& state) {
   const int members = static_cast<int>(state.range(0));
   const int n = static_cast<int>(state.range(1)), m = static_cast<int>(state.range(2));
   const long updates = state.range(3);
-  const marbm::Dataset data = random_binary(1000, n, 0.2, 3);
+  const marbm::Dataset data = marbm::random_binary_dataset(1000, n, 0.2, 3);
   std::vector<marbm::Rbm> initial;
   std::vector<std::uint64_t> seeds;
   for (int e = 0; e < members; ++e) {

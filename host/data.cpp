@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "marbm/error.hpp"
+#include "marbm/random.hpp"
 
 namespace marbm {
 
@@ -338,6 +339,22 @@ DistinctRows distinct_rows(const Dataset& data) {
     }
   }
   return out;
+}
+
+Dataset random_binary_dataset(int rows, int cols, double p_one, std::uint64_t seed) {
+  MARBM_EXPECTS(rows >= 1 && cols >= 1, UsageError,
+                "random data needs at least one row and one column (got " + std::to_string(rows) + " x " +
+                    std::to_string(cols) + ")");
+  MARBM_EXPECTS(p_one >= 0.0 && p_one <= 1.0, UsageError,
+                "random data: the probability of a one must be in [0, 1] (got " + std::to_string(p_one) + ")");
+  Dataset data;
+  data.n_rows = rows;
+  data.n_cols = cols;
+  data.values.resize(static_cast<std::size_t>(rows) * cols);
+  const PhiloxStream stream(seed, random_stream(RandomPurpose::synthetic_data, 0));
+  for (std::size_t k = 0; k < data.values.size(); ++k) data.values[k] = stream.uniform_double(k) < p_one ? 1 : 0;
+  data.description = "random:" + std::to_string(rows) + "x" + std::to_string(cols);
+  return data;
 }
 
 }  // namespace marbm

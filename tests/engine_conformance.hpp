@@ -132,16 +132,9 @@ inline double max_difference(const Gradient& a, const Gradient& b) {
   return worst;
 }
 
-/// Random binary rows (Philox test stream), each value 1 with probability `p_one`.
+/// Random binary rows, each value 1 with probability `p_one`.
 inline Dataset random_dataset(int rows, int cols, std::uint64_t seed, double p_one = 0.5) {
-  Dataset d;
-  d.n_rows = rows;
-  d.n_cols = cols;
-  d.values.resize(static_cast<std::size_t>(rows) * cols);
-  const PhiloxStream stream(seed, random_stream(RandomPurpose::test, 0));
-  for (std::size_t k = 0; k < d.values.size(); ++k) d.values[k] = stream.uniform_double(k) < p_one ? 1 : 0;
-  d.description = "random";
-  return d;
+  return random_binary_dataset(rows, cols, p_one, seed);
 }
 
 /// `copies` copies of each of `patterns` rows (so a large batch has a known,

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -321,6 +322,29 @@ TEST(Data, RealDigits) {
   EXPECT_GT(fraction, 0.2);
   EXPECT_LT(fraction, 0.5);
   EXPECT_GT(distinct_rows(d).rows.size(), 1500u);
+}
+
+}  // namespace
+}  // namespace marbm
+
+namespace marbm {
+namespace {
+
+TEST(RandomBinaryDataset, FrequencyOfOnesAndReproducibility) {
+  const Dataset data = random_binary_dataset(400, 50, 0.3, 9);
+  ASSERT_EQ(data.values.size(), 400u * 50u);
+  double ones = 0.0;
+  for (std::uint8_t x : data.values) {
+    ASSERT_LE(x, 1);
+    ones += x;
+  }
+  // 20,000 Bernoulli(0.3) draws: sd of the frequency sqrt(0.21 / 20000) ~ 0.0032; 5 sd.
+  EXPECT_NEAR(ones / data.values.size(), 0.3, 5 * std::sqrt(0.21 / 20000));
+  EXPECT_EQ(random_binary_dataset(400, 50, 0.3, 9).values, data.values);
+  EXPECT_NE(random_binary_dataset(400, 50, 0.3, 10).values, data.values);
+  EXPECT_THROW(random_binary_dataset(0, 5, 0.5, 1), UsageError);
+  EXPECT_THROW(random_binary_dataset(5, 5, 1.5, 1), UsageError);
+  EXPECT_THROW(random_binary_dataset(5, 5, std::nan(""), 1), UsageError);
 }
 
 }  // namespace

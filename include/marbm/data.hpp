@@ -32,6 +32,11 @@ Dataset shifting_bars(int n, int length);
 /// 2^(N+1) - 2 rows. Throws UsageError unless 2 <= N <= 8.
 Dataset bars_and_stripes(int n);
 
+/// Synthetic data: rows x cols values, each 1 with probability p_one, from
+/// Philox (seed, synthetic_data stream). For tests, benchmarks and examples.
+/// Throws UsageError unless rows, cols >= 1 and p_one is in [0, 1].
+Dataset random_binary_dataset(int rows, int cols, double p_one, std::uint64_t seed);
+
 /// Rows of 0/1 separated by commas or whitespace; blank lines and lines that
 /// start with '#' are skipped. Throws DataError (naming file and line) on a
 /// missing file, a non-binary value or rows of unequal length.

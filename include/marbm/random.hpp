@@ -20,6 +20,7 @@ enum class RandomPurpose : std::uint32_t {
   mode_search = 5,
   persistent_chains = 6,
   data_split = 7,
+  synthetic_data = 8,
   test = 99,
 };
 

@@ -21,16 +21,8 @@ namespace {
 
 bool have_device() { return !cuda_devices().empty(); }
 
-// rows x cols values, each 1 with probability p_one (Philox test stream).
 Dataset random_dataset(int rows, int cols, std::uint64_t seed, double p_one) {
-  Dataset d;
-  d.n_rows = rows;
-  d.n_cols = cols;
-  d.values.resize(static_cast<std::size_t>(rows) * cols);
-  const PhiloxStream stream(seed, random_stream(RandomPurpose::test, 0));
-  for (std::size_t k = 0; k < d.values.size(); ++k) d.values[k] = stream.uniform_double(k) < p_one ? 1 : 0;
-  d.description = "random";
-  return d;
+  return random_binary_dataset(rows, cols, p_one, seed);
 }
 
 #define SKIP_WITHOUT_DEVICE() \
