@@ -1,6 +1,9 @@
 #include "marbm/rbm.hpp"
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "marbm/error.hpp"
@@ -16,10 +19,35 @@ double sigmoid(double x) {
   return e / (1.0 + e);
 }
 
+namespace {
+
+// Physical memory in bytes, or 0 when unknown.
+double physical_memory_bytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page_size > 0 ? static_cast<double>(pages) * static_cast<double>(page_size) : 0.0;
+}
+
+std::string gibibytes(double bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f GiB", bytes / (1024.0 * 1024.0 * 1024.0));
+  return text;
+}
+
+}  // namespace
+
 Rbm::Rbm(int n_visible, int n_hidden) : n_visible_(n_visible), n_hidden_(n_hidden) {
   MARBM_EXPECTS(n_visible >= 1 && n_hidden >= 1, UsageError,
                 "an RBM needs at least one visible and one hidden unit (got " + std::to_string(n_visible) + " x " +
                     std::to_string(n_hidden) + ")");
+  // A size that cannot fit gets a line naming it, not a bare bad_alloc (or,
+  // with overcommit, a process killed later).
+  const double weight_bytes = static_cast<double>(n_visible) * n_hidden * sizeof(float);
+  const double memory_bytes = physical_memory_bytes();
+  MARBM_EXPECTS(memory_bytes <= 0 || weight_bytes <= memory_bytes, RuntimeFailure,
+                "an RBM of " + std::to_string(n_visible) + " x " + std::to_string(n_hidden) + " units needs " +
+                    gibibytes(weight_bytes) + " for its weights alone; this machine has " +
+                    gibibytes(memory_bytes) + " of memory");
   weights_.assign(static_cast<std::size_t>(n_visible) * n_hidden, 0.0f);
   visible_bias_.assign(n_visible, 0.0f);
   hidden_bias_.assign(n_hidden, 0.0f);

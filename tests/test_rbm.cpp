@@ -98,6 +98,8 @@ TEST(Rbm, UniformMeanEnergyIsTheAverageOverAllStates) {
 
 TEST(Rbm, RefusesBadShapesAndNonFiniteParameters) {
   EXPECT_THROW(Rbm(0, 3), UsageError);
+  // 1.6e19 bytes of weights fit no machine: refused before allocating.
+  EXPECT_THROW(Rbm(2'000'000'000, 2'000'000'000), RuntimeFailure);
   Rbm rbm(2, 2);
   EXPECT_THROW(rbm.energy(bits_of(0, 3), bits_of(0, 2)), UsageError);
   rbm.weight(1, 1) = std::nanf("");
