@@ -119,10 +119,12 @@ std::uint32_t big_endian_u32(const std::string& bytes, std::size_t offset) {
 
 Dataset take_rows(Dataset data, long long first, long long count, std::string_view spec) {
   MARBM_EXPECTS(count >= 1, UsageError, "data spec '" + std::string(spec) + "': row count must be at least 1");
-  MARBM_EXPECTS(first >= 0 && first + count <= data.n_rows, UsageError,
-                "data spec '" + std::string(spec) + "': rows " + std::to_string(first) + ".." +
-                    std::to_string(first + count - 1) + " are out of range (the data has " +
-                    std::to_string(data.n_rows) + " rows)");
+  // Compared without forming first + count, which overflows for values near
+  // the long long limit and would let an out-of-range selection through.
+  MARBM_EXPECTS(first >= 0 && first < data.n_rows && count <= data.n_rows - first, UsageError,
+                "data spec '" + std::string(spec) + "': " + std::to_string(count) + " rows from row " +
+                    std::to_string(first) + " are out of range (the data has " + std::to_string(data.n_rows) +
+                    " rows)");
   Dataset out;
   out.n_rows = static_cast<int>(count);
   out.n_cols = data.n_cols;

@@ -188,6 +188,12 @@ TEST(Data, LoadDatasetParsesGeneratorSpecsAndRanges) {
   expect_refusal<UsageError>([] { load_dataset("shifting-bars:6:3@4:3"); }, "out of range");
   expect_refusal<UsageError>([] { load_dataset("shifting-bars:6:3@0:0"); }, "@0:0");
   expect_refusal<UsageError>([] { load_dataset("shifting-bars:6:3@1"); }, "@1");
+  // Row numbers near the long long limit: first + count overflows, which
+  // must not turn an out-of-range selection into an out-of-bounds read.
+  expect_refusal<UsageError>([] { load_dataset("shifting-bars:6:3@9223372036854775807:1"); }, "out of range");
+  expect_refusal<UsageError>([] { load_dataset("shifting-bars:6:3@1:9223372036854775807"); }, "out of range");
+  expect_refusal<UsageError>(
+      [] { load_dataset("shifting-bars:6:3@4611686018427387904:4611686018427387904"); }, "out of range");
 }
 
 TEST(Data, CsvReadsCommasWhitespaceCommentsAndGzip) {
