@@ -359,6 +359,9 @@ TEST(CliRefusal, EvalInputs) {
       {"limit below the model", {"eval", good, "--max-units", "3"}, 1, good},
       {"data width mismatch", {"eval", good, "--data", "shifting-bars:7:3"}, 1, "shifting-bars:7:3"},
       {"bad data spec", {"eval", good, "--data", "bars:3"}, 2, "bars:3"},
+      // A name with a line break still gives one line (the break becomes a space).
+      {"file name with a line break", {"eval", scratch.file("two\nlines.safetensors")}, 1, "two lines.safetensors"},
+      {"data spec with a line break", {"eval", good, "--data", "bars:\n3"}, 2, "bars: 3"},
       {"no model", {"eval"}, 2, "model"},
       {"no command", {}, 2, "marbm --help"},
       // CLI11 reports the missing subcommand before the stray word.

@@ -6,6 +6,7 @@
 #include <new>
 
 #include "cli/commands.hpp"
+#include "cli/common.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
 
@@ -25,10 +26,9 @@ bool register_command(Command command) {
 
 namespace {
 
-int fail(const std::string& message, int status) {
-  std::cerr << "marbm: error: " << message << '\n';
-  return status;
-}
+// Messages can carry user input (a file name with a line break, say), so
+// they go through print_error, which keeps them to one line.
+int fail(const std::string& message, int status) { return marbm::cli::print_error(message, status); }
 
 }  // namespace
 
