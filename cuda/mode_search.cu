@@ -44,7 +44,6 @@ constexpr int kMaxFusedUnits = kWarp * kMaxOwned;
 // The fused kernels keep W in shared memory without opting in to more than
 // the default per-block limit.
 constexpr std::size_t kFusedSharedLimit = 48 * 1024;
-constexpr std::size_t kMaxSharedOptIn = 227 * 1024;
 constexpr int kPolishThreads = 256;
 constexpr int kReduceThreads = 1024;
 // Descent rounds are strictly improving except on exact ties (kept by the
@@ -118,6 +117,15 @@ __device__ double block_sum(double value) {
 
 int blocks_for(std::size_t count, int threads) {
   return static_cast<int>(std::min<std::size_t>((count + threads - 1) / threads, 65535u * 16u));
+}
+
+// The most dynamic shared memory one block may opt in to on this device: it
+// differs by architecture (about 99 KiB on sm_86/sm_89, 163 KiB on sm_80,
+// 227 KiB on sm_90), so it is asked for, not assumed.
+std::size_t shared_opt_in_limit(const Resources& resources) {
+  int limit = 0;
+  MARBM_CUDA_TRY(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, resources.device()));
+  return static_cast<std::size_t>(limit);
 }
 
 // ------------------------------------------------------------ parameters
@@ -923,12 +931,12 @@ void run_exhaustive(Search& search, const ModeSearchConfig& config) {
                                                         (total + target_warps - 1) / target_warps});
   const std::uint64_t warps = (total + chunk - 1) / chunk;
   const std::size_t per_warp = static_cast<std::size_t>(l) * sizeof(double);
-  // One warp's float64 fields must fit in a block's shared memory (opt-in
-  // limit 227 KiB on sm_80/sm_90).
-  if (per_warp > kMaxSharedOptIn) {
+  // One warp's float64 fields must fit in a block's shared memory.
+  const std::size_t opt_in = shared_opt_in_limit(search.resources);
+  if (per_warp > opt_in) {
     throw RuntimeFailure("exhaustive mode search on the device: the larger layer has " + std::to_string(l) +
-                         " units, beyond the " + std::to_string(kMaxSharedOptIn / sizeof(double)) +
-                         " whose fields fit in shared memory");
+                         " units, beyond the " + std::to_string(opt_in / sizeof(double)) +
+                         " whose fields fit in this device's shared memory");
   }
   int warps_per_block = static_cast<int>(std::clamp<std::size_t>(kFusedSharedLimit / per_warp, 1, 4));
   const std::size_t shared = per_warp * warps_per_block;
@@ -985,6 +993,13 @@ ModeResult find_mode_device(Resources& resources, const float* weights, const fl
   check_config(n_visible, n_hidden, config);
   const int n = n_visible, m = n_hidden;
   cudaStream_t stream = resources.stream();
+  // The polish keeps one candidate's (v, h) bytes in a block's shared memory:
+  // refused before any search work rather than at the polish launch.
+  const std::size_t polish_shared = static_cast<std::size_t>(n) + m;
+  const std::size_t opt_in = shared_opt_in_limit(resources);
+  MARBM_EXPECTS(polish_shared <= opt_in, RuntimeFailure,
+                "mode search on the device: the model has " + std::to_string(polish_shared) +
+                    " units, beyond the " + std::to_string(opt_in) + " whose states fit in this device's shared memory");
   Search search{resources, weights, visible_bias, hidden_bias, n, m, DeviceBuffer<float>(static_cast<std::size_t>(n) * m, stream),
                 {}, {}, {}, {}};
   transpose_kernel<<<blocks_for(static_cast<std::size_t>(n) * m, 256), 256, 0, stream>>>(weights, search.transposed.data(), n, m);
@@ -1012,7 +1027,6 @@ ModeResult find_mode_device(Resources& resources, const float* weights, const fl
   }
 
   DeviceBuffer<double> energies(search.candidates, stream);
-  const std::size_t polish_shared = static_cast<std::size_t>(n + m);
   if (polish_shared > kFusedSharedLimit) {
     MARBM_CUDA_TRY(cudaFuncSetAttribute(polish_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(polish_shared)));

@@ -88,6 +88,23 @@ TEST(CudaMode, ExhaustiveMatchesCpuOracle) {
   }
 }
 
+TEST(CudaMode, ExhaustiveWideLayerSolvesOrRefusesClearly) {
+  MARBM_REQUIRE_DEVICE();
+  // 25000 float64 fields take 200000 bytes of shared memory per warp: within
+  // the opt-in limit of sm_90 (232448 bytes), beyond that of sm_80 (166912)
+  // and sm_86/sm_89 (101376). Where they fit the search must be exact; where
+  // they do not, the refusal must be a RuntimeFailure naming shared memory,
+  // not a CUDA error from the launch configuration.
+  const Rbm rbm = random_model(25000, 2, 0.1, 0.1, 17);
+  try {
+    const ModeResult gpu = find_mode(rbm, device_config(ModeSolver::exhaustive));
+    expect_consistent(rbm, gpu, "25000x2");
+    EXPECT_TRUE(same_energy(gpu.energy, mode_exhaustive(rbm).energy));
+  } catch (const RuntimeFailure& error) {
+    EXPECT_NE(std::string(error.what()).find("shared memory"), std::string::npos) << error.what();
+  }
+}
+
 TEST(CudaMode, ExhaustiveRefusesBeyondLimit) {
   MARBM_REQUIRE_DEVICE();
   const Rbm rbm = random_model(12, 14, 1.0, 1.0, 4);
