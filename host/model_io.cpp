@@ -123,7 +123,10 @@ void save_rbm(const std::string& path, const Rbm& rbm, const Metadata& metadata)
   header["hidden_bias"] = {{"dtype", "F32"},
                            {"shape", {m}},
                            {"data_offsets", {weight_bytes + visible_bytes, weight_bytes + visible_bytes + hidden_bytes}}};
-  std::string header_text = header.dump();
+  // JSON must be UTF-8; metadata can quote file names that are not (a
+  // Latin-1 name, say). Such bytes become U+FFFD rather than failing the save
+  // of a model that has just been trained.
+  std::string header_text = header.dump(-1, ' ', false, json::error_handler_t::replace);
   // Pad with spaces so the data starts 8-byte aligned, as other writers do.
   header_text.append((8 - header_text.size() % 8) % 8, ' ');
 

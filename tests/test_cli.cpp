@@ -219,6 +219,22 @@ TEST(CliTrain, EpochsOnCsvDataAndEvalOnTheSameFile) {
   EXPECT_EQ(evaluated.value("rows", 0), 14);
 }
 
+TEST(CliTrain, DataFileNameThatIsNotUtf8) {
+  // The name is quoted in the model's metadata and in the JSON output, both
+  // UTF-8: the run must still save its model and print valid JSON.
+  ScratchFolder scratch;
+  const std::string csv = scratch.file("caf\xe9.csv");
+  std::ofstream(csv) << "0,1,1\n1,0,0\n";
+  const std::string model = scratch.file("latin1.safetensors");
+  const std::vector<std::string> arguments = {"train", "--data", "csv:" + csv, "--hidden", "2", "--iters", "10",
+                                              "--backend", "cpu", "--out", model, "--json"};
+  const auto json = parse_json_output(run_cli(arguments, scratch));
+  EXPECT_EQ(json.value("iterations", 0L), 10);
+  EXPECT_TRUE(std::filesystem::exists(model));
+  const auto evaluated = parse_json_output(run_cli({"eval", model, "--data", "csv:" + csv, "--json"}, scratch));
+  EXPECT_EQ(evaluated.value("rows", 0), 2);
+}
+
 TEST(CliTrain, ProgressLineOnlyOnATerminal) {
   ScratchFolder scratch;
   const std::string model = scratch.file("progress.safetensors");

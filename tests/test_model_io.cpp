@@ -236,6 +236,17 @@ TEST_F(ModelFiles, MetadataWithSpecialCharactersRoundTrips) {
   for (const auto& [key, value] : meta) EXPECT_EQ(loaded.at(key), value) << key;
 }
 
+TEST_F(ModelFiles, MetadataThatIsNotUtf8IsSavedWithReplacementCharacters) {
+  // A file name in Latin-1 quoted in the metadata: the save must not fail
+  // (JSON is UTF-8), the byte becomes U+FFFD and the rest is kept.
+  const std::string p = path("latin1.safetensors");
+  const Rbm rbm = Rbm::random(3, 2, 1.0, 9);
+  ASSERT_NO_THROW(save_rbm(p, rbm, {{"data", "csv:caf\xe9.csv"}}));
+  Metadata loaded;
+  EXPECT_EQ(load_rbm(p, &loaded), rbm);
+  EXPECT_EQ(loaded.at("data"), "csv:caf\xef\xbf\xbd.csv");
+}
+
 TEST_F(ModelFiles, FailedSaveLeavesNoTemporaryFile) {
   // The target is a folder, so the final rename fails after the data was written.
   fs::create_directories(dir_ / "taken" / "inner");

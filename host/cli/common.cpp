@@ -192,7 +192,9 @@ nlohmann::json json_number(double value) {
 }
 
 void print_json(const nlohmann::json& object) {
-  std::cout << object.dump() << std::endl;
+  // Strings can quote file names that are not UTF-8; such bytes print as
+  // U+FFFD instead of failing the command after its work is done.
+  std::cout << object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
 }
 
 std::string format_number(double value, int digits) {
