@@ -467,10 +467,15 @@ bool plot_study(const StudyResult& result, const std::string& csv_path, const st
     const bool written = std::filesystem::exists(temporary_png, error) &&
                          std::filesystem::file_size(temporary_png, error) > 0;
     if (status == 0 && written) {
+      // The rename's outcome is checked before the clean-up: each remove()
+      // resets `error`, which used to hide a failed rename behind `true`.
       std::filesystem::rename(temporary_png, png_path, error);
-      std::filesystem::remove(script_path, error);
-      std::filesystem::remove(error_path, error);
-      if (error) return fail("cannot move the plot into place at '" + png_path + "'");
+      const bool moved = !error;
+      std::error_code ignored;
+      if (!moved) std::filesystem::remove(temporary_png, ignored);
+      std::filesystem::remove(script_path, ignored);
+      std::filesystem::remove(error_path, ignored);
+      if (!moved) return fail("cannot move the plot into place at '" + png_path + "'");
       return true;
     }
     std::ifstream log(error_path);

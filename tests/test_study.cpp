@@ -233,6 +233,25 @@ TEST(Study, PlotIsAPngOrASayableFailure) {
   EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 2);
 }
 
+TEST(Study, PlotThatCannotBeMovedIntoPlaceIsAFailure) {
+  const StudyResult& result = shared_result();
+  ScratchDir dir;
+  const fs::path csv = dir.path() / "kl.csv";
+  write_study_csv(result, csv.string());
+  // The target name is a non-empty directory: gnuplot writes the picture
+  // under its temporary name, but renaming it onto the target must fail.
+  const fs::path png = dir.path() / "kl.png";
+  fs::create_directories(png);
+  std::ofstream(png / "keep.txt") << "occupied\n";
+  std::string message;
+  const bool plotted = plot_study(result, csv.string(), png.string(), &message);
+  EXPECT_FALSE(plotted);
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot not installed";
+  EXPECT_NE(message.find("cannot move the plot"), std::string::npos) << message;
+  // Neither the temporary picture nor the script is left behind.
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 2);
+}
+
 TEST(Study, ModeAssistedBeatsCdOnAShortReferenceExperiment) {
   // The reference experiment (shifting bars 6/3, 6 x 6, lr 0.2, batch 6) cut
   // to 5,000 updates and 5 runs; the schedule scales with T, so mode steps
