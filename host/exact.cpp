@@ -331,6 +331,15 @@ void check_data(const Rbm& rbm, const Dataset& data) {
   MARBM_EXPECTS(data.values.size() == static_cast<std::size_t>(data.n_rows) * data.n_cols, DataError,
                 "data set '" + data.description + "' holds " + std::to_string(data.values.size()) +
                     " values, not rows x columns");
+  // Free energies read any non-zero byte as 1 while distinct_rows keys on the
+  // raw bytes: a value such as 255 would give a silently wrong KL.
+  const auto bad = std::find_if(data.values.begin(), data.values.end(), [](std::uint8_t x) { return x > 1; });
+  if (bad != data.values.end()) {
+    const auto k = static_cast<std::size_t>(bad - data.values.begin());
+    throw DataError("data set '" + data.description + "': value " + std::to_string(*bad) + " at row " +
+                    std::to_string(k / data.n_cols) + ", column " + std::to_string(k % data.n_cols) +
+                    " is not 0 or 1");
+  }
 }
 
 }  // namespace

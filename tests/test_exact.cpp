@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "test_support.hpp"
@@ -206,6 +207,25 @@ TEST(Exact, RefusesBeyondTheLimit) {
   EXPECT_THROW(log_partition_direct(five, 2), UsageError);
   // Data with the wrong width.
   EXPECT_THROW(kl_divergence(five, shifting_bars(6, 3), 0.0), DataError);
+}
+
+TEST(Exact, RefusesNonBinaryData) {
+  // A byte of 2 would count as a distinct row of KL's empirical distribution
+  // while its free energy reads it as 1: refused instead of a wrong number.
+  const Rbm rbm = Rbm::random(5, 3, 0.5, 9);
+  Dataset data = shifting_bars(5, 2);
+  data.values[7] = 2;  // row 1, column 2
+  const double log_z = log_partition_exact(rbm);
+  try {
+    kl_divergence(rbm, data, log_z);
+    ADD_FAILURE() << "no exception";
+  } catch (const DataError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("row 1, column 2"), std::string::npos) << what;
+  }
+  EXPECT_THROW(mean_log_likelihood(rbm, data, log_z), DataError);
+  EXPECT_THROW(kl_divergence_exact(rbm, data), DataError);
+  EXPECT_THROW(mean_log_likelihood_exact(rbm, data), DataError);
 }
 
 TEST(Exact, ResultsAreIdenticalAtAnyThreadCount) {
