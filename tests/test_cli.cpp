@@ -251,6 +251,17 @@ TEST(CliTrain, ProgressLineOnlyOnATerminal) {
   EXPECT_EQ(result.err.find("error"), std::string::npos) << result.err;
 }
 
+TEST(CliStudy, OutputFolderWithATrailingSlashIsCreated) {
+  ScratchFolder scratch;
+  const std::string folder = scratch.file("study");
+  const CliResult result = run_cli({"study", "--out", folder + "/", "--runs", "1", "--iters", "10", "--eval-every",
+                                    "5", "--no-plot"},
+                                   scratch);
+  ASSERT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_TRUE(std::filesystem::is_regular_file(folder + "/kl.csv"));
+  EXPECT_TRUE(std::filesystem::is_regular_file(folder + "/summary.json"));
+}
+
 TEST(CliEval, LogZMatchesTheLibrary) {
   ScratchFolder scratch;
   struct Case {

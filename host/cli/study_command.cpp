@@ -57,7 +57,9 @@ std::vector<TrainMethod> parse_methods(const std::string& text) {
 void prepare_output_folder(const std::string& out) {
   namespace fs = std::filesystem;
   std::error_code error;
-  const fs::path dir(out);
+  // "DIR/" names DIR: without this its parent would be taken as DIR itself.
+  fs::path dir(out);
+  while (!dir.has_filename() && dir.has_relative_path()) dir = dir.parent_path();
   if (fs::exists(dir, error)) {
     MARBM_EXPECTS(fs::is_directory(dir, error), UsageError, "--out: '" + out + "' exists and is not a folder");
     return;
