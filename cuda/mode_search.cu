@@ -12,8 +12,6 @@
 // the replica batch plus one fused update kernel. Everything is stream-ordered
 // on resources.stream(); the host reads back only a few scalars before the
 // search (the derived scale and temperatures) and the best state after it.
-#include <curand_philox4x32_x.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -28,6 +26,7 @@
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
 #include "mode_search.cuh"
+#include "philox.cuh"
 
 namespace marbm::detail {
 
@@ -50,24 +49,10 @@ constexpr int kReduceThreads = 1024;
 // tie rule), so this cap only guards against pathological float behaviour.
 constexpr int kPolishRoundCap = 10000;
 
-// Word `index` of the Philox stream (seed, stream), keyed exactly as
-// marbm::PhiloxStream so that device and host draw the same numbers.
+// Word `index` of the Philox stream (seed, stream), marbm::PhiloxStream::bits
+// on the device (the keying lives in philox.cuh, shared with the samplers).
 __device__ __forceinline__ std::uint32_t philox_word(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
-  const std::uint64_t block = index >> 2;
-  const uint4 counter = make_uint4(static_cast<unsigned>(block), static_cast<unsigned>(block >> 32),
-                                   static_cast<unsigned>(stream), static_cast<unsigned>(stream >> 32));
-  const uint2 key = make_uint2(static_cast<unsigned>(seed), static_cast<unsigned>(seed >> 32));
-  const uint4 words = curand_Philox4x32_10(counter, key);
-  switch (index & 3) {
-    case 0: return words.x;
-    case 1: return words.y;
-    case 2: return words.z;
-    default: return words.w;
-  }
-}
-
-__device__ __forceinline__ float word_to_uniform(std::uint32_t word) {
-  return static_cast<float>(word >> 8) * 0x1.0p-24f;
+  return word_at(philox_block(seed, stream, index >> 2), static_cast<int>(index & 3));
 }
 
 __device__ __forceinline__ float sign_of(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
