@@ -251,6 +251,18 @@ TEST(CliTrain, ProgressLineOnlyOnATerminal) {
   EXPECT_EQ(result.err.find("error"), std::string::npos) << result.err;
 }
 
+TEST(CliRefusal, ModeOptionsRefusedByTheSearchGiveOneLine) {
+  // Refused inside the search, after the backend was chosen: with the default
+  // --backend auto and no device, no note may come before the error line.
+  ScratchFolder scratch;
+  const std::string model = scratch.file("model.safetensors");
+  marbm::save_rbm(model, marbm::Rbm::random(6, 5, 0.5, 1));
+  expect_refusal(run_cli({"mode", model, "--solver", "sa", "--beta-hot", "5", "--beta-cold", "1"}, scratch), 2,
+                 "beta_cold");
+  expect_refusal(run_cli({"mode", model, "--solver", "exhaustive", "--max-enumerated-units", "3"}, scratch), 1,
+                 "beyond the limit of");
+}
+
 TEST(CliStudy, OutputFolderWithATrailingSlashIsCreated) {
   ScratchFolder scratch;
   const std::string folder = scratch.file("study");

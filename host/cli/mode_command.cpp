@@ -46,11 +46,11 @@ int run_mode(const ModeOptions& options) {
   config.beta_cold = options.beta_cold;
   config.seed = static_cast<std::uint64_t>(options.seed);
   config.max_enumerated_units = options.max_enumerated_units;
-  if (config.backend == Backend::automatic && cuda_devices().empty()) {
-    print_note("no usable CUDA device; searching on the cpu");
-    config.backend = Backend::cpu;
-  }
+  const bool fell_back = config.backend == Backend::automatic && cuda_devices().empty();
+  if (fell_back) config.backend = Backend::cpu;
   const ModeResult result = find_mode(rbm, config);
+  // After the search, so that a refused configuration gets its error line alone.
+  if (fell_back) print_note("no usable CUDA device; searched on the cpu");
 
   if (options.json) {
     nlohmann::json out;
