@@ -91,10 +91,12 @@ std::vector<std::string_view> split_fields(std::string_view line) {
     while (k < line.size() && (line[k] == ' ' || line[k] == '\t')) ++k;
     if (k < line.size() && line[k] == ',') {
       ++k;
-      // A trailing comma leaves an empty last field, which is malformed.
+      // A trailing comma leaves an empty last field, which is malformed. (An
+      // empty field between two commas is added by the next pass of the loop,
+      // so it must not be added here too, or the row would count it twice.)
       std::size_t probe = k;
       while (probe < line.size() && (line[probe] == ' ' || line[probe] == '\t')) ++probe;
-      if (probe >= line.size() || line[probe] == ',') fields.emplace_back();
+      if (probe >= line.size()) fields.emplace_back();
     }
   }
   return fields;

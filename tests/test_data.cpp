@@ -223,6 +223,12 @@ TEST(Data, CsvRefusalsNameFileAndLine) {
   expect_refusal<DataError>([&] { read_csv(ragged); }, ragged + ":2");
   const std::string empty_field = dir.file("ef.csv", "0,,1\n");
   expect_refusal<DataError>([&] { read_csv(empty_field); }, empty_field + ":1");
+  // An empty field in a later row is one value, not two: the row has the
+  // right length and the error is about the empty value.
+  const std::string later_empty = dir.file("le.csv", "0,1,1\n0,,1\n1, ,0\n");
+  expect_refusal<DataError>([&] { read_csv(later_empty); }, later_empty + ":2: value '' is not 0 or 1");
+  const std::string trailing = dir.file("tc.csv", "0,1,1\n0,1,\n");
+  expect_refusal<DataError>([&] { read_csv(trailing); }, trailing + ":2: value '' is not 0 or 1");
   const std::string empty = dir.file("empty.csv", "# nothing\n\n");
   expect_refusal<DataError>([&] { read_csv(empty); }, empty);
   const std::string missing = dir.path("missing.csv");
