@@ -104,15 +104,6 @@ int blocks_for(std::size_t count, int threads) {
   return static_cast<int>(std::min<std::size_t>((count + threads - 1) / threads, 65535u * 16u));
 }
 
-// The most dynamic shared memory one block may opt in to on this device: it
-// differs by architecture (about 99 KiB on sm_86/sm_89, 163 KiB on sm_80,
-// 227 KiB on sm_90), so it is asked for, not assumed.
-std::size_t shared_opt_in_limit(const Resources& resources) {
-  int limit = 0;
-  MARBM_CUDA_TRY(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, resources.device()));
-  return static_cast<std::size_t>(limit);
-}
-
 // ------------------------------------------------------------ parameters
 
 __global__ void transpose_kernel(const float* __restrict__ weights, float* __restrict__ transposed, int n, int m) {
@@ -676,6 +667,20 @@ __global__ void to_binary_kernel(const float* __restrict__ values, std::size_t c
 
 // ------------------------------------------------------------ host side
 
+// The most dynamic shared memory a block of `kernel` may opt in to on this
+// device: the per-block opt-in limit differs by architecture (about 99 KiB on
+// sm_86/sm_89, 163 KiB on sm_80, 227 KiB on sm_90), so it is asked for, not
+// assumed, less the kernel's static shared memory.
+template <typename Kernel>
+std::size_t dynamic_shared_limit(const Resources& resources, Kernel kernel) {
+  int limit = 0;
+  MARBM_CUDA_TRY(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, resources.device()));
+  cudaFuncAttributes attributes{};
+  MARBM_CUDA_TRY(cudaFuncGetAttributes(&attributes, kernel));
+  const std::size_t total = static_cast<std::size_t>(limit);
+  return attributes.sharedSizeBytes < total ? total - attributes.sharedSizeBytes : 0;
+}
+
 // Default sizes on the device: many more replicas than the CPU solver (they
 // run side by side), the CPU step counts with a floor. Not yet tuned by
 // measurement on a device.
@@ -917,7 +922,7 @@ void run_exhaustive(Search& search, const ModeSearchConfig& config) {
   const std::uint64_t warps = (total + chunk - 1) / chunk;
   const std::size_t per_warp = static_cast<std::size_t>(l) * sizeof(double);
   // One warp's float64 fields must fit in a block's shared memory.
-  const std::size_t opt_in = shared_opt_in_limit(search.resources);
+  const std::size_t opt_in = dynamic_shared_limit(search.resources, exhaustive_kernel);
   if (per_warp > opt_in) {
     throw RuntimeFailure("exhaustive mode search on the device: the larger layer has " + std::to_string(l) +
                          " units, beyond the " + std::to_string(opt_in / sizeof(double)) +
@@ -981,7 +986,7 @@ ModeResult find_mode_device(Resources& resources, const float* weights, const fl
   // The polish keeps one candidate's (v, h) bytes in a block's shared memory:
   // refused before any search work rather than at the polish launch.
   const std::size_t polish_shared = static_cast<std::size_t>(n) + m;
-  const std::size_t opt_in = shared_opt_in_limit(resources);
+  const std::size_t opt_in = dynamic_shared_limit(resources, polish_kernel);
   MARBM_EXPECTS(polish_shared <= opt_in, RuntimeFailure,
                 "mode search on the device: the model has " + std::to_string(polish_shared) +
                     " units, beyond the " + std::to_string(opt_in) + " whose states fit in this device's shared memory");
