@@ -162,6 +162,48 @@ std::unique_ptr<Engine> make_engine_for(std::string_view backend_text, int threa
   return make_engine(backend, options);
 }
 
+void ModeAssistOptions::add_to(CLI::App& app, ModeAssistConfig& mode) {
+  app.add_option("--base", base, "mode: negative phase of the other steps, cd or pcd")
+      ->check(one_of({"cd", "pcd"}))
+      ->capture_default_str();
+  app.add_option("--p-max", mode.p_max, "mode: P_mode = p_max * sigmoid(alpha t/T + beta)")
+      ->check(number_in(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--alpha", mode.alpha, "mode: schedule slope")->check(finite_number())->capture_default_str();
+  app.add_option("--beta", mode.beta, "mode: schedule offset")->check(finite_number())->capture_default_str();
+  app.add_option("--mode-solver", solver, "mode: exhaustive, sb, sa or auto")
+      ->check(one_of({"exhaustive", "sb", "sa", "auto"}))
+      ->capture_default_str();
+  app.add_option("--mode-lr-scale", lr_scale, "mode: learning rate of mode steps, lr * push or lr")
+      ->check(one_of({"push", "constant"}))
+      ->capture_default_str();
+  app.add_option("--mode-target", target,
+                 "mode: state a mode step pushes down, joint (argmin E(v,h)) or marginal (argmax p(v))")
+      ->check(one_of({"joint", "marginal"}))
+      ->capture_default_str();
+  app.add_option("--mode-replicas", mode.search.replicas, "mode: solver replicas (0: by size)")
+      ->check(integer_at_least(0));
+  app.add_option("--mode-steps", mode.search.steps, "mode: solver steps (0: by size)")->check(integer_at_least(0));
+}
+
+void ModeAssistOptions::apply_to(ModeAssistConfig& mode) const {
+  mode.base = base == "pcd" ? NegativePhase::pcd : NegativePhase::cd;
+  if (solver == "auto") {
+    mode.solver.reset();
+  } else {
+    mode.solver = parse_mode_solver(solver);
+  }
+  mode.push_scaled = lr_scale == "push";
+  mode.target = target == "marginal" ? ModeTarget::marginal : ModeTarget::joint;
+}
+
+const std::vector<std::string>& ModeAssistOptions::names() {
+  static const std::vector<std::string> list = {"--base",          "--p-max",       "--alpha",
+                                                "--beta",          "--mode-solver", "--mode-lr-scale",
+                                                "--mode-replicas", "--mode-steps",  "--mode-target"};
+  return list;
+}
+
 Dataset load_data_option(const std::string& spec) {
   Dataset data = load_dataset(spec);
   if (data.n_rows <= 0 || data.n_cols <= 0) {

@@ -12,12 +12,14 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/mode.hpp"
 #include "marbm/model_io.hpp"
 #include "marbm/rbm.hpp"
+#include "marbm/train.hpp"
 
 namespace marbm::cli {
 
@@ -55,6 +57,28 @@ Backend parse_backend_option(std::string_view text);
 /// without the CUDA engine compiled in) throws CudaError with one line saying
 /// so; `auto` falls back to cpu with a one-line notice unless `quiet`.
 std::unique_ptr<Engine> make_engine_for(std::string_view backend, int threads, bool quiet);
+
+// ------------------------------------------------------------------ mode-assisted training
+
+/// The options of mode-assisted training that `train` and `study` share:
+/// --base, --p-max, --alpha, --beta, --mode-solver, --mode-lr-scale,
+/// --mode-target, --mode-replicas and --mode-steps. Numbers are bound to the
+/// ModeAssistConfig given to add_to(); the words are kept here (they also go
+/// into model metadata) and apply_to() turns them into the config's fields.
+struct ModeAssistOptions {
+  std::string base = "cd";
+  std::string solver = "auto";
+  std::string lr_scale = "push";
+  std::string target = "joint";
+
+  /// Adds the options to `app`, with `mode`'s current values as defaults.
+  void add_to(CLI::App& app, ModeAssistConfig& mode);
+  /// Sets `mode`'s base, solver (nullopt for auto), learning-rate scaling
+  /// and target from the words.
+  void apply_to(ModeAssistConfig& mode) const;
+  /// The option names, e.g. for refusing them outside mode training.
+  static const std::vector<std::string>& names();
+};
 
 // ------------------------------------------------------------------ inputs
 

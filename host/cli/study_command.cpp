@@ -25,12 +25,7 @@ struct StudyOptions {
   std::string methods = "cd,mode";
   std::string backend = "cpu";
   std::string out;
-  std::string base = "cd";
-  std::string mode_solver = "auto";
-  std::string mode_lr_scale = "push";
-  std::string mode_target = "joint";
-  int mode_replicas = 0;
-  int mode_steps = 0;
+  ModeAssistOptions mode_words;  // the numbers go straight into config.mode
   bool no_plot = false;
 };
 
@@ -100,16 +95,7 @@ int run_study_command(StudyOptions& options) {
   if (config.backend == Backend::automatic && cuda_devices().empty()) {
     print_note("no usable CUDA device; the study runs on the cpu");
   }
-  config.mode.base = options.base == "pcd" ? NegativePhase::pcd : NegativePhase::cd;
-  if (options.mode_solver == "auto") {
-    config.mode.solver.reset();
-  } else {
-    config.mode.solver = parse_mode_solver(options.mode_solver);
-  }
-  config.mode.push_scaled = options.mode_lr_scale == "push";
-  config.mode.target = options.mode_target == "marginal" ? ModeTarget::marginal : ModeTarget::joint;
-  config.mode.search.replicas = options.mode_replicas;
-  config.mode.search.steps = options.mode_steps;
+  options.mode_words.apply_to(config.mode);
   prepare_output_folder(options.out);
 
   ProgressLine progress("study", static_cast<long>(config.methods.size()) * config.runs);
@@ -166,27 +152,7 @@ Runner setup_study(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--out", o.out, "output folder (created if missing; its parent must exist)")->required();
   app.add_flag("--no-plot", o.no_plot, "skip kl.png");
-  app.add_option("--base", o.base, "mode: negative phase of the other steps, cd or pcd")
-      ->check(one_of({"cd", "pcd"}))
-      ->capture_default_str();
-  app.add_option("--p-max", c.mode.p_max, "mode: P_mode = p_max * sigmoid(alpha t/T + beta)")
-      ->check(number_in(0.0, 1.0))
-      ->capture_default_str();
-  app.add_option("--alpha", c.mode.alpha, "mode: schedule slope")->check(finite_number())->capture_default_str();
-  app.add_option("--beta", c.mode.beta, "mode: schedule offset")->check(finite_number())->capture_default_str();
-  app.add_option("--mode-solver", o.mode_solver, "mode: exhaustive, sb, sa or auto")
-      ->check(one_of({"exhaustive", "sb", "sa", "auto"}))
-      ->capture_default_str();
-  app.add_option("--mode-lr-scale", o.mode_lr_scale, "mode: learning rate of mode steps, lr * push or lr")
-      ->check(one_of({"push", "constant"}))
-      ->capture_default_str();
-  app.add_option("--mode-target", o.mode_target,
-                 "mode: state a mode step pushes down, joint (argmin E(v,h)) or marginal (argmax p(v))")
-      ->check(one_of({"joint", "marginal"}))
-      ->capture_default_str();
-  app.add_option("--mode-replicas", o.mode_replicas, "mode: solver replicas (0: by size)")
-      ->check(integer_at_least(0));
-  app.add_option("--mode-steps", o.mode_steps, "mode: solver steps (0: by size)")->check(integer_at_least(0));
+  o.mode_words.add_to(app, c.mode);
   return [options] { return run_study_command(*options); };
 }
 

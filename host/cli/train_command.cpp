@@ -40,16 +40,9 @@ struct TrainOptions {
   int chains = 0;
   int threads = 0;
   int exact_max_units = 24;
-  // Mode-assisted training (ModeAssistConfig).
-  std::string base = "cd";
-  double p_max = 0.1;
-  double alpha = 20.0;
-  double beta = -6.0;
-  std::string mode_solver = "auto";
-  std::string mode_lr_scale = "push";
-  int mode_replicas = 0;
-  int mode_steps = 0;
-  std::string mode_target = "joint";
+  // Mode-assisted training: numbers in `mode`, words in `mode_words`.
+  ModeAssistConfig mode;
+  ModeAssistOptions mode_words;
 };
 
 // Full precision for numbers stored in model metadata, so that a value read
@@ -100,29 +93,21 @@ TrainConfig make_config(const TrainOptions& options, const CLI::App& app) {
 
   const bool mode = config.method == TrainMethod::mode;
   const bool uses_chains =
-      config.method == TrainMethod::pcd || (mode && options.base == "pcd");
+      config.method == TrainMethod::pcd || (mode && options.mode_words.base == "pcd");
   if (app.count("--chains") > 0 && !uses_chains) {
     throw UsageError("--chains applies only to --method pcd or --method mode --base pcd");
   }
-  for (const char* name : {"--base", "--p-max", "--alpha", "--beta", "--mode-solver", "--mode-lr-scale",
-                           "--mode-replicas", "--mode-steps", "--mode-target"}) {
+  for (const std::string& name : ModeAssistOptions::names()) {
     if (!mode && app.count(name) > 0) {
-      throw UsageError(std::string(name) + " applies only to --method mode (got --method " + options.method + ")");
+      throw UsageError(name + " applies only to --method mode (got --method " + options.method + ")");
     }
   }
   if (app.count("--iters") == 0 && app.count("--epochs") == 0) {
     throw UsageError("give the training length with --iters N or --epochs E");
   }
 
-  config.mode.p_max = options.p_max;
-  config.mode.alpha = options.alpha;
-  config.mode.beta = options.beta;
-  config.mode.base = options.base == "pcd" ? NegativePhase::pcd : NegativePhase::cd;
-  config.mode.push_scaled = options.mode_lr_scale == "push";
-  if (options.mode_solver != "auto") config.mode.solver = parse_mode_solver(options.mode_solver);
-  config.mode.search.replicas = options.mode_replicas;
-  config.mode.search.steps = options.mode_steps;
-  config.mode.target = options.mode_target == "marginal" ? ModeTarget::marginal : ModeTarget::joint;
+  config.mode = options.mode;
+  options.mode_words.apply_to(config.mode);
   return config;
 }
 
@@ -147,13 +132,13 @@ Metadata make_metadata(const TrainOptions& options, const TrainConfig& config, c
     metadata["persistent_chains"] = std::to_string(config.persistent_chains);
   }
   if (config.method == TrainMethod::mode) {
-    metadata["mode_base"] = options.base;
+    metadata["mode_base"] = options.mode_words.base;
     metadata["mode_p_max"] = exact_text(config.mode.p_max);
     metadata["mode_alpha"] = exact_text(config.mode.alpha);
     metadata["mode_beta"] = exact_text(config.mode.beta);
-    metadata["mode_solver"] = options.mode_solver;
-    metadata["mode_lr_scale"] = options.mode_lr_scale;
-    metadata["mode_target"] = options.mode_target;
+    metadata["mode_solver"] = options.mode_words.solver;
+    metadata["mode_lr_scale"] = options.mode_words.lr_scale;
+    metadata["mode_target"] = options.mode_words.target;
     metadata["mode_steps_taken"] = std::to_string(result.mode_steps);
   }
   if (!result.history.empty()) {
@@ -300,27 +285,7 @@ Runner setup_train(CLI::App& app) {
                  "exact KL only when 2^min(n,m) <= 2^U states (also the exact method's limit)")
       ->check(CLI::Range(1, 40))
       ->capture_default_str();
-  app.add_option("--base", o.base, "mode: negative phase of the other steps, cd or pcd")
-      ->check(one_of({"cd", "pcd"}))
-      ->capture_default_str();
-  app.add_option("--p-max", o.p_max, "mode: P_mode = p_max * sigmoid(alpha t/T + beta)")
-      ->check(number_in(0.0, 1.0))
-      ->capture_default_str();
-  app.add_option("--alpha", o.alpha, "mode: schedule slope")->check(finite_number())->capture_default_str();
-  app.add_option("--beta", o.beta, "mode: schedule offset")->check(finite_number())->capture_default_str();
-  app.add_option("--mode-solver", o.mode_solver, "mode: exhaustive, sb, sa or auto")
-      ->check(one_of({"exhaustive", "sb", "sa", "auto"}))
-      ->capture_default_str();
-  app.add_option("--mode-lr-scale", o.mode_lr_scale, "mode: learning rate of mode steps, lr * push or lr")
-      ->check(one_of({"push", "constant"}))
-      ->capture_default_str();
-  app.add_option("--mode-replicas", o.mode_replicas, "mode: solver replicas (0: by size)")
-      ->check(integer_at_least(0));
-  app.add_option("--mode-steps", o.mode_steps, "mode: solver steps (0: by size)")->check(integer_at_least(0));
-  app.add_option("--mode-target", o.mode_target,
-                 "mode: state a mode step pushes down, joint (argmin E(v,h)) or marginal (argmin F(v))")
-      ->check(one_of({"joint", "marginal"}))
-      ->capture_default_str();
+  o.mode_words.add_to(app, o.mode);
   return [options, &app] { return run_train(*options, app); };
 }
 
