@@ -66,6 +66,25 @@ void set_blas_threads(int threads) {
   if (openblas_get_num_threads() != threads) openblas_set_num_threads(threads);
 }
 
+// Sets the calling thread's OpenMP team size for one call and restores it:
+// exact enumeration and the mode solvers open their own parallel regions,
+// which would otherwise use the process default, not the engine's threads.
+class OmpThreadScope {
+ public:
+  explicit OmpThreadScope(int threads) : saved_(omp_get_max_threads()), active_(threads > 0) {
+    if (active_) omp_set_num_threads(threads);
+  }
+  ~OmpThreadScope() {
+    if (active_) omp_set_num_threads(saved_);
+  }
+  OmpThreadScope(const OmpThreadScope&) = delete;
+  OmpThreadScope& operator=(const OmpThreadScope&) = delete;
+
+ private:
+  int saved_;
+  bool active_;
+};
+
 class CpuEngine final : public Engine {
  public:
   explicit CpuEngine(const EngineOptions& options) : threads_(options.threads) {
@@ -186,6 +205,7 @@ class CpuEngine final : public Engine {
 
   double log_partition_exact(const ExactOptions& options) override {
     require_model("log_partition_exact");
+    const OmpThreadScope scope(threads_);
     return marbm::log_partition_exact(rbm_, options);
   }
 
@@ -193,6 +213,7 @@ class CpuEngine final : public Engine {
     require_model("find_mode");
     ModeSearchConfig cpu_config = config;
     cpu_config.backend = Backend::cpu;
+    const OmpThreadScope scope(threads_);
     return marbm::find_mode(rbm_, cpu_config);
   }
 
@@ -447,7 +468,10 @@ class CpuEngine final : public Engine {
         break;
       }
       case NegativePhase::exact: {
-        const ModelExpectations ex = model_expectations_exact(rbm_, step.exact);
+        const ModelExpectations ex = [&] {
+          const OmpThreadScope scope(threads_);
+          return model_expectations_exact(rbm_, step.exact);
+        }();
         float* g = weight_gradient_.data();
         for (std::size_t k = 0; k < weight_gradient_.size(); ++k) g[k] = static_cast<float>(g[k] - ex.visible_hidden[k]);
         for (int i = 0; i < n_; ++i) visible_gradient_[i] -= ex.visible[i];

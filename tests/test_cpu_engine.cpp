@@ -105,6 +105,41 @@ TEST(CpuEngine, GibbsChainFollowsTheDocumentedPhiloxLayout) {
   EXPECT_EQ(got, expected);
 }
 
+TEST(CpuEngine, ThreadOptionCoversExactAndModeWorkAndRestoresTheCallerSetting) {
+  // An engine with threads = 1 runs log Z, the exact negative phase and the
+  // mode search on one OpenMP thread, then gives the caller its own setting
+  // back; the results are those of the free functions (bit-identical at any
+  // thread count).
+  ThreadCountGuard guard;
+  omp_set_num_threads(3);
+  EngineOptions options;
+  options.threads = 1;
+  auto engine = make_engine(Backend::cpu, options);
+  const Rbm rbm = Rbm::random(14, 13, 0.7, 33);
+  engine->set_model(rbm);
+  EXPECT_EQ(engine->log_partition_exact({}), log_partition_exact(rbm));
+  EXPECT_EQ(omp_get_max_threads(), 3);
+  ModeSearchConfig config;
+  config.solver = ModeSolver::exhaustive;
+  EXPECT_EQ(engine->find_mode(config).energy, mode_exhaustive(rbm).energy);
+  EXPECT_EQ(omp_get_max_threads(), 3);
+  const Dataset data = random_dataset(6, 14, 34);
+  engine->set_data(data);
+  UpdateStep step;
+  const std::vector<int> rows = all_rows(data.n_rows);
+  step.batch_rows = rows;
+  step.negative = NegativePhase::exact;
+  const Gradient g = engine->gradient(step);
+  EXPECT_EQ(omp_get_max_threads(), 3);
+  auto default_threads = make_engine(Backend::cpu);
+  default_threads->set_model(rbm);
+  default_threads->set_data(data);
+  const Gradient reference = default_threads->gradient(step);
+  EXPECT_EQ(g.weights, reference.weights);
+  EXPECT_EQ(g.visible_bias, reference.visible_bias);
+  EXPECT_EQ(g.hidden_bias, reference.hidden_bias);
+}
+
 TEST(CpuEngine, DescriptionNamesThreadsAndBlas) {
   EngineOptions options;
   options.threads = 1;
