@@ -98,7 +98,13 @@ void write_atomically(const std::string& path, const std::string& contents, cons
     MARBM_EXPECTS(out.good(), RuntimeFailure, std::string("cannot write ") + what + " '" + path + "'");
     out << contents;
     out.flush();
-    MARBM_EXPECTS(out.good(), RuntimeFailure, std::string("failed writing ") + what + " '" + path + "'");
+    if (!out.good()) {
+      // A short write (disk full) must not leave the half file behind either.
+      out.close();
+      std::error_code ignored;
+      std::filesystem::remove(temporary, ignored);
+      throw RuntimeFailure(std::string("failed writing ") + what + " '" + path + "'");
+    }
   }
   std::error_code error;
   std::filesystem::rename(temporary, path, error);

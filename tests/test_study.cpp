@@ -188,6 +188,19 @@ TEST(Study, CsvIsCompleteAndParseable) {
   EXPECT_FALSE(fs::exists(dir.path() / "kl.csv.tmp"));
 }
 
+TEST(Study, FailedWriteLeavesNoTemporaryFile) {
+  if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full to simulate a full disk";
+  const StudyResult& result = shared_result();
+  ScratchDir dir;
+  const fs::path csv = dir.path() / "kl.csv";
+  const fs::path temporary = dir.path() / "kl.csv.tmp";
+  // The temporary name points at a device whose every write fails (ENOSPC).
+  fs::create_symlink("/dev/full", temporary);
+  EXPECT_THROW(write_study_csv(result, csv.string()), RuntimeFailure);
+  EXPECT_FALSE(fs::exists(fs::symlink_status(temporary))) << "the temporary name is left behind";
+  EXPECT_FALSE(fs::exists(csv));
+}
+
 TEST(Study, SummaryJsonIsCompleteAndParseable) {
   const StudyResult& result = shared_result();
   ScratchDir dir;
