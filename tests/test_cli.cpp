@@ -346,6 +346,10 @@ TEST(CliRefusal, TrainOptions) {
       {"no data", with_option(base, "--data", ""), 2, "--data"},
       {"mode option without mode", with_option(base, "--p-max", "0.5"), 2, "--p-max"},
       {"chains without pcd", with_option(base, "--chains", "10"), 2, "--chains"},
+      // With --backend auto, as a user would run it: no fallback note before the error.
+      {"exact beyond the limit",
+       with_option(with_option(with_option(base, "--method", "exact"), "--exact-max-units", "3"), "--backend", "auto"),
+       2, "--exact-max-units 3"},
       {"p-max above one", with_option(with_option(base, "--method", "mode"), "--p-max", "1.5"), 2, "--p-max"},
       {"out folder missing", with_option(base, "--out", scratch.file("no-such-folder/m.safetensors")), 2,
        "no-such-folder"},

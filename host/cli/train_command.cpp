@@ -1,6 +1,7 @@
 // `marbm train`: trains an RBM on a data spec with CD-k, PCD-k, the exact
 // gradient or mode-assisted training and saves it as safetensors with
 // metadata describing how it was trained.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <iostream>
@@ -159,6 +160,14 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
   const int m = options.hidden;
   const long total = total_iterations(config, data.n_rows);
   if (total <= 0) throw UsageError("--iters/--epochs: the run would make no updates");
+
+  // Refused here, before the engine is made: with --backend auto its
+  // fallback note would otherwise come before the error line.
+  if (config.method == TrainMethod::exact && std::min(n, m) > config.exact.max_enumerated_units) {
+    throw UsageError("--method exact: a " + std::to_string(n) + " x " + std::to_string(m) + " model needs 2^" +
+                     std::to_string(std::min(n, m)) + " states enumerated per update, beyond --exact-max-units " +
+                     std::to_string(config.exact.max_enumerated_units));
+  }
 
   const bool mode = config.method == TrainMethod::mode;
   ProgressLine progress("training", total);
