@@ -193,7 +193,10 @@ double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
   }
   last_energy_ = energy;
   const double mean_energy = model.uniform_mean_energy();
-  last_push_ = mode_push(mean_energy, energy, n_visible_, n_hidden_);
+  // The exact joint mode is never above the uniform mean (push >= 0); a
+  // heuristic or marginal state could be, and a negative push would reverse
+  // the step, so such a step moves nothing (push 0).
+  last_push_ = std::max(0.0, mode_push(mean_energy, energy, n_visible_, n_hidden_));
   ++steps_taken_;
 
   step.negative = NegativePhase::mode;
