@@ -286,7 +286,7 @@ void write_study_summary(const StudyResult& result, const std::string& path) {
       {"wall_seconds", result.seconds},
       {"version", version()},
   };
-  write_atomically(path, root.dump(2) + "\n", "study summary");
+  write_atomically(path, root.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", "study summary");
 }
 
 namespace {

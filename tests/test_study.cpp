@@ -225,6 +225,16 @@ TEST(Study, SummaryJsonIsCompleteAndParseable) {
   EXPECT_DOUBLE_EQ(settings.at("mode").at("p_max").get<double>(), 0.3);
 }
 
+TEST(Study, SummaryOfDataWhoseNameIsNotUtf8IsWritten) {
+  StudyResult result = shared_result();
+  result.config.data = "csv:bad\xff.csv";  // a Latin-1 file name
+  ScratchDir dir;
+  const fs::path path = dir.path() / "summary.json";
+  write_study_summary(result, path.string());
+  const auto json = nlohmann::json::parse(read_text(path));
+  EXPECT_EQ(json.at("settings").at("data").get<std::string>(), "csv:bad\xEF\xBF\xBD.csv");  // U+FFFD
+}
+
 TEST(Study, PlotIsAPngOrASayableFailure) {
   const StudyResult& result = shared_result();
   ScratchDir dir;

@@ -10,8 +10,9 @@
 
 namespace marbm {
 
-/// Where computations run. `automatic`: cuda when a device is usable, else cpu
-/// with a one-line notice on stderr.
+/// Where computations run. `automatic`: cuda when a device is usable, else
+/// cpu. make_engine says so in a one-line notice on stderr when it falls
+/// back; find_mode falls back silently (training calls it at every mode step).
 enum class Backend { cpu, cuda, automatic };
 
 /// Parses "cpu" | "cuda" | "auto"; throws UsageError otherwise.
