@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "detail/cuda_entry.hpp"
+#include "detail/mode_search_config.hpp"
 #include "device_buffer.cuh"
 #include "error.cuh"
 #include "marbm/error.hpp"
@@ -948,39 +949,12 @@ void run_exhaustive(Search& search, const ModeSearchConfig& config) {
   MARBM_CUDA_CHECK_LAST();
 }
 
-void check_config(int n, int m, const ModeSearchConfig& config) {
-  MARBM_EXPECTS(n >= 1 && m >= 1, UsageError, "find_mode (cuda): the model is empty");
-  MARBM_EXPECTS(config.replicas >= 0, UsageError,
-                "mode search: replicas must be >= 0 (0: default), got " + std::to_string(config.replicas));
-  MARBM_EXPECTS(config.steps >= 0, UsageError,
-                "mode search: steps must be >= 0 (0: default), got " + std::to_string(config.steps));
-  MARBM_EXPECTS(std::isfinite(config.time_step) && config.time_step >= 0.0, UsageError,
-                "mode search: time step must be finite and >= 0 (0: default), got " + std::to_string(config.time_step));
-  MARBM_EXPECTS(std::isfinite(config.beta_hot) && config.beta_hot >= 0.0 && std::isfinite(config.beta_cold) &&
-                    config.beta_cold >= 0.0,
-                UsageError, "mode search: beta_hot and beta_cold must be finite and >= 0 (0: derived)");
-  MARBM_EXPECTS(config.max_enumerated_units >= 1 && config.max_enumerated_units <= 62, UsageError,
-                "mode search: max_enumerated_units must be in 1..62, got " + std::to_string(config.max_enumerated_units));
-  const bool warm_empty = config.warm_visible.empty() && config.warm_hidden.empty();
-  const bool warm_sized = static_cast<int>(config.warm_visible.size()) == n &&
-                          static_cast<int>(config.warm_hidden.size()) == m;
-  MARBM_EXPECTS(warm_empty || warm_sized, UsageError,
-                "mode search: warm start has " + std::to_string(config.warm_visible.size()) + " visible and " +
-                    std::to_string(config.warm_hidden.size()) + " hidden units, the model " + std::to_string(n) +
-                    " and " + std::to_string(m));
-  const auto binary = [](const std::vector<std::uint8_t>& state) {
-    return std::all_of(state.begin(), state.end(), [](std::uint8_t u) { return u <= 1; });
-  };
-  MARBM_EXPECTS(binary(config.warm_visible) && binary(config.warm_hidden), UsageError,
-                "mode search: warm start states must hold only 0 and 1");
-}
-
 }  // namespace
 
 ModeResult find_mode_device(Resources& resources, const float* weights, const float* visible_bias,
                             const float* hidden_bias, int n_visible, int n_hidden, const ModeSearchConfig& config) {
   const auto start = std::chrono::steady_clock::now();
-  check_config(n_visible, n_hidden, config);
+  check_mode_search_config(n_visible, n_hidden, config);
   const int n = n_visible, m = n_hidden;
   cudaStream_t stream = resources.stream();
   // The polish keeps one candidate's (v, h) bytes in a block's shared memory:
@@ -1047,7 +1021,7 @@ ModeResult find_mode_device(Resources& resources, const float* weights, const fl
 
 ModeResult find_mode_cuda(const Rbm& rbm, const ModeSearchConfig& config) {
   const auto start = std::chrono::steady_clock::now();
-  check_config(rbm.n_visible(), rbm.n_hidden(), config);
+  check_mode_search_config(rbm.n_visible(), rbm.n_hidden(), config);
   Resources resources(0, false);
   cudaStream_t stream = resources.stream();
   DeviceBuffer<float> weights(rbm.weights().size(), stream);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "detail/cuda_entry.hpp"
+#include "detail/mode_search_config.hpp"
 #include "marbm/error.hpp"
 #include "mode_solvers.hpp"
 
@@ -295,39 +296,11 @@ double DescentPolish::run(std::uint8_t* visible, std::uint8_t* hidden, Scratch& 
 
 namespace {
 
-void check_config(const Rbm& rbm, const ModeSearchConfig& config) {
-  MARBM_EXPECTS(rbm.n_visible() >= 1 && rbm.n_hidden() >= 1, UsageError, "find_mode: the model is empty");
-  MARBM_EXPECTS(config.replicas >= 0, UsageError,
-                "mode search: replicas must be >= 0 (0: default), got " + std::to_string(config.replicas));
-  MARBM_EXPECTS(config.steps >= 0, UsageError,
-                "mode search: steps must be >= 0 (0: default), got " + std::to_string(config.steps));
-  MARBM_EXPECTS(std::isfinite(config.time_step) && config.time_step >= 0.0, UsageError,
-                "mode search: time step must be finite and >= 0 (0: default), got " + std::to_string(config.time_step));
-  MARBM_EXPECTS(std::isfinite(config.beta_hot) && config.beta_hot >= 0.0, UsageError,
-                "mode search: beta_hot must be finite and >= 0 (0: derived), got " + std::to_string(config.beta_hot));
-  MARBM_EXPECTS(std::isfinite(config.beta_cold) && config.beta_cold >= 0.0, UsageError,
-                "mode search: beta_cold must be finite and >= 0 (0: derived), got " + std::to_string(config.beta_cold));
-  MARBM_EXPECTS(config.max_enumerated_units >= 1 && config.max_enumerated_units <= 62, UsageError,
-                "mode search: max_enumerated_units must be in 1..62, got " +
-                    std::to_string(config.max_enumerated_units));
-  const bool warm_empty = config.warm_visible.empty() && config.warm_hidden.empty();
-  const bool warm_sized = static_cast<int>(config.warm_visible.size()) == rbm.n_visible() &&
-                          static_cast<int>(config.warm_hidden.size()) == rbm.n_hidden();
-  MARBM_EXPECTS(warm_empty || warm_sized, UsageError,
-                "mode search: warm start has " + std::to_string(config.warm_visible.size()) + " visible and " +
-                    std::to_string(config.warm_hidden.size()) + " hidden units, the model " +
-                    std::to_string(rbm.n_visible()) + " and " + std::to_string(rbm.n_hidden()));
-  auto binary = [](const std::vector<std::uint8_t>& state) {
-    return std::all_of(state.begin(), state.end(), [](std::uint8_t u) { return u <= 1; });
-  };
-  MARBM_EXPECTS(binary(config.warm_visible) && binary(config.warm_hidden), UsageError,
-                "mode search: warm start states must hold only 0 and 1");
-}
 
 }  // namespace
 
 ModeResult find_mode(const Rbm& rbm, const ModeSearchConfig& config) {
-  check_config(rbm, config);
+  detail::check_mode_search_config(rbm.n_visible(), rbm.n_hidden(), config);
   Backend backend = config.backend;
   if (backend == Backend::automatic) {
     // Called at every mode step of training: no notice here, the front ends
@@ -346,5 +319,38 @@ ModeResult find_mode(const Rbm& rbm, const ModeSearchConfig& config) {
   }
   throw UsageError("find_mode: unknown solver");
 }
+
+namespace detail {
+
+void check_mode_search_config(int n_visible, int n_hidden, const ModeSearchConfig& config) {
+  MARBM_EXPECTS(n_visible >= 1 && n_hidden >= 1, UsageError, "find_mode: the model is empty");
+  MARBM_EXPECTS(config.replicas >= 0, UsageError,
+                "mode search: replicas must be >= 0 (0: default), got " + std::to_string(config.replicas));
+  MARBM_EXPECTS(config.steps >= 0, UsageError,
+                "mode search: steps must be >= 0 (0: default), got " + std::to_string(config.steps));
+  MARBM_EXPECTS(std::isfinite(config.time_step) && config.time_step >= 0.0, UsageError,
+                "mode search: time step must be finite and >= 0 (0: default), got " + std::to_string(config.time_step));
+  MARBM_EXPECTS(std::isfinite(config.beta_hot) && config.beta_hot >= 0.0, UsageError,
+                "mode search: beta_hot must be finite and >= 0 (0: derived), got " + std::to_string(config.beta_hot));
+  MARBM_EXPECTS(std::isfinite(config.beta_cold) && config.beta_cold >= 0.0, UsageError,
+                "mode search: beta_cold must be finite and >= 0 (0: derived), got " + std::to_string(config.beta_cold));
+  MARBM_EXPECTS(config.max_enumerated_units >= 1 && config.max_enumerated_units <= 62, UsageError,
+                "mode search: max_enumerated_units must be in 1..62, got " +
+                    std::to_string(config.max_enumerated_units));
+  const bool warm_empty = config.warm_visible.empty() && config.warm_hidden.empty();
+  const bool warm_sized = static_cast<int>(config.warm_visible.size()) == n_visible &&
+                          static_cast<int>(config.warm_hidden.size()) == n_hidden;
+  MARBM_EXPECTS(warm_empty || warm_sized, UsageError,
+                "mode search: warm start has " + std::to_string(config.warm_visible.size()) + " visible and " +
+                    std::to_string(config.warm_hidden.size()) + " hidden units, the model " +
+                    std::to_string(n_visible) + " and " + std::to_string(n_hidden));
+  auto binary = [](const std::vector<std::uint8_t>& state) {
+    return std::all_of(state.begin(), state.end(), [](std::uint8_t u) { return u <= 1; });
+  };
+  MARBM_EXPECTS(binary(config.warm_visible) && binary(config.warm_hidden), UsageError,
+                "mode search: warm start states must hold only 0 and 1");
+}
+
+}  // namespace detail
 
 }  // namespace marbm
