@@ -7,6 +7,7 @@
 #include <cmath>
 #include <string>
 
+#include "detail/mode_search_config.hpp"
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
 
@@ -134,6 +135,9 @@ ModeAssist::ModeAssist(const TrainConfig& config, int n_visible, int n_hidden, l
   MARBM_EXPECTS(total_iterations > 0, UsageError,
                 "mode assist: total updates must be positive (got " + std::to_string(total_iterations) + ")");
   check_mode_config(config.mode);
+  // Bad solver options would otherwise surface only at the first mode step,
+  // possibly thousands of updates into the run.
+  check_mode_search_config(n_visible, n_hidden, config.mode.search);
   search_ = config.mode.search;
   if (config.mode.solver) {
     search_.solver = *config.mode.solver;

@@ -131,6 +131,14 @@ TEST(ModeAssist, RefusesBadSettings) {
   config.mode.p_max = 0.1;
   config.mode.alpha = INFINITY;
   EXPECT_THROW(detail::ModeAssist(config, 4, 4, 100), UsageError);
+  // Solver options are checked before training starts, not at the first mode step.
+  config.mode.alpha = 20.0;
+  EXPECT_NO_THROW(detail::ModeAssist(config, 4, 4, 100));
+  config.mode.search.replicas = -1;
+  EXPECT_THROW(detail::ModeAssist(config, 4, 4, 100), UsageError);
+  config.mode.search.replicas = 0;
+  config.mode.search.warm_visible = {1, 0};
+  EXPECT_THROW(detail::ModeAssist(config, 4, 4, 100), UsageError);
 }
 
 // An engine that records the searches it is asked for and answers with the
