@@ -486,9 +486,9 @@ int block_threads(const EnsembleProblem& problem) {
   return threads;
 }
 
-// Members the fused kernel does not cover: marbm::train on cuda engines, one
-// engine per host thread (reused member after member), so that their streams
-// overlap on the device.
+// Members neither the fused kernel nor the batched path covers (the exact
+// method): marbm::train on cuda engines, one engine per host thread (reused
+// member after member), so that their streams overlap on the device.
 std::vector<TrainResult> train_one_by_one(const Dataset& data, const std::vector<Rbm>& initial,
                                           const std::vector<std::uint64_t>& seeds, const TrainConfig& config,
                                           const EnsembleMetricsCallback& on_metrics) {
