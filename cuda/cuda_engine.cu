@@ -172,6 +172,8 @@ class CudaEngine final : public Engine {
   ModeResult find_mode(const ModeSearchConfig& config) override {
     activate();
     require_model("find_mode");
+    // The local search runs on the host (a few passes over W per start).
+    if (config.solver == ModeSolver::local) return marbm::find_mode(model(), config);
     ModeSearchConfig device_config = config;
     device_config.backend = Backend::cuda;
     return find_mode_device(resources_, weights(), visible_bias(), hidden_bias(), n_, m_, device_config);

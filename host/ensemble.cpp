@@ -106,8 +106,8 @@ bool ensemble_fused_supported(int n_visible, int n_hidden, int data_rows, const 
     // The kernel finds the joint ground state only; the marginal target goes
     // through the engines.
     if (config.mode.target != ModeTarget::joint) return false;
-    const bool exhaustive = config.mode.solver ? *config.mode.solver == ModeSolver::exhaustive
-                                               : smaller <= config.mode.auto_exhaustive_units;
+    const bool exhaustive =
+        choose_mode_solver(config.mode, n_visible, n_hidden, batch) == ModeSolver::exhaustive;
     if (!exhaustive || smaller > 20) return false;
   }
   if (config.exact_metrics && smaller <= config.exact.max_enumerated_units && smaller > 20) return false;

@@ -24,7 +24,8 @@ ModeSolver parse_mode_solver(std::string_view text) {
   if (text == "exhaustive") return ModeSolver::exhaustive;
   if (text == "sb") return ModeSolver::sb;
   if (text == "sa") return ModeSolver::sa;
-  throw UsageError("unknown mode solver '" + std::string(text) + "' (expected exhaustive, sb or sa)");
+  if (text == "local") return ModeSolver::local;
+  throw UsageError("unknown mode solver '" + std::string(text) + "' (expected exhaustive, sb, sa or local)");
 }
 
 std::string_view to_string(ModeSolver solver) {
@@ -32,6 +33,7 @@ std::string_view to_string(ModeSolver solver) {
     case ModeSolver::exhaustive: return "exhaustive";
     case ModeSolver::sb: return "sb";
     case ModeSolver::sa: return "sa";
+    case ModeSolver::local: return "local";
   }
   return "?";
 }
@@ -301,6 +303,9 @@ namespace {
 
 ModeResult find_mode(const Rbm& rbm, const ModeSearchConfig& config) {
   detail::check_mode_search_config(rbm.n_visible(), rbm.n_hidden(), config);
+  // The local search is a few passes over W per start: it runs on the host
+  // whatever the backend.
+  if (config.solver == ModeSolver::local) return detail::mode_local_cpu(rbm, config);
   Backend backend = config.backend;
   if (backend == Backend::automatic) {
     // Called at every mode step of training: no notice here, the front ends
@@ -316,6 +321,7 @@ ModeResult find_mode(const Rbm& rbm, const ModeSearchConfig& config) {
     case ModeSolver::exhaustive: return mode_exhaustive(rbm, config.max_enumerated_units);
     case ModeSolver::sb: return detail::mode_sb_cpu(rbm, config);
     case ModeSolver::sa: return detail::mode_sa_cpu(rbm, config);
+    case ModeSolver::local: break;  // handled above
   }
   throw UsageError("find_mode: unknown solver");
 }
@@ -349,6 +355,12 @@ void check_mode_search_config(int n_visible, int n_hidden, const ModeSearchConfi
   };
   MARBM_EXPECTS(binary(config.warm_visible) && binary(config.warm_hidden), UsageError,
                 "mode search: warm start states must hold only 0 and 1");
+  MARBM_EXPECTS(config.start_visible.size() % static_cast<std::size_t>(n_visible) == 0, UsageError,
+                "mode search: start states hold " + std::to_string(config.start_visible.size()) +
+                    " values, not a whole number of rows of " + std::to_string(n_visible));
+  MARBM_EXPECTS(binary(config.start_visible), UsageError, "mode search: start states must hold only 0 and 1");
+  MARBM_EXPECTS(config.keep_minima >= 0, UsageError,
+                "mode search: keep_minima must be >= 0, got " + std::to_string(config.keep_minima));
 }
 
 }  // namespace detail

@@ -27,17 +27,35 @@ double mode_push(double uniform_mean_energy, double mode_energy, int n_visible, 
          (4.0 * (static_cast<double>(n_visible) + 1.0) * (static_cast<double>(n_hidden) + 1.0));
 }
 
+ModeSolver choose_mode_solver(const ModeAssistConfig& config, int n_visible, int n_hidden, int batch_size) {
+  if (config.solver) return *config.solver;
+  const int k = std::min(n_visible, n_hidden);
+  const double f = std::max(n_visible, n_hidden);
+  if (k > config.auto_exhaustive_units) return ModeSolver::local;
+  // Operation counts: the enumeration touches the larger layer's fields once
+  // per state; the local search starts from the batch rows, 16 random states
+  // and the kept population, each descent a few sweeps of k x f.
+  const double exhaustive = std::ldexp(f, k);
+  const double local = (std::max(batch_size, 1) + 17.0) * k * f * 8.0;
+  return exhaustive <= std::max(std::ldexp(1.0, 22), local) ? ModeSolver::exhaustive : ModeSolver::local;
+}
+
 }  // namespace marbm
 
 namespace marbm::detail {
 
 namespace {
 
+// Distinct local minima the local search hands from one mode step to the next.
+constexpr int kPopulation = 8;
+
 void check_mode_config(const ModeAssistConfig& mode) {
   MARBM_EXPECTS(std::isfinite(mode.p_max) && mode.p_max >= 0.0 && mode.p_max <= 1.0, UsageError,
                 "mode p_max must be in [0, 1] (got " + std::to_string(mode.p_max) + ")");
   MARBM_EXPECTS(std::isfinite(mode.alpha), UsageError, "mode alpha must be finite");
   MARBM_EXPECTS(std::isfinite(mode.beta), UsageError, "mode beta must be finite");
+  MARBM_EXPECTS(std::isfinite(mode.lr_factor) && mode.lr_factor > 0.0, UsageError,
+                "mode lr factor must be finite and > 0 (got " + std::to_string(mode.lr_factor) + ")");
   MARBM_EXPECTS(mode.auto_exhaustive_units >= 0 && mode.auto_exhaustive_units <= 32, UsageError,
                 "mode auto_exhaustive_units must be in [0, 32] (got " + std::to_string(mode.auto_exhaustive_units) +
                     ")");
@@ -139,16 +157,11 @@ ModeAssist::ModeAssist(const TrainConfig& config, int n_visible, int n_hidden, l
   // possibly thousands of updates into the run.
   check_mode_search_config(n_visible, n_hidden, config.mode.search);
   search_ = config.mode.search;
-  if (config.mode.solver) {
-    search_.solver = *config.mode.solver;
-  } else {
-    // Exhaustive is exact and, for a small layer, cheaper than any replica
-    // search; beyond that the simulated-bifurcation replicas take over.
-    search_.solver = std::min(n_visible, n_hidden) <= config.mode.auto_exhaustive_units ? ModeSolver::exhaustive
-                                                                                        : ModeSolver::sb;
-  }
+  search_.solver = choose_mode_solver(config.mode, n_visible, n_hidden, config.batch_size);
   search_.warm_visible.clear();
   search_.warm_hidden.clear();
+  search_.start_visible.clear();
+  if (search_.solver == ModeSolver::local && search_.keep_minima == 0) search_.keep_minima = kPopulation;
 }
 
 double ModeAssist::probability(long t) const { return mode_probability(config_.mode, t, total_iterations_); }
@@ -172,6 +185,17 @@ double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
     search_.warm_visible = mode_visible_;
     search_.warm_hidden = mode_hidden_;
   }
+  if (search_.solver == ModeSolver::local) {
+    // The local search also starts from the last search's low minima and
+    // from the minibatch: trained models put their modes near the data.
+    search_.start_visible = population_;
+    if (data_ != nullptr) {
+      for (const int row : step.batch_rows) {
+        const auto first = data_->values.begin() + static_cast<std::ptrdiff_t>(row) * n_visible_;
+        search_.start_visible.insert(search_.start_visible.end(), first, first + n_visible_);
+      }
+    }
+  }
   const Rbm model = engine.model();
   double energy = 0.0;
   if (config_.mode.target == ModeTarget::joint) {
@@ -180,6 +204,7 @@ double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
     mode_visible_ = found.visible;
     mode_hidden_ = found.hidden;
     energy = found.energy;
+    population_ = found.minima_visible;
   } else {
     if (n_visible_ <= config_.mode.marginal_exhaustive_units) {
       // The visible layer is enumerable: the exact marginal mode needs no search.
@@ -187,6 +212,7 @@ double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
     } else {
       const ModeResult found = engine.find_mode(search_);
       check_found(found);
+      population_ = found.minima_visible;
       mode_visible_ = marginal_mode_visible(model, config_.mode.marginal_exhaustive_units, found.visible);
     }
     // h* = argmin_h E(v*, h), the hidden state a polish would pick.
@@ -207,6 +233,7 @@ double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
   step.mode_visible = mode_visible_;
   step.mode_hidden = mode_hidden_;
   if (config_.mode.push_scaled) step.learning_rate *= last_push_;
+  step.learning_rate *= config_.mode.lr_factor;
   return last_push_;
 }
 

@@ -24,6 +24,7 @@ int default_mode_replicas(ModeSolver solver, int n_visible, int n_hidden) {
     case ModeSolver::exhaustive: return 1;
     case ModeSolver::sb: return units <= 64 ? 16 : 32;
     case ModeSolver::sa: return units <= 64 ? 16 : 32;
+    case ModeSolver::local: return default_local_replicas(n_visible, n_hidden);
   }
   return 16;
 }
@@ -41,6 +42,7 @@ int default_mode_steps(ModeSolver solver, int n_visible, int n_hidden) {
     case ModeSolver::exhaustive: return 0;
     case ModeSolver::sb: return std::clamp(2 * units, 100, 1000);
     case ModeSolver::sa: return std::clamp(2 * units, 100, 1000);
+    case ModeSolver::local: return default_local_rounds(n_visible, n_hidden);
   }
   return 200;
 }

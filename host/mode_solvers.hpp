@@ -51,6 +51,10 @@ class DescentPolish {
 ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config);
 /// Simulated annealing replicas (block Gibbs) on the CPU.
 ModeResult mode_sa_cpu(const Rbm& rbm, const ModeSearchConfig& config);
+/// The seeded local search (host/mode_local.cpp).
+ModeResult mode_local_cpu(const Rbm& rbm, const ModeSearchConfig& config);
+int default_local_replicas(int n_visible, int n_hidden);
+int default_local_rounds(int n_visible, int n_hidden);
 
 /// Defaults used when the config leaves a field at zero.
 int default_mode_replicas(ModeSolver solver, int n_visible, int n_hidden);

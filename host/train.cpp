@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <optional>
 #include <string>
 
@@ -89,7 +90,82 @@ NegativePhase negative_phase_of(const TrainConfig& config) {
   return NegativePhase::cd;
 }
 
+// Collapse diagnostics of `model` (TrainMetrics::hidden_similarity and
+// saturated_hidden) on the first up-to-256 rows of `data`.
+void collapse_diagnostics(Engine& engine, const Rbm& model, const Dataset& data, TrainMetrics& metrics) {
+  const int n = model.n_visible(), m = model.n_hidden();
+  const auto w = model.weights();
+  if (m >= 2) {
+    std::vector<double> norm(static_cast<std::size_t>(m), 0.0);
+    std::vector<double> dot(static_cast<std::size_t>(m) * m, 0.0);
+    for (int i = 0; i < n; ++i) {
+      const float* row = w.data() + static_cast<std::size_t>(i) * m;
+      for (int j = 0; j < m; ++j) {
+        norm[j] += static_cast<double>(row[j]) * row[j];
+        for (int q = j + 1; q < m; ++q) dot[static_cast<std::size_t>(j) * m + q] += static_cast<double>(row[j]) * row[q];
+      }
+    }
+    double sum = 0.0;
+    for (int j = 0; j < m; ++j) {
+      for (int q = j + 1; q < m; ++q) {
+        const double scale = std::sqrt(norm[j] * norm[q]);
+        sum += scale > 0.0 ? dot[static_cast<std::size_t>(j) * m + q] / scale : 0.0;
+      }
+    }
+    metrics.hidden_similarity = sum / (0.5 * m * (m - 1.0));
+  }
+  const int rows = std::min(data.n_rows, 256);
+  const std::vector<float> p = engine.hidden_probabilities(
+      std::span<const std::uint8_t>(data.values.data(), static_cast<std::size_t>(rows) * n), rows);
+  int constant = 0;
+  for (int j = 0; j < m; ++j) {
+    bool always_on = true, always_off = true;
+    for (int r = 0; r < rows; ++r) {
+      const float x = p[static_cast<std::size_t>(r) * m + j];
+      always_on = always_on && x > 0.99f;
+      always_off = always_off && x < 0.01f;
+    }
+    constant += (always_on || always_off) ? 1 : 0;
+  }
+  metrics.saturated_hidden = static_cast<double>(constant) / m;
+}
+
 }  // namespace
+
+std::string collapse_warning(const TrainMetrics& metrics) {
+  char text[200];
+  if (metrics.hidden_similarity > 0.95) {
+    std::snprintf(text, sizeof text,
+                  "at update %ld the hidden units collapsed onto one feature (mean cosine %.3f between their weight "
+                  "vectors); lower the learning rate or use more chains",
+                  metrics.iteration, metrics.hidden_similarity);
+    return text;
+  }
+  if (metrics.saturated_hidden >= 0.5) {
+    std::snprintf(text, sizeof text,
+                  "at update %ld %.0f%% of the hidden units are saturated (p(h|v) constant on the data); lower the "
+                  "learning rate",
+                  metrics.iteration, 100.0 * metrics.saturated_hidden);
+    return text;
+  }
+  return {};
+}
+
+void set_base_rate_visible_bias(Rbm& rbm, const Dataset& data) {
+  MARBM_EXPECTS(data.n_cols == rbm.n_visible(), UsageError,
+                "base-rate biases: the data set '" + data.description + "' has " + std::to_string(data.n_cols) +
+                    " columns, the model has " + std::to_string(rbm.n_visible()) + " visible units");
+  std::vector<long> ones(static_cast<std::size_t>(data.n_cols), 0);
+  for (int r = 0; r < data.n_rows; ++r) {
+    const auto row = data.row(r);
+    for (int i = 0; i < data.n_cols; ++i) ones[i] += row[i];
+  }
+  const auto bias = rbm.visible_bias();
+  for (int i = 0; i < data.n_cols; ++i) {
+    const double p = (static_cast<double>(ones[i]) + 1.0) / (static_cast<double>(data.n_rows) + 2.0);
+    bias[i] = static_cast<float>(std::log(p / (1.0 - p)));
+  }
+}
 
 long total_iterations(const TrainConfig& config, int rows) {
   MARBM_EXPECTS(rows >= 1, UsageError, "train: the data set has no rows");
@@ -117,7 +193,10 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
     engine.reset_persistent_chains(config.persistent_chains > 0 ? config.persistent_chains : batch, config.seed);
   }
   std::optional<detail::ModeAssist> assist;
-  if (config.method == TrainMethod::mode) assist.emplace(config, initial.n_visible(), initial.n_hidden(), total);
+  if (config.method == TrainMethod::mode) {
+    assist.emplace(config, initial.n_visible(), initial.n_hidden(), total);
+    assist->set_start_data(&data);
+  }
 
   TrainResult result;
   const auto start = std::chrono::steady_clock::now();
@@ -126,13 +205,14 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
   auto report = [&](long t) {
     TrainMetrics metrics;
     metrics.iteration = t;
+    const Rbm model = engine.model();
     if (exact_metrics) {
       const double log_z = engine.log_partition_exact(config.exact);
-      const Rbm model = engine.model();
       metrics.log_z = log_z;
       metrics.kl = kl_divergence(model, data, log_z);
       metrics.mean_log_likelihood = mean_log_likelihood(model, data, log_z);
     }
+    collapse_diagnostics(engine, model, data, metrics);
     if (assist) {
       metrics.p_mode = assist->probability(t);
       metrics.mode_steps = assist->steps_taken();
@@ -165,7 +245,10 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
     UpdateStep step = base_step;
     step.batch_rows = schedule.rows_of(t);
     step.step = static_cast<std::uint64_t>(t);
-    if (assist && assist->is_mode_step(t)) assist->prepare_mode_step(engine, step, t);
+    if (assist && assist->is_mode_step(t)) {
+      if (config.mode.additive) engine.update(step);
+      assist->prepare_mode_step(engine, step, t);
+    }
     engine.update(step);
     if (due(t + 1)) report(t + 1);
   }

@@ -135,7 +135,8 @@ TEST(ModeOptions, ParsesSolverNames) {
   EXPECT_EQ(parse_mode_solver("exhaustive"), ModeSolver::exhaustive);
   EXPECT_EQ(parse_mode_solver("sb"), ModeSolver::sb);
   EXPECT_EQ(parse_mode_solver("sa"), ModeSolver::sa);
-  for (ModeSolver s : {ModeSolver::exhaustive, ModeSolver::sb, ModeSolver::sa}) {
+  EXPECT_EQ(parse_mode_solver("local"), ModeSolver::local);
+  for (ModeSolver s : {ModeSolver::exhaustive, ModeSolver::sb, ModeSolver::sa, ModeSolver::local}) {
     EXPECT_EQ(parse_mode_solver(to_string(s)), s);
   }
   EXPECT_THROW(parse_mode_solver("SB"), UsageError);
@@ -168,6 +169,18 @@ TEST(ModeOptions, RefusesBadConfigurations) {
   refused([](ModeSearchConfig& c) {
     c.warm_visible = {0, 1, 0, 2};
     c.warm_hidden = {0, 1, 0};
+  });
+  refused([](ModeSearchConfig& c) {
+    c.solver = ModeSolver::local;
+    c.start_visible = {0, 1, 0, 1, 1};  // not a whole row of 4
+  });
+  refused([](ModeSearchConfig& c) {
+    c.solver = ModeSolver::local;
+    c.start_visible = {0, 1, 0, 3};
+  });
+  refused([](ModeSearchConfig& c) {
+    c.solver = ModeSolver::local;
+    c.keep_minima = -1;
   });
 }
 
@@ -235,7 +248,8 @@ TEST_P(ModeSolverDefaults, ReachTheExactGroundStateOnAtLeast99PercentOfInstances
 INSTANTIATE_TEST_SUITE_P(Solvers, ModeSolverDefaults,
                          ::testing::Values(SolverCase{"sb_discrete", ModeSolver::sb, SbVariant::discrete},
                                            SolverCase{"sb_ballistic", ModeSolver::sb, SbVariant::ballistic},
-                                           SolverCase{"sa", ModeSolver::sa, SbVariant::discrete}),
+                                           SolverCase{"sa", ModeSolver::sa, SbVariant::discrete},
+                                           SolverCase{"local", ModeSolver::local, SbVariant::discrete}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 TEST(ModeSearch, WarmStartFromTheOptimumReturnsIt) {
@@ -350,7 +364,7 @@ TEST(ModeCommand, JsonMatchesTheLibraryAndBadInputExitsWithTheRightStatus) {
   for (std::size_t k = 0; k < exact.visible.size(); ++k) bits_v[k] = exact.visible[k] ? '1' : '0';
   for (std::size_t k = 0; k < exact.hidden.size(); ++k) bits_h[k] = exact.hidden[k] ? '1' : '0';
 
-  for (const char* solver : {"exhaustive", "sb", "sa"}) {
+  for (const char* solver : {"exhaustive", "sb", "sa", "local"}) {
     std::string out;
     ASSERT_EQ(run_cli("mode " + path + " --solver " + solver + " --backend cpu --seed 3 --json", &out), 0) << solver;
     EXPECT_NE(out.find("\"visible\":\"" + bits_v + "\""), std::string::npos) << out;
@@ -376,6 +390,95 @@ TEST(ModeDispatch, AutomaticWithoutDeviceRunsOnTheCpu) {
   config.backend = Backend::automatic;
   const ModeResult result = find_mode(rbm, config);
   expect_same_energy(result.energy, brute_force_minimum(rbm));
+}
+
+}  // namespace
+}  // namespace marbm
+
+namespace marbm {
+namespace {
+
+// The local search from given start rows: a start at the ground state's
+// visible layer is returned as the best, the kept minima are distinct,
+// sorted, local minima of the collapsed problem, and each reported energy is
+// that of its state with the hidden layer set optimally.
+TEST(ModeLocal, StartsFromGivenRowsAndReturnsDistinctSortedMinima) {
+  for (const auto& [n, m] : {std::pair{12, 7}, std::pair{7, 12}}) {
+    const Rbm rbm = random_model(n, m, 3.0, 3.0, 77 + n);
+    const ModeResult exact = mode_exhaustive(rbm);
+    ModeSearchConfig config;
+    config.solver = ModeSolver::local;
+    config.replicas = 1;
+    config.steps = 1;
+    config.keep_minima = 5;
+    config.seed = 3;
+    config.start_visible = exact.visible;
+    const ModeResult found = find_mode(rbm, config);
+    expect_same_energy(found.energy, exact.energy);
+    EXPECT_EQ(found.replicas, 2);  // the given row and one random start
+    ASSERT_EQ(found.minima_visible.size(), found.minima_energy.size() * static_cast<std::size_t>(n));
+    ASSERT_GE(found.minima_energy.size(), 1u);
+    EXPECT_LE(found.minima_energy.size(), 5u);
+    expect_same_energy(found.minima_energy[0], exact.energy);
+    for (std::size_t q = 0; q < found.minima_energy.size(); ++q) {
+      const std::vector<std::uint8_t> v(found.minima_visible.begin() + q * n, found.minima_visible.begin() + (q + 1) * n);
+      std::vector<std::uint8_t> h(m);
+      for (int j = 0; j < m; ++j) {
+        double field = rbm.hidden_bias()[j];
+        for (int i = 0; i < n; ++i) field += v[i] ? rbm.weight(i, j) : 0.0;
+        h[j] = field > 0.0 ? 1 : 0;
+      }
+      expect_same_energy(found.minima_energy[q], rbm.energy(v, h));
+      if (q > 0) EXPECT_LE(found.minima_energy[q - 1], found.minima_energy[q]);
+      for (std::size_t r = 0; r < q; ++r) {
+        EXPECT_FALSE(std::equal(v.begin(), v.end(), found.minima_visible.begin() + r * n)) << q << " repeats " << r;
+      }
+    }
+  }
+}
+
+// Whatever the start, the result is a fixed point of the descent polish (no
+// single block step lowers it) and never above the polished start.
+TEST(ModeLocal, EndsAtAPolishFixedPointNoHigherThanItsStarts) {
+  for (int seed = 0; seed < 20; ++seed) {
+    const Rbm rbm = random_model(15, 9, 1.0, 1.0, 900 + seed);
+    std::vector<std::uint8_t> start(15);
+    const PhiloxStream stream(seed, random_stream(RandomPurpose::test, 8));
+    for (int i = 0; i < 15; ++i) start[i] = stream.uniform(i) < 0.5f ? 1 : 0;
+    std::vector<std::uint8_t> polished_v = start, polished_h(9, 0);
+    const double start_energy = polish_descent(rbm, polished_v, polished_h);
+    ModeSearchConfig config;
+    config.solver = ModeSolver::local;
+    config.replicas = 1;
+    config.steps = 1;
+    config.start_visible = start;
+    config.seed = seed;
+    ModeResult found = find_mode(rbm, config);
+    EXPECT_LE(found.energy, start_energy + 1e-9);
+    std::vector<std::uint8_t> v = found.visible, h = found.hidden;
+    expect_same_energy(polish_descent(rbm, v, h), found.energy);
+    EXPECT_EQ(v, found.visible);
+    EXPECT_EQ(h, found.hidden);
+  }
+}
+
+TEST(ModeLocal, SameSeedSameResultWhateverTheThreadCount) {
+  const Rbm rbm = random_model(300, 40, 0.3, 0.3, 5);
+  ModeSearchConfig config;
+  config.solver = ModeSolver::local;
+  config.seed = 12;
+  config.keep_minima = 4;
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const ModeResult one = find_mode(rbm, config);
+  omp_set_num_threads(3);
+  const ModeResult three = find_mode(rbm, config);
+  omp_set_num_threads(saved);
+  EXPECT_EQ(one.visible, three.visible);
+  EXPECT_EQ(one.hidden, three.hidden);
+  EXPECT_EQ(one.energy, three.energy);
+  EXPECT_EQ(one.minima_visible, three.minima_visible);
+  EXPECT_EQ(one.minima_energy, three.minima_energy);
 }
 
 }  // namespace

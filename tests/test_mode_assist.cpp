@@ -210,7 +210,8 @@ TEST(ModeAssist, ChoosesSolverWarmStartsAndScalesTheStep) {
     EXPECT_EQ(assist.steps_taken(), 2);
   }
   {
-    // auto beyond the threshold: sb. Constant scale keeps the rate.
+    // auto beyond the enumeration threshold: the seeded local search, which
+    // also starts from the kept minima. Constant scale keeps the rate.
     config.mode.auto_exhaustive_units = 2;
     config.mode.push_scaled = false;
     RecordingEngine engine(rbm);
@@ -218,7 +219,8 @@ TEST(ModeAssist, ChoosesSolverWarmStartsAndScalesTheStep) {
     UpdateStep step;
     step.learning_rate = 0.2;
     assist.prepare_mode_step(engine, step, 0);
-    EXPECT_EQ(engine.searches[0].solver, ModeSolver::sb);
+    EXPECT_EQ(engine.searches[0].solver, ModeSolver::local);
+    EXPECT_GT(engine.searches[0].keep_minima, 0);
     EXPECT_DOUBLE_EQ(step.learning_rate, 0.2);
   }
   {
@@ -358,6 +360,114 @@ TEST(ModeAssist, ModeStepThroughTheCpuEngineEqualsTheFormula) {
   for (int j = 0; j < m; ++j) {
     EXPECT_NEAR(updated.hidden_bias()[j], initial.hidden_bias()[j] + rate * (data_h[j] - exact.hidden[j]), tolerance);
   }
+}
+
+}  // namespace
+}  // namespace marbm
+
+namespace marbm {
+namespace {
+
+TEST(ModeSolverChoice, EnumeratesWhereCheapAndSearchesLocallyElsewhere) {
+  ModeAssistConfig config;
+  EXPECT_EQ(choose_mode_solver(config, 6, 6, 6), ModeSolver::exhaustive);      // the reference experiment
+  EXPECT_EQ(choose_mode_solver(config, 16, 16, 30), ModeSolver::exhaustive);   // bars and stripes 4x4
+  EXPECT_EQ(choose_mode_solver(config, 64, 16, 100), ModeSolver::exhaustive);  // 2^16 x 64 = 2^22
+  EXPECT_EQ(choose_mode_solver(config, 64, 17, 100), ModeSolver::local);
+  EXPECT_EQ(choose_mode_solver(config, 784, 20, 100), ModeSolver::local);      // 2^20 x 784 per step
+  EXPECT_EQ(choose_mode_solver(config, 784, 500, 100), ModeSolver::local);
+  EXPECT_EQ(choose_mode_solver(config, 20, 784, 100), ModeSolver::local);      // either layer may be the smaller
+  config.auto_exhaustive_units = 4;
+  EXPECT_EQ(choose_mode_solver(config, 6, 6, 6), ModeSolver::local);
+  config.solver = ModeSolver::sb;
+  EXPECT_EQ(choose_mode_solver(config, 784, 20, 100), ModeSolver::sb);
+}
+
+// Records the searches and runs them for real.
+class SearchingEngine : public RecordingEngine {
+ public:
+  using RecordingEngine::RecordingEngine;
+  ModeResult find_mode(const ModeSearchConfig& config) override {
+    searches.push_back(config);
+    return marbm::find_mode(model(), config);
+  }
+};
+
+// The local search of a mode step starts from the step's minibatch rows and,
+// from the second step on, from the minima the previous search kept.
+TEST(ModeAssist, LocalSearchStartsFromTheMinibatchAndTheKeptMinima) {
+  const Rbm rbm = Rbm::random(30, 25, 1.0, 4);
+  const Dataset data = random_binary_dataset(10, 30, 0.3, 8);
+  TrainConfig config;
+  config.method = TrainMethod::mode;
+  config.mode.solver = ModeSolver::local;
+  SearchingEngine engine(rbm);
+  detail::ModeAssist assist(config, 30, 25, 100);
+  assist.set_start_data(&data);
+  const std::vector<int> rows = {3, 7};
+  UpdateStep step;
+  step.batch_rows = rows;
+  assist.prepare_mode_step(engine, step, 5);
+  ASSERT_EQ(engine.searches.size(), 1u);
+  std::vector<std::uint8_t> expected;
+  for (int r : rows) expected.insert(expected.end(), data.row(r).begin(), data.row(r).end());
+  EXPECT_EQ(engine.searches[0].start_visible, expected);
+  UpdateStep next;
+  next.batch_rows = rows;
+  assist.prepare_mode_step(engine, next, 6);
+  ASSERT_EQ(engine.searches.size(), 2u);
+  const ModeResult first = find_mode(rbm, engine.searches[0]);
+  ASSERT_FALSE(first.minima_visible.empty());
+  std::vector<std::uint8_t> with_minima = first.minima_visible;
+  with_minima.insert(with_minima.end(), expected.begin(), expected.end());
+  EXPECT_EQ(engine.searches[1].start_visible, with_minima);
+}
+
+// lr_factor scales the mode step's rate; an additive mode step is the base
+// CD step followed by the mode step, bit for bit.
+TEST(ModeAssist, AdditiveModeStepIsTheCdStepThenTheModeStep) {
+  const Dataset data = shifting_bars(6, 3);
+  const Rbm initial = Rbm::random(6, 5, 0.5, 3);
+  TrainConfig config;
+  config.method = TrainMethod::mode;
+  config.learning_rate = 0.3;
+  config.batch_size = 6;
+  config.iterations = 1;
+  config.seed = 4;
+  config.mode.p_max = 1.0;
+  config.mode.alpha = 0.0;
+  config.mode.beta = 50.0;  // P_mode = 1 at every update
+  config.mode.push_scaled = false;
+  config.mode.lr_factor = 0.25;
+  config.mode.additive = true;
+  auto engine = make_engine(Backend::cpu);
+  const TrainResult trained = train(*engine, data, initial, config);
+  EXPECT_EQ(trained.mode_steps, 1);
+
+  auto manual = make_engine(Backend::cpu);
+  manual->set_model(initial);
+  manual->set_data(data);
+  const std::vector<int> rows = {0, 1, 2, 3, 4, 5};
+  UpdateStep step;
+  step.batch_rows = rows;
+  step.learning_rate = 0.3;
+  step.seed = 4;
+  step.step = 0;
+  manual->update(step);
+  const ModeResult mode = mode_exhaustive(manual->model());
+  step.negative = NegativePhase::mode;
+  step.mode_visible = mode.visible;
+  step.mode_hidden = mode.hidden;
+  step.learning_rate = 0.3 * 0.25;
+  manual->update(step);
+  const Rbm expected = manual->model();
+  EXPECT_TRUE(std::equal(expected.weights().begin(), expected.weights().end(), trained.model.weights().begin()));
+  EXPECT_TRUE(std::equal(expected.visible_bias().begin(), expected.visible_bias().end(),
+                         trained.model.visible_bias().begin()));
+  EXPECT_TRUE(std::equal(expected.hidden_bias().begin(), expected.hidden_bias().end(),
+                         trained.model.hidden_bias().begin()));
+  config.mode.lr_factor = 0.0;
+  EXPECT_THROW(train(*engine, data, initial, config), UsageError);
 }
 
 }  // namespace

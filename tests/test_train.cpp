@@ -345,3 +345,68 @@ TEST(Train, RefusesInconsistentSettings) {
 
 }  // namespace
 }  // namespace marbm
+
+namespace marbm {
+namespace {
+
+TEST(BaseRateBias, VisibleBiasesAreTheSmoothedLogOddsOfTheColumns) {
+  Dataset data;
+  data.n_rows = 4;
+  data.n_cols = 3;
+  data.values = {1, 0, 0,  //
+                 1, 1, 0,  //
+                 1, 0, 0,  //
+                 1, 1, 0};
+  Rbm rbm = Rbm::random(3, 2, 0.01, 1);
+  const std::vector<float> weights(rbm.weights().begin(), rbm.weights().end());
+  set_base_rate_visible_bias(rbm, data);
+  // p = (ones + 1) / (rows + 2): 5/6, 3/6, 1/6.
+  EXPECT_FLOAT_EQ(rbm.visible_bias()[0], static_cast<float>(std::log(5.0)));
+  EXPECT_FLOAT_EQ(rbm.visible_bias()[1], 0.0f);
+  EXPECT_FLOAT_EQ(rbm.visible_bias()[2], static_cast<float>(-std::log(5.0)));
+  EXPECT_TRUE(std::equal(weights.begin(), weights.end(), rbm.weights().begin()));  // only a changes
+  Rbm wrong = Rbm::random(4, 2, 0.01, 1);
+  EXPECT_THROW(set_base_rate_visible_bias(wrong, data), UsageError);
+}
+
+// The collapse diagnostics: identical hidden weight vectors give cosine 1 and
+// a warning naming the update; huge hidden biases saturate every unit;
+// a random model raises neither.
+TEST(CollapseDiagnostics, SeesOneFeatureAndSaturatedUnits) {
+  const Dataset data = random_binary_dataset(40, 10, 0.4, 2);
+  TrainConfig config;
+  config.learning_rate = 1e-30;  // the parameters stay where they start
+  config.batch_size = 10;
+  config.iterations = 1;
+  config.exact_metrics = false;
+  auto engine = make_engine(Backend::cpu);
+  auto final_metrics = [&](const Rbm& initial) { return train(*engine, data, initial, config).history.back(); };
+
+  const Rbm random = Rbm::random(10, 6, 1.0, 3);
+  const TrainMetrics healthy = final_metrics(random);
+  EXPECT_LT(std::abs(healthy.hidden_similarity), 0.5);
+  EXPECT_LT(healthy.saturated_hidden, 0.5);
+  EXPECT_TRUE(collapse_warning(healthy).empty());
+
+  Rbm collapsed = random;
+  for (int i = 0; i < 10; ++i) {
+    for (int j = 1; j < 6; ++j) collapsed.weights()[i * 6 + j] = collapsed.weights()[i * 6];
+  }
+  const TrainMetrics same = final_metrics(collapsed);
+  EXPECT_NEAR(same.hidden_similarity, 1.0, 1e-6);
+  const std::string warning = collapse_warning(same);
+  EXPECT_NE(warning.find("at update 1 "), std::string::npos) << warning;
+  EXPECT_NE(warning.find("one feature"), std::string::npos) << warning;
+
+  Rbm saturated = random;
+  for (float& b : saturated.hidden_bias()) b = 50.0f;
+  const TrainMetrics on = final_metrics(saturated);
+  EXPECT_DOUBLE_EQ(on.saturated_hidden, 1.0);
+  EXPECT_NE(collapse_warning(on).find("saturated"), std::string::npos);
+
+  const Rbm single = Rbm::random(10, 1, 1.0, 3);
+  EXPECT_TRUE(std::isnan(final_metrics(single).hidden_similarity));
+}
+
+}  // namespace
+}  // namespace marbm

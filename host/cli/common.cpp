@@ -171,8 +171,8 @@ void ModeAssistOptions::add_to(CLI::App& app, ModeAssistConfig& mode) {
       ->capture_default_str();
   app.add_option("--alpha", mode.alpha, "mode: schedule slope")->check(finite_number())->capture_default_str();
   app.add_option("--beta", mode.beta, "mode: schedule offset")->check(finite_number())->capture_default_str();
-  app.add_option("--mode-solver", solver, "mode: exhaustive, sb, sa or auto")
-      ->check(one_of({"exhaustive", "sb", "sa", "auto"}))
+  app.add_option("--mode-solver", solver, "mode: exhaustive, sb, sa, local or auto (by estimated cost)")
+      ->check(one_of({"exhaustive", "sb", "sa", "local", "auto"}))
       ->capture_default_str();
   app.add_option("--mode-lr-scale", lr_scale, "mode: learning rate of mode steps, lr * push or lr")
       ->check(one_of({"push", "constant"}))
@@ -268,6 +268,13 @@ int print_error(std::string_view message, int status) noexcept {
 void print_note(std::string_view message) noexcept {
   try {
     std::cerr << "marbm: note: " << one_line(message) << '\n' << std::flush;
+  } catch (...) {
+  }
+}
+
+void print_warning(std::string_view message) noexcept {
+  try {
+    std::cerr << "marbm: warning: " << one_line(message) << '\n' << std::flush;
   } catch (...) {
   }
 }

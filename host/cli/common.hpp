@@ -114,6 +114,8 @@ int print_error(std::string_view message, int status) noexcept;
 
 /// Prints "marbm: note: <message>" as one line on stderr. Never throws.
 void print_note(std::string_view message) noexcept;
+/// "marbm: warning: MESSAGE" on stderr, one line.
+void print_warning(std::string_view message) noexcept;
 
 /// A single self-overwriting status line on stderr, shown only when stderr
 /// is a terminal and at most about ten times a second; finish() (or the

@@ -80,8 +80,8 @@ int run_mode(const ModeOptions& options) {
 Runner setup_mode(CLI::App& app) {
   auto options = std::make_shared<ModeOptions>();
   app.add_option("model", options->model, "model file (safetensors)")->required();
-  app.add_option("--solver", options->solver, "exhaustive | sb | sa (default sb)")
-      ->check(one_of({"exhaustive", "sb", "sa"}));
+  app.add_option("--solver", options->solver, "exhaustive | sb | sa | local (default sb)")
+      ->check(one_of({"exhaustive", "sb", "sa", "local"}));
   app.add_option("--variant", options->variant, "simulated bifurcation variant: ballistic | discrete (default discrete)")
       ->check(one_of({"ballistic", "discrete"}));
   app.add_option("--replicas", options->replicas, "independent replicas (0: default for the size)")
@@ -103,7 +103,7 @@ Runner setup_mode(CLI::App& app) {
   return [options] { return run_mode(*options); };
 }
 
-const bool registered = register_command({"mode", "ground state (mode) of a model: exhaustive, sb or sa", 40, setup_mode});
+const bool registered = register_command({"mode", "ground state (mode) of a model: exhaustive, sb, sa or local", 40, setup_mode});
 
 }  // namespace
 }  // namespace marbm::cli

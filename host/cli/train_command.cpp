@@ -38,6 +38,7 @@ struct TrainOptions {
   double momentum = 0.0;
   double weight_decay = 0.0;
   double init_sigma = 0.01;
+  std::string init_visible_bias = "random";
   int chains = 0;
   int threads = 0;
   int exact_max_units = 24;
@@ -127,6 +128,7 @@ Metadata make_metadata(const TrainOptions& options, const TrainConfig& config, c
   metadata["iterations"] = std::to_string(total);
   metadata["seed"] = std::to_string(config.seed);
   metadata["init_sigma"] = exact_text(options.init_sigma);
+  metadata["init_visible_bias"] = options.init_visible_bias;
   metadata["backend"] = engine.description();
   metadata["seconds"] = exact_text(result.seconds);
   if (config.method == TrainMethod::pcd || config.mode.base == NegativePhase::pcd) {
@@ -183,10 +185,12 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
   }
 
   auto engine = make_engine_for(options.backend, options.threads, options.json);
-  const Rbm initial = Rbm::random(n, m, options.init_sigma, options.seed);
+  Rbm initial = Rbm::random(n, m, options.init_sigma, options.seed);
+  if (options.init_visible_bias == "data") set_base_rate_visible_bias(initial, data);
 
   // With --json and --eval-every, the evaluations go into the JSON object.
   nlohmann::json history = nlohmann::json::array();
+  bool warned_collapse = false;
   auto on_metrics = [&](const TrainMetrics& metrics) {
     const bool requested = metrics.iteration == total || metrics.iteration == 0 ||
                            (user_eval_every > 0 && metrics.iteration % user_eval_every == 0);
@@ -202,6 +206,14 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
     if (requested && !options.json && user_eval_every > 0) {
       progress.clear();
       std::cerr << "marbm: " << metrics_text(metrics, total, mode) << '\n' << std::flush;
+    }
+    if (!warned_collapse) {
+      const std::string warning = collapse_warning(metrics);
+      if (!warning.empty()) {
+        progress.clear();
+        print_warning(warning);
+        warned_collapse = true;
+      }
     }
     std::string note;
     if (std::isfinite(metrics.kl)) note = "kl " + format_number(metrics.kl, 4);
@@ -285,6 +297,10 @@ Runner setup_train(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--init-sigma", o.init_sigma, "initial parameters ~ N(0, sigma^2)")
       ->check(positive_number())
+      ->capture_default_str();
+  app.add_option("--init-visible-bias", o.init_visible_bias,
+                 "initial visible biases: random (~ N(0, sigma^2)) or data (log-odds of the data's base rates)")
+      ->check(one_of({"random", "data"}))
       ->capture_default_str();
   app.add_option("--chains", o.chains, "persistent chains for pcd (0: the batch size)")->check(integer_at_least(0));
   app.add_option("--threads", o.threads, "CPU threads (0: the runtime default)")

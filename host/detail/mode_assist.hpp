@@ -16,6 +16,10 @@ class ModeAssist {
  public:
   ModeAssist(const TrainConfig& config, int n_visible, int n_hidden, long total_iterations);
 
+  /// The training data: the local search then also starts from the rows of
+  /// each mode step's minibatch. Not owned; must outlive the mode steps.
+  void set_start_data(const Dataset* data) { data_ = data; }
+
   /// P_mode(t) for update t (0-based) of total_iterations.
   double probability(long t) const;
   /// Whether update t is a mode step: Philox uniform of (config.seed,
@@ -39,6 +43,9 @@ class ModeAssist {
   int n_hidden_ = 0;
   long total_iterations_ = 0;
   ModeSearchConfig search_;
+  const Dataset* data_ = nullptr;
+  /// Low-energy visible states of the last local search: starts of the next.
+  std::vector<std::uint8_t> population_;
   std::vector<std::uint8_t> mode_visible_;
   std::vector<std::uint8_t> mode_hidden_;
   long steps_taken_ = 0;

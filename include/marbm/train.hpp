@@ -6,6 +6,7 @@
 #include <functional>
 #include <limits>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -33,12 +34,19 @@ struct ModeAssistConfig {
   double p_max = 0.1;   ///< P_mode(t) = p_max * sigmoid(alpha * t / T + beta)
   double alpha = 20.0;
   double beta = -6.0;
-  /// Mode solver; nullopt is "auto": exhaustive when min(n, m) <=
-  /// auto_exhaustive_units, else sb.
+  /// Mode solver; nullopt is "auto", chosen by estimated cost
+  /// (choose_mode_solver): exhaustive where enumerating is cheap, else the
+  /// seeded local search.
   std::optional<ModeSolver> solver;
+  /// auto never enumerates a smaller layer beyond this many units.
   int auto_exhaustive_units = 20;
   /// true: lr_mode = lr * mode_push ("push"); false: lr_mode = lr ("constant").
   bool push_scaled = true;
+  /// Multiplies lr_mode (either scaling).
+  double lr_factor = 1.0;
+  /// false: a mode step replaces that update's CD/PCD step (SPEC.md
+  /// section 3); true: it comes on top of it, so no base update is lost.
+  bool additive = false;
   /// Negative phase of the non-mode steps: cd or pcd.
   NegativePhase base = NegativePhase::cd;
   /// Replicas, steps and other solver options (solver/backend/seed/warm start
@@ -81,7 +89,20 @@ struct TrainMetrics {
   double mode_energy = std::numeric_limits<double>::quiet_NaN();  ///< energy of the last mode found
   long mode_steps = 0;          ///< mode steps taken so far
   double seconds = 0.0;         ///< wall time since training started
+  /// Collapse diagnostics: mean cosine between the weight vectors (columns
+  /// of W) of distinct hidden units; near 1 when they all learned one
+  /// feature. NaN with one hidden unit.
+  double hidden_similarity = std::numeric_limits<double>::quiet_NaN();
+  /// Fraction of hidden units whose p(h_j = 1 | v) is above 0.99 on every
+  /// one of up to 256 training rows, or below 0.01 on every one: units that
+  /// say nothing about the data.
+  double saturated_hidden = std::numeric_limits<double>::quiet_NaN();
 };
+
+/// A one-line warning when the metrics show collapsed hidden units (mean
+/// cosine above 0.95 between their weight vectors) or saturated ones (half or
+/// more of them constant on the data); empty otherwise.
+std::string collapse_warning(const TrainMetrics& metrics);
 
 using MetricsCallback = std::function<void(const TrainMetrics&)>;
 
@@ -97,11 +118,24 @@ struct TrainResult {
 TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const TrainConfig& config,
                   const MetricsCallback& on_metrics = {});
 
+/// Sets the visible biases of `rbm` to the data's base rates,
+/// a_i = log(p_i / (1 - p_i)) with p_i = (ones in column i + 1) / (rows + 2)
+/// (Hinton's practical guide; also the base model of AIS, SPEC.md section 6).
+/// Throws UsageError when the column count differs from n.
+void set_base_rate_visible_bias(Rbm& rbm, const Dataset& data);
+
 /// Number of updates the config implies for a data set of `rows` rows.
 long total_iterations(const TrainConfig& config, int rows);
 
 /// P_mode(t) = p_max * sigmoid(alpha * t / T + beta).
 double mode_probability(const ModeAssistConfig& config, long t, long total);
+
+/// The solver "auto" picks for an n x m model: exhaustive when its 2^k f
+/// work (k, f: the smaller and larger layer) is at most 2^22 operations or
+/// no more than the seeded local search's estimated (batch + 17) k f 8, and
+/// k <= config.auto_exhaustive_units; else local. An explicit config.solver
+/// is returned as it is.
+ModeSolver choose_mode_solver(const ModeAssistConfig& config, int n_visible, int n_hidden, int batch_size);
 
 /// mode_push = (E_bar - E(v*,h*)) / (4 (n+1) (m+1)).
 double mode_push(double uniform_mean_energy, double mode_energy, int n_visible, int n_hidden);
