@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# MNIST 784x20 with exact likelihoods: CD-1, PCD-1 and mode-assisted training
+# (on CD-1 and on PCD-1), each over a learning-rate grid and several seeds,
+# compared by exact held-out log-likelihood at equal updates and at equal
+# CPU time. Writes bench/results/mnist-784x20.md, .csv and .png.
+#
+# usage: bench/mnist-compare.sh [BUILD_DIR] [extra mnist_compare options...]
+#   BUILD_DIR defaults to ./build; bench/mnist_compare must be built there.
+#   Data: ../shared/data/mnist beside the repository (MARBM_DATA_DIR overrides).
+#   About 10 minutes on 2 cores.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+build="${1:-$root/build}"
+shift || true
+tool="$build/bench/mnist_compare"
+if [[ ! -x "$tool" ]]; then
+  echo "mnist-compare.sh: no bench/mnist_compare in '$build' (build the mnist_compare target first)" >&2
+  exit 2
+fi
+data_dir="${MARBM_DATA_DIR:-$root/../shared/data}"
+images="$data_dir/mnist/t10k-images-idx3-ubyte.gz"
+if [[ ! -f "$images" ]]; then
+  echo "mnist-compare.sh: no MNIST images at '$images' (set MARBM_DATA_DIR)" >&2
+  exit 1
+fi
+
+results="$root/bench/results"
+mkdir -p "$results"
+csv="$results/mnist-784x20.csv"
+variants="cd,pcd,mode,mode-pcd"
+lrs="0.05,0.1,0.2"
+options=(--train "idx:$images@0:9000" --test "idx:$images@9000:1000" --hidden 20 --batch 100 --iters 3000
+         --eval-every 500 --seeds 3 --lrs "$lrs" --variants "$variants" --init-bias data "$@")
+
+start=$(date +%s)
+"$tool" "${options[@]}" --out "$csv"
+wall=$(( $(date +%s) - start ))
+
+cpu="$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)"
+commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+dirty="$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' (with local changes)' || true)"
+python3 "$here/summarise_mnist.py" "$csv" "$results/mnist-784x20.png" >"$results/mnist-784x20.table.md"
+
+{
+  echo "# MNIST 784x20: mode-assisted training against CD-1 and PCD-1, exact log-likelihoods"
+  echo
+  echo "Training rows: the first 9,000 MNIST test images; held out: the last 1,000; binarized at pixel >= 128."
+  echo "784 visible x 20 hidden units, batch 100, 3,000 updates (33 epochs), weights from N(0, 0.01^2), visible"
+  echo "biases at the data's base rates (\`--init-visible-bias data\`), hidden biases N(0, 0.01^2). Learning rates"
+  echo "$lrs for every method, seeds 1-3. Log-likelihoods are exact (log Z by enumerating the 2^20 hidden states)."
+  echo "Times are each run's CPU seconds spent training (one thread, evaluation excluded)."
+  echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- commit: $commit$dirty"
+  echo "- machine: ${cpu:-unknown CPU}, $(nproc) cores; runs in parallel, one thread each"
+  echo "- command: \`bench/mnist-compare.sh\` (\`mnist_compare ${options[*]}\` with the data path shortened), $wall s wall"
+  echo
+  echo "Variants (\`mnist_compare --list\`): \`cd\` CD-1; \`pcd\` PCD-1 with 100 chains; \`mode\` mode-assisted"
+  echo "training as in SPEC.md section 3 (joint mode, lr * push, the mode step replaces the CD-1 step) with the"
+  echo "seeded local search; \`mode-pcd\` the same on PCD-1."
+  echo
+  cat "$results/mnist-784x20.table.md"
+  echo
+  echo "![held-out log-likelihood against updates and CPU seconds](mnist-784x20.png)"
+} | sed "s|$data_dir|DATA|g" >"$results/mnist-784x20.md"
+rm -f "$results/mnist-784x20.table.md"
+echo "recorded $results/mnist-784x20.md ($wall s)"
