@@ -51,18 +51,35 @@ for source in "$root"/bench/bench_cuda_*.cu; do
   [[ -e "$source" ]] && gpu_benches+=("$(basename "$source" .cu)")
 done
 if [[ $status_build -eq 0 ]]; then
-  timeout "$(budget 300)" cmake --build "$build" -j "$jobs" --target marbm_gpu_tests "${gpu_benches[@]}" 2>&1 | tail -5
+  timeout "$(budget 300)" cmake --build "$build" -j "$jobs" --target marbm_cli marbm_gpu_tests "${gpu_benches[@]}" 2>&1 | tail -5
   status_build=${PIPESTATUS[0]}
 fi
 echo "build status: $status_build"
 
-section "gpu tests (ctest -L gpu)"
+section "CUDA runtime, driver and device (marbm info)"
+if [[ -x "$build/marbm" ]]; then
+  "$build/marbm" info
+else
+  echo "marbm: not built"
+fi
+
+section "gpu tests (ctest -L gpu, MARBM_REQUIRE_GPU=1)"
+# A test that cannot find a usable device fails instead of skipping, and any
+# skip left is counted as a failure of the check.
+export MARBM_REQUIRE_GPU=1
 status_tests=1
 test_summary="not run"
+skipped=0
 if [[ $status_build -eq 0 ]]; then
-  timeout "$(budget 180)" ctest --test-dir "$build" -L gpu --output-on-failure -j 1 --timeout 120 2>&1 | tail -40
-  status_tests=${PIPESTATUS[0]}
-  test_summary="$(grep -Eo '[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$report" | tail -1)"
+  timeout "$(budget 180)" ctest --test-dir "$build" -L gpu --output-on-failure -j 1 --timeout 120 >"$raw-ctest.log" 2>&1
+  status_tests=$?
+  tail -40 "$raw-ctest.log"
+  test_summary="$(grep -Eo '[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$raw-ctest.log" | tail -1)"
+  skipped="$(grep -Ec '\*\*\*Skipped' "$raw-ctest.log" || true)"
+  if [[ $skipped -gt 0 ]]; then
+    echo "skipped tests: $skipped (the device check requires none)"
+    status_tests=1
+  fi
 fi
 echo "test status: $status_tests"
 

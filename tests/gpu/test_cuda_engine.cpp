@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "detail/cuda_entry.hpp"
+#include "device_test.hpp"
 #include "engine_conformance.hpp"
 #include "marbm/ensemble.hpp"
 #include "marbm/exact.hpp"
@@ -21,32 +22,42 @@ INSTANTIATE_TEST_SUITE_P(Cuda, EngineConformance, ::testing::Values(Backend::cud
 
 namespace {
 
-bool have_device() { return !cuda_devices().empty(); }
-
-#define SKIP_WITHOUT_DEVICE() \
-  if (!have_device()) GTEST_SKIP() << "no usable CUDA device"
-
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   const std::size_t h = values.size() / 2;
   return values.size() % 2 ? values[h] : 0.5 * (values[h - 1] + values[h]);
 }
 
-TEST(CudaDevice, MissingDeviceIsOneClearError) {
-  if (have_device()) GTEST_SKIP() << "a device is present";
+TEST(CudaDevice, UnusableDeviceIsOneClearError) {
+  // Runs with or without a device (a skip would fail the device check): the
+  // error names the problem in one line either way.
+  const std::size_t usable = cuda_devices().size();
+  if (usable == 0) {
+    try {
+      (void)make_engine(Backend::cuda);
+      FAIL() << "make_engine(cuda) should throw without a device";
+    } catch (const CudaError& error) {
+      const std::string message = error.what();
+      EXPECT_NE(message.find("no usable CUDA device"), std::string::npos) << message;
+      EXPECT_EQ(message.find('\n'), std::string::npos) << "one line: " << message;
+    }
+    EXPECT_THROW((void)detail::log_partition_exact_cuda(Rbm::random(3, 3, 0.1, 1), {}), CudaError);
+    return;
+  }
+  EngineOptions options;
+  options.device = static_cast<int>(usable);  // one past the last device
   try {
-    (void)make_engine(Backend::cuda);
-    FAIL() << "make_engine(cuda) should throw without a device";
-  } catch (const CudaError& error) {
+    (void)make_engine(Backend::cuda, options);
+    FAIL() << "make_engine(cuda) should refuse device " << usable;
+  } catch (const UsageError& error) {
     const std::string message = error.what();
-    EXPECT_NE(message.find("no usable CUDA device"), std::string::npos) << message;
+    EXPECT_NE(message.find("does not exist"), std::string::npos) << message;
     EXPECT_EQ(message.find('\n'), std::string::npos) << "one line: " << message;
   }
-  EXPECT_THROW((void)detail::log_partition_exact_cuda(Rbm::random(3, 3, 0.1, 1), {}), CudaError);
 }
 
 TEST(CudaEngineVsCpu, GibbsChainsDrawTheSameNumbers) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // Both engines read the same Philox word for every draw, so chains agree
   // except where a uniform falls between the two engines' float
   // probabilities (|dp| ~ 1e-7 with these fields): rare, and a changed draw
@@ -72,7 +83,7 @@ TEST(CudaEngineVsCpu, GibbsChainsDrawTheSameNumbers) {
 }
 
 TEST(CudaEngineVsCpu, GradientsAgree) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // Odd and tail sizes, several seeds. mode and exact are deterministic
   // (float32 sums: 1e-5); cd and pcd draw the same numbers as the CPU, so
   // they agree to 1e-5 unless a draw flips (see above), which moves an entry
@@ -118,7 +129,7 @@ TEST(CudaEngineVsCpu, GradientsAgree) {
 }
 
 TEST(CudaEngineVsCpu, UpdatesAgree) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // A deterministic step (mode negative phase) with momentum and decay: the
   // parameters agree to float32 rounding of O(1) values.
   const Rbm rbm = Rbm::random(19, 11, 0.4, 5);
@@ -149,7 +160,7 @@ TEST(CudaEngineVsCpu, UpdatesAgree) {
 }
 
 TEST(CudaExactLogZ, MatchesTheCpuToOnePartInABillion) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // Shapes cover every kernel variant: other layer <= 16, <= 32, <= 64
   // (fields in registers) and > 64 (global scratch); hidden or visible
   // enumerated; chunks of one state and of many.
@@ -191,7 +202,7 @@ TrainConfig reference_config(TrainMethod method, long iterations) {
 }
 
 TEST(CudaTraining, CdReachesTheCpusKlDistribution) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // Same seeds on both engines: the runs draw the same numbers and coincide
   // until a float rounding flips a draw, so the per-seed KLs are close and
   // the medians over 8 seeds far closer than the spread between seeds
@@ -221,7 +232,7 @@ TEST(CudaTraining, CdReachesTheCpusKlDistribution) {
 }
 
 TEST(CudaEnsemble, FusedKernelMatchesIndependentRuns) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const Dataset data = shifting_bars(6, 3);
   for (const TrainMethod method : {TrainMethod::cd, TrainMethod::pcd, TrainMethod::mode}) {
     TrainConfig config = reference_config(method, 1200);
@@ -274,7 +285,7 @@ TEST(CudaEnsemble, FusedKernelMatchesIndependentRuns) {
 }
 
 TEST(CudaEnsemble, InKernelModeStepMatchesTheExhaustiveMode) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // P_mode = p_max sigmoid(beta) ~ 1 at t = 0: one mode step on the initial
   // model, whose mode, energy and push the host computes exactly.
   const Dataset data = random_dataset(10, 9, 3);
@@ -309,7 +320,7 @@ TEST(CudaEnsemble, InKernelModeStepMatchesTheExhaustiveMode) {
 }
 
 TEST(CudaEnsemble, ConcurrentEnginesBeyondTheBatchedPathsEqualSingleRuns) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // The exact method is taken by neither the fused kernel nor the batched
   // path: it runs marbm::train on engines of their own, which are
   // deterministic (same cuBLAS calls, same Philox draws), so members equal

@@ -4,6 +4,8 @@
 // Everything that needs a device skips without one.
 #include <gtest/gtest.h>
 
+#include "device_test.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -19,14 +21,9 @@
 namespace marbm {
 namespace {
 
-bool have_device() { return !cuda_devices().empty(); }
-
 Dataset random_dataset(int rows, int cols, std::uint64_t seed, double p_one) {
   return random_binary_dataset(rows, cols, p_one, seed);
 }
-
-#define SKIP_WITHOUT_DEVICE() \
-  if (!have_device()) GTEST_SKIP() << "no usable CUDA device"
 
 // Tolerance on parameters. Member and engine draw the same random numbers,
 // but cuBLAS may sum the fields and gradients in another order: float32
@@ -121,7 +118,7 @@ TEST(CudaEnsembleBatched, PredicateCoversSampledMethodsOnly) {
 }
 
 TEST(CudaEnsembleBatched, CdMembersMatchSingleEnginesWithExactKl) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // 50 rows at batch 16: three full batches and a short one per epoch.
   const Dataset data = random_dataset(50, 37, 11, 0.3);
   TrainConfig config;
@@ -134,7 +131,7 @@ TEST(CudaEnsembleBatched, CdMembersMatchSingleEnginesWithExactKl) {
 }
 
 TEST(CudaEnsembleBatched, OddShapeCdKWithMomentumAndDecay) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const Dataset data = random_dataset(40, 37, 12, 0.4);
   TrainConfig config;
   config.method = TrainMethod::cd;
@@ -150,7 +147,7 @@ TEST(CudaEnsembleBatched, OddShapeCdKWithMomentumAndDecay) {
 }
 
 TEST(CudaEnsembleBatched, SingleMember100x64) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // batch >= rows: every member uses all rows in order.
   const Dataset data = random_dataset(30, 100, 13, 0.5);
   TrainConfig config;
@@ -163,7 +160,7 @@ TEST(CudaEnsembleBatched, SingleMember100x64) {
 }
 
 TEST(CudaEnsembleBatched, PcdChainsPersistAcrossUpdates) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // The single engine keeps its chains between updates; a batched path that
   // restarted them (or let members share them) would leave this trajectory.
   const Dataset data = random_dataset(60, 100, 14, 0.3);
@@ -178,7 +175,7 @@ TEST(CudaEnsembleBatched, PcdChainsPersistAcrossUpdates) {
 }
 
 TEST(CudaEnsembleBatched, ModeMembersMatchSingleEngines) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // A high p_max makes mode steps frequent, at different updates per member
   // (each member's mode_choice stream is its own seed's).
   const Dataset data = random_dataset(48, 37, 15, 0.3);
@@ -206,7 +203,7 @@ TEST(CudaEnsembleBatched, ModeMembersMatchSingleEngines) {
 }
 
 TEST(CudaEnsembleBatched, RefusesBadSettings) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const Dataset data = random_dataset(20, 37, 16, 0.3);
   const std::vector<Rbm> initial = initial_models(2, 37, 12);
   TrainConfig config;

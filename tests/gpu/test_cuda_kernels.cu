@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "device_buffer.cuh"
+#include "device_test.hpp"
 #include "gibbs.cuh"
 #include "marbm/engine.hpp"
 #include "marbm/random.hpp"
@@ -19,7 +20,7 @@ namespace {
 class CudaKernels : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (cuda_devices().empty()) GTEST_SKIP() << "no usable CUDA device";
+    MARBM_SKIP_WITHOUT_DEVICE();
     resources_ = std::make_unique<Resources>(0);
   }
   cudaStream_t stream() const { return resources_->stream(); }

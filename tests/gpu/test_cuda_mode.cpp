@@ -4,6 +4,8 @@
 // Every test skips cleanly when no CUDA device is usable.
 #include <gtest/gtest.h>
 
+#include "device_test.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -18,11 +20,6 @@
 
 namespace marbm {
 namespace {
-
-#define MARBM_REQUIRE_DEVICE()                                              \
-  do {                                                                      \
-    if (cuda_devices().empty()) GTEST_SKIP() << "no usable CUDA device";    \
-  } while (false)
 
 // Energies are float64 sums of the same float32 parameters in different
 // orders: they agree to ~1e-15 relative, so 1e-9 relative separates "the same
@@ -60,15 +57,24 @@ void expect_consistent(const Rbm& rbm, const ModeResult& result, const std::stri
       << what << ": reported " << result.energy << ", recomputed " << rbm.energy(result.visible, result.hidden);
 }
 
-TEST(CudaMode, RefusesWithoutDevice) {
-  if (!cuda_devices().empty()) GTEST_SKIP() << "a device is usable: nothing to refuse";
+TEST(CudaMode, RefusesAnUnusableDevice) {
+  // Without a device every search is refused; with one, a device ordinal past
+  // the last (never a skip: the device check fails on skips).
   const Rbm rbm = random_model(6, 5, 1.0, 1.0, 3);
-  EXPECT_THROW(find_mode(rbm, device_config(ModeSolver::sb)), CudaError);
-  EXPECT_THROW(find_mode(rbm, device_config(ModeSolver::exhaustive)), CudaError);
+  const int usable = static_cast<int>(cuda_devices().size());
+  for (const ModeSolver solver : {ModeSolver::sb, ModeSolver::exhaustive}) {
+    ModeSearchConfig config = device_config(solver);
+    if (usable == 0) {
+      EXPECT_THROW(find_mode(rbm, config), CudaError);
+    } else {
+      config.device = usable;
+      EXPECT_THROW(find_mode(rbm, config), UsageError);
+    }
+  }
 }
 
 TEST(CudaMode, ExhaustiveMatchesCpuOracle) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // Odd and tail sizes, both orientations, one layer of a single unit, and a
   // wide other layer whose float64 fields need more than 48 KiB of shared
   // memory per warp (the opt-in path).
@@ -89,7 +95,7 @@ TEST(CudaMode, ExhaustiveMatchesCpuOracle) {
 }
 
 TEST(CudaMode, ExhaustiveWideLayerSolvesOrRefusesClearly) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // 25000 float64 fields take 200000 bytes of shared memory per warp: within
   // the opt-in limit of sm_90 (232448 bytes), beyond that of sm_80 (166912)
   // and sm_86/sm_89 (101376). Where they fit the search must be exact; where
@@ -106,7 +112,7 @@ TEST(CudaMode, ExhaustiveWideLayerSolvesOrRefusesClearly) {
 }
 
 TEST(CudaMode, ExhaustiveRefusesBeyondLimit) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const Rbm rbm = random_model(12, 14, 1.0, 1.0, 4);
   ModeSearchConfig config = device_config(ModeSolver::exhaustive);
   config.max_enumerated_units = 10;
@@ -125,7 +131,7 @@ class CudaModeSolvers : public ::testing::TestWithParam<SolverCase> {};
 // warp), weight scales 0.1, 1, 3 with biases, plus tall models whose larger
 // layer exceeds the fused kernel (the cuBLAS path) yet stays enumerable.
 TEST_P(CudaModeSolvers, ReachTheOracleWithDefaults) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const SolverCase& c = GetParam();
   const PhiloxStream stream(77, random_stream(RandomPurpose::test, 2));
   int instances = 0, hits = 0;
@@ -159,7 +165,7 @@ TEST_P(CudaModeSolvers, ReachTheOracleWithDefaults) {
 }
 
 TEST_P(CudaModeSolvers, WarmStartFromTheOptimumKeepsIt) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const SolverCase& c = GetParam();
   for (int trial = 0; trial < 6; ++trial) {
     const Rbm rbm = random_model(14 + trial, 17 - trial, 2.0, 1.0, 300 + trial);
@@ -177,7 +183,7 @@ TEST_P(CudaModeSolvers, WarmStartFromTheOptimumKeepsIt) {
 }
 
 TEST_P(CudaModeSolvers, PolishNeverRaisesTheWarmStart) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const SolverCase& c = GetParam();
   const PhiloxStream stream(9, random_stream(RandomPurpose::test, 3));
   std::uint64_t index = 0;
@@ -207,7 +213,7 @@ TEST_P(CudaModeSolvers, PolishNeverRaisesTheWarmStart) {
 }
 
 TEST_P(CudaModeSolvers, SameSeedSameResult) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const SolverCase& c = GetParam();
   for (const auto& [n, m] : std::vector<std::pair<int, int>>{{21, 18}, {290, 40}}) {
     const Rbm rbm = random_model(n, m, 1.0, 1.0, 42);
@@ -233,7 +239,7 @@ TEST_P(CudaModeSolvers, SameSeedSameResult) {
 // device are more diverse still. 1e-6 relative allows rounding of the
 // energy, not a different local minimum.
 TEST_P(CudaModeSolvers, AtLeastAsLowAsCpuOnUnenumerableModels) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const SolverCase& c = GetParam();
   for (int trial = 0; trial < 3; ++trial) {
     const Rbm rbm = random_model(100, 67, 1.0, 1.0, 700 + trial);
@@ -257,7 +263,7 @@ TEST_P(CudaModeSolvers, AtLeastAsLowAsCpuOnUnenumerableModels) {
 // are heuristics on a glassy landscape, the device one with 64x the replicas
 // and 4x the steps; a device search that is broken lands far above.
 TEST_P(CudaModeSolvers, LargeModelNoWorseThanCpu) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const SolverCase& c = GetParam();
   const Rbm rbm = random_model(784, 500, 0.05, 0.1, 2024);
   ModeSearchConfig cpu_config = device_config(c.solver, c.variant, 7);
