@@ -26,6 +26,8 @@
 #include "error.cuh"
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
+#include "device_common.cuh"
+#include "launch.cuh"
 #include "mode_search.cuh"
 #include "philox.cuh"
 
@@ -35,15 +37,11 @@ namespace {
 
 // ------------------------------------------------------------ shared helpers
 
-constexpr int kWarp = 32;
 // Fused kernels: replicas (warps) per block, and the most units per layer a
 // lane can own (kMaxOwned spins of each layer, strided by the warp size).
 constexpr int kFusedWarps = 4;
 constexpr int kMaxOwned = 8;
 constexpr int kMaxFusedUnits = kWarp * kMaxOwned;
-// The fused kernels keep W in shared memory without opting in to more than
-// the default per-block limit.
-constexpr std::size_t kFusedSharedLimit = 48 * 1024;
 constexpr int kPolishThreads = 256;
 constexpr int kReduceThreads = 1024;
 // Descent rounds are strictly improving except on exact ties (kept by the
@@ -72,38 +70,6 @@ __device__ __forceinline__ void sb_step(float& x, float& y, float field, float d
   }
 }
 
-// Butterfly sum: every lane ends with the bitwise same value (addition is
-// commutative), so lane-divergent decisions cannot arise from it.
-__device__ __forceinline__ double warp_sum(double value) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
-  return value;
-}
-
-// Block sum in a fixed order (deterministic run to run). blockDim.x must be
-// a multiple of the warp size. All threads get the result.
-__device__ double block_sum(double value) {
-  __shared__ double partial[kWarp];
-  __shared__ double total;
-  value = warp_sum(value);
-  const int lane = threadIdx.x % kWarp;
-  const int warp = threadIdx.x / kWarp;
-  if (lane == 0) partial[warp] = value;
-  __syncthreads();
-  if (warp == 0) {
-    const int warps = blockDim.x / kWarp;
-    double v = lane < warps ? partial[lane] : 0.0;
-    v = warp_sum(v);
-    if (lane == 0) total = v;
-  }
-  __syncthreads();
-  const double result = total;
-  __syncthreads();  // `partial` and `total` may be reused by a later call
-  return result;
-}
-
-int blocks_for(std::size_t count, int threads) {
-  return static_cast<int>(std::min<std::size_t>((count + threads - 1) / threads, 65535u * 16u));
-}
 
 // ------------------------------------------------------------ parameters
 
@@ -668,20 +634,6 @@ __global__ void to_binary_kernel(const float* __restrict__ values, std::size_t c
 
 // ------------------------------------------------------------ host side
 
-// The most dynamic shared memory a block of `kernel` may opt in to on this
-// device: the per-block opt-in limit differs by architecture (about 99 KiB on
-// sm_86/sm_89, 163 KiB on sm_80, 227 KiB on sm_90), so it is asked for, not
-// assumed, less the kernel's static shared memory.
-template <typename Kernel>
-std::size_t dynamic_shared_limit(const Resources& resources, Kernel kernel) {
-  int limit = 0;
-  MARBM_CUDA_TRY(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, resources.device()));
-  cudaFuncAttributes attributes{};
-  MARBM_CUDA_TRY(cudaFuncGetAttributes(&attributes, kernel));
-  const std::size_t total = static_cast<std::size_t>(limit);
-  return attributes.sharedSizeBytes < total ? total - attributes.sharedSizeBytes : 0;
-}
-
 // Default sizes on the device: many more replicas than the CPU solver (they
 // run side by side), the CPU step counts with a floor. Not yet tuned by
 // measurement on a device.
@@ -744,7 +696,7 @@ SearchScalars prepare_ising(Search& search, DeviceBuffer<float>& ising_field) {
   DeviceBuffer<double> square(units, search.stream());
   DeviceBuffer<double> field_square(units, search.stream());
   DeviceBuffer<double> scalars(2, search.stream());
-  unit_statistics_kernel<<<blocks_for(units, 128), 128, 0, search.stream()>>>(
+  unit_statistics_kernel<<<grid_for(units, 1, 128), 128, 0, search.stream()>>>(
       search.weights, search.transposed.data(), search.visible_bias, search.hidden_bias, search.n, search.m,
       ising_field.data(), square.data(), field_square.data());
   MARBM_CUDA_CHECK_LAST();
@@ -764,8 +716,13 @@ std::size_t fused_shared_bytes(int n, int m) {
   return (static_cast<std::size_t>(n) * odd_stride(m) + static_cast<std::size_t>(kFusedWarps) * (n + m)) * sizeof(float);
 }
 
-bool use_fused(int n, int m) {
-  return n <= kMaxFusedUnits && m <= kMaxFusedUnits && fused_shared_bytes(n, m) <= kFusedSharedLimit;
+// The fused kernels keep W in shared memory without opting in to more than
+// the default per-block amount (static shared memory included).
+template <typename Kernel>
+bool use_fused(Kernel kernel, int n, int m, int device) {
+  if (n > kMaxFusedUnits || m > kMaxFusedUnits) return false;
+  const SharedMemoryPlan plan = shared_memory_plan(kernel, fused_shared_bytes(n, m), device);
+  return plan.fits && !plan.opt_in;
 }
 
 void run_sb(Search& search, const ModeSearchConfig& config, int steps) {
@@ -777,15 +734,15 @@ void run_sb(Search& search, const ModeSearchConfig& config, int steps) {
   const SearchScalars scalars = prepare_ising(search, ising_field);
   const float widen = discrete ? 1.0f : kBallisticInitialWiden;
   DeviceBuffer<float> coupling_scale(replicas, search.stream());
-  replica_coupling_kernel<<<blocks_for(replicas, 256), 256, 0, search.stream()>>>(
+  replica_coupling_kernel<<<grid_for(replicas, 1, 256), 256, 0, search.stream()>>>(
       replicas, static_cast<float>(scalars.c0), discrete ? 1.0f : kBallisticCouplingSpread, config.seed,
       coupling_scale.data());
   MARBM_CUDA_CHECK_LAST();
 
-  if (use_fused(n, m)) {
+  auto kernel = discrete ? sb_fused_kernel<true> : sb_fused_kernel<false>;
+  if (use_fused(kernel, n, m, search.resources.device())) {
     const int blocks = (replicas + kFusedWarps - 1) / kFusedWarps;
     const std::size_t shared = fused_shared_bytes(n, m);
-    auto kernel = discrete ? sb_fused_kernel<true> : sb_fused_kernel<false>;
     kernel<<<blocks, kFusedWarps * kWarp, shared, search.stream()>>>(
         search.weights, ising_field.data(), n, m, odd_stride(m), replicas, steps, dt, coupling_scale.data(), a0, config.seed, widen,
         search.warm_visible(), search.warm_hidden(), search.candidates_v.data(), search.candidates_h.data());
@@ -804,7 +761,7 @@ void run_sb(Search& search, const ModeSearchConfig& config, int steps) {
   }
   DeviceBuffer<float> product_v(visible_total, search.stream()), product_h(hidden_total, search.stream());
   const int threads = 256;
-  const int blocks = blocks_for(visible_total + hidden_total, threads);
+  const int blocks = grid_for(visible_total + hidden_total, 1, threads);
   sb_initial_kernel<<<blocks, threads, 0, search.stream()>>>(replicas, n, m, config.seed, widen, search.warm_visible(),
                                                               search.warm_hidden(), xv.data(), yv.data(), xh.data(),
                                                               yh.data(), discrete ? sv.data() : nullptr,
@@ -829,10 +786,10 @@ void run_sb(Search& search, const ModeSearchConfig& config, int steps) {
         yh.data(), discrete ? sv.data() : nullptr, discrete ? sh.data() : nullptr, dt, detuning, coupling_scale.data(), a0);
     MARBM_CUDA_CHECK_LAST();
   }
-  to_binary_kernel<<<blocks_for(visible_total, threads), threads, 0, search.stream()>>>(xv.data(), visible_total,
+  to_binary_kernel<<<grid_for(visible_total, 1, threads), threads, 0, search.stream()>>>(xv.data(), visible_total,
                                                                                         search.candidates_v.data());
   MARBM_CUDA_CHECK_LAST();
-  to_binary_kernel<<<blocks_for(hidden_total, threads), threads, 0, search.stream()>>>(xh.data(), hidden_total,
+  to_binary_kernel<<<grid_for(hidden_total, 1, threads), threads, 0, search.stream()>>>(xh.data(), hidden_total,
                                                                                        search.candidates_h.data());
   MARBM_CUDA_CHECK_LAST();
 }
@@ -854,7 +811,7 @@ void run_sa(Search& search, const ModeSearchConfig& config, int steps) {
                     std::to_string(hot) + ")");
   const double ratio = steps > 1 ? std::pow(cold / hot, 1.0 / (steps - 1)) : 1.0;
 
-  if (use_fused(n, m)) {
+  if (use_fused(sa_fused_kernel, n, m, search.resources.device())) {
     const int blocks = (replicas + kFusedWarps - 1) / kFusedWarps;
     sa_fused_kernel<<<blocks, kFusedWarps * kWarp, fused_shared_bytes(n, m), search.stream()>>>(
         search.weights, search.visible_bias, search.hidden_bias, n, m, odd_stride(m), replicas, steps, hot, ratio,
@@ -868,7 +825,7 @@ void run_sa(Search& search, const ModeSearchConfig& config, int steps) {
   DeviceBuffer<float> sv(visible_total, search.stream()), sh(hidden_total, search.stream());
   DeviceBuffer<float> product_v(visible_total, search.stream()), product_h(hidden_total, search.stream());
   const int threads = 256;
-  sa_initial_kernel<<<blocks_for(visible_total + hidden_total, threads), threads, 0, search.stream()>>>(
+  sa_initial_kernel<<<grid_for(visible_total + hidden_total, 1, threads), threads, 0, search.stream()>>>(
       replicas, n, m, steps, config.seed, search.warm_visible(), sv.data(), sh.data());
   MARBM_CUDA_CHECK_LAST();
   const float one = 1.0f, zero = 0.0f;
@@ -879,22 +836,22 @@ void run_sa(Search& search, const ModeSearchConfig& config, int steps) {
     // h | v: product_h (R x m) = V (R x n) W.
     MARBM_CUBLAS_TRY(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, m, replicas, n, &one, search.weights, m, sv.data(),
                                  n, &zero, product_h.data(), m));
-    sa_sample_kernel<<<blocks_for(hidden_total, threads), threads, 0, search.stream()>>>(
+    sa_sample_kernel<<<grid_for(hidden_total, 1, threads), threads, 0, search.stream()>>>(
         replicas, m, n, m, steps, step, config.seed, padded_units(n), fbeta, search.hidden_bias, product_h.data(),
         sh.data());
     MARBM_CUDA_CHECK_LAST();
     // v | h: product_v (R x n) = H (R x m) W^T.
     MARBM_CUBLAS_TRY(cublasSgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, replicas, m, &one, search.weights, m, sh.data(),
                                  m, &zero, product_v.data(), n));
-    sa_sample_kernel<<<blocks_for(visible_total, threads), threads, 0, search.stream()>>>(
+    sa_sample_kernel<<<grid_for(visible_total, 1, threads), threads, 0, search.stream()>>>(
         replicas, n, n, m, steps, step, config.seed, std::uint64_t{0}, fbeta, search.visible_bias, product_v.data(),
         sv.data());
     MARBM_CUDA_CHECK_LAST();
   }
-  to_binary_kernel<<<blocks_for(visible_total, threads), threads, 0, search.stream()>>>(sv.data(), visible_total,
+  to_binary_kernel<<<grid_for(visible_total, 1, threads), threads, 0, search.stream()>>>(sv.data(), visible_total,
                                                                                         search.candidates_v.data());
   MARBM_CUDA_CHECK_LAST();
-  to_binary_kernel<<<blocks_for(hidden_total, threads), threads, 0, search.stream()>>>(sh.data(), hidden_total,
+  to_binary_kernel<<<grid_for(hidden_total, 1, threads), threads, 0, search.stream()>>>(sh.data(), hidden_total,
                                                                                        search.candidates_h.data());
   MARBM_CUDA_CHECK_LAST();
 }
@@ -922,19 +879,19 @@ void run_exhaustive(Search& search, const ModeSearchConfig& config) {
                                                         (total + target_warps - 1) / target_warps});
   const std::uint64_t warps = (total + chunk - 1) / chunk;
   const std::size_t per_warp = static_cast<std::size_t>(l) * sizeof(double);
-  // One warp's float64 fields must fit in a block's shared memory.
-  const std::size_t opt_in = dynamic_shared_limit(search.resources, exhaustive_kernel);
-  if (per_warp > opt_in) {
+  // One warp's float64 fields must fit in a block's shared memory; up to four
+  // warps share a block while they fit without opting in.
+  const SharedMemoryLimits limits = shared_memory_limits(search.resources.device());
+  const std::size_t static_bytes = static_shared_bytes(exhaustive_kernel);
+  if (!plan_shared_memory(static_bytes, per_warp, limits).fits) {
     throw RuntimeFailure("exhaustive mode search on the device: the larger layer has " + std::to_string(l) +
-                         " units, beyond the " + std::to_string(opt_in / sizeof(double)) +
-                         " whose fields fit in this device's shared memory");
+                         " units, beyond those whose float64 fields fit in this device's shared memory");
   }
-  int warps_per_block = static_cast<int>(std::clamp<std::size_t>(kFusedSharedLimit / per_warp, 1, 4));
+  const std::size_t default_room = limits.per_block > static_bytes ? limits.per_block - static_bytes : 0;
+  const int warps_per_block = static_cast<int>(std::clamp<std::size_t>(default_room / per_warp, 1, 4));
   const std::size_t shared = per_warp * warps_per_block;
-  if (shared > kFusedSharedLimit) {
-    MARBM_CUDA_TRY(cudaFuncSetAttribute(exhaustive_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(shared)));
-  }
+  MARBM_EXPECTS(prepare_shared_memory(exhaustive_kernel, shared, search.resources.device()), RuntimeFailure,
+                "exhaustive mode search on the device: shared memory plan failed");
   const std::uint64_t blocks = (warps + warps_per_block - 1) / warps_per_block;
   const std::uint64_t slots = blocks * warps_per_block;
   DeviceBuffer<double> warp_energy(slots, search.stream());
@@ -960,13 +917,12 @@ ModeResult find_mode_device(Resources& resources, const float* weights, const fl
   // The polish keeps one candidate's (v, h) bytes in a block's shared memory:
   // refused before any search work rather than at the polish launch.
   const std::size_t polish_shared = static_cast<std::size_t>(n) + m;
-  const std::size_t opt_in = dynamic_shared_limit(resources, polish_kernel);
-  MARBM_EXPECTS(polish_shared <= opt_in, RuntimeFailure,
+  MARBM_EXPECTS(shared_memory_plan(polish_kernel, polish_shared, resources.device()).fits, RuntimeFailure,
                 "mode search on the device: the model has " + std::to_string(polish_shared) +
-                    " units, beyond the " + std::to_string(opt_in) + " whose states fit in this device's shared memory");
+                    " units, more than whose states fit in this device's shared memory");
   Search search{resources, weights, visible_bias, hidden_bias, n, m, DeviceBuffer<float>(static_cast<std::size_t>(n) * m, stream),
                 {}, {}, {}, {}};
-  transpose_kernel<<<blocks_for(static_cast<std::size_t>(n) * m, 256), 256, 0, stream>>>(weights, search.transposed.data(), n, m);
+  transpose_kernel<<<grid_for(static_cast<std::size_t>(n) * m, 1, 256), 256, 0, stream>>>(weights, search.transposed.data(), n, m);
   MARBM_CUDA_CHECK_LAST();
 
   int steps = 0;
@@ -991,10 +947,7 @@ ModeResult find_mode_device(Resources& resources, const float* weights, const fl
   }
 
   DeviceBuffer<double> energies(search.candidates, stream);
-  if (polish_shared > kFusedSharedLimit) {
-    MARBM_CUDA_TRY(cudaFuncSetAttribute(polish_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(polish_shared)));
-  }
+  (void)prepare_shared_memory(polish_kernel, polish_shared, resources.device());  // fits: checked above
   polish_kernel<<<search.candidates, kPolishThreads, polish_shared, stream>>>(
       weights, search.transposed.data(), visible_bias, hidden_bias, n, m, search.candidates_v.data(),
       search.candidates_h.data(), energies.data());
@@ -1022,7 +975,7 @@ ModeResult find_mode_device(Resources& resources, const float* weights, const fl
 ModeResult find_mode_cuda(const Rbm& rbm, const ModeSearchConfig& config) {
   const auto start = std::chrono::steady_clock::now();
   check_mode_search_config(rbm.n_visible(), rbm.n_hidden(), config);
-  Resources resources(0, false);
+  Resources& resources = thread_resources(config.device);
   cudaStream_t stream = resources.stream();
   DeviceBuffer<float> weights(rbm.weights().size(), stream);
   DeviceBuffer<float> visible_bias(rbm.visible_bias().size(), stream);

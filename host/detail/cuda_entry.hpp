@@ -18,10 +18,13 @@ std::unique_ptr<Engine> make_cuda_engine(const EngineOptions& options);
 /// Usable devices; empty when there is no driver or device. Never throws.
 std::vector<DeviceInfo> list_cuda_devices();
 
-/// Ground-state search on the device (config.backend is cuda).
+/// cudaRuntimeGetVersion and cudaDriverGetVersion (0 where they fail). Never throws.
+CudaVersions query_cuda_versions();
+
+/// Ground-state search on config.device (config.backend is cuda).
 ModeResult find_mode_cuda(const Rbm& rbm, const ModeSearchConfig& config);
 
-/// Exact log Z by Gray-code enumeration on the device.
-double log_partition_exact_cuda(const Rbm& rbm, const ExactOptions& options);
+/// Exact log Z by Gray-code enumeration on `device`.
+double log_partition_exact_cuda(const Rbm& rbm, const ExactOptions& options, int device = 0);
 
 }  // namespace marbm::detail
