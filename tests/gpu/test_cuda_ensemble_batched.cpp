@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "device_test.hpp"
+#include "test_support.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -34,16 +35,7 @@ Dataset random_dataset(int rows, int cols, std::uint64_t seed, double p_one) {
 // the lr / B ~ 5e-3 change one flipped draw makes.
 constexpr double kParameterTolerance = 1e-3;
 
-double max_difference(const Rbm& a, const Rbm& b) {
-  double worst = 0.0;
-  auto compare = [&](std::span<const float> x, std::span<const float> y) {
-    for (std::size_t k = 0; k < x.size(); ++k) worst = std::max(worst, std::abs(double(x[k]) - double(y[k])));
-  };
-  compare(a.weights(), b.weights());
-  compare(a.visible_bias(), b.visible_bias());
-  compare(a.hidden_bias(), b.hidden_bias());
-  return worst;
-}
+using test_support::max_parameter_difference;
 
 std::vector<Rbm> initial_models(int members, int n, int m) {
   std::vector<Rbm> models;
@@ -75,9 +67,9 @@ void expect_members_match(const Dataset& data, int members, int n, int m, const 
     TrainConfig member_config = config;
     member_config.seed = seeds[e];
     const TrainResult single = train(*engine, data, initial[e], member_config);
-    EXPECT_LT(max_difference(batched[e].model, single.model), kParameterTolerance);
+    EXPECT_LT(max_parameter_difference(batched[e].model, single.model), kParameterTolerance);
     // Training moved the member (the comparison is not of two untouched models).
-    EXPECT_GT(max_difference(batched[e].model, initial[e]), 10 * kParameterTolerance);
+    EXPECT_GT(max_parameter_difference(batched[e].model, initial[e]), 10 * kParameterTolerance);
     EXPECT_EQ(batched[e].mode_steps, single.mode_steps);
     ASSERT_EQ(batched[e].history.size(), single.history.size());
     EXPECT_EQ(reported[e], static_cast<int>(single.history.size()));
