@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "detail/mode_search_config.hpp"
 #include "marbm/mode.hpp"
 #include "marbm/rbm.hpp"
 
@@ -51,6 +52,9 @@ class DescentPolish {
 ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config);
 /// Simulated annealing replicas (block Gibbs) on the CPU.
 ModeResult mode_sa_cpu(const Rbm& rbm, const ModeSearchConfig& config);
+/// The replicas of mode_sb_cpu / mode_sa_cpu (config.solver decides) after
+/// the dynamics, before the polish (config checked by the caller).
+ReplicaTrajectory mode_trajectory_cpu(const Rbm& rbm, const ModeSearchConfig& config);
 
 /// Defaults used when the config leaves a field at zero.
 int default_mode_replicas(ModeSolver solver, int n_visible, int n_hidden);

@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "detail/mode_search_config.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/mode.hpp"
@@ -23,6 +24,10 @@ CudaVersions query_cuda_versions();
 
 /// Ground-state search on config.device (config.backend is cuda).
 ModeResult find_mode_cuda(const Rbm& rbm, const ModeSearchConfig& config);
+
+/// The replicas of find_mode_cuda's sb or sa search after the dynamics,
+/// before the polish (the tests hold them to mode_trajectory_cpu's).
+ReplicaTrajectory mode_trajectory_cuda(const Rbm& rbm, const ModeSearchConfig& config);
 
 /// Exact log Z by Gray-code enumeration on `device`.
 double log_partition_exact_cuda(const Rbm& rbm, const ExactOptions& options, int device = 0);
