@@ -90,18 +90,7 @@ __global__ void exhaustive_decode_kernel(const double* __restrict__ warp_energy,
   }
   energies[threadIdx.x] = best;
   indices[threadIdx.x] = best_at;
-  __syncthreads();
-  for (int half = blockDim.x / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) {
-      const double e = energies[threadIdx.x + half];
-      const std::uint64_t at = indices[threadIdx.x + half];
-      if (e < energies[threadIdx.x] || (e == energies[threadIdx.x] && at < indices[threadIdx.x])) {
-        energies[threadIdx.x] = e;
-        indices[threadIdx.x] = at;
-      }
-    }
-    __syncthreads();
-  }
+  block_lowest(energies, indices);
   const std::uint64_t index = indices[0];
   const std::uint64_t gray = index ^ (index >> 1);
   for (int u = threadIdx.x; u < k; u += blockDim.x) enumerated[u] = (gray >> u) & 1u;

@@ -190,16 +190,7 @@ void run_sa(Search& search, const ModeSearchConfig& config, int steps, const Rep
         sv.data());
     MARBM_CUDA_CHECK_LAST();
   }
-  to_binary(sv.data(), visible_total, search.candidates_v.data(), search.stream());
-  to_binary(sh.data(), hidden_total, search.candidates_h.data(), search.stream());
-  if (output.visible != nullptr) {
-    MARBM_CUDA_TRY(cudaMemcpyAsync(output.visible, sv.data(), visible_total * sizeof(float), cudaMemcpyDeviceToDevice,
-                                   search.stream()));
-  }
-  if (output.hidden != nullptr) {
-    MARBM_CUDA_TRY(cudaMemcpyAsync(output.hidden, sh.data(), hidden_total * sizeof(float), cudaMemcpyDeviceToDevice,
-                                   search.stream()));
-  }
+  finish_replicas(search, sv.data(), sh.data(), output);
 }
 
 }  // namespace marbm::detail

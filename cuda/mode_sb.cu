@@ -17,30 +17,13 @@
 
 #include "error.cuh"
 #include "marbm/random.hpp"
+#include "detail/sb_step.hpp"
 #include "mode_search_internal.cuh"
 #include "mode_solvers.hpp"
 
 namespace marbm::detail {
 
 namespace {
-
-// One SB step of one spin, as the CPU's sb_update: y' = gain y + dt
-// (-detuning x + c0 field), x' = x + dt a0 y', perfectly inelastic walls.
-__device__ __forceinline__ void sb_step(float& x, float& y, float field, float dt, float detuning, float c0, float a0,
-                                        float gain) {
-  const float force = __fadd_rn(__fmul_rn(-detuning, x), __fmul_rn(c0, field));
-  float yk = __fadd_rn(__fmul_rn(gain, y), __fmul_rn(dt, force));
-  float xk = __fadd_rn(x, __fmul_rn(__fmul_rn(dt, a0), yk));
-  if (xk > 1.0f) {
-    xk = 1.0f;
-    yk = 0.0f;
-  } else if (xk < -1.0f) {
-    xk = -1.0f;
-    yk = 0.0f;
-  }
-  x = xk;
-  y = yk;
-}
 
 // Initial positions and momenta uniform in [-0.1, 0.1) from Philox (seed,
 // mode_search stream 0) as on the CPU (sb_initialise): one word per unit,
@@ -151,8 +134,8 @@ __global__ void sb_fused_kernel(const float* __restrict__ weights, const float* 
 #pragma unroll
     for (int k = 0; k < kMaxOwned; ++k) {
       const int i = lane + kWarp * k;
-      if (i < n) sb_step(xv[i], yv[k], fv[k], p.dt, detuning, p.c0, p.a0, p.gain);
-      if (i < m) sb_step(xh[i], yh[k], fh[k], p.dt, detuning, p.c0, p.a0, p.gain);
+      if (i < n) sb_spin_step(xv[i], yv[k], fv[k], p.dt, detuning, p.c0, p.a0, p.gain);
+      if (i < m) sb_spin_step(xh[i], yh[k], fh[k], p.dt, detuning, p.c0, p.a0, p.gain);
     }
     __syncwarp();
   }
@@ -210,7 +193,7 @@ __global__ void sb_update_kernel(SbParameters p, const float* __restrict__ ising
     float* x = (visible ? xv : xh) + local;
     float* y = (visible ? yv : yh) + local;
     float xk = *x, yk = *y;
-    sb_step(xk, yk, field, p.dt, detuning, p.c0, p.a0, p.gain);
+    sb_spin_step(xk, yk, field, p.dt, detuning, p.c0, p.a0, p.gain);
     *x = xk;
     *y = yk;
     if (sv != nullptr) (visible ? sv : sh)[local] = sign_of(xk);
@@ -280,16 +263,7 @@ void run_sb(Search& search, const ModeSearchConfig& config, int steps, const Rep
         discrete ? sv.data() : nullptr, discrete ? sh.data() : nullptr, sb_detuning(p.a0, step, steps));
     MARBM_CUDA_CHECK_LAST();
   }
-  to_binary(xv.data(), visible_total, search.candidates_v.data(), search.stream());
-  to_binary(xh.data(), hidden_total, search.candidates_h.data(), search.stream());
-  if (output.visible != nullptr) {
-    MARBM_CUDA_TRY(cudaMemcpyAsync(output.visible, xv.data(), visible_total * sizeof(float), cudaMemcpyDeviceToDevice,
-                                   search.stream()));
-  }
-  if (output.hidden != nullptr) {
-    MARBM_CUDA_TRY(cudaMemcpyAsync(output.hidden, xh.data(), hidden_total * sizeof(float), cudaMemcpyDeviceToDevice,
-                                   search.stream()));
-  }
+  finish_replicas(search, xv.data(), xh.data(), output);
 }
 
 }  // namespace marbm::detail

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "detail/cuda_entry.hpp"
@@ -179,18 +180,7 @@ __global__ void best_candidate_kernel(const double* __restrict__ energies, int c
   }
   best_energy[threadIdx.x] = best;
   best_index[threadIdx.x] = best_at;
-  __syncthreads();
-  for (int half = blockDim.x / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) {
-      const double e = best_energy[threadIdx.x + half];
-      const int at = best_index[threadIdx.x + half];
-      if (e < best_energy[threadIdx.x] || (e == best_energy[threadIdx.x] && at < best_index[threadIdx.x])) {
-        best_energy[threadIdx.x] = e;
-        best_index[threadIdx.x] = at;
-      }
-    }
-    __syncthreads();
-  }
+  block_lowest(best_energy, best_index);
   best = best_energy[0];
   // Non-finite parameters give NaN energies that never compare lower: fall
   // back to the first candidate rather than read out of bounds.
@@ -241,10 +231,19 @@ void Search::allocate_candidates(int search_replicas) {
   }
 }
 
-void to_binary(const float* values, std::size_t count, std::uint8_t* states, cudaStream_t stream) {
-  if (count == 0) return;
-  to_binary_kernel<<<grid_for(count), kGridStrideThreads, 0, stream>>>(values, count, states);
-  MARBM_CUDA_CHECK_LAST();
+void finish_replicas(Search& search, const float* visible, const float* hidden, const ReplicaOutput& output) {
+  const std::size_t visible_total = static_cast<std::size_t>(search.replicas) * search.n;
+  const std::size_t hidden_total = static_cast<std::size_t>(search.replicas) * search.m;
+  for (const auto& [values, count, states, copy] :
+       {std::tuple{visible, visible_total, search.candidates_v.data(), output.visible},
+        std::tuple{hidden, hidden_total, search.candidates_h.data(), output.hidden}}) {
+    if (count == 0) continue;
+    to_binary_kernel<<<grid_for(count), kGridStrideThreads, 0, search.stream()>>>(values, count, states);
+    MARBM_CUDA_CHECK_LAST();
+    if (copy != nullptr) {
+      MARBM_CUDA_TRY(cudaMemcpyAsync(copy, values, count * sizeof(float), cudaMemcpyDeviceToDevice, search.stream()));
+    }
+  }
 }
 
 // Ising linear terms on the device; c0 and the typical field on the host

@@ -24,6 +24,25 @@ constexpr int kMaxOwned = 8;
 constexpr int kMaxFusedUnits = kWarp * kMaxOwned;
 constexpr int kReduceThreads = 1024;
 
+// A tree reduction over the block's slots (blockDim.x a power of two, every
+// thread has written its slot): the lowest energy, the lowest index on ties,
+// ends in slot 0.
+template <typename Index>
+__device__ void block_lowest(double* energies, Index* indices) {
+  __syncthreads();
+  for (int half = blockDim.x / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) {
+      const double e = energies[threadIdx.x + half];
+      const Index at = indices[threadIdx.x + half];
+      if (e < energies[threadIdx.x] || (e == energies[threadIdx.x] && at < indices[threadIdx.x])) {
+        energies[threadIdx.x] = e;
+        indices[threadIdx.x] = at;
+      }
+    }
+    __syncthreads();
+  }
+}
+
 // Word `index` of the Philox stream (seed, stream), marbm::PhiloxStream::bits
 // on the device (the keying lives in philox.cuh, shared with the samplers).
 __device__ __forceinline__ std::uint32_t philox_word(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
@@ -97,8 +116,10 @@ struct SearchScalars {
 // host (the CPU solvers' IsingForm::scale and derived_annealing_range).
 SearchScalars prepare_ising(Search& search, DeviceBuffer<float>& ising_field);
 
-// states[k] = values[k] > 0 (count values).
-void to_binary(const float* values, std::size_t count, std::uint8_t* states, cudaStream_t stream);
+// The end of a solver's large path: the replicas' states (R x n and R x m
+// floats: positions or 0/1) become the candidates ([value > 0]), and are
+// copied to `output` where it asks for them.
+void finish_replicas(Search& search, const float* visible, const float* hidden, const ReplicaOutput& output);
 
 // The solvers: each leaves search.replicas candidate states in
 // search.candidates_v / candidates_h (the polish follows in mode_search.cu).

@@ -14,6 +14,7 @@
 
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
+#include "detail/sb_step.hpp"
 #include "mode_solvers.hpp"
 
 namespace marbm::detail {
@@ -202,19 +203,7 @@ inline float sign_of(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0
 MARBM_VECTOR_CLONES void sb_update(float* x, float* y, const float* field, int count, float dt, float detuning, float c0,
                       float a0, float gain) {
 #pragma omp simd
-  for (int k = 0; k < count; ++k) {
-    float yk = gain * y[k] + dt * (-detuning * x[k] + c0 * field[k]);
-    float xk = x[k] + dt * a0 * yk;
-    if (xk > 1.0f) {
-      xk = 1.0f;
-      yk = 0.0f;
-    } else if (xk < -1.0f) {
-      xk = -1.0f;
-      yk = 0.0f;
-    }
-    x[k] = xk;
-    y[k] = yk;
-  }
+  for (int k = 0; k < count; ++k) sb_spin_step(x[k], y[k], field[k], dt, detuning, c0, a0, gain);
 }
 
 // Initial positions and momenta of replica r: uniform in [-0.1, 0.1) from
