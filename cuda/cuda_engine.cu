@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "detail/cuda_entry.hpp"
+#include "detail/gibbs_steps.hpp"
 #include "device_buffer.cuh"
 #include "error.cuh"
 #include "exact_enumeration.cuh"
@@ -147,7 +148,7 @@ class CudaEngine final : public Engine {
     activate();
     require_model("gibbs_chain");
     check_states(visible, batch, n_, "gibbs_chain");
-    MARBM_EXPECTS(steps >= 1, UsageError, "cuda engine: gibbs_chain steps must be >= 1, got " + std::to_string(steps));
+    check_gibbs_steps(steps, "cuda engine: gibbs_chain");
     DeviceBuffer<float> v = upload_states(visible);
     DeviceBuffer<float> h(static_cast<std::size_t>(batch) * m_, stream());
     DeviceBuffer<float> x(static_cast<std::size_t>(batch) * std::max(n_, m_), stream());
@@ -294,8 +295,7 @@ class CudaEngine final : public Engine {
                         std::to_string(data_rows_) + " rows");
     }
     const bool chained = step.negative == NegativePhase::cd || step.negative == NegativePhase::pcd;
-    MARBM_EXPECTS(!chained || step.gibbs_steps >= 1, UsageError,
-                  "cuda engine: gibbs steps must be >= 1, got " + std::to_string(step.gibbs_steps));
+    if (chained) check_gibbs_steps(step.gibbs_steps, "cuda engine: update");
     if (step.negative == NegativePhase::mode) {
       MARBM_EXPECTS(step.mode_visible.size() == static_cast<std::size_t>(n_) &&
                         step.mode_hidden.size() == static_cast<std::size_t>(m_),

@@ -20,17 +20,20 @@
 
 #include "detail/cuda_entry.hpp"
 #include "detail/ensemble_member.hpp"
+#include "detail/gibbs_steps.hpp"
 #include "device_buffer.cuh"
 #include "ensemble_batched.cuh"
 #include "ensemble_entry.hpp"
 #include "error.cuh"
 #include "gibbs.cuh"
+#include "launch.cuh"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/random.hpp"
 #include "philox.cuh"
 #include "resources.cuh"
+#include "device_common.cuh"
 
 namespace marbm::detail {
 
@@ -77,7 +80,6 @@ struct EnsembleProblem {
   int evals = 0;
 };
 
-__device__ inline float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
 __device__ inline double softplus_d(double x) { return fmax(x, 0.0) + log1p(exp(-fabs(x))); }
 
 // Shared scratch for block reductions.
@@ -86,19 +88,6 @@ struct Reduction {
   double b[256];
   long long index[256];
 };
-
-__device__ double block_sum(double x, Reduction& r) {
-  __syncthreads();
-  r.a[threadIdx.x] = x;
-  __syncthreads();
-  for (int offset = blockDim.x / 2; offset > 0; offset /= 2) {
-    if (threadIdx.x < offset) r.a[threadIdx.x] += r.a[threadIdx.x + offset];
-    __syncthreads();
-  }
-  const double total = r.a[0];
-  __syncthreads();
-  return total;
-}
 
 // log(sum exp) of per-thread (max, sum) pairs.
 __device__ double block_log_sum_exp(double running_max, double running_sum, Reduction& r) {
@@ -112,7 +101,7 @@ __device__ double block_log_sum_exp(double running_max, double running_sum, Redu
   const double top = r.a[0];
   __syncthreads();
   const double scaled = running_sum > 0.0 ? running_sum * exp(running_max - top) : 0.0;
-  return top + log(block_sum(scaled, r));
+  return top + log(block_sum(scaled));
 }
 
 // The lowest (energy, code) over the block; ties go to the lower code.
@@ -151,21 +140,22 @@ __device__ void sample_block(const float* weights, const float* bias, int n, int
   for (int g = threadIdx.x; g < rows * groups_per_row; g += blockDim.x) {
     const int r = g / groups_per_row;
     const int first = (g % groups_per_row) * 4;
-    const uint4 words = philox_block(seed, stream, gibbs_random_index(half_sweep, r, width, first) >> 2);
     const float* x = in + r * in_width;
-    for (int lane = 0; lane < 4 && first + lane < width; ++lane) {
-      const int u = first + lane;
-      float field = bias[u];
-      if (to_hidden) {
-        for (int k = 0; k < in_width; ++k) field += x[k] * weights[k * m + u];
-      } else {
-        for (int k = 0; k < in_width; ++k) field += x[k] * weights[u * m + k];
-      }
-      const float p = sigmoid_f(field);
-      const float sample = word_to_uniform(word_at(words, lane)) < p ? 1.0f : 0.0f;
-      if (samples != nullptr) samples[r * width + u] = sample;
-      if (probabilities != nullptr) probabilities[r * width + u] = probabilities_get_samples ? sample : p;
-    }
+    sample_unit_group(
+        seed, stream, half_sweep, r, width, first,
+        [&](int u) {
+          float field = bias[u];
+          if (to_hidden) {
+            for (int k = 0; k < in_width; ++k) field += x[k] * weights[k * m + u];
+          } else {
+            for (int k = 0; k < in_width; ++k) field += x[k] * weights[u * m + k];
+          }
+          return field;
+        },
+        [&](int u, float p, float sample) {
+          if (samples != nullptr) samples[r * width + u] = sample;
+          if (probabilities != nullptr) probabilities[r * width + u] = probabilities_get_samples ? sample : p;
+        });
   }
   __syncthreads();
 }
@@ -261,9 +251,7 @@ __global__ void ensemble_kernel(EnsembleProblem problem) {
     for (int g = threadIdx.x; g < chains * groups_per_row; g += blockDim.x) {
       const int r = g / groups_per_row;
       const int first = (g % groups_per_row) * 4;
-      const uint4 words = philox_block(seed, stream, gibbs_random_index(0, r, n, first) >> 2);
-      for (int lane = 0; lane < 4 && first + lane < n; ++lane)
-        v_negative[r * n + first + lane] = static_cast<float>(word_at(words, lane) >> 31);
+      chain_start_group(seed, stream, r, n, first, [&](int u, float value) { v_negative[r * n + u] = value; });
     }
   }
   __syncthreads();
@@ -308,7 +296,7 @@ __global__ void ensemble_kernel(EnsembleProblem problem) {
         }
         log_likelihood += problem.distinct_weight[d] * (minus_free_energy - log_z);
       }
-      log_likelihood = block_sum(log_likelihood, reduction);
+      log_likelihood = block_sum(log_likelihood);
       metrics.log_z = log_z;
       metrics.mean_log_likelihood = log_likelihood;
       metrics.kl = problem.data_neg_entropy - log_likelihood;
@@ -466,13 +454,8 @@ __global__ void ensemble_kernel(EnsembleProblem problem) {
 }
 
 std::size_t shared_bytes(const EnsembleProblem& problem) {
-  const std::size_t parameters = static_cast<std::size_t>(problem.n) * problem.m + problem.n + problem.m;
-  const int chains = problem.persistent ? problem.chains : problem.batch;
-  const int widest = std::max(problem.batch, chains);
-  const std::size_t floats = 2 * parameters + static_cast<std::size_t>(problem.batch) * (problem.n + problem.m) +
-                             static_cast<std::size_t>(widest) * problem.m +
-                             static_cast<std::size_t>(chains) * (problem.n + problem.m) + problem.n + problem.m;
-  return floats * sizeof(float);
+  return fused_ensemble_shared_bytes(problem.n, problem.m, problem.batch,
+                                     problem.persistent ? problem.chains : problem.batch);
 }
 
 int block_threads(const EnsembleProblem& problem) {
@@ -501,7 +484,7 @@ std::vector<TrainResult> train_one_by_one(const Dataset& data, const std::vector
     std::unique_ptr<Engine> engine;
     for (int e = next++; e < members; e = next++) {
       try {
-        if (!engine) engine = make_cuda_engine(EngineOptions{});
+        if (!engine) engine = make_cuda_engine(EngineOptions{.device = config.device});
         results[e] = train_ensemble_member(*engine, data, initial[e], seeds[e], config, e, on_metrics, callback_mutex);
       } catch (...) {
         errors[e] = std::current_exception();
@@ -525,8 +508,7 @@ void check_config(const TrainConfig& config) {
                 "train_ensemble: momentum must be in [0, 1), got " + std::to_string(config.momentum));
   MARBM_EXPECTS(std::isfinite(config.weight_decay) && config.weight_decay >= 0, UsageError,
                 "train_ensemble: weight decay must be finite and >= 0, got " + std::to_string(config.weight_decay));
-  MARBM_EXPECTS(config.gibbs_steps >= 1, UsageError,
-                "train_ensemble: Gibbs steps k must be >= 1, got " + std::to_string(config.gibbs_steps));
+  check_gibbs_steps(config.gibbs_steps, "train_ensemble");
   MARBM_EXPECTS(config.persistent_chains >= 0, UsageError,
                 "train_ensemble: persistent chain count must be >= 0, got " + std::to_string(config.persistent_chains));
   MARBM_EXPECTS(config.eval_every >= 0, UsageError,
@@ -558,7 +540,7 @@ std::vector<TrainResult> train_ensemble_cuda(const Dataset& data, const std::vec
   const long long total = total_iterations(config, data.n_rows);
   const int members = static_cast<int>(initial.size());
 
-  Resources resources(0);
+  Resources& resources = thread_resources(config.device);
   const cudaStream_t stream = resources.stream();
   EnsembleProblem problem;
   problem.n = n;
@@ -633,16 +615,11 @@ std::vector<TrainResult> train_ensemble_cuda(const Dataset& data, const std::vec
   problem.order = order_device.data();
   problem.history = history_device.data();
 
+  // Static (the reductions, ~6 KiB) plus dynamic bytes decide; a setting
+  // beyond the device's opt-in limit goes through the engines instead.
   const std::size_t shared = shared_bytes(problem);
-  int shared_limit = 0;
-  MARBM_CUDA_TRY(cudaDeviceGetAttribute(&shared_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, resources.device()));
-  const std::size_t static_shared = sizeof(Reduction) + 4 * sizeof(double);
-  if (shared + static_shared > static_cast<std::size_t>(shared_limit)) {
+  if (!prepare_shared_memory(ensemble_kernel, shared, resources.device())) {
     return train_one_by_one(data, initial, seeds, config, on_metrics);
-  }
-  if (shared > 48 * 1024) {
-    MARBM_CUDA_TRY(cudaFuncSetAttribute(ensemble_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(shared)));
   }
   const auto start = std::chrono::steady_clock::now();
   ensemble_kernel<<<members, block_threads(problem), shared, stream>>>(problem);

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "detail/batch_schedule.hpp"
+#include "detail/gibbs_steps.hpp"
 #include "detail/mode_assist.hpp"
 #include "device_buffer.cuh"
 #include "error.cuh"
@@ -38,20 +39,13 @@
 #include "mode_search.cuh"
 #include "philox.cuh"
 #include "resources.cuh"
+#include "device_common.cuh"
 
 namespace marbm::detail {
 
 namespace {
 
-constexpr int kThreads = 256;
-
-unsigned grid_for(std::size_t count) {
-  std::size_t blocks = (count + kThreads - 1) / kThreads;
-  blocks = std::clamp<std::size_t>(blocks, 1, 65535u * 16u);  // grid-stride loops cover the rest
-  return static_cast<unsigned>(blocks);
-}
-
-__device__ inline float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
+constexpr int kThreads = kGridStrideThreads;
 
 // One layer of every member: member e's values start at base + e * stride.
 struct MemberLayer {
@@ -81,19 +75,17 @@ __global__ void sample_members_kernel(MemberLayer layer, int members, const std:
     const std::uint64_t within = group % groups_per_member;
     const std::uint64_t row = within / groups_per_row;
     const int first = static_cast<int>(within % groups_per_row) * 4;
-    const uint4 words =
-        philox_block(seeds[member], stream, gibbs_random_index(half_sweep, row, layer.width, first) >> 2);
-    const float* pre = layer.pre_activation + member * layer.pre_activation_stride;
+    const float* pre = layer.pre_activation + member * layer.pre_activation_stride + row * layer.width;
     const float* bias = layer.bias + member * layer.width;
-    for (int lane = 0; lane < 4 && first + lane < layer.width; ++lane) {
-      const std::uint64_t element = row * layer.width + first + lane;
-      const float p = sigmoid_f(pre[element] + bias[first + lane]);
-      const float sample = word_to_uniform(word_at(words, lane)) < p ? 1.0f : 0.0f;
-      if (layer.samples != nullptr) layer.samples[member * layer.samples_stride + element] = sample;
-      if (layer.probabilities != nullptr)
-        layer.probabilities[member * layer.probabilities_stride + element] =
-            layer.scale * (layer.store_samples_as_probabilities ? sample : p);
-    }
+    sample_unit_group(
+        seeds[member], stream, half_sweep, row, layer.width, first, [&](int unit) { return pre[unit] + bias[unit]; },
+        [&](int unit, float p, float sample) {
+          const std::uint64_t element = row * layer.width + unit;
+          if (layer.samples != nullptr) layer.samples[member * layer.samples_stride + element] = sample;
+          if (layer.probabilities != nullptr)
+            layer.probabilities[member * layer.probabilities_stride + element] =
+                layer.scale * (layer.store_samples_as_probabilities ? sample : p);
+        });
   }
 }
 
@@ -245,8 +237,7 @@ void check_inputs(const Dataset& data, const TrainConfig& config) {
                 name + "momentum must be in [0, 1), got " + std::to_string(config.momentum));
   MARBM_EXPECTS(std::isfinite(config.weight_decay) && config.weight_decay >= 0, UsageError,
                 name + "weight decay must be finite and >= 0, got " + std::to_string(config.weight_decay));
-  MARBM_EXPECTS(config.gibbs_steps >= 1, UsageError,
-                name + "Gibbs steps k must be >= 1, got " + std::to_string(config.gibbs_steps));
+  check_gibbs_steps(config.gibbs_steps, "train_ensemble");
   MARBM_EXPECTS(config.persistent_chains >= 0, UsageError,
                 name + "persistent chain count must be >= 0 (0: batch size), got " +
                     std::to_string(config.persistent_chains));
@@ -600,7 +591,7 @@ std::vector<TrainResult> train_ensemble_batched(const Dataset& data, const std::
   const int n = initial.front().n_visible(), m = initial.front().n_hidden();
   const bool exact_metrics = config.exact_metrics && exact_enumerable(initial.front(), config.exact);
 
-  Resources resources(0);
+  Resources& resources = thread_resources(config.device);
   BatchedEnsemble ensemble(resources, data, initial, seeds, config);
   const int batch = ensemble.batch();
 

@@ -36,8 +36,16 @@ std::vector<DeviceInfo> list_cuda_devices() {
   return devices;
 }
 
-double log_partition_exact_cuda(const Rbm& rbm, const ExactOptions& options) {
-  Resources resources(0);
+CudaVersions query_cuda_versions() {
+  CudaVersions versions;
+  if (cudaRuntimeGetVersion(&versions.runtime) != cudaSuccess) versions.runtime = 0;
+  if (cudaDriverGetVersion(&versions.driver) != cudaSuccess) versions.driver = 0;
+  (void)cudaGetLastError();
+  return versions;
+}
+
+double log_partition_exact_cuda(const Rbm& rbm, const ExactOptions& options, int device) {
+  Resources& resources = thread_resources(device);
   const std::size_t weights = rbm.weights().size();
   std::vector<float> host(weights + rbm.n_visible() + rbm.n_hidden());
   std::copy(rbm.weights().begin(), rbm.weights().end(), host.begin());

@@ -1,6 +1,11 @@
 // Checks for CUDA runtime, cuBLAS and cuRAND calls: each failure becomes a
 // marbm::CudaError carrying file:line and the error's name. Destructors use
-// the non-throwing MARBM_CUDA_TRY_NOTHROW.
+// the non-throwing MARBM_CUDA_TRY_NOTHROW, which reports what it catches.
+//
+// Kernels and cuBLAS calls run asynchronously, so a fault inside one surfaces
+// at some later call. With MARBM_CUDA_SYNC=1 in the environment every launch
+// check and every cuBLAS call also synchronises the device and checks, so the
+// error names the launch that faulted (slow: for debugging only).
 #pragma once
 
 #include <cublas_v2.h>
@@ -8,6 +13,8 @@
 
 #include <string>
 
+#include "detail/destructor_errors.hpp"
+#include "detail/env_flag.hpp"
 #include "marbm/error.hpp"
 
 namespace marbm::detail {
@@ -22,6 +29,45 @@ namespace marbm::detail {
                   std::to_string(line));
 }
 
+/// Whether MARBM_CUDA_SYNC=1 asks for a synchronising check after every
+/// launch (read once per process).
+inline bool cuda_sync_after_launches() {
+  static const bool enabled = env_flag("MARBM_CUDA_SYNC");
+  return enabled;
+}
+
+/// The launch check: configuration errors now, and under MARBM_CUDA_SYNC=1
+/// the kernel's own faults too.
+inline void check_launch(const char* what, const char* file, int line) {
+  const cudaError_t launched = cudaGetLastError();
+  if (launched != cudaSuccess) throw_cuda_error(launched, what, file, line);
+  if (cuda_sync_after_launches()) {
+    const cudaError_t ran = cudaDeviceSynchronize();
+    if (ran != cudaSuccess) throw_cuda_error(ran, what, file, line);
+  }
+}
+
+// Errors in destructors: reported (detail/destructor_errors.hpp), never
+// thrown. cudaErrorCudartUnloading is the runtime's normal state at process
+// exit, not an error of ours.
+inline void report_cleanup(cudaError_t status, const char* call, const char* file, int line) noexcept {
+  if (status == cudaSuccess || status == cudaErrorCudartUnloading) return;
+  try {
+    report_destructor_error(std::string("CUDA error ") + cudaGetErrorName(status) + " in " + call + " at " + file +
+                            ":" + std::to_string(line));
+  } catch (...) {
+  }
+  (void)cudaGetLastError();
+}
+inline void report_cleanup(cublasStatus_t status, const char* call, const char* file, int line) noexcept {
+  if (status == CUBLAS_STATUS_SUCCESS) return;
+  try {
+    report_destructor_error(std::string("cuBLAS error ") + cublasGetStatusName(status) + " in " + call + " at " +
+                            file + ":" + std::to_string(line));
+  } catch (...) {
+  }
+}
+
 }  // namespace marbm::detail
 
 #define MARBM_CUDA_TRY(call)                                                      \
@@ -32,8 +78,9 @@ namespace marbm::detail {
     }                                                                             \
   } while (false)
 
-/// After every kernel launch: launch-configuration errors surface here.
-#define MARBM_CUDA_CHECK_LAST() MARBM_CUDA_TRY(cudaGetLastError())
+/// After every kernel launch: launch-configuration errors surface here (and
+/// the kernel's faults too under MARBM_CUDA_SYNC=1).
+#define MARBM_CUDA_CHECK_LAST() ::marbm::detail::check_launch("kernel launch", __FILE__, __LINE__)
 
 #define MARBM_CUBLAS_TRY(call)                                                      \
   do {                                                                              \
@@ -41,10 +88,13 @@ namespace marbm::detail {
     if (marbm_status_ != CUBLAS_STATUS_SUCCESS) {                                   \
       ::marbm::detail::throw_cublas_error(marbm_status_, #call, __FILE__, __LINE__); \
     }                                                                               \
+    if (::marbm::detail::cuda_sync_after_launches()) {                              \
+      ::marbm::detail::check_launch(#call, __FILE__, __LINE__);                     \
+    }                                                                               \
   } while (false)
 
-/// For destructors: never throws, clears the sticky-free error state.
-#define MARBM_CUDA_TRY_NOTHROW(call) \
-  do {                               \
-    (void)(call);                    \
+/// For destructors: never throws; a failure is reported, not dropped.
+#define MARBM_CUDA_TRY_NOTHROW(call)                                          \
+  do {                                                                        \
+    ::marbm::detail::report_cleanup((call), #call, __FILE__, __LINE__);       \
   } while (false)

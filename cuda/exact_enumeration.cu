@@ -6,6 +6,7 @@
 #include "device_buffer.cuh"
 #include "error.cuh"
 #include "exact_enumeration.cuh"
+#include "launch.cuh"
 #include "marbm/error.hpp"
 
 namespace marbm::detail {
@@ -212,12 +213,13 @@ __global__ void __launch_bounds__(kThreads) final_combine_kernel(const double* b
 
 template <int kFields>
 void launch_registers(const Problem& problem, unsigned blocks, double* block_max, double* block_sum,
-                      cudaStream_t stream) {
+                      const Resources& resources) {
+  const cudaStream_t stream = resources.stream();
   const std::size_t shared = static_cast<std::size_t>(problem.k) * kFields * sizeof(double);
-  if (shared > 48 * 1024) {
-    MARBM_CUDA_TRY(cudaFuncSetAttribute(enumerate_registers_kernel<kFields>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
-  }
+  MARBM_EXPECTS(prepare_shared_memory(enumerate_registers_kernel<kFields>, shared, resources.device()),
+                RuntimeFailure,
+                "exact enumeration on the device: " + std::to_string(problem.k) +
+                    " enumerated units need more shared memory than this device gives a block");
   enumerate_registers_kernel<kFields><<<blocks, kThreads, shared, stream>>>(problem, block_max, block_sum);
   MARBM_CUDA_CHECK_LAST();
 }
@@ -270,11 +272,11 @@ double log_partition_exact_device(Resources& resources, const float* weights, co
   DeviceBuffer<double> block_sum(blocks, stream);
   DeviceBuffer<double> scratch;
   if (pitch == 16) {
-    launch_registers<16>(problem, blocks, block_max.data(), block_sum.data(), stream);
+    launch_registers<16>(problem, blocks, block_max.data(), block_sum.data(), resources);
   } else if (pitch == 32) {
-    launch_registers<32>(problem, blocks, block_max.data(), block_sum.data(), stream);
+    launch_registers<32>(problem, blocks, block_max.data(), block_sum.data(), resources);
   } else if (pitch == 64) {
-    launch_registers<64>(problem, blocks, block_max.data(), block_sum.data(), stream);
+    launch_registers<64>(problem, blocks, block_max.data(), block_sum.data(), resources);
   } else {
     scratch = DeviceBuffer<double>(static_cast<std::size_t>(problem.threads) * fields, stream);
     enumerate_scratch_kernel<<<blocks, kThreads, 0, stream>>>(problem, scratch.data(), block_max.data(),

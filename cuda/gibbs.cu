@@ -1,23 +1,13 @@
 // Block-Gibbs sampling, gathering and update kernels (see gibbs.cuh).
 #include "error.cuh"
 #include "gibbs.cuh"
-#include "philox.cuh"
+#include "device_common.cuh"
 
 namespace marbm::detail {
 
 namespace {
 
-constexpr int kThreads = 256;
-
-__device__ inline float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-unsigned grid_for(std::size_t count, int per_thread = 1) {
-  const std::size_t threads = (count + per_thread - 1) / per_thread;
-  std::size_t blocks = (threads + kThreads - 1) / kThreads;
-  if (blocks < 1) blocks = 1;
-  if (blocks > 65535u * 16u) blocks = 65535u * 16u;  // grid-stride loops cover the rest
-  return static_cast<unsigned>(blocks);
-}
+constexpr int kThreads = kGridStrideThreads;
 
 // One thread per (row, group of four units): one Philox block serves four units.
 __global__ void sample_layer_kernel(const float* pre_activation, const float* __restrict__ bias, int rows,
@@ -29,15 +19,15 @@ __global__ void sample_layer_kernel(const float* pre_activation, const float* __
        group += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
     const std::uint64_t row = group / groups_per_row;
     const int first = static_cast<int>(group % groups_per_row) * 4;
-    const uint4 words = philox_block(seed, stream, gibbs_random_index(half_sweep, row, width, first) >> 2);
-    for (int lane = 0; lane < 4 && first + lane < width; ++lane) {
-      const std::uint64_t element = row * width + first + lane;
-      const float p = sigmoid_f(pre_activation[element] + bias[first + lane]);
-      const float sample = word_to_uniform(word_at(words, lane)) < p ? 1.0f : 0.0f;
-      if (outputs.samples != nullptr) outputs.samples[element] = sample;
-      if (outputs.probabilities != nullptr)
-        outputs.probabilities[element] = outputs.scale * (outputs.store_samples_as_probabilities ? sample : p);
-    }
+    const float* pre = pre_activation + row * width;
+    sample_unit_group(
+        seed, stream, half_sweep, row, width, first, [&](int unit) { return pre[unit] + bias[unit]; },
+        [&](int unit, float p, float sample) {
+          const std::uint64_t element = row * width + unit;
+          if (outputs.samples != nullptr) outputs.samples[element] = sample;
+          if (outputs.probabilities != nullptr)
+            outputs.probabilities[element] = outputs.scale * (outputs.store_samples_as_probabilities ? sample : p);
+        });
   }
 }
 
@@ -74,9 +64,8 @@ __global__ void uniform_binary_kernel(float* __restrict__ values, int rows, int 
        group += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
     const std::uint64_t row = group / groups_per_row;
     const int first = static_cast<int>(group % groups_per_row) * 4;
-    const uint4 words = philox_block(seed, stream, gibbs_random_index(0, row, width, first) >> 2);
-    for (int lane = 0; lane < 4 && first + lane < width; ++lane)
-      values[row * width + first + lane] = static_cast<float>(word_at(words, lane) >> 31);
+    chain_start_group(seed, stream, row, width, first,
+                      [&](int unit, float value) { values[row * width + unit] = value; });
   }
 }
 

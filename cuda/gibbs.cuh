@@ -18,7 +18,9 @@ __host__ __device__ constexpr std::uint64_t gibbs_random_stride(int width) {
 /// The Philox word that decides unit `unit` of row `row` in half-sweep
 /// `half_sweep` of one random stream: index half_sweep * 2^40 + row *
 /// gibbs_random_stride(width) + unit. This is the CPU engine's layout, so
-/// both engines draw the same numbers for the same (seed, step). Half-sweeps:
+/// both engines draw the same numbers for the same (seed, step). Every path
+/// refuses k > max_gibbs_steps (detail/gibbs_steps.hpp), which keeps
+/// half_sweep * 2^40 inside 64 bits, so no two draws share a word. Half-sweeps:
 /// cd: h_s in 2s, v_(s+1) in 2s + 1; pcd: positive h in 0, chain h_s in
 /// 2s + 1, v_(s+1) in 2s + 2; gibbs_chain: as cd.
 __host__ __device__ constexpr std::uint64_t gibbs_random_index(std::uint64_t half_sweep, std::uint64_t row, int width,

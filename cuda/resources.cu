@@ -1,6 +1,9 @@
 // The resources object and the device-availability check.
 #include "resources.cuh"
 
+#include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 
 #include "error.cuh"
@@ -29,6 +32,12 @@ Resources::Resources(int device, bool allow_tf32) : device_(device) {
   require_cuda_device(device);
   MARBM_CUDA_TRY(cudaSetDevice(device));
   MARBM_CUDA_TRY(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device));
+  // The default pool frees down to its release threshold (0 by default) at
+  // every synchronisation; keep what it holds instead.
+  cudaMemPool_t pool = nullptr;
+  MARBM_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, device));
+  std::uint64_t keep_all = UINT64_MAX;
+  MARBM_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all));
   MARBM_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   const cublasStatus_t created = cublasCreate(&cublas_);
   if (created != CUBLAS_STATUS_SUCCESS) {
@@ -56,5 +65,13 @@ Resources::~Resources() {
 }
 
 void Resources::synchronize() const { MARBM_CUDA_TRY(cudaStreamSynchronize(stream_)); }
+
+Resources& thread_resources(int device) {
+  thread_local std::map<int, std::unique_ptr<Resources>> by_device;
+  std::unique_ptr<Resources>& resources = by_device[device];
+  if (!resources) resources = std::make_unique<Resources>(device);
+  MARBM_CUDA_TRY(cudaSetDevice(device));
+  return *resources;
+}
 
 }  // namespace marbm::detail

@@ -1,5 +1,6 @@
-// The resources object: one device, its stream and cuBLAS handle. Every device
-// operation takes a Resources& (no global handles).
+// The resources object: one device, its stream and cuBLAS handle, and the
+// device's memory pool setting. Every device operation takes a Resources& (no
+// global handles).
 #pragma once
 
 #include <cublas_v2.h>
@@ -7,8 +8,12 @@
 
 namespace marbm::detail {
 
-/// Owns a non-blocking stream and a cuBLAS handle bound to it on `device`.
-/// Construction throws CudaError when the device is unusable. Move-only.
+/// Owns a non-blocking stream and a cuBLAS handle bound to it on `device`, and
+/// keeps the device's default memory pool from returning memory to the OS at
+/// every synchronisation (release threshold: the maximum), so that the
+/// stream-ordered temporaries of each step reuse mapped memory.
+/// Construction throws CudaError when the device is unusable (UsageError for
+/// an ordinal the machine does not have). Not copyable.
 class Resources {
  public:
   explicit Resources(int device = 0, bool allow_tf32 = false);
@@ -34,5 +39,13 @@ class Resources {
 /// Throws CudaError naming the reason when no device is usable (checks the
 /// error code of cudaGetDeviceCount, not only the count).
 void require_cuda_device(int device);
+
+/// The calling thread's Resources for `device`, made on first use and kept
+/// until the thread ends, with `device` made current. The one-shot entry
+/// points (find_mode, exact log Z, train_ensemble) use it, so that a call
+/// neither creates nor destroys a cuBLAS handle (cublasDestroy synchronises
+/// the device). One per thread, not per process: a cuBLAS handle must not be
+/// used from two threads at once. An engine owns its own Resources.
+Resources& thread_resources(int device);
 
 }  // namespace marbm::detail

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "detail/cpu_engine.hpp"
+#include "detail/gibbs_steps.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/mode.hpp"
@@ -49,8 +50,6 @@ constexpr long blas_min_weights = 512;
 constexpr long parallel_threshold = 128 * 1024;
 // Half-sweeps occupy the high bits of the Philox index (see the file comment).
 constexpr int half_sweep_shift = 40;
-// Keeps half_sweep * 2^40 inside 64 bits with room to spare.
-constexpr int max_gibbs_steps = 1 << 20;
 
 float logistic(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
@@ -187,8 +186,7 @@ class CpuEngine final : public Engine {
   std::vector<std::uint8_t> gibbs_chain(std::span<const std::uint8_t> visible, int batch, int steps,
                                         std::uint64_t seed, std::uint64_t stream) override {
     require_model("gibbs_chain");
-    MARBM_EXPECTS(steps >= 1 && steps <= max_gibbs_steps, UsageError,
-                  "gibbs_chain: steps must be in [1, " + str(max_gibbs_steps) + "], got " + str(steps));
+    check_gibbs_steps(steps, "gibbs_chain");
     std::vector<float> v = visible_rows(visible, batch, "gibbs_chain");
     const PhiloxStream random(seed, random_stream(RandomPurpose::gibbs, stream));
     std::vector<float> hp(static_cast<std::size_t>(batch) * m_), h(hp.size()), vp(v.size());
@@ -382,8 +380,7 @@ class CpuEngine final : public Engine {
                     "update: batch row " + str(row) + " is outside the data set's " + str(data_rows_) + " rows");
     }
     if (step.negative == NegativePhase::cd || step.negative == NegativePhase::pcd) {
-      MARBM_EXPECTS(step.gibbs_steps >= 1 && step.gibbs_steps <= max_gibbs_steps, UsageError,
-                    "update: Gibbs steps k must be in [1, " + str(max_gibbs_steps) + "], got " + str(step.gibbs_steps));
+      check_gibbs_steps(step.gibbs_steps, "update");
     }
     MARBM_EXPECTS(std::isfinite(step.learning_rate) && step.learning_rate >= 0, UsageError,
                   "update: learning rate must be finite and >= 0, got " + std::to_string(step.learning_rate));

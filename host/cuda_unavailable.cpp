@@ -12,7 +12,9 @@ namespace {
 
 std::unique_ptr<Engine> make_cuda_engine(const EngineOptions&) { no_cuda(); }
 std::vector<DeviceInfo> list_cuda_devices() { return {}; }
+CudaVersions query_cuda_versions() { return {}; }
 ModeResult find_mode_cuda(const Rbm&, const ModeSearchConfig&) { no_cuda(); }
-double log_partition_exact_cuda(const Rbm&, const ExactOptions&) { no_cuda(); }
+ReplicaTrajectory mode_trajectory_cuda(const Rbm&, const ModeSearchConfig&) { no_cuda(); }
+double log_partition_exact_cuda(const Rbm&, const ExactOptions&, int) { no_cuda(); }
 
 }  // namespace marbm::detail

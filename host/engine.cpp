@@ -35,6 +35,8 @@ bool cuda_compiled() {
 
 std::vector<DeviceInfo> cuda_devices() { return detail::list_cuda_devices(); }
 
+CudaVersions cuda_versions() { return detail::query_cuda_versions(); }
+
 std::string version() { return MARBM_VERSION; }
 
 std::unique_ptr<Engine> make_engine(Backend backend, const EngineOptions& options) {

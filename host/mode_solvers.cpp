@@ -14,6 +14,7 @@
 
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
+#include "detail/sb_step.hpp"
 #include "mode_solvers.hpp"
 
 namespace marbm::detail {
@@ -204,19 +205,7 @@ inline float sign_of(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0
 MARBM_VECTOR_CLONES void sb_update(float* x, float* y, const float* field, int count, float dt, float detuning, float c0,
                       float a0, float gain) {
 #pragma omp simd
-  for (int k = 0; k < count; ++k) {
-    float yk = gain * y[k] + dt * (-detuning * x[k] + c0 * field[k]);
-    float xk = x[k] + dt * a0 * yk;
-    if (xk > 1.0f) {
-      xk = 1.0f;
-      yk = 0.0f;
-    } else if (xk < -1.0f) {
-      xk = -1.0f;
-      yk = 0.0f;
-    }
-    x[k] = xk;
-    y[k] = yk;
-  }
+  for (int k = 0; k < count; ++k) sb_spin_step(x[k], y[k], field[k], dt, detuning, c0, a0, gain);
 }
 
 // Initial positions and momenta of replica r: uniform in [-0.1, 0.1) from
@@ -301,10 +290,8 @@ void fill_uniforms(const PhiloxStream& stream, std::uint64_t first, std::vector<
   }
 }
 
-}  // namespace
-
-ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
-  const auto start = std::chrono::steady_clock::now();
+// The SB dynamics of mode_sb_cpu: the replicas' final positions.
+ReplicaTrajectory sb_trajectory(const Rbm& rbm, const ModeSearchConfig& config) {
   const int n = rbm.n_visible();
   const int m = rbm.n_hidden();
   const int count = config.replicas > 0 ? config.replicas : default_sb_replicas(config.sb_variant, n, m);
@@ -322,8 +309,6 @@ ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
   // gets worse with it.
   const float gain = discrete ? 1.0f : 1.0f + 0.4f * dt;
 
-  Replicas replicas{n, m, count, std::vector<std::uint8_t>(static_cast<std::size_t>(count) * n),
-                    std::vector<std::uint8_t>(static_cast<std::size_t>(count) * m)};
   std::vector<float> xv(static_cast<std::size_t>(count) * n), yv(xv.size()), xh(static_cast<std::size_t>(count) * m),
       yh(xh.size());
   for (int r = 0; r < count; ++r) {
@@ -429,13 +414,11 @@ ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
       }
     }
   }
-  for (std::size_t k = 0; k < xv.size(); ++k) replicas.visible[k] = xv[k] > 0.0f ? 1 : 0;
-  for (std::size_t k = 0; k < xh.size(); ++k) replicas.hidden[k] = xh[k] > 0.0f ? 1 : 0;
-  return finish(rbm, config, replicas, steps, start);
+  return ReplicaTrajectory{count, steps, std::move(xv), std::move(xh)};
 }
 
-ModeResult mode_sa_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
-  const auto start = std::chrono::steady_clock::now();
+// The annealing of mode_sa_cpu: the replicas' final 0/1 states.
+ReplicaTrajectory sa_trajectory(const Rbm& rbm, const ModeSearchConfig& config) {
   const int n = rbm.n_visible();
   const int m = rbm.n_hidden();
   const int count = config.replicas > 0 ? config.replicas : default_mode_replicas(ModeSolver::sa, n, m);
@@ -501,7 +484,39 @@ ModeResult mode_sa_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
       }
     }
   }
-  return finish(rbm, config, replicas, steps, start);
+  ReplicaTrajectory trajectory{count, steps, std::vector<float>(replicas.visible.begin(), replicas.visible.end()),
+                               std::vector<float>(replicas.hidden.begin(), replicas.hidden.end())};
+  return trajectory;
+}
+
+// Binary replica states (x > 0) of a trajectory.
+Replicas replicas_of(const Rbm& rbm, const ReplicaTrajectory& trajectory) {
+  Replicas replicas{rbm.n_visible(), rbm.n_hidden(), trajectory.replicas,
+                    std::vector<std::uint8_t>(trajectory.visible.size()),
+                    std::vector<std::uint8_t>(trajectory.hidden.size())};
+  for (std::size_t k = 0; k < trajectory.visible.size(); ++k) replicas.visible[k] = trajectory.visible[k] > 0.0f ? 1 : 0;
+  for (std::size_t k = 0; k < trajectory.hidden.size(); ++k) replicas.hidden[k] = trajectory.hidden[k] > 0.0f ? 1 : 0;
+  return replicas;
+}
+
+}  // namespace
+
+ReplicaTrajectory mode_trajectory_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
+  return config.solver == ModeSolver::sa ? sa_trajectory(rbm, config) : sb_trajectory(rbm, config);
+}
+
+ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
+  const auto start = std::chrono::steady_clock::now();
+  const ReplicaTrajectory trajectory = sb_trajectory(rbm, config);
+  Replicas replicas = replicas_of(rbm, trajectory);
+  return finish(rbm, config, replicas, trajectory.steps, start);
+}
+
+ModeResult mode_sa_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
+  const auto start = std::chrono::steady_clock::now();
+  const ReplicaTrajectory trajectory = sa_trajectory(rbm, config);
+  Replicas replicas = replicas_of(rbm, trajectory);
+  return finish(rbm, config, replicas, trajectory.steps, start);
 }
 
 }  // namespace marbm::detail

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "detail/mode_search_config.hpp"
 #include "marbm/mode.hpp"
 #include "marbm/rbm.hpp"
 
@@ -55,6 +56,9 @@ ModeResult mode_sa_cpu(const Rbm& rbm, const ModeSearchConfig& config);
 ModeResult mode_local_cpu(const Rbm& rbm, const ModeSearchConfig& config);
 int default_local_replicas(int n_visible, int n_hidden);
 int default_local_rounds(int n_visible, int n_hidden);
+/// The replicas of mode_sb_cpu / mode_sa_cpu (config.solver decides) after
+/// the dynamics, before the polish (config checked by the caller).
+ReplicaTrajectory mode_trajectory_cpu(const Rbm& rbm, const ModeSearchConfig& config);
 
 /// Defaults used when the config leaves a field at zero.
 int default_mode_replicas(ModeSolver solver, int n_visible, int n_hidden);

@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "detail/gibbs_steps.hpp"
 #include "marbm/data.hpp"
 #include "marbm/ensemble.hpp"
 #include "marbm/error.hpp"
@@ -45,8 +46,7 @@ void check_study_config(const StudyConfig& config) {
                 "study: --batch must be >= 1 (got " + std::to_string(config.batch_size) + ")");
   MARBM_EXPECTS(std::isfinite(config.learning_rate) && config.learning_rate > 0.0, UsageError,
                 "study: --lr must be a positive number (got " + std::to_string(config.learning_rate) + ")");
-  MARBM_EXPECTS(config.gibbs_steps >= 1, UsageError,
-                "study: --k must be >= 1 (got " + std::to_string(config.gibbs_steps) + ")");
+  detail::check_gibbs_steps(config.gibbs_steps, "study: --k");
   MARBM_EXPECTS(config.eval_every >= 1, UsageError,
                 "study: --eval-every must be >= 1 (got " + std::to_string(config.eval_every) + ")");
   MARBM_EXPECTS(std::isfinite(config.init_sigma) && config.init_sigma >= 0.0, UsageError,

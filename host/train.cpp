@@ -12,6 +12,7 @@
 #include <string>
 
 #include "detail/batch_schedule.hpp"
+#include "detail/gibbs_steps.hpp"
 #include "detail/mode_assist.hpp"
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
@@ -58,8 +59,7 @@ void check_config(const TrainConfig& config, const Dataset& data, const Rbm& ini
                 "train: momentum must be in [0, 1), got " + number(config.momentum));
   MARBM_EXPECTS(std::isfinite(config.weight_decay) && config.weight_decay >= 0, UsageError,
                 "train: weight decay must be finite and >= 0, got " + number(config.weight_decay));
-  MARBM_EXPECTS(config.gibbs_steps >= 1, UsageError,
-                "train: Gibbs steps k must be >= 1, got " + std::to_string(config.gibbs_steps));
+  detail::check_gibbs_steps(config.gibbs_steps, "train");
   MARBM_EXPECTS(config.persistent_chains >= 0, UsageError,
                 "train: persistent chain count must be >= 0 (0: batch size), got " +
                     std::to_string(config.persistent_chains));

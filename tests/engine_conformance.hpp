@@ -23,6 +23,8 @@
 #include <span>
 #include <vector>
 
+#include "detail/gibbs_steps.hpp"
+#include "device_test.hpp"
 #include "test_support.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
@@ -158,7 +160,7 @@ inline std::vector<int> all_rows(int count) {
 class EngineConformance : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
-    if (GetParam() == Backend::cuda && cuda_devices().empty()) GTEST_SKIP() << "no usable CUDA device";
+    if (GetParam() == Backend::cuda) MARBM_SKIP_WITHOUT_DEVICE();
     engine_ = make_engine(GetParam());
   }
   std::unique_ptr<Engine> fresh_engine() const { return make_engine(GetParam()); }
@@ -523,6 +525,10 @@ TEST_P(EngineConformance, RefusesBadArguments) {
   refuses([&](UpdateStep& s) { s.batch_rows = no_rows; });
   refuses([&](UpdateStep& s) { s.gibbs_steps = 0; });
   refuses([&](UpdateStep& s) { s.negative = NegativePhase::pcd, s.gibbs_steps = -2; });
+  // Beyond the shared cap two half-sweeps would share Philox counters.
+  refuses([&](UpdateStep& s) { s.gibbs_steps = detail::max_gibbs_steps + 1; });
+  refuses([&](UpdateStep& s) { s.negative = NegativePhase::pcd, s.gibbs_steps = detail::max_gibbs_steps + 1; });
+  refuses([&](UpdateStep& s) { s.gibbs_steps = std::numeric_limits<int>::max(); });
   refuses([&](UpdateStep& s) { s.learning_rate = std::numeric_limits<double>::quiet_NaN(); });
   refuses([&](UpdateStep& s) { s.learning_rate = -0.1; });
   refuses([&](UpdateStep& s) { s.momentum = std::numeric_limits<double>::infinity(); });
@@ -538,6 +544,7 @@ TEST_P(EngineConformance, RefusesBadArguments) {
   const std::vector<std::uint8_t> not_binary = {1, 0, 3, 1};
   EXPECT_THROW(engine_->hidden_probabilities(not_binary, 1), UsageError);
   EXPECT_THROW(engine_->gibbs_chain(visible, 2, 0, 1, 1), UsageError);
+  EXPECT_THROW(engine_->gibbs_chain(visible, 2, detail::max_gibbs_steps + 1, 1, 1), UsageError);
   EXPECT_THROW(engine_->gibbs_chain(visible, 3, 1, 1, 1), UsageError);
   EXPECT_THROW(engine_->reset_persistent_chains(0, 1), UsageError);
 

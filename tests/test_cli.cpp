@@ -308,6 +308,10 @@ TEST(CliInfo, JsonDescribesTheBuild) {
   ASSERT_TRUE(json["devices"].is_array());
   EXPECT_EQ(json["devices"].size(), marbm::cuda_devices().size());
   EXPECT_FALSE(json.value("cpu_engine", "").empty());
+  // The CUDA runtime version is known exactly when the CUDA engine is built.
+  ASSERT_TRUE(json.contains("cuda_runtime_version") && json.contains("cuda_driver_version")) << json.dump();
+  EXPECT_EQ(json["cuda_runtime_version"].is_string(), marbm::cuda_compiled()) << json.dump();
+  EXPECT_EQ(marbm::cuda_versions().runtime > 0, marbm::cuda_compiled());
   // The library always links an OpenMP runtime, so the tool finds it.
   ASSERT_TRUE(json["openmp_threads"].is_number_integer()) << json.dump();
   EXPECT_GE(json["openmp_threads"].get<int>(), 1);

@@ -6,9 +6,24 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <vector>
 
+#include "marbm/rbm.hpp"
+
 namespace marbm::test_support {
+
+/// Largest absolute difference over all parameters of two models of one shape.
+inline double max_parameter_difference(const Rbm& a, const Rbm& b) {
+  double worst = 0.0;
+  auto compare = [&](std::span<const float> x, std::span<const float> y) {
+    for (std::size_t k = 0; k < x.size(); ++k) worst = std::max(worst, std::abs(double(x[k]) - double(y[k])));
+  };
+  compare(a.weights(), b.weights());
+  compare(a.visible_bias(), b.visible_bias());
+  compare(a.hidden_bias(), b.hidden_bias());
+  return worst;
+}
 
 /// The `count` low bits of `value` as 0/1 unit states, bit k in entry k.
 inline std::vector<std::uint8_t> bits_of(std::uint64_t value, int count) {

@@ -27,8 +27,25 @@ int openmp_max_threads() {
   return reinterpret_cast<Query>(symbol)();
 }
 
+// "13.0" from CUDA's 13000; null/"unknown" for 0.
+std::string cuda_version_text(int version) {
+  if (version <= 0) return "unknown";
+  return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
+}
+
+// Why no device is usable, in the engine's words (one line).
+std::string unusable_reason() {
+  try {
+    (void)make_engine(Backend::cuda, EngineOptions{});
+  } catch (const std::exception& error) {
+    return error.what();
+  }
+  return "unknown";
+}
+
 int run_info(const InfoOptions& options) {
   const auto devices = cuda_devices();
+  const CudaVersions versions = cuda_versions();
   // The CPU engine's own description reports the threads OpenMP will use and
   // the BLAS it links, which is what a user tuning --threads needs.
   const std::string cpu = make_engine(Backend::cpu)->description();
@@ -44,6 +61,11 @@ int run_info(const InfoOptions& options) {
     out["hardware_threads"] = hardware_threads;
     out["openmp_threads"] = openmp_threads > 0 ? nlohmann::json(openmp_threads) : nlohmann::json(nullptr);
     out["omp_num_threads"] = omp_env ? nlohmann::json(omp_env) : nlohmann::json(nullptr);
+    auto version_json = [](int version) {
+      return version > 0 ? nlohmann::json(cuda_version_text(version)) : nlohmann::json(nullptr);
+    };
+    out["cuda_runtime_version"] = version_json(versions.runtime);
+    out["cuda_driver_version"] = version_json(versions.driver);
     out["devices"] = nlohmann::json::array();
     for (const auto& device : devices) {
       out["devices"].push_back({{"ordinal", device.ordinal},
@@ -60,9 +82,16 @@ int run_info(const InfoOptions& options) {
   if (openmp_threads > 0) std::cout << ", OpenMP " << openmp_threads;
   if (omp_env) std::cout << ", OMP_NUM_THREADS=" << omp_env;
   std::cout << ")\n";
-  std::cout << "cuda engine: " << (cuda_compiled() ? "compiled" : "not compiled") << '\n';
+  std::cout << "cuda engine: " << (cuda_compiled() ? "compiled" : "not compiled");
+  if (cuda_compiled()) {
+    std::cout << " (runtime " << cuda_version_text(versions.runtime) << ", driver supports "
+              << cuda_version_text(versions.driver) << ")";
+  }
+  std::cout << '\n';
   if (devices.empty()) {
-    std::cout << "cuda devices: none usable\n";
+    std::cout << "cuda devices: none usable";
+    if (cuda_compiled()) std::cout << " (" << unusable_reason() << ")";
+    std::cout << '\n';
   }
   for (const auto& device : devices) {
     std::cout << "cuda device " << device.ordinal << ": " << device.name << ", "

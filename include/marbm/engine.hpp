@@ -129,6 +129,16 @@ struct DeviceInfo {
 /// Never throws.
 std::vector<DeviceInfo> cuda_devices();
 
+/// The CUDA versions this process sees, in CUDA's encoding (1000 * major +
+/// 10 * minor): the runtime marbm runs on and the newest the installed driver
+/// supports. 0 where unknown (no CUDA engine, no driver). A driver older than
+/// the runtime is the usual reason for "no usable CUDA device". Never throws.
+struct CudaVersions {
+  int runtime = 0;
+  int driver = 0;
+};
+CudaVersions cuda_versions();
+
 /// marbm's version string.
 std::string version();
 

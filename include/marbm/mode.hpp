@@ -46,6 +46,7 @@ struct ModeSearchConfig {
   ModeSolver solver = ModeSolver::sb;
   SbVariant sb_variant = SbVariant::discrete;
   Backend backend = Backend::cpu;
+  int device = 0;              ///< cuda: device ordinal (an engine's find_mode uses the engine's device)
   int replicas = 0;             ///< independent replicas; 0: default for the size
   int steps = 0;                ///< integration / annealing steps (local: perturbation rounds); 0: default
   double time_step = 0.0;       ///< SB dt; 0: default

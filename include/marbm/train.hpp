@@ -70,6 +70,7 @@ struct TrainConfig {
   long iterations = 0;            ///< updates T; 0: epochs * batches per epoch
   int epochs = 0;
   int persistent_chains = 0;      ///< pcd chains; 0: batch size
+  int device = 0;                 ///< train_ensemble on cuda: device ordinal (train() uses its engine's)
   std::uint64_t seed = 0;         ///< batch order, Gibbs and mode choices
   long eval_every = 0;            ///< metrics every N updates (and at 0 and T); 0: only at T
   bool exact_metrics = true;      ///< compute exact KL / log-likelihood when enumerable

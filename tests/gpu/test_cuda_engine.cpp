@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <string>
 #include <vector>
 
 #include "detail/cuda_entry.hpp"
+#include "device_test.hpp"
 #include "engine_conformance.hpp"
 #include "marbm/ensemble.hpp"
 #include "marbm/exact.hpp"
@@ -21,32 +23,42 @@ INSTANTIATE_TEST_SUITE_P(Cuda, EngineConformance, ::testing::Values(Backend::cud
 
 namespace {
 
-bool have_device() { return !cuda_devices().empty(); }
-
-#define SKIP_WITHOUT_DEVICE() \
-  if (!have_device()) GTEST_SKIP() << "no usable CUDA device"
-
 double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   const std::size_t h = values.size() / 2;
   return values.size() % 2 ? values[h] : 0.5 * (values[h - 1] + values[h]);
 }
 
-TEST(CudaDevice, MissingDeviceIsOneClearError) {
-  if (have_device()) GTEST_SKIP() << "a device is present";
+TEST(CudaDevice, UnusableDeviceIsOneClearError) {
+  // Runs with or without a device (a skip would fail the device check): the
+  // error names the problem in one line either way.
+  const std::size_t usable = cuda_devices().size();
+  if (usable == 0) {
+    try {
+      (void)make_engine(Backend::cuda);
+      FAIL() << "make_engine(cuda) should throw without a device";
+    } catch (const CudaError& error) {
+      const std::string message = error.what();
+      EXPECT_NE(message.find("no usable CUDA device"), std::string::npos) << message;
+      EXPECT_EQ(message.find('\n'), std::string::npos) << "one line: " << message;
+    }
+    EXPECT_THROW((void)detail::log_partition_exact_cuda(Rbm::random(3, 3, 0.1, 1), {}), CudaError);
+    return;
+  }
+  EngineOptions options;
+  options.device = static_cast<int>(usable);  // one past the last device
   try {
-    (void)make_engine(Backend::cuda);
-    FAIL() << "make_engine(cuda) should throw without a device";
-  } catch (const CudaError& error) {
+    (void)make_engine(Backend::cuda, options);
+    FAIL() << "make_engine(cuda) should refuse device " << usable;
+  } catch (const UsageError& error) {
     const std::string message = error.what();
-    EXPECT_NE(message.find("no usable CUDA device"), std::string::npos) << message;
+    EXPECT_NE(message.find("does not exist"), std::string::npos) << message;
     EXPECT_EQ(message.find('\n'), std::string::npos) << "one line: " << message;
   }
-  EXPECT_THROW((void)detail::log_partition_exact_cuda(Rbm::random(3, 3, 0.1, 1), {}), CudaError);
 }
 
 TEST(CudaEngineVsCpu, GibbsChainsDrawTheSameNumbers) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // Both engines read the same Philox word for every draw, so chains agree
   // except where a uniform falls between the two engines' float
   // probabilities (|dp| ~ 1e-7 with these fields): rare, and a changed draw
@@ -72,7 +84,7 @@ TEST(CudaEngineVsCpu, GibbsChainsDrawTheSameNumbers) {
 }
 
 TEST(CudaEngineVsCpu, GradientsAgree) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // Odd and tail sizes, several seeds. mode and exact are deterministic
   // (float32 sums: 1e-5); cd and pcd draw the same numbers as the CPU, so
   // they agree to 1e-5 unless a draw flips (see above), which moves an entry
@@ -118,7 +130,7 @@ TEST(CudaEngineVsCpu, GradientsAgree) {
 }
 
 TEST(CudaEngineVsCpu, UpdatesAgree) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // A deterministic step (mode negative phase) with momentum and decay: the
   // parameters agree to float32 rounding of O(1) values.
   const Rbm rbm = Rbm::random(19, 11, 0.4, 5);
@@ -149,7 +161,7 @@ TEST(CudaEngineVsCpu, UpdatesAgree) {
 }
 
 TEST(CudaExactLogZ, MatchesTheCpuToOnePartInABillion) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // Shapes cover every kernel variant: other layer <= 16, <= 32, <= 64
   // (fields in registers) and > 64 (global scratch); hidden or visible
   // enumerated; chunks of one state and of many.
@@ -191,7 +203,7 @@ TrainConfig reference_config(TrainMethod method, long iterations) {
 }
 
 TEST(CudaTraining, CdReachesTheCpusKlDistribution) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // Same seeds on both engines: the runs draw the same numbers and coincide
   // until a float rounding flips a draw, so the per-seed KLs are close and
   // the medians over 8 seeds far closer than the spread between seeds
@@ -221,7 +233,7 @@ TEST(CudaTraining, CdReachesTheCpusKlDistribution) {
 }
 
 TEST(CudaEnsemble, FusedKernelMatchesIndependentRuns) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const Dataset data = shifting_bars(6, 3);
   for (const TrainMethod method : {TrainMethod::cd, TrainMethod::pcd, TrainMethod::mode}) {
     TrainConfig config = reference_config(method, 1200);
@@ -273,8 +285,94 @@ TEST(CudaEnsemble, FusedKernelMatchesIndependentRuns) {
   }
 }
 
+// Every member of the fused kernel against a CPU engine trained alone with
+// the member's seed: both draw the same Philox numbers, so after 20 updates
+// the parameters agree to float rounding. A wrong random-number layout (a
+// swapped stream, a shifted row or half-sweep, a chain start drawn from the
+// wrong counter) changes draws, and one changed draw moves a parameter by
+// about lr / B = 6e-3, well above the 1e-3 tolerance (the rationale of
+// test_cuda_ensemble_batched.cpp). Momentum and weight decay are on, PCD has
+// chains != batch, and the 16x16 / 20x20 / 32x32 settings sit where the
+// kernel must opt in to shared memory beyond 48 KiB (static + dynamic).
+//
+// The two backends' sigmoids and field sums differ in the last bits, which
+// flips a draw when a uniform falls between the two probabilities: about
+// 1e-7 per draw, over the ~1e5 draws of a member's run a few per cent. Such
+// a flip hits one member; a wrong layout hits every member. So each setting
+// needs all members but at most one to match.
+TEST(CudaEnsemble, FusedMembersMatchTheCpuEngineParameterForParameter) {
+  MARBM_SKIP_WITHOUT_DEVICE();
+  struct Case {
+    const char* name;
+    int n, m, rows, batch;
+    TrainMethod method;
+    NegativePhase base;
+    int chains;
+    int k;
+  };
+  const std::vector<Case> cases = {
+      {"cd-2 9x7 batch 8", 9, 7, 20, 8, TrainMethod::cd, NegativePhase::cd, 0, 2},
+      {"pcd 9x7 batch 8, 5 chains", 9, 7, 20, 8, TrainMethod::pcd, NegativePhase::cd, 5, 1},
+      {"pcd 6x10 batch 4, 12 chains", 6, 10, 13, 4, TrainMethod::pcd, NegativePhase::cd, 12, 1},
+      {"mode over cd 8x6", 8, 6, 16, 8, TrainMethod::mode, NegativePhase::cd, 0, 1},
+      {"mode over pcd 7x5, 3 chains", 7, 5, 16, 6, TrainMethod::mode, NegativePhase::pcd, 3, 1},
+      {"cd 16x16 batch 128 (opt-in)", 16, 16, 128, 128, TrainMethod::cd, NegativePhase::cd, 0, 1},
+      {"pcd 20x20 batch 110, 90 chains (opt-in)", 20, 20, 110, 110, TrainMethod::pcd, NegativePhase::cd, 90, 1},
+      {"cd 32x32 batch 60 (opt-in)", 32, 32, 60, 60, TrainMethod::cd, NegativePhase::cd, 0, 1},
+  };
+  constexpr double kTolerance = 1e-3;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const Dataset data = random_dataset(c.rows, c.n, 40 + c.n, 0.4);
+    TrainConfig config;
+    config.method = c.method;
+    config.gibbs_steps = c.k;
+    config.batch_size = c.batch;
+    config.persistent_chains = c.chains;
+    config.iterations = 20;
+    config.learning_rate = 0.05;
+    config.momentum = 0.5;
+    config.weight_decay = 1e-3;
+    config.exact_metrics = false;
+    config.mode.p_max = 1.0;  // several mode steps in 20 updates
+    config.mode.base = c.base;
+    config.mode.solver = ModeSolver::exhaustive;
+    ASSERT_TRUE(ensemble_fused_supported(c.n, c.m, data.n_rows, config));
+    const int members = 4;
+    std::vector<Rbm> initial;
+    std::vector<std::uint64_t> seeds;
+    for (int e = 0; e < members; ++e) {
+      initial.push_back(Rbm::random(c.n, c.m, 0.1, 700 + e));
+      seeds.push_back(31 + 7 * e);
+    }
+    const auto ensemble = train_ensemble(Backend::cuda, data, initial, seeds, config);
+    ASSERT_EQ(ensemble.size(), initial.size());
+    int matching = 0;
+    for (int e = 0; e < members; ++e) {
+      SCOPED_TRACE("member " + std::to_string(e));
+      TrainConfig member = config;
+      member.seed = seeds[e];
+      auto cpu = make_engine(Backend::cpu);
+      const TrainResult single = train(*cpu, data, initial[e], member);
+      const double difference = test_support::max_parameter_difference(ensemble[e].model, single.model);
+      if (difference < kTolerance) {
+        ++matching;
+      } else {
+        std::cout << c.name << ": member " << e << " differs from the CPU engine by " << difference
+                  << " (one such member is tolerated)\n";
+      }
+      EXPECT_GT(test_support::max_parameter_difference(ensemble[e].model, initial[e]), 10 * kTolerance)
+          << "training moved the member";
+      // The mode-step decisions use their own Philox stream: always equal.
+      EXPECT_EQ(ensemble[e].mode_steps, single.mode_steps);
+      if (c.method == TrainMethod::mode) EXPECT_GT(single.mode_steps, 0);
+    }
+    EXPECT_GE(matching, members - 1);
+  }
+}
+
 TEST(CudaEnsemble, InKernelModeStepMatchesTheExhaustiveMode) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // P_mode = p_max sigmoid(beta) ~ 1 at t = 0: one mode step on the initial
   // model, whose mode, energy and push the host computes exactly.
   const Dataset data = random_dataset(10, 9, 3);
@@ -309,7 +407,7 @@ TEST(CudaEnsemble, InKernelModeStepMatchesTheExhaustiveMode) {
 }
 
 TEST(CudaEnsemble, ConcurrentEnginesBeyondTheBatchedPathsEqualSingleRuns) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // The exact method is taken by neither the fused kernel nor the batched
   // path: it runs marbm::train on engines of their own, which are
   // deterministic (same cuBLAS calls, same Philox draws), so members equal

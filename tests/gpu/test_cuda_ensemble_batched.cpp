@@ -4,6 +4,9 @@
 // Everything that needs a device skips without one.
 #include <gtest/gtest.h>
 
+#include "device_test.hpp"
+#include "test_support.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -19,14 +22,9 @@
 namespace marbm {
 namespace {
 
-bool have_device() { return !cuda_devices().empty(); }
-
 Dataset random_dataset(int rows, int cols, std::uint64_t seed, double p_one) {
   return random_binary_dataset(rows, cols, p_one, seed);
 }
-
-#define SKIP_WITHOUT_DEVICE() \
-  if (!have_device()) GTEST_SKIP() << "no usable CUDA device"
 
 // Tolerance on parameters. Member and engine draw the same random numbers,
 // but cuBLAS may sum the fields and gradients in another order: float32
@@ -37,16 +35,7 @@ Dataset random_dataset(int rows, int cols, std::uint64_t seed, double p_one) {
 // the lr / B ~ 5e-3 change one flipped draw makes.
 constexpr double kParameterTolerance = 1e-3;
 
-double max_difference(const Rbm& a, const Rbm& b) {
-  double worst = 0.0;
-  auto compare = [&](std::span<const float> x, std::span<const float> y) {
-    for (std::size_t k = 0; k < x.size(); ++k) worst = std::max(worst, std::abs(double(x[k]) - double(y[k])));
-  };
-  compare(a.weights(), b.weights());
-  compare(a.visible_bias(), b.visible_bias());
-  compare(a.hidden_bias(), b.hidden_bias());
-  return worst;
-}
+using test_support::max_parameter_difference;
 
 std::vector<Rbm> initial_models(int members, int n, int m) {
   std::vector<Rbm> models;
@@ -78,9 +67,9 @@ void expect_members_match(const Dataset& data, int members, int n, int m, const 
     TrainConfig member_config = config;
     member_config.seed = seeds[e];
     const TrainResult single = train(*engine, data, initial[e], member_config);
-    EXPECT_LT(max_difference(batched[e].model, single.model), kParameterTolerance);
+    EXPECT_LT(max_parameter_difference(batched[e].model, single.model), kParameterTolerance);
     // Training moved the member (the comparison is not of two untouched models).
-    EXPECT_GT(max_difference(batched[e].model, initial[e]), 10 * kParameterTolerance);
+    EXPECT_GT(max_parameter_difference(batched[e].model, initial[e]), 10 * kParameterTolerance);
     EXPECT_EQ(batched[e].mode_steps, single.mode_steps);
     ASSERT_EQ(batched[e].history.size(), single.history.size());
     EXPECT_EQ(reported[e], static_cast<int>(single.history.size()));
@@ -121,7 +110,7 @@ TEST(CudaEnsembleBatched, PredicateCoversSampledMethodsOnly) {
 }
 
 TEST(CudaEnsembleBatched, CdMembersMatchSingleEnginesWithExactKl) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // 50 rows at batch 16: three full batches and a short one per epoch.
   const Dataset data = random_dataset(50, 37, 11, 0.3);
   TrainConfig config;
@@ -134,7 +123,7 @@ TEST(CudaEnsembleBatched, CdMembersMatchSingleEnginesWithExactKl) {
 }
 
 TEST(CudaEnsembleBatched, OddShapeCdKWithMomentumAndDecay) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const Dataset data = random_dataset(40, 37, 12, 0.4);
   TrainConfig config;
   config.method = TrainMethod::cd;
@@ -150,7 +139,7 @@ TEST(CudaEnsembleBatched, OddShapeCdKWithMomentumAndDecay) {
 }
 
 TEST(CudaEnsembleBatched, SingleMember100x64) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // batch >= rows: every member uses all rows in order.
   const Dataset data = random_dataset(30, 100, 13, 0.5);
   TrainConfig config;
@@ -163,7 +152,7 @@ TEST(CudaEnsembleBatched, SingleMember100x64) {
 }
 
 TEST(CudaEnsembleBatched, PcdChainsPersistAcrossUpdates) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // The single engine keeps its chains between updates; a batched path that
   // restarted them (or let members share them) would leave this trajectory.
   const Dataset data = random_dataset(60, 100, 14, 0.3);
@@ -178,7 +167,7 @@ TEST(CudaEnsembleBatched, PcdChainsPersistAcrossUpdates) {
 }
 
 TEST(CudaEnsembleBatched, ModeMembersMatchSingleEngines) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // A high p_max makes mode steps frequent, at different updates per member
   // (each member's mode_choice stream is its own seed's).
   const Dataset data = random_dataset(48, 37, 15, 0.3);
@@ -206,7 +195,7 @@ TEST(CudaEnsembleBatched, ModeMembersMatchSingleEngines) {
 }
 
 TEST(CudaEnsembleBatched, RefusesBadSettings) {
-  SKIP_WITHOUT_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const Dataset data = random_dataset(20, 37, 16, 0.3);
   const std::vector<Rbm> initial = initial_models(2, 37, 12);
   TrainConfig config;

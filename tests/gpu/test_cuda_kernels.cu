@@ -5,11 +5,14 @@
 
 #include <cmath>
 #include <cstdint>
+#include <thread>
 #include <vector>
 
 #include "device_buffer.cuh"
+#include "device_test.hpp"
 #include "gibbs.cuh"
 #include "marbm/engine.hpp"
+#include "marbm/error.hpp"
 #include "marbm/random.hpp"
 #include "resources.cuh"
 
@@ -19,7 +22,7 @@ namespace {
 class CudaKernels : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (cuda_devices().empty()) GTEST_SKIP() << "no usable CUDA device";
+    MARBM_SKIP_WITHOUT_DEVICE();
     resources_ = std::make_unique<Resources>(0);
   }
   cudaStream_t stream() const { return resources_->stream(); }
@@ -187,6 +190,39 @@ TEST_F(CudaKernels, FusedUpdateMatchesTheReference) {
       ASSERT_TRUE(is_close(got_parameters[k], parameters[k] + step, 1e-5, 1e-7)) << k;
     }
   }
+}
+
+// ------------------------------------------------------------ resources
+
+TEST_F(CudaKernels, ResourcesKeepTheMemoryPoolsMemory) {
+  // Release threshold 0 (the default) returns the pool's memory to the OS at
+  // every synchronisation; Resources sets it to the maximum.
+  cudaMemPool_t pool = nullptr;
+  ASSERT_EQ(cudaDeviceGetDefaultMemPool(&pool, resources_->device()), cudaSuccess);
+  std::uint64_t threshold = 0;
+  ASSERT_EQ(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold), cudaSuccess);
+  EXPECT_EQ(threshold, UINT64_MAX);
+  // A freed and synchronised allocation stays reserved for the next one.
+  { DeviceBuffer<float> buffer(1 << 20, stream()); }
+  resources_->synchronize();
+  std::uint64_t reserved = 0;
+  ASSERT_EQ(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved), cudaSuccess);
+  EXPECT_GE(reserved, std::uint64_t{4} << 20);
+}
+
+TEST_F(CudaKernels, ThreadResourcesAreOnePerDeviceAndThread) {
+  const int devices = static_cast<int>(cuda_devices().size());
+  Resources& first = thread_resources(0);
+  EXPECT_EQ(&thread_resources(0), &first) << "a second call reuses the handle and stream";
+  EXPECT_EQ(first.device(), 0);
+  Resources* other_thread = nullptr;
+  std::thread([&] { other_thread = &thread_resources(0); }).join();
+  EXPECT_NE(other_thread, &first) << "another thread gets its own cuBLAS handle";
+  for (int device = 1; device < devices; ++device) EXPECT_EQ(thread_resources(device).device(), device);
+  EXPECT_THROW((void)thread_resources(devices), UsageError) << "a device past the last is refused";
+  int current = -1;
+  ASSERT_EQ(cudaGetDevice(&current), cudaSuccess);
+  EXPECT_EQ(current, devices > 1 ? devices - 1 : 0) << "the last good call made its device current";
 }
 
 }  // namespace

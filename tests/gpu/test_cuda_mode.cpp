@@ -4,6 +4,11 @@
 // Every test skips cleanly when no CUDA device is usable.
 #include <gtest/gtest.h>
 
+#include "detail/cuda_entry.hpp"
+#include "detail/mode_search_config.hpp"
+#include "device_test.hpp"
+#include "mode_solvers.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -18,11 +23,6 @@
 
 namespace marbm {
 namespace {
-
-#define MARBM_REQUIRE_DEVICE()                                              \
-  do {                                                                      \
-    if (cuda_devices().empty()) GTEST_SKIP() << "no usable CUDA device";    \
-  } while (false)
 
 // Energies are float64 sums of the same float32 parameters in different
 // orders: they agree to ~1e-15 relative, so 1e-9 relative separates "the same
@@ -60,15 +60,24 @@ void expect_consistent(const Rbm& rbm, const ModeResult& result, const std::stri
       << what << ": reported " << result.energy << ", recomputed " << rbm.energy(result.visible, result.hidden);
 }
 
-TEST(CudaMode, RefusesWithoutDevice) {
-  if (!cuda_devices().empty()) GTEST_SKIP() << "a device is usable: nothing to refuse";
+TEST(CudaMode, RefusesAnUnusableDevice) {
+  // Without a device every search is refused; with one, a device ordinal past
+  // the last (never a skip: the device check fails on skips).
   const Rbm rbm = random_model(6, 5, 1.0, 1.0, 3);
-  EXPECT_THROW(find_mode(rbm, device_config(ModeSolver::sb)), CudaError);
-  EXPECT_THROW(find_mode(rbm, device_config(ModeSolver::exhaustive)), CudaError);
+  const int usable = static_cast<int>(cuda_devices().size());
+  for (const ModeSolver solver : {ModeSolver::sb, ModeSolver::exhaustive}) {
+    ModeSearchConfig config = device_config(solver);
+    if (usable == 0) {
+      EXPECT_THROW(find_mode(rbm, config), CudaError);
+    } else {
+      config.device = usable;
+      EXPECT_THROW(find_mode(rbm, config), UsageError);
+    }
+  }
 }
 
 TEST(CudaMode, ExhaustiveMatchesCpuOracle) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // Odd and tail sizes, both orientations, one layer of a single unit, and a
   // wide other layer whose float64 fields need more than 48 KiB of shared
   // memory per warp (the opt-in path).
@@ -89,7 +98,7 @@ TEST(CudaMode, ExhaustiveMatchesCpuOracle) {
 }
 
 TEST(CudaMode, ExhaustiveWideLayerSolvesOrRefusesClearly) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   // 25000 float64 fields take 200000 bytes of shared memory per warp: within
   // the opt-in limit of sm_90 (232448 bytes), beyond that of sm_80 (166912)
   // and sm_86/sm_89 (101376). Where they fit the search must be exact; where
@@ -106,7 +115,7 @@ TEST(CudaMode, ExhaustiveWideLayerSolvesOrRefusesClearly) {
 }
 
 TEST(CudaMode, ExhaustiveRefusesBeyondLimit) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const Rbm rbm = random_model(12, 14, 1.0, 1.0, 4);
   ModeSearchConfig config = device_config(ModeSolver::exhaustive);
   config.max_enumerated_units = 10;
@@ -125,7 +134,7 @@ class CudaModeSolvers : public ::testing::TestWithParam<SolverCase> {};
 // warp), weight scales 0.1, 1, 3 with biases, plus tall models whose larger
 // layer exceeds the fused kernel (the cuBLAS path) yet stays enumerable.
 TEST_P(CudaModeSolvers, ReachTheOracleWithDefaults) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const SolverCase& c = GetParam();
   const PhiloxStream stream(77, random_stream(RandomPurpose::test, 2));
   int instances = 0, hits = 0;
@@ -159,7 +168,7 @@ TEST_P(CudaModeSolvers, ReachTheOracleWithDefaults) {
 }
 
 TEST_P(CudaModeSolvers, WarmStartFromTheOptimumKeepsIt) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const SolverCase& c = GetParam();
   for (int trial = 0; trial < 6; ++trial) {
     const Rbm rbm = random_model(14 + trial, 17 - trial, 2.0, 1.0, 300 + trial);
@@ -177,7 +186,7 @@ TEST_P(CudaModeSolvers, WarmStartFromTheOptimumKeepsIt) {
 }
 
 TEST_P(CudaModeSolvers, PolishNeverRaisesTheWarmStart) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const SolverCase& c = GetParam();
   const PhiloxStream stream(9, random_stream(RandomPurpose::test, 3));
   std::uint64_t index = 0;
@@ -207,7 +216,7 @@ TEST_P(CudaModeSolvers, PolishNeverRaisesTheWarmStart) {
 }
 
 TEST_P(CudaModeSolvers, SameSeedSameResult) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const SolverCase& c = GetParam();
   for (const auto& [n, m] : std::vector<std::pair<int, int>>{{21, 18}, {290, 40}}) {
     const Rbm rbm = random_model(n, m, 1.0, 1.0, 42);
@@ -233,7 +242,7 @@ TEST_P(CudaModeSolvers, SameSeedSameResult) {
 // device are more diverse still. 1e-6 relative allows rounding of the
 // energy, not a different local minimum.
 TEST_P(CudaModeSolvers, AtLeastAsLowAsCpuOnUnenumerableModels) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const SolverCase& c = GetParam();
   for (int trial = 0; trial < 3; ++trial) {
     const Rbm rbm = random_model(100, 67, 1.0, 1.0, 700 + trial);
@@ -241,7 +250,6 @@ TEST_P(CudaModeSolvers, AtLeastAsLowAsCpuOnUnenumerableModels) {
     cpu_config.backend = Backend::cpu;
     cpu_config.replicas = 32;
     cpu_config.steps = 500;
-    if (c.solver == ModeSolver::sb) cpu_config.time_step = c.variant == SbVariant::discrete ? 1.0 : 0.5;
     const ModeResult cpu = find_mode(rbm, cpu_config);
     ModeSearchConfig gpu_config = cpu_config;
     gpu_config.backend = Backend::cuda;
@@ -257,7 +265,7 @@ TEST_P(CudaModeSolvers, AtLeastAsLowAsCpuOnUnenumerableModels) {
 // are heuristics on a glassy landscape, the device one with 64x the replicas
 // and 4x the steps; a device search that is broken lands far above.
 TEST_P(CudaModeSolvers, LargeModelNoWorseThanCpu) {
-  MARBM_REQUIRE_DEVICE();
+  MARBM_SKIP_WITHOUT_DEVICE();
   const SolverCase& c = GetParam();
   const Rbm rbm = random_model(784, 500, 0.05, 0.1, 2024);
   ModeSearchConfig cpu_config = device_config(c.solver, c.variant, 7);
@@ -270,6 +278,133 @@ TEST_P(CudaModeSolvers, LargeModelNoWorseThanCpu) {
   EXPECT_LE(gpu.energy, cpu.energy + 1e-3 * std::abs(cpu.energy)) << c.name << ": device " << gpu.energy << ", cpu "
                                                                   << cpu.energy;
   EXPECT_LT(gpu.energy, rbm.uniform_mean_energy()) << c.name;
+}
+
+// ------------------------------------------------------------ trajectories
+//
+// The device solvers are the CPU ones on the same Philox streams: for a
+// fixed seed the replicas after s steps (before the polish) must be the
+// CPU's. Parameters on a dyadic grid (multiples of 1/16 in [-1, 1]) make
+// every field sum exact in float in any order, so where the two backends sum
+// in different orders (the cuBLAS path, the CPU's patched dSB fields, its
+// vectorised SA sums) the states still agree exactly.
+
+Rbm dyadic_model(int n, int m, std::uint64_t seed) {
+  Rbm rbm(n, m);
+  const PhiloxStream stream(seed, random_stream(RandomPurpose::test, 41));
+  std::uint64_t index = 0;
+  auto next = [&] { return static_cast<float>(static_cast<int>(stream.bits(index++) % 33) - 16) / 16.0f; };
+  for (float& w : rbm.weights()) w = next();
+  for (float& a : rbm.visible_bias()) a = next();
+  for (float& b : rbm.hidden_bias()) b = next();
+  return rbm;
+}
+
+struct TrajectoryCase {
+  const char* name;
+  int n, m;  // 12 x 9: the fused kernels; 300 x 20: the cuBLAS path
+  bool warm;
+};
+
+const std::vector<TrajectoryCase>& trajectory_cases() {
+  static const std::vector<TrajectoryCase> cases = {
+      {"fused 12x9", 12, 9, false}, {"fused 12x9 warm", 12, 9, true}, {"cuBLAS 300x20", 300, 20, false}};
+  return cases;
+}
+
+ModeSearchConfig trajectory_config(ModeSolver solver, SbVariant variant, const TrajectoryCase& c, int steps,
+                                   const Rbm& rbm) {
+  ModeSearchConfig config = device_config(solver, variant, 19);
+  config.replicas = 37;  // not a multiple of the replicas per block
+  config.steps = steps;
+  if (c.warm) {
+    const ModeResult warm = mode_exhaustive(rbm);
+    config.warm_visible = warm.visible;
+    config.warm_hidden = warm.hidden;
+  }
+  return config;
+}
+
+double max_abs_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double worst = 0.0;
+  for (std::size_t k = 0; k < a.size(); ++k) worst = std::max(worst, std::abs(double(a[k]) - double(b[k])));
+  return worst;
+}
+
+TEST(CudaModeTrajectories, SaReplicaStatesEqualTheCpus) {
+  MARBM_SKIP_WITHOUT_DEVICE();
+  for (const TrajectoryCase& c : trajectory_cases()) {
+    SCOPED_TRACE(c.name);
+    const Rbm rbm = dyadic_model(c.n, c.m, 3 + c.n);
+    const ModeSearchConfig config = trajectory_config(ModeSolver::sa, SbVariant::discrete, c, 60, rbm);
+    const detail::ReplicaTrajectory cpu = detail::mode_trajectory_cpu(rbm, config);
+    const detail::ReplicaTrajectory gpu = detail::mode_trajectory_cuda(rbm, config);
+    ASSERT_EQ(gpu.replicas, cpu.replicas);
+    EXPECT_EQ(gpu.visible, cpu.visible);
+    EXPECT_EQ(gpu.hidden, cpu.hidden);
+  }
+}
+
+TEST(CudaModeTrajectories, DsbPositionsEqualTheCpus) {
+  MARBM_SKIP_WITHOUT_DEVICE();
+  // Exact field sums and the same rounded operations per step: equal
+  // positions, not only equal signs.
+  for (const TrajectoryCase& c : trajectory_cases()) {
+    SCOPED_TRACE(c.name);
+    const Rbm rbm = dyadic_model(c.n, c.m, 5 + c.n);
+    for (const int steps : {1, 40, 200}) {
+      SCOPED_TRACE(std::to_string(steps) + " steps");
+      const ModeSearchConfig config = trajectory_config(ModeSolver::sb, SbVariant::discrete, c, steps, rbm);
+      const detail::ReplicaTrajectory cpu = detail::mode_trajectory_cpu(rbm, config);
+      const detail::ReplicaTrajectory gpu = detail::mode_trajectory_cuda(rbm, config);
+      EXPECT_EQ(gpu.visible, cpu.visible) << "max difference " << max_abs_difference(gpu.visible, cpu.visible);
+      EXPECT_EQ(gpu.hidden, cpu.hidden) << "max difference " << max_abs_difference(gpu.hidden, cpu.hidden);
+    }
+  }
+}
+
+TEST(CudaModeTrajectories, BsbPositionsFollowTheCpus) {
+  MARBM_SKIP_WITHOUT_DEVICE();
+  // Gaussian parameters, so the sums round. The fused kernel sums in the
+  // CPU's order: the same positions. The cuBLAS path sums in its own order,
+  // and the momentum gain (1.8 per step at dt 2) grows rounding differences,
+  // so it is held to the CPU over a few steps only, within 1e-4.
+  for (const TrajectoryCase& c : trajectory_cases()) {
+    SCOPED_TRACE(c.name);
+    const Rbm rbm = random_model(c.n, c.m, 0.5, 0.5, 11 + c.n);
+    const bool fused = c.n <= 256;
+    const ModeSearchConfig config = trajectory_config(ModeSolver::sb, SbVariant::ballistic, c, fused ? 60 : 6, rbm);
+    const detail::ReplicaTrajectory cpu = detail::mode_trajectory_cpu(rbm, config);
+    const detail::ReplicaTrajectory gpu = detail::mode_trajectory_cuda(rbm, config);
+    const double tolerance = fused ? 1e-6 : 1e-4;
+    EXPECT_LE(max_abs_difference(gpu.visible, cpu.visible), tolerance);
+    EXPECT_LE(max_abs_difference(gpu.hidden, cpu.hidden), tolerance);
+    // The dynamics moved the positions away from the start (|x| <= 0.1).
+    const auto far = std::count_if(cpu.visible.begin(), cpu.visible.end(), [](float x) { return std::abs(x) > 0.2f; });
+    EXPECT_GT(far, 0);
+  }
+}
+
+TEST(CudaModeTrajectories, PolishedBestReplicaEqualsTheCpus) {
+  MARBM_SKIP_WITHOUT_DEVICE();
+  // Same replicas in, the same descent and tie rules: the same best state,
+  // energy and number of replicas at it.
+  for (const SolverCase c : {SolverCase{"dsb", ModeSolver::sb, SbVariant::discrete},
+                             SolverCase{"sa", ModeSolver::sa, SbVariant::discrete}}) {
+    for (const TrajectoryCase& t : trajectory_cases()) {
+      SCOPED_TRACE(std::string(c.name) + " " + t.name);
+      const Rbm rbm = dyadic_model(t.n, t.m, 23 + t.n);
+      ModeSearchConfig config = trajectory_config(c.solver, c.variant, t, 50, rbm);
+      const ModeResult gpu = find_mode(rbm, config);
+      config.backend = Backend::cpu;
+      const ModeResult cpu = find_mode(rbm, config);
+      EXPECT_EQ(gpu.visible, cpu.visible);
+      EXPECT_EQ(gpu.hidden, cpu.hidden);
+      EXPECT_TRUE(same_energy(gpu.energy, cpu.energy)) << gpu.energy << " vs " << cpu.energy;
+      EXPECT_EQ(gpu.replicas_at_best, cpu.replicas_at_best);
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Solvers, CudaModeSolvers,

@@ -1,0 +1,130 @@
+// What the ground-state solvers on the device share (cuda/mode_search.cu
+// drives them; one file per solver: mode_exhaustive.cu, mode_sb.cu,
+// mode_sa.cu). Internal to the CUDA engine.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "device_buffer.cuh"
+#include "device_common.cuh"
+#include "launch.cuh"
+#include "marbm/mode.hpp"
+#include "philox.cuh"
+#include "resources.cuh"
+
+namespace marbm::detail {
+
+// Fused kernels: replicas (warps) per block, and the most units per layer a
+// lane can own (kMaxOwned spins of each layer, strided by the warp size).
+constexpr int kFusedWarps = 4;
+constexpr int kMaxOwned = 8;
+constexpr int kMaxFusedUnits = kWarp * kMaxOwned;
+constexpr int kReduceThreads = 1024;
+
+// A tree reduction over the block's slots (blockDim.x a power of two, every
+// thread has written its slot): the lowest energy, the lowest index on ties,
+// ends in slot 0.
+template <typename Index>
+__device__ void block_lowest(double* energies, Index* indices) {
+  __syncthreads();
+  for (int half = blockDim.x / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) {
+      const double e = energies[threadIdx.x + half];
+      const Index at = indices[threadIdx.x + half];
+      if (e < energies[threadIdx.x] || (e == energies[threadIdx.x] && at < indices[threadIdx.x])) {
+        energies[threadIdx.x] = e;
+        indices[threadIdx.x] = at;
+      }
+    }
+    __syncthreads();
+  }
+}
+
+// Word `index` of the Philox stream (seed, stream), marbm::PhiloxStream::bits
+// on the device (the keying lives in philox.cuh, shared with the samplers).
+__device__ __forceinline__ std::uint32_t philox_word(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
+  return word_at(philox_block(seed, stream, index >> 2), static_cast<int>(index & 3));
+}
+
+__device__ __forceinline__ float sign_of(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
+
+// Copies `scale` * W into shared memory with an odd row stride, so that lanes
+// reading one column of different rows hit different banks.
+__device__ inline void load_weights_shared(const float* __restrict__ weights, int n, int m, int stride, float scale,
+                                           float* __restrict__ shared) {
+  const int total = n * m;
+  for (int k = threadIdx.x; k < total; k += blockDim.x) shared[(k / m) * stride + k % m] = scale * weights[k];
+}
+
+inline int odd_stride(int m) { return (m % 2 == 1) ? m : m + 1; }
+
+// Dynamic shared memory of the fused SB and SA kernels: W with an odd row
+// stride, and each warp's replica state (n + m floats).
+inline std::size_t fused_shared_bytes(int n, int m) {
+  return (static_cast<std::size_t>(n) * odd_stride(m) + static_cast<std::size_t>(kFusedWarps) * (n + m)) * sizeof(float);
+}
+
+// The fused kernels keep W in shared memory without opting in to more than
+// the default per-block amount (static shared memory included).
+template <typename Kernel>
+bool use_fused(Kernel kernel, int n, int m, int device) {
+  if (n > kMaxFusedUnits || m > kMaxFusedUnits) return false;
+  const SharedMemoryPlan plan = shared_memory_plan(kernel, fused_shared_bytes(n, m), device);
+  return plan.fits && !plan.opt_in;
+}
+
+// The state a search works on: parameters (device pointers owned by the
+// caller), the transposed weights, optional warm start, candidate states.
+struct Search {
+  Resources& resources;
+  const float* weights;
+  const float* visible_bias;
+  const float* hidden_bias;
+  int n;
+  int m;
+  DeviceBuffer<float> transposed;
+  DeviceBuffer<std::uint8_t> warm_v;
+  DeviceBuffer<std::uint8_t> warm_h;
+  DeviceBuffer<std::uint8_t> candidates_v;
+  DeviceBuffer<std::uint8_t> candidates_h;
+  int replicas = 0;    // search replicas (the first candidates)
+  int candidates = 0;  // replicas, plus the warm start when given
+
+  cudaStream_t stream() const { return resources.stream(); }
+  const std::uint8_t* warm_visible() const { return warm_v.empty() ? nullptr : warm_v.data(); }
+  const std::uint8_t* warm_hidden() const { return warm_h.empty() ? nullptr : warm_h.data(); }
+  void allocate_candidates(int search_replicas);
+};
+
+// Where a solver leaves the replicas' continuous state for the trajectory
+// tests (R x n and R x m floats: SB positions, SA 0/1 states), or nulls.
+struct ReplicaOutput {
+  float* visible = nullptr;
+  float* hidden = nullptr;
+};
+
+struct SearchScalars {
+  double c0 = 1.0;
+  double typical_field = 1.0;
+};
+
+// The Ising linear terms a/2 + W 1/4 and b/2 + W^T 1/4 (n + m floats) into
+// ising_field on the device; c0 and the typical local field read back to the
+// host (the CPU solvers' IsingForm::scale and derived_annealing_range).
+SearchScalars prepare_ising(Search& search, DeviceBuffer<float>& ising_field);
+
+// The end of a solver's large path: the replicas' states (R x n and R x m
+// floats: positions or 0/1) become the candidates ([value > 0]), and are
+// copied to `output` where it asks for them.
+void finish_replicas(Search& search, const float* visible, const float* hidden, const ReplicaOutput& output);
+
+// The solvers: each leaves search.replicas candidate states in
+// search.candidates_v / candidates_h (the polish follows in mode_search.cu).
+void run_sb(Search& search, const ModeSearchConfig& config, int steps, const ReplicaOutput& output = {});
+void run_sa(Search& search, const ModeSearchConfig& config, int steps, const ReplicaOutput& output = {});
+void run_exhaustive(Search& search, const ModeSearchConfig& config);
+
+}  // namespace marbm::detail
