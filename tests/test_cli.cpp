@@ -149,6 +149,32 @@ TEST(CliTrain, SameSeedSameModel) {
   EXPECT_FALSE(marbm::load_rbm(first) == marbm::load_rbm(other));
 }
 
+// The start of `marbm train`: W, b and (with --init-visible-bias random) a
+// from N(0, sigma^2) with the seed; by default a at the data's base rates.
+// A rate of 1e-30 moves no float32 parameter, so the saved model is the start.
+TEST(CliTrain, VisibleBiasesStartAtTheDataBaseRatesByDefault) {
+  ScratchFolder scratch;
+  const std::string data_path = scratch.file("skewed.csv");
+  std::ofstream(data_path) << "1,0,0,1\n1,1,0,1\n1,0,0,0\n";
+  const marbm::Dataset data = marbm::read_csv(data_path);
+  auto arguments = [&](const std::string& out, std::vector<std::string> extra) {
+    std::vector<std::string> all = {"train", "--data", "csv:" + data_path, "--hidden", "3", "--iters", "1", "--lr",
+                                    "1e-30", "--batch", "3", "--seed", "4", "--backend", "cpu", "--out", out};
+    all.insert(all.end(), extra.begin(), extra.end());
+    return all;
+  };
+  const std::string by_default = scratch.file("default.safetensors");
+  ASSERT_EQ(run_cli(arguments(by_default, {}), scratch).exit_code, 0);
+  marbm::Rbm expected = marbm::Rbm::random(4, 3, 0.01, 4);
+  const marbm::Rbm random_start = expected;
+  marbm::set_base_rate_visible_bias(expected, data);
+  EXPECT_TRUE(marbm::load_rbm(by_default) == expected);
+  const std::string random = scratch.file("random.safetensors");
+  ASSERT_EQ(run_cli(arguments(random, {"--init-visible-bias", "random"}), scratch).exit_code, 0);
+  EXPECT_TRUE(marbm::load_rbm(random) == random_start);
+  EXPECT_EQ(run_cli(arguments(random, {"--init-visible-bias", "zero"}), scratch).exit_code, 2);
+}
+
 TEST(CliTrain, ModeAssistedRunTakesModeSteps) {
   ScratchFolder scratch;
   const std::string model = scratch.file("mode.safetensors");

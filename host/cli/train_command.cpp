@@ -38,7 +38,7 @@ struct TrainOptions {
   double momentum = 0.0;
   double weight_decay = 0.0;
   double init_sigma = 0.01;
-  std::string init_visible_bias = "random";
+  std::string init_visible_bias = "data";
   int chains = 0;
   int threads = 0;
   int exact_max_units = 24;
