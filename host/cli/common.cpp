@@ -181,6 +181,13 @@ void ModeAssistOptions::add_to(CLI::App& app, ModeAssistConfig& mode) {
                  "mode: state a mode step pushes down, joint (argmin E(v,h)) or marginal (argmax p(v))")
       ->check(one_of({"joint", "marginal"}))
       ->capture_default_str();
+  app.add_option("--mode-step", schedule,
+                 "mode: a mode step replaces that update's cd/pcd step (replace) or comes after it (add)")
+      ->check(one_of({"replace", "add"}))
+      ->capture_default_str();
+  app.add_option("--mode-lr-factor", mode.lr_factor, "mode: multiplies the mode step's learning rate")
+      ->check(positive_number())
+      ->capture_default_str();
   app.add_option("--mode-replicas", mode.search.replicas, "mode: solver replicas (0: by size)")
       ->check(integer_at_least(0));
   app.add_option("--mode-steps", mode.search.steps, "mode: solver steps (0: by size)")->check(integer_at_least(0));
@@ -195,12 +202,14 @@ void ModeAssistOptions::apply_to(ModeAssistConfig& mode) const {
   }
   mode.push_scaled = lr_scale == "push";
   mode.target = target == "marginal" ? ModeTarget::marginal : ModeTarget::joint;
+  mode.additive = schedule == "add";
 }
 
 const std::vector<std::string>& ModeAssistOptions::names() {
   static const std::vector<std::string> list = {"--base",          "--p-max",       "--alpha",
                                                 "--beta",          "--mode-solver", "--mode-lr-scale",
-                                                "--mode-replicas", "--mode-steps",  "--mode-target"};
+                                                "--mode-replicas", "--mode-steps",  "--mode-target",
+                                                "--mode-step",     "--mode-lr-factor"};
   return list;
 }
 

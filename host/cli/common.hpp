@@ -70,6 +70,7 @@ struct ModeAssistOptions {
   std::string solver = "auto";
   std::string lr_scale = "push";
   std::string target = "joint";
+  std::string schedule = "replace";
 
   /// Adds the options to `app`, with `mode`'s current values as defaults.
   void add_to(CLI::App& app, ModeAssistConfig& mode);

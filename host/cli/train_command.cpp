@@ -142,6 +142,8 @@ Metadata make_metadata(const TrainOptions& options, const TrainConfig& config, c
     metadata["mode_solver"] = options.mode_words.solver;
     metadata["mode_lr_scale"] = options.mode_words.lr_scale;
     metadata["mode_target"] = options.mode_words.target;
+    metadata["mode_step"] = options.mode_words.schedule;
+    metadata["mode_lr_factor"] = exact_text(config.mode.lr_factor);
     metadata["mode_steps_taken"] = std::to_string(result.mode_steps);
   }
   if (!result.history.empty()) {
