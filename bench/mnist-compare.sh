@@ -4,10 +4,11 @@
 # compared by exact held-out log-likelihood at equal updates and at equal
 # CPU time. Writes bench/results/mnist-784x20.md, .csv and .png.
 #
-# usage: bench/mnist-compare.sh [BUILD_DIR] [extra mnist_compare options...]
+# usage: bench/mnist-compare.sh [BUILD_DIR] [extra mnist_compare options for the grid...]
 #   BUILD_DIR defaults to ./build; bench/mnist_compare must be built there.
+#   MNIST_STAGES="grid screen" (default) or either one alone.
 #   Data: ../shared/data/mnist beside the repository (MARBM_DATA_DIR overrides).
-#   About 10 minutes on 2 cores.
+#   About 15 minutes on 2 idle cores (30 when they are shared).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,10 +33,18 @@ csv="$results/mnist-784x20.csv"
 variants="cd,pcd,mode,mode-pcd"
 lrs="0.05,0.1,0.2"
 options=(--train "idx:$images@0:9000" --test "idx:$images@9000:1000" --hidden 20 --batch 100 --iters 3000
-         --eval-every 500 --seeds 3 --lrs "$lrs" --variants "$variants" --init-bias data "$@")
+         --eval-every 500 --seeds 3 --lrs "$lrs" --variants "$variants" --init-bias data)
 
+# Stages (MNIST_STAGES, default both): "grid" is the comparison above;
+# "screen" tries further mode-step variants at lr 0.1 with seed 1 only.
+stages="${MNIST_STAGES:-grid screen}"
+screen_csv="$results/mnist-784x20-screen.csv"
+screen_variants="cd,mode,mode-constant,mode-constant-0.1,mode-add,mode-add-constant-0.1,mode-marginal,mode-pcd"
+screen_options=(--train "idx:$images@0:9000" --test "idx:$images@9000:1000" --hidden 20 --batch 100 --iters 3000
+                --eval-every 1000 --seeds 1 --lrs 0.1 --variants "$screen_variants" --init-bias data)
 start=$(date +%s)
-"$tool" "${options[@]}" --out "$csv"
+if [[ " $stages " == *" grid "* ]]; then "$tool" "${options[@]}" "$@" --out "$csv"; fi
+if [[ " $stages " == *" screen "* ]]; then "$tool" "${screen_options[@]}" --out "$screen_csv"; fi
 wall=$(( $(date +%s) - start ))
 
 cpu="$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)"
@@ -55,7 +64,7 @@ python3 "$here/summarise_mnist.py" "$csv" "$results/mnist-784x20.png" >"$results
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- commit: $commit$dirty"
   echo "- machine: ${cpu:-unknown CPU}, $(nproc) cores; runs in parallel, one thread each"
-  echo "- command: \`bench/mnist-compare.sh\` (\`mnist_compare ${options[*]}\` with the data path shortened), $wall s wall"
+  echo "- command: \`MNIST_STAGES=\"$stages\" bench/mnist-compare.sh\` (grid: \`mnist_compare ${options[*]}\`), $wall s wall for the stages run"
   echo
   echo "Variants (\`mnist_compare --list\`): \`cd\` CD-1; \`pcd\` PCD-1 with 100 chains; \`mode\` mode-assisted"
   echo "training as in SPEC.md section 3 (joint mode, lr * push, the mode step replaces the CD-1 step) with the"
@@ -63,6 +72,16 @@ python3 "$here/summarise_mnist.py" "$csv" "$results/mnist-784x20.png" >"$results
   echo
   cat "$results/mnist-784x20.table.md"
   echo
+  if [[ -f "$screen_csv" ]]; then
+    echo "## Screening of mode-step variants (lr 0.1, seed 1, 3,000 updates)"
+    echo
+    echo "\`mnist_compare ${screen_options[*]}\`: \`mode-constant\` lr_mode = lr; \`-0.1\` lr_mode = 0.1 lr; \`mode-add\`"
+    echo "the mode step after the CD-1 step instead of in its place (\`--mode-step add\`); \`mode-marginal\` the"
+    echo "marginal mode argmax_v p(v) (\`--mode-target marginal\`)."
+    echo
+    python3 "$here/summarise_mnist.py" --screen "$screen_csv"
+    echo
+  fi
   echo "![held-out log-likelihood against updates and CPU seconds](mnist-784x20.png)"
 } | sed "s|$data_dir|DATA|g" >"$results/mnist-784x20.md"
 rm -f "$results/mnist-784x20.table.md"

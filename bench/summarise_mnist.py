@@ -2,6 +2,7 @@
 """Summarises mnist_compare's CSV: a markdown table on stdout and a plot.
 
 usage: summarise_mnist.py RESULTS.csv PLOT.png
+       summarise_mnist.py --screen SCREEN.csv   (one row per run, final values)
 
 For each variant, the learning rate of the grid with the best median final
 held-out log-likelihood is its tuned rate. The table gives, per variant and
@@ -21,7 +22,24 @@ import tempfile
 from collections import defaultdict
 
 
+def screen(path):
+    last = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            key = (row["variant"], float(row["lr"]), int(row["seed"]))
+            if key not in last or int(row["iteration"]) > int(last[key]["iteration"]):
+                last[key] = row
+    print("| variant | held-out LL | training LL | mode steps | CPU s |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for (variant, _, _), row in sorted(last.items(), key=lambda kv: -float(kv[1]["test_ll"])):
+        print(f"| {variant} | {float(row['test_ll']):.2f} | {float(row['train_ll']):.2f} | {row['mode_steps']} | "
+              f"{float(row['train_seconds']):.1f} |")
+    return 0
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--screen":
+        return screen(sys.argv[2])
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2
