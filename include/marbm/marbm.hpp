@@ -1,6 +1,7 @@
 // Everything public in marbm.
 #pragma once
 
+#include "marbm/ais.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/ensemble.hpp"
