@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,21 @@ inline nlohmann::json parse_json_output(const CliResult& result) {
     ADD_FAILURE() << "stdout is not JSON (" << e.what() << "): " << result.out;
     return nlohmann::json::object();
   }
+}
+
+// The JSON objects of a run that prints one per line (JSON Lines), in order.
+inline std::vector<nlohmann::json> parse_json_lines(const CliResult& result) {
+  EXPECT_EQ(result.exit_code, 0) << describe(result);
+  std::vector<nlohmann::json> objects;
+  std::istringstream in(result.out);
+  for (std::string line; std::getline(in, line);) {
+    try {
+      objects.push_back(nlohmann::json::parse(line));
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "stdout line is not JSON (" << e.what() << "): " << line;
+    }
+  }
+  return objects;
 }
 
 }  // namespace marbm::test

@@ -125,7 +125,13 @@ TEST(CliTrain, ModeAssistedRunTakesModeSteps) {
   auto arguments = with_option(train_arguments(model), "--method", "mode");
   arguments = with_option(arguments, "--mode-solver", "exhaustive");
   arguments = with_option(arguments, "--eval-every", "1000");
-  const auto json = parse_json_output(run_cli(arguments, scratch));
+  // One JSON line per evaluation as it happens, then the summary.
+  const auto lines = marbm::test::parse_json_lines(run_cli(arguments, scratch));
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[1]["event"], "evaluation");
+  EXPECT_EQ(lines[1]["iteration"], 1000);
+  const auto& json = lines.back();
+  EXPECT_EQ(json["event"], "summary");
   // Evaluations at 0, 1000 and 2000, the last one the final result.
   ASSERT_TRUE(json["history"].is_array()) << json.dump();
   ASSERT_EQ(json["history"].size(), 3u) << json.dump();

@@ -15,6 +15,7 @@
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
+#include "marbm/held_out.hpp"
 #include "marbm/model_io.hpp"
 #include "marbm/train.hpp"
 
@@ -23,6 +24,7 @@ namespace {
 
 struct TrainOptions {
   std::string data;
+  std::string test_data;
   int hidden = 0;
   std::string method = "cd";
   int k = 1;
@@ -74,6 +76,29 @@ std::string metrics_text(const TrainMetrics& metrics, long total, bool mode) {
     line << "  p_mode " << format_number(metrics.p_mode, 3) << "  mode steps " << metrics.mode_steps;
   }
   line << "  (" << format_number(metrics.seconds, 3) << " s)";
+  return line.str();
+}
+
+// Held-out metrics as JSON keys of `object`.
+void add_held_out(nlohmann::json& object, const HeldOutMetrics& h) {
+  object["test_mean_log_likelihood"] = json_number(h.mean_log_likelihood);
+  object["test_mean_log_likelihood_low"] = json_number(h.mean_log_likelihood_low);
+  object["test_mean_log_likelihood_high"] = json_number(h.mean_log_likelihood_high);
+  object["test_log_z_method"] = h.exact ? "exact" : "ais";
+  object["test_reconstruction_error"] = json_number(h.reconstruction_error);
+  object["free_energy_gap"] = json_number(h.free_energy_gap);
+}
+
+// Held-out metrics for a metrics line; an AIS log-likelihood says it is an estimate.
+std::string held_out_text(const HeldOutMetrics& h) {
+  std::ostringstream line;
+  line << "  held-out log-likelihood " << format_number(h.mean_log_likelihood);
+  if (!h.exact) {
+    line << " (AIS estimate, [" << format_number(h.mean_log_likelihood_low) << ", "
+         << format_number(h.mean_log_likelihood_high) << "])";
+  }
+  line << "  reconstruction error " << format_number(h.reconstruction_error, 4) << "  free-energy gap "
+       << format_number(h.free_energy_gap, 4);
   return line.str();
 }
 
@@ -182,26 +207,50 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
     }
   }
 
+  // Held-out rows: evaluated at every requested evaluation (and at the end).
+  Dataset test;
+  HeldOutOptions held_out_options;
+  held_out_options.exact = config.exact;
+  held_out_options.ais.seed = config.seed;
+  held_out_options.ais.threads = options.threads;
+  HeldOutMetrics last_held_out;
+  if (!options.test_data.empty()) {
+    test = load_data_option(options.test_data);
+    if (test.n_cols != n) {
+      throw DataError("--test-data " + options.test_data + ": rows have " + std::to_string(test.n_cols) +
+                      " values but --data " + options.data + " has " + std::to_string(n));
+    }
+  }
+
   auto engine = make_engine_for(options.backend, options.threads, options.json);
   const Rbm initial = Rbm::random(n, m, options.init_sigma, options.seed);
 
-  // With --json and --eval-every, the evaluations go into the JSON object.
+  // With --json and --eval-every, each evaluation is printed as one JSON
+  // line as it happens (JSON Lines) and also goes into the final object.
   nlohmann::json history = nlohmann::json::array();
   auto on_metrics = [&](const TrainMetrics& metrics) {
     const bool requested = metrics.iteration == total || metrics.iteration == 0 ||
                            (user_eval_every > 0 && metrics.iteration % user_eval_every == 0);
+    const bool held_out = requested && !options.test_data.empty() && (user_eval_every > 0 || metrics.iteration == total);
+    if (held_out) last_held_out = evaluate_held_out(engine->model(), data, test, held_out_options);
     if (requested && options.json && user_eval_every > 0) {
-      history.push_back({{"iteration", metrics.iteration},
-                         {"kl", json_number(metrics.kl)},
-                         {"mean_log_likelihood", json_number(metrics.mean_log_likelihood)},
-                         {"log_z", json_number(metrics.log_z)},
-                         {"p_mode", json_number(metrics.p_mode)},
-                         {"mode_steps", metrics.mode_steps},
-                         {"seconds", json_number(metrics.seconds)}});
+      nlohmann::json point = {{"event", "evaluation"},
+                              {"iteration", metrics.iteration},
+                              {"kl", json_number(metrics.kl)},
+                              {"mean_log_likelihood", json_number(metrics.mean_log_likelihood)},
+                              {"log_z", json_number(metrics.log_z)},
+                              {"p_mode", json_number(metrics.p_mode)},
+                              {"mode_steps", metrics.mode_steps},
+                              {"seconds", json_number(metrics.seconds)}};
+      if (held_out) add_held_out(point, last_held_out);
+      print_json(point);
+      history.push_back(point);
     }
     if (requested && !options.json && user_eval_every > 0) {
       progress.clear();
-      std::cerr << "marbm: " << metrics_text(metrics, total, mode) << '\n' << std::flush;
+      std::cerr << "marbm: " << metrics_text(metrics, total, mode);
+      if (held_out) std::cerr << held_out_text(last_held_out);
+      std::cerr << '\n' << std::flush;
     }
     std::string note;
     if (std::isfinite(metrics.kl)) note = "kl " + format_number(metrics.kl, 4);
@@ -231,7 +280,14 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
     out["backend"] = engine->description();
     out["seed"] = options.seed;
     if (mode) out["mode_steps"] = result.mode_steps;
-    if (user_eval_every > 0) out["history"] = history;
+    if (!options.test_data.empty()) {
+      out["test_data"] = options.test_data;
+      add_held_out(out, last_held_out);
+    }
+    if (user_eval_every > 0) {
+      out["event"] = "summary";
+      out["history"] = history;
+    }
     print_json(out);
   } else {
     std::cout << "trained " << to_string(config.method) << ' ' << n << 'x' << m << " on " << options.data << ": "
@@ -245,6 +301,7 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
                 << options.exact_max_units << ")\n";
     }
     if (mode) std::cout << "mode steps " << result.mode_steps << '\n';
+    if (!options.test_data.empty()) std::cout << "test data " << options.test_data << ":" << held_out_text(last_held_out) << '\n';
     std::cout << "wrote " << options.out << '\n';
   }
   return 0;
@@ -255,6 +312,9 @@ Runner setup_train(CLI::App& app) {
   TrainOptions& o = *options;
   app.add_option("--data", o.data, "data spec: shifting-bars:N:L, bars-and-stripes:N, csv:PATH, idx:PATH, digits:PATH")
       ->required();
+  app.add_option("--test-data", o.test_data,
+                 "held-out data spec: log-likelihood (exact, else AIS), reconstruction error and free-energy gap "
+                 "at each evaluation");
   app.add_option("--hidden", o.hidden, "hidden units M")->required()->check(integer_at_least(1));
   app.add_option("--method", o.method, "cd, pcd, exact or mode")
       ->check(one_of({"cd", "pcd", "exact", "mode"}))
@@ -276,7 +336,9 @@ Runner setup_train(CLI::App& app) {
   app.add_option("--eval-every", o.eval_every, "exact KL / log-likelihood every N updates on stderr (0: at the end)")
       ->check(integer_at_least(0))
       ->capture_default_str();
-  app.add_flag("--json", o.json, "print one JSON object on stdout at the end (with --eval-every: and a history)");
+  app.add_flag("--json", o.json,
+               "print one JSON object on stdout at the end (with --eval-every: one line per evaluation as it "
+               "happens, then the summary with the history)");
   app.add_option("--momentum", o.momentum, "momentum in [0, 1)")
       ->check(number_in_half_open(0.0, 1.0))
       ->capture_default_str();
