@@ -206,6 +206,20 @@ TEST(Ais, SameSeedSameResultAtAnyThreadCount) {
   EXPECT_NE(one.forward.log_weights, other.forward.log_weights);
 }
 
+TEST(Ais, ProgressRisesToOne) {
+  const Rbm rbm = Rbm::random(10, 5, 0.3, 2);
+  AisOptions options;
+  options.runs = 4;
+  options.intervals = 400;
+  std::vector<double> fractions;
+  options.progress = [&](double fraction) { fractions.push_back(fraction); };
+  log_partition_ais(rbm, options);
+  ASSERT_GE(fractions.size(), 100u);  // every 2 of 400 intervals, twice
+  for (std::size_t k = 1; k < fractions.size(); ++k) EXPECT_GE(fractions[k], fractions[k - 1]);
+  EXPECT_DOUBLE_EQ(fractions.back(), 1.0);
+  EXPECT_DOUBLE_EQ(fractions[fractions.size() / 2 - 1], 0.5);  // the forward half ends at one half
+}
+
 TEST(Ais, RefusesBadOptions) {
   const Rbm rbm = Rbm::random(6, 4, 0.1, 1);
   auto refuse = [&](const AisOptions& options) { EXPECT_THROW(log_partition_ais(rbm, options), UsageError); };

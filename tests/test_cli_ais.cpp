@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,25 @@ TEST(CliAis, BeyondTheLimitAisIsChosenAndNamed) {
       {"eval", setup.model, "--max-units", "8", "--ais-intervals", "300", "--no-reverse", "--json"}, setup.scratch));
   EXPECT_EQ(json["method"], "ais");
   EXPECT_FALSE(json.contains("log_z_reverse"));
+}
+
+TEST(CliAis, KlSaysWhatItIsWhenRowsAreDistinct) {
+  SavedModel setup;
+  const auto distinct = parse_json_output(run_cli({"eval", setup.model, "--data", setup.data, "--json"}, setup.scratch));
+  EXPECT_EQ(distinct["rows_distinct"], true);
+  EXPECT_NEAR(distinct["kl"].get<double>(), -distinct["mean_log_likelihood"].get<double>() - std::log(30.0), 1e-9);
+  const auto text = run_cli({"eval", setup.model, "--data", setup.data}, setup.scratch);
+  EXPECT_NE(text.out.find("rows are distinct: kl = -mean log-likelihood - log 30"), std::string::npos) << text.out;
+
+  // A repeated row: the empirical distribution is no longer uniform over distinct rows.
+  const std::string csv = setup.scratch.file("repeated.csv");
+  {
+    std::ofstream out(csv);
+    const std::string row = "1,0,1,0,1,0,1,0,1,0,1,0,1,0,1,0,1,0,1,0,1,0,1,0,1,0,1,0,1,0\n";
+    out << row << row << std::string(row).replace(0, 1, "0");
+  }
+  const auto repeated = parse_json_output(run_cli({"eval", setup.model, "--data", "csv:" + csv, "--json"}, setup.scratch));
+  EXPECT_EQ(repeated["rows_distinct"], false);
 }
 
 }  // namespace

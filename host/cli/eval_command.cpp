@@ -62,12 +62,16 @@ int run_eval(const EvalOptions& options) {
   if (options.ais || !exact_enumerable(rbm, exact)) {
     if (!options.ais) {
       print_note(options.model + ": 2^" + std::to_string(std::min(n, m)) + " states are beyond the exact limit 2^" +
-                 std::to_string(options.max_units) + "; estimating log Z by AIS");
+                 std::to_string(options.max_units) + "; estimating log Z by AIS" +
+                 (with_data ? std::string() : " from a uniform base rate (--data gives a closer one)"));
     }
     AisOptions ais_options = options.ais_options;
     ais_options.reverse = !options.no_reverse;
     z.method = "ais";
+    ProgressLine progress("AIS", 1000);
+    ais_options.progress = [&progress](double fraction) { progress.update(static_cast<long>(fraction * 1000)); };
     z.ais = log_partition_ais(rbm, ais_options, with_data ? &data : nullptr);
+    progress.finish();
     z.log_z = z.ais.log_z();
     z.standard_error = z.ais.forward.standard_error;
     z.low = z.ais.low();
@@ -81,11 +85,13 @@ int run_eval(const EvalOptions& options) {
   // come from the other ends of log Z's.
   double mean_ll = 0.0, mean_ll_low = 0.0, mean_ll_high = 0.0;
   double kl = 0.0;
+  bool rows_distinct = false;  // then KL = -mean log-likelihood - log N, nothing more
   if (with_data) {
     mean_ll = mean_log_likelihood(rbm, data, log_z);
     mean_ll_low = std::isfinite(z.high) ? mean_log_likelihood(rbm, data, z.high) : -std::numeric_limits<double>::infinity();
     mean_ll_high = std::isfinite(z.low) ? mean_log_likelihood(rbm, data, z.low) : std::numeric_limits<double>::infinity();
     kl = kl_divergence(rbm, data, log_z);
+    rows_distinct = static_cast<int>(distinct_rows(data).rows.size()) == data.n_rows;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -116,6 +122,7 @@ int run_eval(const EvalOptions& options) {
       out["mean_log_likelihood_low"] = json_number(mean_ll_low);
       out["mean_log_likelihood_high"] = json_number(mean_ll_high);
       out["kl"] = json_number(kl);
+      out["rows_distinct"] = rows_distinct;
     }
     out["seconds"] = seconds;
     print_json(out);
@@ -149,7 +156,12 @@ int run_eval(const EvalOptions& options) {
                   << "])";
       }
       std::cout << '\n';
-      std::cout << "kl " << format_number(kl, 12) << '\n';
+      std::cout << "kl " << format_number(kl, 12);
+      if (rows_distinct) {
+        std::cout << " (the " << data.n_rows << " rows are distinct: kl = -mean log-likelihood - log "
+                  << data.n_rows << ")";
+      }
+      std::cout << '\n';
     }
   }
   return 0;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "marbm/data.hpp"
@@ -51,6 +52,9 @@ struct AisOptions {
   std::uint64_t seed = 0;
   /// OpenMP threads; 0 keeps the runtime default. The result does not depend on it.
   int threads = 0;
+  /// Called now and then with the fraction of the work done (0 to 1), from
+  /// one thread at a time (not necessarily the caller's). May be empty.
+  std::function<void(double)> progress;
 };
 
 /// One direction's estimate of log Z with its spread, all in nats.
