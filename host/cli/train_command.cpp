@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -25,6 +26,7 @@ namespace {
 struct TrainOptions {
   std::string data;
   std::string test_data;
+  std::string init;
   int hidden = 0;
   std::string method = "cd";
   int k = 1;
@@ -151,7 +153,11 @@ Metadata make_metadata(const TrainOptions& options, const TrainConfig& config, c
   metadata["batch"] = std::to_string(config.batch_size);
   metadata["iterations"] = std::to_string(total);
   metadata["seed"] = std::to_string(config.seed);
-  metadata["init_sigma"] = exact_text(options.init_sigma);
+  if (options.init.empty()) {
+    metadata["init_sigma"] = exact_text(options.init_sigma);
+  } else {
+    metadata["init"] = options.init;
+  }
   metadata["backend"] = engine.description();
   metadata["seconds"] = exact_text(result.seconds);
   if (config.method == TrainMethod::pcd || config.mode.base == NegativePhase::pcd) {
@@ -182,7 +188,22 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
   TrainConfig config = make_config(options, app);
   const Dataset data = load_data_option(options.data);
   const int n = data.n_cols;
-  const int m = options.hidden;
+  // --init continues a saved model: its shape must fit the data (and --hidden, if given).
+  std::optional<Rbm> init;
+  if (!options.init.empty()) {
+    init = load_model_option(options.init);
+    if (init->n_visible() != n) {
+      throw DataError("--init " + options.init + ": the model has " + std::to_string(init->n_visible()) +
+                      " visible units but --data " + options.data + " has " + std::to_string(n) + " columns");
+    }
+    if (app.count("--hidden") > 0 && options.hidden != init->n_hidden()) {
+      throw UsageError("--hidden " + std::to_string(options.hidden) + " differs from the " +
+                       std::to_string(init->n_hidden()) + " hidden units of --init " + options.init);
+    }
+  } else if (app.count("--hidden") == 0) {
+    throw UsageError("give the number of hidden units with --hidden M (or continue a model with --init MODEL)");
+  }
+  const int m = init ? init->n_hidden() : options.hidden;
   const long total = total_iterations(config, data.n_rows);
   if (total <= 0) throw UsageError("--iters/--epochs: the run would make no updates");
 
@@ -223,7 +244,7 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
   }
 
   auto engine = make_engine_for(options.backend, options.threads, options.json);
-  const Rbm initial = Rbm::random(n, m, options.init_sigma, options.seed);
+  const Rbm initial = init ? *init : Rbm::random(n, m, options.init_sigma, options.seed);
 
   // With --json and --eval-every, each evaluation is printed as one JSON
   // line as it happens (JSON Lines) and also goes into the final object.
@@ -315,7 +336,8 @@ Runner setup_train(CLI::App& app) {
   app.add_option("--test-data", o.test_data,
                  "held-out data spec: log-likelihood (exact, else AIS), reconstruction error and free-energy gap "
                  "at each evaluation");
-  app.add_option("--hidden", o.hidden, "hidden units M")->required()->check(integer_at_least(1));
+  app.add_option("--hidden", o.hidden, "hidden units M (not needed with --init)")->check(integer_at_least(1));
+  auto* init = app.add_option("--init", o.init, "continue training this saved model instead of a new one");
   app.add_option("--method", o.method, "cd, pcd, exact or mode")
       ->check(one_of({"cd", "pcd", "exact", "mode"}))
       ->capture_default_str();
@@ -347,7 +369,8 @@ Runner setup_train(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--init-sigma", o.init_sigma, "initial parameters ~ N(0, sigma^2)")
       ->check(positive_number())
-      ->capture_default_str();
+      ->capture_default_str()
+      ->excludes(init);
   app.add_option("--chains", o.chains, "persistent chains for pcd (0: the batch size)")->check(integer_at_least(0));
   app.add_option("--threads", o.threads, "CPU threads (0: the runtime default)")
       ->check(integer_at_least(0))
