@@ -156,6 +156,10 @@ TEST(Pictures, ShowAndSampleRefuseBadShapes) {
   expect_refusal(run_cli({"show", file.path, "--out", png}, file.scratch), 2, "--image");
   expect_refusal(run_cli({"sample", file.path, "--image", "8x3", "--out", png}, file.scratch), 2, "--image 8x3");
   expect_refusal(run_cli({"sample", file.path}, file.scratch), 2, "--out");
+  expect_refusal(run_cli({"sample", file.path, "--image", "4x4", "--out", png, "--chains", "100000", "--snapshots",
+                          "1000"},
+                         file.scratch),
+                 2, "2^28 pixels");
   expect_refusal(run_cli({"sample", file.path, "--csv", file.scratch.file("s.csv"), "--chains", "0"}, file.scratch), 2,
                  "--chains");
   expect_refusal(run_cli({"sample", file.path, "--csv", file.scratch.file("s.csv"), "--from-data",

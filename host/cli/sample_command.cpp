@@ -2,8 +2,8 @@
 // a grid of pictures (one row per chain, one column per snapshot) and, on
 // request, written as CSV rows that `csv:PATH` reads back.
 #include <algorithm>
+#include <cmath>
 #include <atomic>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -98,12 +98,19 @@ int run_sample(const SampleOptions& options) {
                      std::to_string(options.steps));
   }
   TileShape shape;
+  const long pictures = static_cast<long>(options.chains) * options.snapshots;
   if (!options.out.empty()) {
     shape = parse_tile_shape(options.image);
     if (static_cast<long>(shape.width) * shape.height != n) {
       throw UsageError("--image " + options.image + ": " + std::to_string(shape.width * shape.height) +
                        " pixels per picture but model " + options.model + " has " + std::to_string(n) +
                        " visible units");
+    }
+    // Refused before any work: the grid (tiles plus 1-pixel borders) must stay within 2^28 pixels.
+    if (static_cast<double>(pictures) * (shape.width + 1) * (shape.height + 1) > std::ldexp(1.0, 28)) {
+      throw UsageError("--chains " + std::to_string(options.chains) + " x --snapshots " +
+                       std::to_string(options.snapshots) + " pictures of " + options.image +
+                       " make a picture over 2^28 pixels; draw fewer");
     }
   }
   const auto seed = static_cast<std::uint64_t>(options.seed);
@@ -114,7 +121,7 @@ int run_sample(const SampleOptions& options) {
   // Snapshot s is taken after steps * (s + 1) / snapshots sweeps; each
   // segment of the chain reads its own Gibbs stream.
   const int chains = options.chains;
-  std::vector<float> tiles(static_cast<std::size_t>(chains) * options.snapshots * n);
+  std::vector<float> tiles(options.out.empty() ? 0 : static_cast<std::size_t>(pictures) * n);
   int done = 0;
   ProgressLine progress("sampling", options.steps);
   for (int s = 0; s < options.snapshots; ++s) {
@@ -122,6 +129,7 @@ int run_sample(const SampleOptions& options) {
     visible = engine->gibbs_chain(visible, chains, until - done, seed, static_cast<std::uint64_t>(s));
     done = until;
     progress.update(done);
+    if (tiles.empty()) continue;
     for (int c = 0; c < chains; ++c) {
       float* tile = tiles.data() + (static_cast<std::size_t>(c) * options.snapshots + s) * n;
       for (int i = 0; i < n; ++i) tile[i] = visible[static_cast<std::size_t>(c) * n + i];
@@ -132,7 +140,7 @@ int run_sample(const SampleOptions& options) {
   GrayImage picture;
   if (!options.out.empty()) {
     const int columns = options.snapshots > 1 ? options.snapshots : 0;
-    picture = tile_grid(tiles, chains * options.snapshots, shape, columns);
+    picture = tile_grid(tiles, static_cast<int>(pictures), shape, columns);
     write_png(options.out, picture);
   }
   if (!options.csv.empty()) write_csv(options.csv, visible, chains, n);
