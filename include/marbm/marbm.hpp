@@ -7,6 +7,8 @@
 #include "marbm/ensemble.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
+#include "marbm/held_out.hpp"
+#include "marbm/image.hpp"
 #include "marbm/model_io.hpp"
 #include "marbm/mode.hpp"
 #include "marbm/random.hpp"
