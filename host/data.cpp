@@ -293,11 +293,15 @@ Dataset load_dataset(std::string_view spec) {
     const std::string_view range = rest.substr(at + 1);
     if (!range.empty() && range.find_first_not_of("0123456789:+-") == std::string_view::npos) {
       const std::size_t sep = range.find(':');
+      // @FIRST: (no count) runs to the end; count -1 stands for that until the rows are known.
+      const bool to_end = sep != std::string_view::npos && sep + 1 == range.size();
+      if (to_end) count = -1;
       MARBM_EXPECTS(sep != std::string_view::npos && parse_int(range.substr(0, sep), first) &&
-                        parse_int(range.substr(sep + 1), count) && first >= 0 && count >= 1,
+                        (to_end || parse_int(range.substr(sep + 1), count)) && first >= 0 && (to_end || count >= 1),
                     UsageError,
                     "data spec '" + std::string(spec) + "': row range '@" + std::string(range) +
-                        "' is malformed (expected @FIRST:COUNT with FIRST >= 0 and COUNT >= 1)");
+                        "' is malformed (expected @FIRST:COUNT with FIRST >= 0 and COUNT >= 1, or @FIRST: for "
+                        "the rest)");
       has_range = true;
       rest = rest.substr(0, at);
       MARBM_EXPECTS(!rest.empty(), UsageError, "data spec '" + std::string(spec) + "' names no source");
@@ -323,7 +327,15 @@ Dataset load_dataset(std::string_view spec) {
     throw UsageError("data spec '" + std::string(spec) + "': unknown kind '" + std::string(kind) +
                      "' (expected shifting-bars, bars-and-stripes, csv, idx or digits)");
   }
-  if (has_range) data = take_rows(std::move(data), first, count, spec);
+  if (has_range) {
+    if (count < 0) {
+      MARBM_EXPECTS(first < data.n_rows, UsageError,
+                    "data spec '" + std::string(spec) + "': row " + std::to_string(first) +
+                        " is out of range (the data has " + std::to_string(data.n_rows) + " rows)");
+      count = data.n_rows - first;
+    }
+    data = take_rows(std::move(data), first, count, spec);
+  }
   data.description = std::string(spec);
   return data;
 }

@@ -12,6 +12,7 @@ packages=(
   libcli11-dev
   nlohmann-json3-dev
   zlib1g-dev
+  libpng-dev
   libgtest-dev
   libbenchmark-dev
   gnuplot-nox

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_checks.hpp"
 #include "cli_runner.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
@@ -24,41 +25,10 @@ namespace {
 using marbm::test::CliResult;
 using marbm::test::ScratchFolder;
 
-CliResult run_cli(const std::vector<std::string>& arguments, const ScratchFolder& scratch) {
-  return marbm::test::run_program(MARBM_CLI_PATH, arguments, scratch);
-}
-
-std::string describe(const CliResult& result) {
-  return "exit " + std::to_string(result.exit_code) + (result.timed_out ? " (timed out)" : "") + "\nstdout:\n" +
-         result.out + "\nstderr:\n" + result.err;
-}
-
-// A refusal: the expected status, nothing on stdout, and stderr exactly one
-// line "marbm: error: ..." that mentions `needle` (the offending input).
-void expect_refusal(const CliResult& result, int status, const std::string& needle) {
-  SCOPED_TRACE(describe(result));
-  EXPECT_FALSE(result.timed_out);
-  EXPECT_EQ(result.exit_code, status);
-  EXPECT_TRUE(result.out.empty());
-  const auto lines = result.error_lines();
-  ASSERT_EQ(lines.size(), 1u);
-  EXPECT_EQ(lines[0].rfind("marbm: error: ", 0), 0u);
-  EXPECT_NE(lines[0].find(needle), std::string::npos) << "the error should name '" << needle << "'";
-  EXPECT_FALSE(result.err.empty() || result.err.back() != '\n') << "the line should end with a newline";
-}
-
-// The one JSON object a --json run prints on stdout.
-nlohmann::json parse_json_output(const CliResult& result) {
-  EXPECT_EQ(result.exit_code, 0) << describe(result);
-  const auto newline = result.out.find('\n');
-  EXPECT_EQ(newline, result.out.size() - 1) << "stdout should be exactly one line: " << result.out;
-  try {
-    return nlohmann::json::parse(result.out);
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "stdout is not JSON (" << e.what() << "): " << result.out;
-    return nlohmann::json::object();
-  }
-}
+using marbm::test::describe;
+using marbm::test::expect_refusal;
+using marbm::test::parse_json_output;
+using marbm::test::run_cli;
 
 // The reference experiment's setting (SPEC.md section 8), shortened.
 std::vector<std::string> train_arguments(const std::string& out, long iterations = 2000) {
@@ -181,7 +151,13 @@ TEST(CliTrain, ModeAssistedRunTakesModeSteps) {
   auto arguments = with_option(train_arguments(model), "--method", "mode");
   arguments = with_option(arguments, "--mode-solver", "exhaustive");
   arguments = with_option(arguments, "--eval-every", "1000");
-  const auto json = parse_json_output(run_cli(arguments, scratch));
+  // One JSON line per evaluation as it happens, then the summary.
+  const auto lines = marbm::test::parse_json_lines(run_cli(arguments, scratch));
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[1]["event"], "evaluation");
+  EXPECT_EQ(lines[1]["iteration"], 1000);
+  const auto& json = lines.back();
+  EXPECT_EQ(json["event"], "summary");
   // Evaluations at 0, 1000 and 2000, the last one the final result.
   ASSERT_TRUE(json["history"].is_array()) << json.dump();
   ASSERT_EQ(json["history"].size(), 3u) << json.dump();
@@ -424,9 +400,6 @@ TEST(CliRefusal, EvalInputs) {
   std::ofstream(text) << "this is not a model\n";
   const std::string empty = scratch.file("empty.safetensors");
   std::ofstream{empty};
-  // Both layers beyond the default 2^32 enumeration limit.
-  const std::string big = scratch.file("big.safetensors");
-  marbm::save_rbm(big, marbm::Rbm(34, 33));
   const std::string missing = scratch.file("missing.safetensors");
 
   const std::vector<Refusal> refusals = {
@@ -434,8 +407,9 @@ TEST(CliRefusal, EvalInputs) {
       {"truncated model", {"eval", truncated}, 1, truncated},
       {"not a model", {"eval", text}, 1, text},
       {"empty file", {"eval", empty}, 1, empty},
-      {"model too large", {"eval", big}, 1, big},
-      {"limit below the model", {"eval", good, "--max-units", "3"}, 1, good},
+      // Beyond the enumeration limit eval estimates log Z by AIS (test_cli_ais.cpp).
+      {"one AIS run", {"eval", good, "--ais", "--ais-runs", "1"}, 2, "--ais-runs"},
+      {"AIS schedule too short", {"eval", good, "--ais", "--ais-intervals", "2"}, 2, "--ais-intervals"},
       {"data width mismatch", {"eval", good, "--data", "shifting-bars:7:3"}, 1, "shifting-bars:7:3"},
       {"bad data spec", {"eval", good, "--data", "bars:3"}, 2, "bars:3"},
       // A name with a line break still gives one line (the break becomes a space).

@@ -188,6 +188,14 @@ TEST(Data, LoadDatasetParsesGeneratorSpecsAndRanges) {
   expect_refusal<UsageError>([] { load_dataset("shifting-bars:6:3@4:3"); }, "out of range");
   expect_refusal<UsageError>([] { load_dataset("shifting-bars:6:3@0:0"); }, "@0:0");
   expect_refusal<UsageError>([] { load_dataset("shifting-bars:6:3@1"); }, "@1");
+  // @FIRST: runs to the end.
+  const Dataset tail = load_dataset("shifting-bars:6:3@4:");
+  ASSERT_EQ(tail.n_rows, 2);
+  EXPECT_EQ(row_string(tail, 0), "110001");
+  EXPECT_EQ(row_string(tail, 1), "100011");
+  EXPECT_EQ(load_dataset("shifting-bars:6:3@0:").n_rows, 6);
+  expect_refusal<UsageError>([] { load_dataset("shifting-bars:6:3@6:"); }, "row 6 is out of range");
+  expect_refusal<UsageError>([] { load_dataset("shifting-bars:6:3@:"); }, "@:");
   // Row numbers near the long long limit: first + count overflows, which
   // must not turn an out-of-range selection into an out-of-bounds read.
   expect_refusal<UsageError>([] { load_dataset("shifting-bars:6:3@9223372036854775807:1"); }, "out of range");

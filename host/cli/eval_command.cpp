@@ -1,12 +1,16 @@
-// `marbm eval`: exact log Z of a saved model and, with data, the exact mean
-// log-likelihood and KL(p_data || p_model).
+// `marbm eval`: log Z of a saved model and, with data, the mean
+// log-likelihood and KL(p_data || p_model): exact when the smaller layer is
+// enumerable, else (or with --ais) estimated by AIS with its bracket.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <iostream>
+#include <limits>
 #include <string>
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "marbm/ais.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
 
@@ -18,6 +22,19 @@ struct EvalOptions {
   std::string data;
   bool json = false;
   int max_units = 32;
+  bool ais = false;
+  AisOptions ais_options;
+  bool no_reverse = false;
+};
+
+// log Z with the interval it is known to lie in (a single point when exact).
+struct LogPartition {
+  std::string method;
+  double log_z = 0.0;
+  double standard_error = 0.0;
+  double low = 0.0;
+  double high = 0.0;
+  AisResult ais;  // method "ais" only
 };
 
 int run_eval(const EvalOptions& options) {
@@ -41,18 +58,40 @@ int run_eval(const EvalOptions& options) {
 
   ExactOptions exact;
   exact.max_enumerated_units = options.max_units;
-  if (!exact_enumerable(rbm, exact)) {
-    throw RuntimeFailure(options.model + ": model too large for exact evaluation (" + std::to_string(n) + "x" +
-                         std::to_string(m) + ", 2^" + std::to_string(std::min(n, m)) +
-                         " states to enumerate; limit 2^" + std::to_string(options.max_units) +
-                         ", raise it with --max-units)");
+  LogPartition z;
+  if (options.ais || !exact_enumerable(rbm, exact)) {
+    if (!options.ais) {
+      print_note(options.model + ": 2^" + std::to_string(std::min(n, m)) + " states are beyond the exact limit 2^" +
+                 std::to_string(options.max_units) + "; estimating log Z by AIS" +
+                 (with_data ? std::string() : " from a uniform base rate (--data gives a closer one)"));
+    }
+    AisOptions ais_options = options.ais_options;
+    ais_options.reverse = !options.no_reverse;
+    z.method = "ais";
+    ProgressLine progress("AIS", 1000);
+    ais_options.progress = [&progress](double fraction) { progress.update(static_cast<long>(fraction * 1000)); };
+    z.ais = log_partition_ais(rbm, ais_options, with_data ? &data : nullptr);
+    progress.finish();
+    z.log_z = z.ais.log_z();
+    z.standard_error = z.ais.forward.standard_error;
+    z.low = z.ais.low();
+    z.high = z.ais.high();
+  } else {
+    z.method = "exact";
+    z.log_z = z.low = z.high = log_partition_exact(rbm, exact);
   }
-  const double log_z = log_partition_exact(rbm, exact);
-  double mean_ll = 0.0;
+  const double log_z = z.log_z;
+  // With an estimated log Z the log-likelihood has a bracket too; its ends
+  // come from the other ends of log Z's.
+  double mean_ll = 0.0, mean_ll_low = 0.0, mean_ll_high = 0.0;
   double kl = 0.0;
+  bool rows_distinct = false;  // then KL = -mean log-likelihood - log N, nothing more
   if (with_data) {
     mean_ll = mean_log_likelihood(rbm, data, log_z);
+    mean_ll_low = std::isfinite(z.high) ? mean_log_likelihood(rbm, data, z.high) : -std::numeric_limits<double>::infinity();
+    mean_ll_high = std::isfinite(z.low) ? mean_log_likelihood(rbm, data, z.low) : std::numeric_limits<double>::infinity();
     kl = kl_divergence(rbm, data, log_z);
+    rows_distinct = static_cast<int>(distinct_rows(data).rows.size()) == data.n_rows;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -61,12 +100,29 @@ int run_eval(const EvalOptions& options) {
     out["model"] = options.model;
     out["n_visible"] = n;
     out["n_hidden"] = m;
+    out["method"] = z.method;
     out["log_z"] = json_number(log_z);
+    out["log_z_stderr"] = json_number(z.standard_error);
+    out["log_z_low"] = json_number(z.low);
+    out["log_z_high"] = json_number(z.high);
+    if (z.method == "ais") {
+      out["ais_runs"] = z.ais.runs;
+      out["ais_intervals"] = z.ais.intervals;
+      out["log_z_forward_low"] = json_number(z.ais.forward.low);
+      out["log_z_forward_high"] = json_number(z.ais.forward.high);
+      if (z.ais.has_reverse) {
+        out["log_z_reverse"] = json_number(z.ais.reverse.log_z);
+        out["log_z_reverse_stderr"] = json_number(z.ais.reverse.standard_error);
+      }
+    }
     if (with_data) {
       out["data"] = options.data;
       out["rows"] = data.n_rows;
       out["mean_log_likelihood"] = json_number(mean_ll);
+      out["mean_log_likelihood_low"] = json_number(mean_ll_low);
+      out["mean_log_likelihood_high"] = json_number(mean_ll_high);
       out["kl"] = json_number(kl);
+      out["rows_distinct"] = rows_distinct;
     }
     out["seconds"] = seconds;
     print_json(out);
@@ -74,11 +130,38 @@ int run_eval(const EvalOptions& options) {
     std::cout << options.model << ": " << n << "x" << m << " RBM";
     if (auto it = metadata.find("method"); it != metadata.end()) std::cout << ", trained with " << it->second;
     std::cout << '\n';
-    std::cout << "log Z " << format_number(log_z, 12) << '\n';
+    if (z.method == "exact") {
+      std::cout << "log Z " << format_number(log_z, 12) << " (exact)\n";
+    } else {
+      const AisResult& a = z.ais;
+      std::cout << "log Z " << format_number(log_z, 10) << " +- " << format_number(z.standard_error, 3)
+                << " (AIS estimate: " << a.runs << " runs, " << a.intervals << " intervals, "
+                << format_number(a.seconds, 3) << " s)\n";
+      std::cout << "  forward " << format_number(a.forward.log_z, 10) << ", +-3 se [" << format_number(a.forward.low, 10)
+                << ", " << format_number(a.forward.high, 10) << "]\n";
+      if (a.has_reverse) {
+        std::cout << "  reverse " << format_number(a.reverse.log_z, 10) << " +- "
+                  << format_number(a.reverse.standard_error, 3) << '\n';
+      }
+      std::cout << "  bracket [" << format_number(z.low, 10) << ", " << format_number(z.high, 10) << "]\n";
+      if (!std::isfinite(z.low) || !std::isfinite(z.high)) {
+        std::cout << "  (a few runs carry most of the weight: the estimate is unreliable; raise --ais-intervals)\n";
+      }
+    }
     if (with_data) {
       std::cout << "data " << options.data << " (" << data.n_rows << " rows)\n";
-      std::cout << "mean log-likelihood " << format_number(mean_ll, 12) << '\n';
-      std::cout << "kl " << format_number(kl, 12) << '\n';
+      std::cout << "mean log-likelihood " << format_number(mean_ll, 12);
+      if (z.method == "ais") {
+        std::cout << " (estimate; bracket [" << format_number(mean_ll_low, 10) << ", " << format_number(mean_ll_high, 10)
+                  << "])";
+      }
+      std::cout << '\n';
+      std::cout << "kl " << format_number(kl, 12);
+      if (rows_distinct) {
+        std::cout << " (the " << data.n_rows << " rows are distinct: kl = -mean log-likelihood - log "
+                  << data.n_rows << ")";
+      }
+      std::cout << '\n';
     }
   }
   return 0;
@@ -94,11 +177,26 @@ Runner setup_eval(CLI::App& app) {
   app.add_option("--max-units", options->max_units, "enumerate at most 2^U states of the smaller layer")
       ->check(CLI::Range(1, 48))
       ->capture_default_str();
+  app.add_flag("--ais", options->ais, "estimate log Z by AIS even when exact enumeration is possible");
+  app.add_option("--ais-runs", options->ais_options.runs, "AIS: independent runs M in each direction")
+      ->check(integer_at_least(2))
+      ->capture_default_str();
+  app.add_option("--ais-intervals", options->ais_options.intervals,
+                 "AIS: number of betas minus one, in the published schedule's proportions (14500: as published)")
+      ->check(integer_at_least(3))
+      ->capture_default_str();
+  app.add_option("--ais-burn-in", options->ais_options.reverse_burn_in,
+                 "AIS: Gibbs sweeps of the model before the reverse runs")
+      ->check(integer_at_least(0))
+      ->capture_default_str();
+  app.add_flag("--no-reverse", options->no_reverse, "AIS: forward runs only (no upper side of the bracket)");
+  app.add_option("--seed", options->ais_options.seed, "AIS: random seed")->check(integer_at_least(0));
+  app.add_option("--threads", options->ais_options.threads, "AIS: CPU threads (0: all)")->check(integer_at_least(0));
   return [options] { return run_eval(*options); };
 }
 
 const bool registered =
-    register_command({"eval", "exact log Z, log-likelihood and KL of a saved model", 20, setup_eval});
+    register_command({"eval", "log Z, log-likelihood and KL of a saved model (exact, or by AIS)", 20, setup_eval});
 
 }  // namespace
 }  // namespace marbm::cli

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -15,6 +16,7 @@
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
+#include "marbm/held_out.hpp"
 #include "marbm/model_io.hpp"
 #include "marbm/train.hpp"
 
@@ -23,6 +25,8 @@ namespace {
 
 struct TrainOptions {
   std::string data;
+  std::string test_data;
+  std::string init;
   int hidden = 0;
   std::string method = "cd";
   int k = 1;
@@ -78,6 +82,29 @@ std::string metrics_text(const TrainMetrics& metrics, long total, bool mode) {
   return line.str();
 }
 
+// Held-out metrics as JSON keys of `object`.
+void add_held_out(nlohmann::json& object, const HeldOutMetrics& h) {
+  object["test_mean_log_likelihood"] = json_number(h.mean_log_likelihood);
+  object["test_mean_log_likelihood_low"] = json_number(h.mean_log_likelihood_low);
+  object["test_mean_log_likelihood_high"] = json_number(h.mean_log_likelihood_high);
+  object["test_log_z_method"] = h.exact ? "exact" : "ais";
+  object["test_reconstruction_error"] = json_number(h.reconstruction_error);
+  object["free_energy_gap"] = json_number(h.free_energy_gap);
+}
+
+// Held-out metrics for a metrics line; an AIS log-likelihood says it is an estimate.
+std::string held_out_text(const HeldOutMetrics& h) {
+  std::ostringstream line;
+  line << "  held-out log-likelihood " << format_number(h.mean_log_likelihood);
+  if (!h.exact) {
+    line << " (AIS estimate, [" << format_number(h.mean_log_likelihood_low) << ", "
+         << format_number(h.mean_log_likelihood_high) << "])";
+  }
+  line << "  reconstruction error " << format_number(h.reconstruction_error, 4) << "  free-energy gap "
+       << format_number(h.free_energy_gap, 4);
+  return line.str();
+}
+
 TrainConfig make_config(const TrainOptions& options, const CLI::App& app) {
   TrainConfig config;
   config.method = parse_train_method(options.method);
@@ -127,8 +154,12 @@ Metadata make_metadata(const TrainOptions& options, const TrainConfig& config, c
   metadata["batch"] = std::to_string(config.batch_size);
   metadata["iterations"] = std::to_string(total);
   metadata["seed"] = std::to_string(config.seed);
-  metadata["init_sigma"] = exact_text(options.init_sigma);
-  metadata["init_visible_bias"] = options.init_visible_bias;
+  if (options.init.empty()) {
+    metadata["init_sigma"] = exact_text(options.init_sigma);
+    metadata["init_visible_bias"] = options.init_visible_bias;
+  } else {
+    metadata["init"] = options.init;
+  }
   metadata["backend"] = engine.description();
   metadata["seconds"] = exact_text(result.seconds);
   if (config.method == TrainMethod::pcd || config.mode.base == NegativePhase::pcd) {
@@ -161,7 +192,22 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
   TrainConfig config = make_config(options, app);
   const Dataset data = load_data_option(options.data);
   const int n = data.n_cols;
-  const int m = options.hidden;
+  // --init continues a saved model: its shape must fit the data (and --hidden, if given).
+  std::optional<Rbm> init;
+  if (!options.init.empty()) {
+    init = load_model_option(options.init);
+    if (init->n_visible() != n) {
+      throw DataError("--init " + options.init + ": the model has " + std::to_string(init->n_visible()) +
+                      " visible units but --data " + options.data + " has " + std::to_string(n) + " columns");
+    }
+    if (app.count("--hidden") > 0 && options.hidden != init->n_hidden()) {
+      throw UsageError("--hidden " + std::to_string(options.hidden) + " differs from the " +
+                       std::to_string(init->n_hidden()) + " hidden units of --init " + options.init);
+    }
+  } else if (app.count("--hidden") == 0) {
+    throw UsageError("give the number of hidden units with --hidden M (or continue a model with --init MODEL)");
+  }
+  const int m = init ? init->n_hidden() : options.hidden;
   const long total = total_iterations(config, data.n_rows);
   if (total <= 0) throw UsageError("--iters/--epochs: the run would make no updates");
 
@@ -186,28 +232,52 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
     }
   }
 
-  auto engine = make_engine_for(options.backend, options.threads, options.json);
-  Rbm initial = Rbm::random(n, m, options.init_sigma, options.seed);
-  if (options.init_visible_bias == "data") set_base_rate_visible_bias(initial, data);
+  // Held-out rows: evaluated at every requested evaluation (and at the end).
+  Dataset test;
+  HeldOutOptions held_out_options;
+  held_out_options.exact = config.exact;
+  held_out_options.ais.seed = config.seed;
+  held_out_options.ais.threads = options.threads;
+  HeldOutMetrics last_held_out;
+  if (!options.test_data.empty()) {
+    test = load_data_option(options.test_data);
+    if (test.n_cols != n) {
+      throw DataError("--test-data " + options.test_data + ": rows have " + std::to_string(test.n_cols) +
+                      " values but --data " + options.data + " has " + std::to_string(n));
+    }
+  }
 
-  // With --json and --eval-every, the evaluations go into the JSON object.
+  auto engine = make_engine_for(options.backend, options.threads, options.json);
+  Rbm initial = init ? *init : Rbm::random(n, m, options.init_sigma, options.seed);
+  if (!init && options.init_visible_bias == "data") set_base_rate_visible_bias(initial, data);
+
+  // With --json and --eval-every, each evaluation is printed as one JSON
+  // line as it happens (JSON Lines) and also goes into the final object.
   nlohmann::json history = nlohmann::json::array();
   bool warned_collapse = false;
   auto on_metrics = [&](const TrainMetrics& metrics) {
     const bool requested = metrics.iteration == total || metrics.iteration == 0 ||
                            (user_eval_every > 0 && metrics.iteration % user_eval_every == 0);
+    const bool held_out = requested && !options.test_data.empty() && (user_eval_every > 0 || metrics.iteration == total);
+    if (held_out) last_held_out = evaluate_held_out(engine->model(), data, test, held_out_options);
     if (requested && options.json && user_eval_every > 0) {
-      history.push_back({{"iteration", metrics.iteration},
-                         {"kl", json_number(metrics.kl)},
-                         {"mean_log_likelihood", json_number(metrics.mean_log_likelihood)},
-                         {"log_z", json_number(metrics.log_z)},
-                         {"p_mode", json_number(metrics.p_mode)},
-                         {"mode_steps", metrics.mode_steps},
-                         {"seconds", json_number(metrics.seconds)}});
+      nlohmann::json point = {{"event", "evaluation"},
+                              {"iteration", metrics.iteration},
+                              {"kl", json_number(metrics.kl)},
+                              {"mean_log_likelihood", json_number(metrics.mean_log_likelihood)},
+                              {"log_z", json_number(metrics.log_z)},
+                              {"p_mode", json_number(metrics.p_mode)},
+                              {"mode_steps", metrics.mode_steps},
+                              {"seconds", json_number(metrics.seconds)}};
+      if (held_out) add_held_out(point, last_held_out);
+      print_json(point);
+      history.push_back(point);
     }
     if (requested && !options.json && user_eval_every > 0) {
       progress.clear();
-      std::cerr << "marbm: " << metrics_text(metrics, total, mode) << '\n' << std::flush;
+      std::cerr << "marbm: " << metrics_text(metrics, total, mode);
+      if (held_out) std::cerr << held_out_text(last_held_out);
+      std::cerr << '\n' << std::flush;
     }
     if (!warned_collapse) {
       const std::string warning = collapse_warning(metrics);
@@ -245,7 +315,14 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
     out["backend"] = engine->description();
     out["seed"] = options.seed;
     if (mode) out["mode_steps"] = result.mode_steps;
-    if (user_eval_every > 0) out["history"] = history;
+    if (!options.test_data.empty()) {
+      out["test_data"] = options.test_data;
+      add_held_out(out, last_held_out);
+    }
+    if (user_eval_every > 0) {
+      out["event"] = "summary";
+      out["history"] = history;
+    }
     print_json(out);
   } else {
     std::cout << "trained " << to_string(config.method) << ' ' << n << 'x' << m << " on " << options.data << ": "
@@ -259,6 +336,7 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
                 << options.exact_max_units << ")\n";
     }
     if (mode) std::cout << "mode steps " << result.mode_steps << '\n';
+    if (!options.test_data.empty()) std::cout << "test data " << options.test_data << ":" << held_out_text(last_held_out) << '\n';
     std::cout << "wrote " << options.out << '\n';
   }
   return 0;
@@ -269,7 +347,11 @@ Runner setup_train(CLI::App& app) {
   TrainOptions& o = *options;
   app.add_option("--data", o.data, "data spec: shifting-bars:N:L, bars-and-stripes:N, csv:PATH, idx:PATH, digits:PATH")
       ->required();
-  app.add_option("--hidden", o.hidden, "hidden units M")->required()->check(integer_at_least(1));
+  app.add_option("--test-data", o.test_data,
+                 "held-out data spec: log-likelihood (exact, else AIS), reconstruction error and free-energy gap "
+                 "at each evaluation");
+  app.add_option("--hidden", o.hidden, "hidden units M (not needed with --init)")->check(integer_at_least(1));
+  auto* init = app.add_option("--init", o.init, "continue training this saved model instead of a new one");
   app.add_option("--method", o.method, "cd, pcd, exact or mode")
       ->check(one_of({"cd", "pcd", "exact", "mode"}))
       ->capture_default_str();
@@ -290,7 +372,9 @@ Runner setup_train(CLI::App& app) {
   app.add_option("--eval-every", o.eval_every, "exact KL / log-likelihood every N updates on stderr (0: at the end)")
       ->check(integer_at_least(0))
       ->capture_default_str();
-  app.add_flag("--json", o.json, "print one JSON object on stdout at the end (with --eval-every: and a history)");
+  app.add_flag("--json", o.json,
+               "print one JSON object on stdout at the end (with --eval-every: one line per evaluation as it "
+               "happens, then the summary with the history)");
   app.add_option("--momentum", o.momentum, "momentum in [0, 1)")
       ->check(number_in_half_open(0.0, 1.0))
       ->capture_default_str();
@@ -299,11 +383,13 @@ Runner setup_train(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--init-sigma", o.init_sigma, "initial parameters ~ N(0, sigma^2)")
       ->check(positive_number())
-      ->capture_default_str();
+      ->capture_default_str()
+      ->excludes(init);
   app.add_option("--init-visible-bias", o.init_visible_bias,
-                 "initial visible biases: random (~ N(0, sigma^2)) or data (log-odds of the data's base rates)")
+                 "initial visible biases: data (log-odds of the data's base rates) or random (~ N(0, sigma^2))")
       ->check(one_of({"random", "data"}))
-      ->capture_default_str();
+      ->capture_default_str()
+      ->excludes(init);
   app.add_option("--chains", o.chains, "persistent chains for pcd (0: the batch size)")->check(integer_at_least(0));
   app.add_option("--threads", o.threads, "CPU threads (0: the runtime default)")
       ->check(integer_at_least(0))

@@ -54,7 +54,8 @@ Dataset read_digits(const std::string& path, int threshold = 8);
 /// Parses a data spec:
 ///   shifting-bars:N:L | bars-and-stripes:N | csv:PATH | idx:PATH | digits:PATH
 /// Optional suffix for file specs: `@FIRST:COUNT` takes COUNT rows starting
-/// at row FIRST (for example idx:t10k-images-idx3-ubyte.gz@0:9000).
+/// at row FIRST (for example idx:t10k-images-idx3-ubyte.gz@0:9000); `@FIRST:`
+/// takes every row from FIRST to the end.
 /// Throws UsageError for a malformed spec, DataError for bad file contents.
 Dataset load_dataset(std::string_view spec);
 

@@ -21,6 +21,8 @@ enum class RandomPurpose : std::uint32_t {
   persistent_chains = 6,
   data_split = 7,
   synthetic_data = 8,
+  ais_forward = 9,
+  ais_reverse = 10,
   test = 99,
 };
 
