@@ -17,13 +17,12 @@
 
 namespace marbm::fuzz {
 
-/// A scratch folder of this process, made once; the current directory is
-/// moved there so that relative names in data specs find nothing else.
+/// A scratch folder of this process, made once. (The current directory is
+/// left alone: libFuzzer reads its corpus through relative names.)
 inline const std::filesystem::path& scratch() {
   static const std::filesystem::path path = [] {
     auto p = std::filesystem::temp_directory_path() / ("marbm-fuzz-" + std::to_string(::getpid()));
     std::filesystem::create_directories(p);
-    std::filesystem::current_path(p);
     return p;
   }();
   return path;
