@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds="${1:-20}"
 cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz
+cmake --build --preset fuzz --target fuzz_model fuzz_csv fuzz_idx fuzz_digits fuzz_data_spec
 work=build-fuzz/corpus-run
 findings=build-fuzz/findings
 mkdir -p "$findings"

@@ -38,6 +38,7 @@ struct TrainOptions {
   double momentum = 0.0;
   double weight_decay = 0.0;
   double init_sigma = 0.01;
+  std::string init;  // --init MODEL: start from its parameters
   int chains = 0;
   int threads = 0;
   int exact_max_units = 24;
@@ -126,7 +127,11 @@ Metadata make_metadata(const TrainOptions& options, const TrainConfig& config, c
   metadata["batch"] = std::to_string(config.batch_size);
   metadata["iterations"] = std::to_string(total);
   metadata["seed"] = std::to_string(config.seed);
-  metadata["init_sigma"] = exact_text(options.init_sigma);
+  if (options.init.empty()) {
+    metadata["init_sigma"] = exact_text(options.init_sigma);
+  } else {
+    metadata["init"] = options.init;
+  }
   metadata["backend"] = engine.description();
   metadata["seconds"] = exact_text(result.seconds);
   if (config.method == TrainMethod::pcd || config.mode.base == NegativePhase::pcd) {
@@ -173,7 +178,23 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
   TrainConfig config = make_config(options, app);
   const Dataset data = load_data_option(options.data);
   const int n = data.n_cols;
-  const int m = options.hidden;
+  // --init: the saved model's parameters, which fix the sizes.
+  Rbm init_model;
+  if (!options.init.empty()) {
+    if (app.count("--init-sigma") > 0) throw UsageError("--init-sigma does not apply with --init");
+    init_model = load_model_option(options.init);
+    if (init_model.n_visible() != n) {
+      throw UsageError("--init " + options.init + ": the model has " + std::to_string(init_model.n_visible()) +
+                       " visible units, the data set '" + options.data + "' has " + std::to_string(n) + " columns");
+    }
+    if (app.count("--hidden") > 0 && options.hidden != init_model.n_hidden()) {
+      throw UsageError("--hidden " + std::to_string(options.hidden) + " differs from the " +
+                       std::to_string(init_model.n_hidden()) + " hidden units of --init " + options.init);
+    }
+  } else if (app.count("--hidden") == 0) {
+    throw UsageError("--hidden is required (or --init MODEL to start from a saved model)");
+  }
+  const int m = options.init.empty() ? options.hidden : init_model.n_hidden();
   const long total = total_iterations(config, data.n_rows);
   if (total <= 0) throw UsageError("--iters/--epochs: the run would make no updates");
 
@@ -184,6 +205,9 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
                      std::to_string(std::min(n, m)) + " states enumerated per update, beyond --exact-max-units " +
                      std::to_string(config.exact.max_enumerated_units));
   }
+
+  // Refused in one line before anything large is allocated.
+  check_training_memory(config, n, m, data.n_rows);
 
   const bool mode = config.method == TrainMethod::mode;
   ProgressLine progress("training", total);
@@ -198,10 +222,8 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
     }
   }
 
-  // Refused in one line before anything large is allocated.
-  check_training_memory(config, n, m, data.n_rows);
   auto engine = make_engine_for(options.backend, options.threads, options.json);
-  const Rbm initial = Rbm::random(n, m, options.init_sigma, options.seed);
+  const Rbm initial = options.init.empty() ? Rbm::random(n, m, options.init_sigma, options.seed) : std::move(init_model);
 
   // With --json and --eval-every, the evaluations go into the JSON object.
   nlohmann::json history = nlohmann::json::array();
@@ -289,7 +311,8 @@ Runner setup_train(CLI::App& app) {
   TrainOptions& o = *options;
   app.add_option("--data", o.data, "data spec: shifting-bars:N:L, bars-and-stripes:N, csv:PATH, idx:PATH, digits:PATH")
       ->required();
-  app.add_option("--hidden", o.hidden, "hidden units M")->required()->check(integer_at_least(1));
+  app.add_option("--hidden", o.hidden, "hidden units M (required unless --init gives them)")
+      ->check(integer_at_least(1));
   app.add_option("--method", o.method, "cd, pcd, exact or mode")
       ->check(one_of({"cd", "pcd", "exact", "mode"}))
       ->capture_default_str();
@@ -317,6 +340,7 @@ Runner setup_train(CLI::App& app) {
   app.add_option("--weight-decay", o.weight_decay, "L2 weight decay on W")
       ->check(non_negative_number())
       ->capture_default_str();
+  app.add_option("--init", o.init, "start from the parameters of this saved model (instead of random ones)");
   app.add_option("--init-sigma", o.init_sigma, "initial parameters ~ N(0, sigma^2)")
       ->check(positive_number())
       ->capture_default_str();
