@@ -15,6 +15,10 @@ packages=(
   libgtest-dev
   libbenchmark-dev
   gnuplot-nox
+  # the fuzz preset: clang with libFuzzer and OpenMP
+  clang
+  libclang-rt-dev
+  libomp-dev
 )
 
 missing=()
