@@ -209,7 +209,20 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
         for (int r = 0; r < config.runs; ++r) run_job(k * config.runs + r, *engine);
         continue;
       }
-      std::vector<TrainResult> trained = train_ensemble(Backend::cuda, data, initial, seeds, train_config);
+      std::vector<TrainResult> trained;
+      try {
+        trained = train_ensemble(Backend::cuda, data, initial, seeds, train_config);
+      } catch (const RuntimeFailure&) {
+        // The fused ensemble stops as a whole when one member diverges: run
+        // this method's members one by one through the driver instead, which
+        // records a diverged run and keeps the others. (A failure that is
+        // not a divergence recurs there and is reported.)
+        EngineOptions options;
+        options.quiet = true;
+        auto engine = make_engine(Backend::cuda, options);
+        for (int r = 0; r < config.runs; ++r) run_job(k * config.runs + r, *engine);
+        continue;
+      }
       for (int r = 0; r < config.runs; ++r) {
         StudyRun& run = result.runs[k * config.runs + r];
         run.history = std::move(trained[r].history);
