@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "cli_runner.hpp"
@@ -659,6 +660,44 @@ TEST(ThreadCounts, SmallModelsAreBitIdenticalAtOneAndTwoThreads) {
       models.push_back(load_rbm(out));
     }
     EXPECT_EQ(models[0], models[1]) << method;
+  }
+}
+
+// Bit equality of BLAS-sized runs at 1, 2 and 3 threads (issue 9, item 5).
+TrainResult train_blas_sized(TrainMethod method, int n, int m, int threads) {
+  EngineOptions options;
+  options.threads = threads;
+  auto engine = make_engine(Backend::cpu, options);
+  const Dataset data = random_binary_dataset(1000, n, 0.3, 11);
+  TrainConfig config;
+  config.method = method;
+  // 784 x 200 x 500: products large enough to run their blocks in parallel.
+  config.batch_size = method == TrainMethod::mode ? 200 : 500;
+  config.iterations = 20;
+  config.learning_rate = 0.05;
+  config.momentum = 0.5;
+  config.seed = 3;
+  config.exact_metrics = false;
+  if (method == TrainMethod::mode) {
+    config.mode.p_max = 0.5;  // mode steps from the start
+    config.mode.beta = 10.0;
+    config.mode.solver = ModeSolver::sb;
+    config.mode.search.replicas = 72;  // more rows than one block of the product
+    config.mode.search.steps = 30;
+  }
+  return train(*engine, data, Rbm::random(n, m, 0.1, 5), config);
+}
+
+TEST(ThreadCounts, BlasSizedModelsAreBitIdenticalAtOneTwoAndThreeThreads) {
+  for (const auto& [method, n, m] : {std::tuple{TrainMethod::cd, 784, 200}, std::tuple{TrainMethod::pcd, 784, 200},
+                                     std::tuple{TrainMethod::mode, 784, 64}}) {
+    const TrainResult one = train_blas_sized(method, n, m, 1);
+    EXPECT_NE(one.model, Rbm::random(n, m, 0.1, 5)) << "the updates ran";
+    if (method == TrainMethod::mode) EXPECT_GT(one.mode_steps, 0);
+    for (const int threads : {2, 3}) {
+      const TrainResult other = train_blas_sized(method, n, m, threads);
+      EXPECT_EQ(one.model, other.model) << to_string(method) << " at " << threads << " threads";
+    }
   }
 }
 
