@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "detail/blas.hpp"
 #include "detail/cpu_engine.hpp"
 #include "detail/gibbs_steps.hpp"
 #include "marbm/error.hpp"
@@ -57,14 +58,6 @@ int round_up4(int x) { return (x + 3) & ~3; }
 
 std::string str(long long x) { return std::to_string(x); }
 
-// OpenBLAS keeps one process-wide thread count; engines created concurrently
-// (a study builds one per run) must not race on it.
-void set_blas_threads(int threads) {
-  static std::mutex mutex;
-  std::lock_guard lock(mutex);
-  if (openblas_get_num_threads() != threads) openblas_set_num_threads(threads);
-}
-
 // Sets the calling thread's OpenMP team size for one call and restores it:
 // exact enumeration and the mode solvers open their own parallel regions,
 // which would otherwise use the process default, not the engine's threads.
@@ -89,7 +82,6 @@ class CpuEngine final : public Engine {
   explicit CpuEngine(const EngineOptions& options) : threads_(options.threads) {
     MARBM_EXPECTS(options.threads >= 0, UsageError,
                   "engine threads must be >= 0 (0 keeps the default), got " + str(options.threads));
-    if (threads_ > 0) set_blas_threads(threads_);
   }
 
   Backend backend() const override { return Backend::cpu; }
@@ -260,7 +252,7 @@ class CpuEngine final : public Engine {
     const long work = static_cast<long>(rows) * n * m;
     if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
       for (int r = 0; r < rows; ++r) std::copy(b, b + m, out + static_cast<std::size_t>(r) * m);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, m, n, 1.0f, v, n, w, m, 1.0f, out, m);
+      partitioned_sgemm(CblasNoTrans, CblasNoTrans, rows, m, n, 1.0f, v, n, w, m, 1.0f, out, m, thread_count());
       parallel_for(rows, static_cast<long>(rows) * m >= parallel_threshold, [&](int r) {
         float* o = out + static_cast<std::size_t>(r) * m;
         for (int j = 0; j < m; ++j) o[j] = logistic(o[j]);
@@ -289,7 +281,7 @@ class CpuEngine final : public Engine {
     const long work = static_cast<long>(rows) * n * m;
     if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
       for (int r = 0; r < rows; ++r) std::copy(a, a + n, out + static_cast<std::size_t>(r) * n);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, m, 1.0f, h, m, w, m, 1.0f, out, n);
+      partitioned_sgemm(CblasNoTrans, CblasTrans, rows, n, m, 1.0f, h, m, w, m, 1.0f, out, n, thread_count());
       parallel_for(rows, static_cast<long>(rows) * n >= parallel_threshold, [&](int r) {
         float* o = out + static_cast<std::size_t>(r) * n;
         for (int i = 0; i < n; ++i) o[i] = logistic(o[i]);
@@ -334,8 +326,8 @@ class CpuEngine final : public Engine {
     const int n = n_, m = m_;
     const long work = static_cast<long>(rows) * n * m;
     if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, m, rows, static_cast<float>(scale), v, n, p, m,
-                  accumulate ? 1.0f : 0.0f, g, m);
+      partitioned_sgemm(CblasTrans, CblasNoTrans, n, m, rows, static_cast<float>(scale), v, n, p, m,
+                        accumulate ? 1.0f : 0.0f, g, m, thread_count());
       weight_sum_valid_ = false;
       return;
     }

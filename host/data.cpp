@@ -11,6 +11,7 @@
 #include <system_error>
 #include <unordered_map>
 
+#include "detail/files.hpp"
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
 
@@ -110,6 +111,14 @@ bool parse_int(std::string_view text, long long& value) {
   return ec == std::errc() && end == text.data() + text.size();
 }
 
+// A field of a data file as a message quotes it: printable (a NUL byte would
+// cut the message short, raw bytes would reach the terminal) and short.
+std::string quoted(std::string_view field) {
+  constexpr std::size_t longest = 40;
+  if (field.size() <= longest) return detail::printable(field);
+  return detail::printable(field.substr(0, longest)) + "...";
+}
+
 std::string where(const std::string& path, int line_number) { return path + ":" + std::to_string(line_number); }
 
 std::uint32_t big_endian_u32(const std::string& bytes, std::size_t offset) {
@@ -204,7 +213,7 @@ Dataset read_csv(const std::string& path) {
                       std::to_string(first_line) + " has " + std::to_string(data.n_cols));
     for (std::string_view field : fields) {
       MARBM_EXPECTS(field == "0" || field == "1", DataError,
-                    where(path, line_number) + ": value '" + std::string(field) + "' is not 0 or 1");
+                    where(path, line_number) + ": value '" + quoted(field) + "' is not 0 or 1");
       data.values.push_back(field == "1" ? 1 : 0);
     }
     ++data.n_rows;
@@ -264,7 +273,7 @@ Dataset read_digits(const std::string& path, int threshold) {
       long long value = 0;
       const long long limit = k < 64 ? 16 : 9;
       MARBM_EXPECTS(parse_int(fields[k], value) && value >= 0 && value <= limit, DataError,
-                    where(path, line_number) + ": value " + std::to_string(k + 1) + " '" + std::string(fields[k]) +
+                    where(path, line_number) + ": value " + std::to_string(k + 1) + " '" + quoted(fields[k]) +
                         "' is not an integer in 0.." + std::to_string(limit));
       if (k < 64) data.values.push_back(value >= threshold ? 1 : 0);
     }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "detail/blas.hpp"
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
 #include "detail/sb_step.hpp"
@@ -338,10 +339,10 @@ ReplicaTrajectory sb_trajectory(const Rbm& rbm, const ModeSearchConfig& config) 
         std::copy(form.field_h.begin(), form.field_h.end(), fh.begin() + static_cast<std::ptrdiff_t>(r) * m);
       }
       // fv (R x n) += X_h (R x m) J^T;  fh (R x m) += X_v (R x n) J.
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, count, n, m, 1.0f, ph, m, form.coupling.data(), m, 1.0f,
-                  fv.data(), n);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, count, m, n, 1.0f, pv, n, form.coupling.data(), m, 1.0f,
-                  fh.data(), m);
+      partitioned_sgemm(CblasNoTrans, CblasTrans, count, n, m, 1.0f, ph, m, form.coupling.data(), m, 1.0f, fv.data(),
+                        n, 0);
+      partitioned_sgemm(CblasNoTrans, CblasNoTrans, count, m, n, 1.0f, pv, n, form.coupling.data(), m, 1.0f, fh.data(),
+                        m, 0);
 #pragma omp parallel for schedule(static)
       for (int r = 0; r < count; ++r) {
         sb_update(xv.data() + static_cast<std::size_t>(r) * n, yv.data() + static_cast<std::size_t>(r) * n,

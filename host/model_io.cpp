@@ -3,6 +3,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <new>
 #include <bit>
 #include <cstdint>
 #include <cstring>
@@ -13,6 +17,7 @@
 #include <system_error>
 #include <vector>
 
+#include "detail/files.hpp"
 #include "marbm/error.hpp"
 
 namespace marbm {
@@ -24,6 +29,9 @@ using nlohmann::json;
 // Safetensors refuses headers above 100 MB; a larger length field means a
 // corrupt or foreign file, and checking first avoids a huge allocation.
 constexpr std::uint64_t max_header_bytes = 100'000'000;
+// Model files are capped like data files: tensors of more than 32 GiB are
+// refused before any allocation (a corrupt size field, /dev/zero...).
+constexpr std::uint64_t max_tensor_bytes = std::uint64_t{1} << 35;
 
 template <typename T>
 void append_little_endian(std::string& out, T value) {
@@ -50,13 +58,13 @@ struct TensorEntry {
 
 // Reads one header entry; every problem names the file and the tensor.
 TensorEntry parse_entry(const std::string& path, const std::string& name, const json& value) {
-  const std::string where = path + ": tensor '" + name + "'";
+  const std::string where = path + ": tensor '" + detail::printable(name) + "'";
   MARBM_EXPECTS(value.is_object(), DataError, where + " is not a JSON object in the header");
   TensorEntry entry;
-  entry.name = name;
+  entry.name = detail::printable(name);
   const auto dtype = value.find("dtype");
   MARBM_EXPECTS(dtype != value.end() && dtype->is_string(), DataError, where + " has no dtype");
-  entry.dtype = dtype->get<std::string>();
+  entry.dtype = detail::printable(dtype->get<std::string>());
   const auto shape = value.find("shape");
   MARBM_EXPECTS(shape != value.end() && shape->is_array(), DataError, where + " has no shape");
   for (const json& dim : *shape) {
@@ -84,7 +92,8 @@ std::string shape_string(const std::vector<std::uint64_t>& shape) {
   return s + "]";
 }
 
-// Copies a tensor's values into `out` as float32, from F32 or F64 data.
+// Copies a tensor's values into `out` as float32, from F32 or F64 data. An
+// F64 value beyond float32's range is refused as such (it would become inf).
 void read_tensor(const std::string& path, const TensorEntry& entry, const unsigned char* buffer,
                  std::span<float> out) {
   const std::size_t element = entry.dtype == "F32" ? 4 : 8;
@@ -93,9 +102,27 @@ void read_tensor(const std::string& path, const TensorEntry& entry, const unsign
                     " bytes, its shape and dtype need " + std::to_string(out.size() * element));
   const unsigned char* data = buffer + entry.begin;
   for (std::size_t k = 0; k < out.size(); ++k) {
-    out[k] = element == 4 ? read_little_endian<float>(data + 4 * k)
-                          : static_cast<float>(read_little_endian<double>(data + 8 * k));
+    if (element == 4) {
+      out[k] = read_little_endian<float>(data + 4 * k);
+      continue;
+    }
+    const double value = read_little_endian<double>(data + 8 * k);
+    if (std::isfinite(value) && std::fabs(value) > static_cast<double>(std::numeric_limits<float>::max())) {
+      char text[32];
+      std::snprintf(text, sizeof text, "%.6g", value);
+      throw DataError(path + ": " + entry.name + "[" + std::to_string(k) + "] = " + text +
+                      " does not fit in float32");
+    }
+    out[k] = static_cast<float>(value);
   }
+}
+
+// Reads exactly `count` bytes, or fewer at the end of the file.
+std::string read_bytes(std::ifstream& in, std::uint64_t count) {
+  std::string bytes(static_cast<std::size_t>(count), '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(count));
+  bytes.resize(static_cast<std::size_t>(in.gcount()));
+  return bytes;
 }
 
 }  // namespace
@@ -138,54 +165,50 @@ void save_rbm(const std::string& path, const Rbm& rbm, const Metadata& metadata)
   for (float a : rbm.visible_bias()) append_little_endian(bytes, a);
   for (float b : rbm.hidden_bias()) append_little_endian(bytes, b);
 
-  // Write beside the target and rename, so an interrupted run never leaves a
-  // half-written model under the final name.
-  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    MARBM_EXPECTS(out.good(), DataError, path + ": cannot write (cannot create " + temporary + ")");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    if (!out) {
-      std::error_code ignored;
-      std::filesystem::remove(temporary, ignored);
-      throw DataError(path + ": writing the model failed (disk full or I/O error)");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(temporary, path, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(temporary, ignored);
-    throw DataError(path + ": cannot move the written model into place (" + ec.message() + ")");
-  }
+  // Beside the target under a temporary name, then renamed: an interrupted
+  // run never leaves a half-written model under the final name.
+  detail::write_file_atomically(path, bytes, "model");
 }
 
-Rbm load_rbm(const std::string& path, Metadata* metadata) {
+namespace {
+
+Rbm load_rbm_unchecked(const std::string& path, Metadata* metadata) {
   std::error_code ec;
   MARBM_EXPECTS(std::filesystem::exists(path, ec), DataError, path + ": no such file");
   MARBM_EXPECTS(!std::filesystem::is_directory(path, ec), DataError, path + ": is a directory, not a model file");
   std::ifstream in(path, std::ios::binary);
   MARBM_EXPECTS(in.good(), DataError, path + ": cannot open for reading");
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  MARBM_EXPECTS(!in.bad(), DataError, path + ": read failed");
+  // The size of a regular file is known up front; a device or pipe is read
+  // only as far as its header says.
+  const bool regular = std::filesystem::is_regular_file(path, ec);
+  const std::uint64_t file_size = regular ? std::filesystem::file_size(path, ec) : 0;
 
-  MARBM_EXPECTS(bytes.size() >= 8, DataError,
-                path + ": too short for a safetensors file (" + std::to_string(bytes.size()) + " bytes)");
-  const auto* raw = reinterpret_cast<const unsigned char*>(bytes.data());
-  const std::uint64_t header_size = read_little_endian<std::uint64_t>(raw);
+  const std::string length_bytes = read_bytes(in, 8);
+  MARBM_EXPECTS(!in.bad(), DataError, path + ": read failed");
+  MARBM_EXPECTS(length_bytes.size() == 8, DataError,
+                path + ": too short for a safetensors file (" + std::to_string(length_bytes.size()) + " bytes)");
+  const std::uint64_t header_size = read_little_endian<std::uint64_t>(
+      reinterpret_cast<const unsigned char*>(length_bytes.data()));
   MARBM_EXPECTS(header_size >= 2 && header_size <= max_header_bytes, DataError,
                 path + ": implausible safetensors header length " + std::to_string(header_size) +
                     " (not a safetensors file?)");
-  MARBM_EXPECTS(8 + header_size <= bytes.size(), DataError,
+  MARBM_EXPECTS(!regular || 8 + header_size <= file_size, DataError,
                 path + ": truncated: the header length is " + std::to_string(header_size) + " bytes but the file has " +
-                    std::to_string(bytes.size()) + " bytes");
+                    std::to_string(file_size) + " bytes");
+  const std::string header_text = read_bytes(in, header_size);
+  MARBM_EXPECTS(!in.bad(), DataError, path + ": read failed");
+  MARBM_EXPECTS(header_text.size() == header_size, DataError,
+                path + ": truncated: the header length is " + std::to_string(header_size) + " bytes but the file has " +
+                    std::to_string(8 + header_text.size()) + " bytes");
 
   json header;
   try {
-    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_size));
+    header = json::parse(header_text);
   } catch (const json::parse_error& e) {
     throw DataError(path + ": the safetensors header is not valid JSON (at byte " + std::to_string(e.byte) + ")");
+  } catch (const json::exception&) {
+    // A number beyond double's range (1e999), say.
+    throw DataError(path + ": the safetensors header holds a value out of range");
   }
   MARBM_EXPECTS(header.is_object(), DataError, path + ": the safetensors header is not a JSON object");
 
@@ -196,7 +219,7 @@ Rbm load_rbm(const std::string& path, Metadata* metadata) {
       MARBM_EXPECTS(value.is_object(), DataError, path + ": __metadata__ is not a JSON object");
       for (const auto& [meta_key, meta_value] : value.items()) {
         MARBM_EXPECTS(meta_value.is_string(), DataError,
-                      path + ": metadata entry '" + meta_key + "' is not a string");
+                      path + ": metadata entry '" + detail::printable(meta_key) + "' is not a string");
         if (metadata) (*metadata)[meta_key] = meta_value.get<std::string>();
       }
       continue;
@@ -206,7 +229,6 @@ Rbm load_rbm(const std::string& path, Metadata* metadata) {
 
   // The tensors must tile the data buffer exactly: no gaps, no overlaps, no
   // bytes beyond the last tensor and none missing (a truncated file).
-  const std::uint64_t buffer_size = bytes.size() - 8 - header_size;
   std::vector<const TensorEntry*> by_offset;
   for (const TensorEntry& e : entries) by_offset.push_back(&e);
   std::sort(by_offset.begin(), by_offset.end(),
@@ -217,6 +239,19 @@ Rbm load_rbm(const std::string& path, Metadata* metadata) {
                   path + ": tensor '" + e->name + "' starts at byte " + std::to_string(e->begin) + ", expected " +
                       std::to_string(expected_begin) + " (tensors must be contiguous)");
     expected_begin = e->end;
+  }
+  MARBM_EXPECTS(expected_begin <= max_tensor_bytes, DataError,
+                path + ": the tensors need " + std::to_string(expected_begin) + " bytes, more than the " +
+                    std::to_string(max_tensor_bytes) + " a model file may hold");
+  // Read only what the header promises, then look for one byte more.
+  std::uint64_t buffer_size = 0;
+  std::string data;
+  if (regular) {
+    buffer_size = file_size - 8 - header_size;
+  } else {
+    data = read_bytes(in, expected_begin);
+    buffer_size = data.size();
+    if (buffer_size == expected_begin && in.peek() != std::char_traits<char>::eof()) ++buffer_size;
   }
   MARBM_EXPECTS(expected_begin <= buffer_size, DataError,
                 path + ": truncated: the tensors need " + std::to_string(expected_begin) +
@@ -250,13 +285,32 @@ Rbm load_rbm(const std::string& path, Metadata* metadata) {
   MARBM_EXPECTS(n * m <= buffer_size, DataError,
                 path + ": tensor 'weights' of shape " + shape_string(weights.shape) + " does not fit the file");
 
+  if (regular) {
+    data = read_bytes(in, expected_begin);
+    MARBM_EXPECTS(!in.bad() && data.size() == expected_begin, DataError, path + ": read failed (file changed?)");
+  }
   Rbm rbm(static_cast<int>(n), static_cast<int>(m));
-  const unsigned char* buffer = raw + 8 + header_size;
+  const auto* buffer = reinterpret_cast<const unsigned char*>(data.data());
   read_tensor(path, weights, buffer, rbm.weights());
   read_tensor(path, visible_bias, buffer, rbm.visible_bias());
   read_tensor(path, hidden_bias, buffer, rbm.hidden_bias());
   rbm.check_finite(path.c_str());
   return rbm;
+}
+
+}  // namespace
+
+Rbm load_rbm(const std::string& path, Metadata* metadata) {
+  // Every failure leaves as a marbm::Error, whatever the library below threw.
+  try {
+    return load_rbm_unchecked(path, metadata);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw DataError(path + ": not enough memory to load the model");
+  } catch (const std::exception& e) {
+    throw DataError(path + ": cannot be read as a model (" + detail::printable(e.what()) + ")");
+  }
 }
 
 }  // namespace marbm

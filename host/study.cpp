@@ -2,9 +2,13 @@
 // same initial parameters, their KL curves, a summary and a plot.
 #include "marbm/study.hpp"
 
+#include <fcntl.h>
 #include <omp.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -21,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "detail/gibbs_steps.hpp"
+#include "detail/files.hpp"
 #include "marbm/data.hpp"
 #include "marbm/ensemble.hpp"
 #include "marbm/error.hpp"
@@ -29,6 +34,9 @@
 namespace marbm {
 
 namespace {
+
+constexpr long long max_study_runs = 1'000'000;
+constexpr long long max_study_points = 50'000'000;
 
 void check_study_config(const StudyConfig& config) {
   MARBM_EXPECTS(config.hidden >= 1, UsageError,
@@ -40,6 +48,13 @@ void check_study_config(const StudyConfig& config) {
                   "study: --methods names " + std::string(to_string(method)) + " twice");
   }
   MARBM_EXPECTS(config.runs >= 1, UsageError, "study: --runs must be >= 1 (got " + std::to_string(config.runs) + ")");
+  // Every run keeps its KL curve in memory: bound the runs and the points in
+  // 64-bit arithmetic before anything is allocated.
+  const long long jobs = static_cast<long long>(config.runs) * static_cast<long long>(config.methods.size());
+  MARBM_EXPECTS(jobs <= max_study_runs, UsageError,
+                "study: --runs " + std::to_string(config.runs) + " x " + std::to_string(config.methods.size()) +
+                    " methods is " + std::to_string(jobs) + " runs, more than the " + std::to_string(max_study_runs) +
+                    " a study may make");
   MARBM_EXPECTS(config.iterations >= 1, UsageError,
                 "study: --iters must be >= 1 (got " + std::to_string(config.iterations) + ")");
   MARBM_EXPECTS(config.batch_size >= 1, UsageError,
@@ -49,6 +64,11 @@ void check_study_config(const StudyConfig& config) {
   detail::check_gibbs_steps(config.gibbs_steps, "study: --k");
   MARBM_EXPECTS(config.eval_every >= 1, UsageError,
                 "study: --eval-every must be >= 1 (got " + std::to_string(config.eval_every) + ")");
+  const double points = static_cast<double>(jobs) * (static_cast<double>(config.iterations / config.eval_every) + 2);
+  MARBM_EXPECTS(points <= static_cast<double>(max_study_points), UsageError,
+                "study: " + std::to_string(jobs) + " runs with a KL point every " + std::to_string(config.eval_every) +
+                    " of " + std::to_string(config.iterations) + " updates are more than the " +
+                    std::to_string(max_study_points) + " points a study may record (raise --eval-every)");
   MARBM_EXPECTS(std::isfinite(config.init_sigma) && config.init_sigma >= 0.0, UsageError,
                 "study: initial weight scale must be finite and >= 0");
   MARBM_EXPECTS(config.threads >= 0, UsageError,
@@ -89,31 +109,6 @@ double final_kl(const StudyRun& run) {
   return run.history.empty() ? std::numeric_limits<double>::quiet_NaN() : run.history.back().kl;
 }
 
-// Writes through a temporary name and renames, so that an interrupted run
-// never leaves a half file behind.
-void write_atomically(const std::string& path, const std::string& contents, const char* what) {
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    MARBM_EXPECTS(out.good(), RuntimeFailure, std::string("cannot write ") + what + " '" + path + "'");
-    out << contents;
-    out.flush();
-    if (!out.good()) {
-      // A short write (disk full) must not leave the half file behind either.
-      out.close();
-      std::error_code ignored;
-      std::filesystem::remove(temporary, ignored);
-      throw RuntimeFailure(std::string("failed writing ") + what + " '" + path + "'");
-    }
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) {
-    std::filesystem::remove(temporary, error);
-    throw RuntimeFailure(std::string("cannot rename ") + what + " into place at '" + path + "'");
-  }
-}
-
 std::string format_number(double value) {
   if (std::isnan(value)) return "nan";
   std::ostringstream out;
@@ -151,9 +146,17 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
   auto run_job = [&](int job, Engine& engine) {
     StudyRun& run = result.runs[job];
     const Rbm initial = Rbm::random(n, m, config.init_sigma, config.seed + static_cast<std::uint64_t>(run.run));
-    TrainResult trained = train(engine, data, initial, train_config_for(config, run.method, run.run));
-    run.history = std::move(trained.history);
-    run.seconds = trained.seconds;
+    const auto started = std::chrono::steady_clock::now();
+    try {
+      TrainResult trained = train(engine, data, initial, train_config_for(config, run.method, run.run));
+      run.history = std::move(trained.history);
+      run.seconds = trained.seconds;
+    } catch (const TrainingDiverged& diverged) {
+      // One diverging run is a result, not a failure of the study.
+      run.history = diverged.history;
+      run.diverged_at = diverged.noticed_at;
+      run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    }
     std::lock_guard lock(progress_mutex);
     ++done;
     if (progress) progress(done, jobs);
@@ -164,7 +167,8 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
   if (backend == Backend::cpu) {
     // Independent small runs: one job per core, each with its own
     // single-threaded engine (tiny BLAS calls gain nothing from threads).
-    const int threads = config.threads > 0 ? config.threads : omp_get_num_procs();
+    // More threads than processors would only add memory (and contention).
+    const int threads = config.threads > 0 ? std::min(config.threads, omp_get_num_procs()) : omp_get_num_procs();
     std::exception_ptr failure;
     std::mutex failure_mutex;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
@@ -205,7 +209,20 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
         for (int r = 0; r < config.runs; ++r) run_job(k * config.runs + r, *engine);
         continue;
       }
-      std::vector<TrainResult> trained = train_ensemble(Backend::cuda, data, initial, seeds, train_config);
+      std::vector<TrainResult> trained;
+      try {
+        trained = train_ensemble(Backend::cuda, data, initial, seeds, train_config);
+      } catch (const RuntimeFailure&) {
+        // The fused ensemble stops as a whole when one member diverges: run
+        // this method's members one by one through the driver instead, which
+        // records a diverged run and keeps the others. (A failure that is
+        // not a divergence recurs there and is reported.)
+        EngineOptions options;
+        options.quiet = true;
+        auto engine = make_engine(Backend::cuda, options);
+        for (int r = 0; r < config.runs; ++r) run_job(k * config.runs + r, *engine);
+        continue;
+      }
       for (int r = 0; r < config.runs; ++r) {
         StudyRun& run = result.runs[k * config.runs + r];
         run.history = std::move(trained[r].history);
@@ -223,12 +240,19 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
     MethodSummary summary;
     for (const StudyRun& run : result.runs) {
       if (run.method != method) continue;
-      finals.push_back(final_kl(run));
       summary.seconds += run.seconds;
+      if (run.diverged_at >= 0) {
+        summary.diverged.push_back({run.run, run.diverged_at});
+        continue;
+      }
+      finals.push_back(final_kl(run));
     }
+    // Statistics of the runs that finished; NaN when every run diverged.
     summary.median_final_kl = median_of(finals);
-    summary.min_final_kl = *std::min_element(finals.begin(), finals.end());
-    summary.max_final_kl = *std::max_element(finals.begin(), finals.end());
+    summary.min_final_kl =
+        finals.empty() ? std::numeric_limits<double>::quiet_NaN() : *std::min_element(finals.begin(), finals.end());
+    summary.max_final_kl =
+        finals.empty() ? std::numeric_limits<double>::quiet_NaN() : *std::max_element(finals.begin(), finals.end());
     result.summary[method] = summary;
   }
   return result;
@@ -236,14 +260,19 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
 
 void write_study_csv(const StudyResult& result, const std::string& path) {
   std::ostringstream out;
-  out << "method,run,iteration,kl,p_mode\n";
+  out << "method,run,iteration,kl,p_mode,status\n";
   for (const StudyRun& run : result.runs) {
     for (const TrainMetrics& metrics : run.history) {
       out << to_string(run.method) << ',' << run.run << ',' << metrics.iteration << ',' << format_number(metrics.kl)
-          << ',' << format_number(metrics.p_mode) << '\n';
+          << ',' << format_number(metrics.p_mode) << ",ok\n";
+    }
+    // A diverged run ends with the update at which its parameters were found
+    // non-finite.
+    if (run.diverged_at >= 0) {
+      out << to_string(run.method) << ',' << run.run << ',' << run.diverged_at << ",nan,nan,diverged\n";
     }
   }
-  write_atomically(path, out.str(), "study CSV");
+  detail::write_file_atomically(path, out.str(), "study CSV");
 }
 
 void write_study_summary(const StudyResult& result, const std::string& path) {
@@ -253,10 +282,17 @@ void write_study_summary(const StudyResult& result, const std::string& path) {
     const auto found = result.summary.find(method);
     if (found == result.summary.end()) continue;
     const MethodSummary& summary = found->second;
-    root[std::string(to_string(method))] = {{"median_final_kl", summary.median_final_kl},
-                                            {"min_final_kl", summary.min_final_kl},
-                                            {"max_final_kl", summary.max_final_kl},
-                                            {"seconds", summary.seconds}};
+    nlohmann::ordered_json diverged = nlohmann::ordered_json::array();
+    for (const auto& [run, at] : summary.diverged) diverged.push_back({{"run", run}, {"diverged_at", at}});
+    auto number = [](double value) -> nlohmann::ordered_json {
+      if (std::isnan(value)) return nullptr;
+      return value;
+    };
+    root[std::string(to_string(method))] = {{"median_final_kl", number(summary.median_final_kl)},
+                                            {"min_final_kl", number(summary.min_final_kl)},
+                                            {"max_final_kl", number(summary.max_final_kl)},
+                                            {"seconds", summary.seconds},
+                                            {"diverged", diverged}};
   }
   nlohmann::ordered_json methods = nlohmann::ordered_json::array();
   for (TrainMethod method : config.methods) methods.push_back(std::string(to_string(method)));
@@ -286,7 +322,8 @@ void write_study_summary(const StudyResult& result, const std::string& path) {
       {"wall_seconds", result.seconds},
       {"version", version()},
   };
-  write_atomically(path, root.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", "study summary");
+  detail::write_file_atomically(path, root.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
+                                "study summary");
 }
 
 namespace {
@@ -304,7 +341,12 @@ std::vector<CurvePoint> method_curve(const StudyResult& result, TrainMethod meth
   }
   std::vector<CurvePoint> curve;
   if (runs.empty()) return curve;
-  const std::size_t points = runs.front()->history.size();
+  // A diverged run's curve is shorter; the longest one gives the points.
+  const StudyRun* longest = runs.front();
+  for (const StudyRun* run : runs) {
+    if (run->history.size() > longest->history.size()) longest = run;
+  }
+  const std::size_t points = longest->history.size();
   for (std::size_t k = 0; k < points; ++k) {
     std::vector<double> values;
     for (const StudyRun* run : runs) {
@@ -312,11 +354,11 @@ std::vector<CurvePoint> method_curve(const StudyResult& result, TrainMethod meth
     }
     if (values.empty()) continue;
     CurvePoint point;
-    point.iteration = runs.front()->history[k].iteration;
+    point.iteration = longest->history[k].iteration;
     point.median = median_of(values);
     point.min = *std::min_element(values.begin(), values.end());
     point.max = *std::max_element(values.begin(), values.end());
-    point.p_mode = runs.front()->history[k].p_mode;
+    point.p_mode = longest->history[k].p_mode;
     curve.push_back(point);
   }
   return curve;
@@ -345,25 +387,21 @@ std::string method_label(TrainMethod method, const StudyConfig& config) {
   return "?";
 }
 
-std::string shell_quote(const std::string& text) {
+// A gnuplot string that its parser takes as plain text: single quotes (no
+// escapes, no backquote command substitution), a quote doubled, and control
+// characters, which would end the command line, replaced by spaces.
+std::string gnuplot_quote(const std::string& text) {
   std::string quoted = "'";
   for (char c : text) {
     if (c == '\'') {
-      quoted += "'\\''";
+      quoted += "''";
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      quoted += ' ';
     } else {
       quoted += c;
     }
   }
   return quoted + "'";
-}
-
-std::string gnuplot_quote(const std::string& text) {
-  std::string quoted = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') quoted += '\\';
-    quoted += c;
-  }
-  return quoted + "\"";
 }
 
 std::string gnuplot_script(const StudyResult& result, const std::string& png_path, const std::string& terminal) {
@@ -442,56 +480,103 @@ std::string gnuplot_script(const StudyResult& result, const std::string& png_pat
   return s.str();
 }
 
-bool gnuplot_available() { return std::system("command -v gnuplot >/dev/null 2>&1") == 0; }
+// Runs gnuplot on `script` inside `folder` with its output into `log`
+// (names relative to the folder), without a shell. Returns its exit status;
+// 127 when gnuplot cannot be started.
+int run_gnuplot(const std::string& folder, const std::string& script, const std::string& log) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    // Only async-signal-safe calls between fork and exec.
+    if (::chdir(folder.c_str()) != 0) ::_exit(126);
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, STDOUT_FILENO);
+      ::dup2(fd, STDERR_FILENO);
+    }
+    const int null = ::open("/dev/null", O_RDONLY);
+    if (null >= 0) ::dup2(null, STDIN_FILENO);
+    char* const argv[] = {const_cast<char*>("gnuplot"), const_cast<char*>(script.c_str()), nullptr};
+    ::execvp("gnuplot", argv);
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
 
 }  // namespace
 
 bool plot_study(const StudyResult& result, const std::string& csv_path, const std::string& png_path,
                 std::string* message) {
+  namespace fs = std::filesystem;
   auto fail = [&](const std::string& text) {
     if (message) *message = text;
     return false;
   };
-  if (!gnuplot_available()) {
-    return fail("gnuplot not found: no plot written (the curves are in " + csv_path + ")");
+  // gnuplot runs in the plot's folder and only ever sees fixed names made of
+  // digits and letters: the user's paths never reach its parser.
+  std::string target;
+  try {
+    target = detail::replacement_target(png_path, "plot");
+  } catch (const Error& e) {
+    return fail(e.what());
   }
-  const std::string temporary_png = png_path + ".tmp.png";
-  const std::string script_path = png_path + ".gnuplot";
-  const std::string error_path = png_path + ".gnuplot.log";
+  fs::path folder = fs::path(target).parent_path();
+  if (folder.empty()) folder = ".";
+  detail::remove_stale_temporaries(folder.string());
+  const fs::path base = folder / "plot";
+  const fs::path temporary_png = detail::temporary_name(base.string(), ".png");
+  const fs::path script_path = detail::temporary_name(base.string(), ".gp");
+  const fs::path error_path = detail::temporary_name(base.string(), ".log");
+  auto clean_up = [&] {
+    std::error_code ignored;
+    fs::remove(temporary_png, ignored);
+    fs::remove(script_path, ignored);
+    fs::remove(error_path, ignored);
+  };
   std::string last_error;
   // pngcairo draws antialiased transparent bands; plain png (libgd) is the
   // fallback for gnuplot builds without cairo.
   for (const std::string terminal : {"pngcairo enhanced", "png enhanced"}) {
     {
       std::ofstream script(script_path, std::ios::trunc);
-      if (!script.good()) return fail("cannot write the plot script '" + script_path + "'");
-      script << gnuplot_script(result, temporary_png, terminal);
+      if (!script.good()) {
+        clean_up();
+        return fail("cannot write the plot script in '" + folder.string() + "'");
+      }
+      script << gnuplot_script(result, temporary_png.filename().string(), terminal);
+      if (!script.good()) {
+        script.close();
+        clean_up();
+        return fail("cannot write the plot script in '" + folder.string() + "' (disk full?)");
+      }
     }
-    const std::string command = "gnuplot " + shell_quote(script_path) + " >" + shell_quote(error_path) + " 2>&1";
-    const int status = std::system(command.c_str());
+    const int status = run_gnuplot(folder.string(), script_path.filename().string(), error_path.filename().string());
+    if (status == 127) {
+      clean_up();
+      return fail("gnuplot not found: no plot written (the curves are in " + csv_path + ")");
+    }
     std::error_code error;
-    const bool written = std::filesystem::exists(temporary_png, error) &&
-                         std::filesystem::file_size(temporary_png, error) > 0;
+    const bool written = fs::exists(temporary_png, error) && fs::file_size(temporary_png, error) > 0;
     if (status == 0 && written) {
-      // The rename's outcome is checked before the clean-up: each remove()
-      // resets `error`, which used to hide a failed rename behind `true`.
-      std::filesystem::rename(temporary_png, png_path, error);
+      fs::rename(temporary_png, target, error);
       const bool moved = !error;
-      std::error_code ignored;
-      if (!moved) std::filesystem::remove(temporary_png, ignored);
-      std::filesystem::remove(script_path, ignored);
-      std::filesystem::remove(error_path, ignored);
+      clean_up();
       if (!moved) return fail("cannot move the plot into place at '" + png_path + "'");
       return true;
     }
     std::ifstream log(error_path);
     std::getline(log, last_error);
-    std::filesystem::remove(temporary_png, error);
+    log.close();
+    std::error_code ignored;
+    fs::remove(temporary_png, ignored);
   }
-  std::error_code error;
-  std::filesystem::remove(script_path, error);
-  std::filesystem::remove(error_path, error);
-  return fail("gnuplot failed, no plot written" + (last_error.empty() ? std::string() : ": " + last_error));
+  clean_up();
+  return fail("gnuplot failed, no plot written" +
+              (last_error.empty() ? std::string() : ": " + detail::printable(last_error)));
 }
 
 }  // namespace marbm

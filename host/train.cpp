@@ -202,10 +202,29 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
 
+  // Non-finite parameters stop the run at once, keeping the last finite model.
+  Rbm last_finite = initial;
+  long last_finite_t = 0;
+  auto finite = [](std::span<const float> values) {
+    return std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); });
+  };
+  auto verified_model = [&](long t) {
+    Rbm model = engine.model();
+    if (!finite(model.weights()) || !finite(model.visible_bias()) || !finite(model.hidden_bias())) {
+      throw TrainingDiverged("train: the parameters became non-finite between updates " +
+                                 std::to_string(last_finite_t) + " and " + std::to_string(t) +
+                                 " (the run diverged; lower the learning rate)",
+                             t, last_finite_t, std::move(last_finite), std::move(result.history));
+    }
+    last_finite = model;
+    last_finite_t = t;
+    return model;
+  };
+
   auto report = [&](long t) {
     TrainMetrics metrics;
     metrics.iteration = t;
-    const Rbm model = engine.model();
+    const Rbm model = verified_model(t);
     if (exact_metrics) {
       const double log_z = engine.log_partition_exact(config.exact);
       metrics.log_z = log_z;
@@ -250,18 +269,14 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
       assist->prepare_mode_step(engine, step, t);
     }
     engine.update(step);
-    if (due(t + 1)) report(t + 1);
+    if (due(t + 1)) {
+      report(t + 1);
+    } else if ((t + 1) % finite_check_every == 0) {
+      verified_model(t + 1);
+    }
   }
 
-  result.model = engine.model();
-  auto finite = [](std::span<const float> values) {
-    return std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); });
-  };
-  MARBM_EXPECTS(finite(result.model.weights()) && finite(result.model.visible_bias()) &&
-                    finite(result.model.hidden_bias()),
-                RuntimeFailure,
-                "train: the parameters became non-finite after " + std::to_string(total) +
-                    " updates (the run diverged; lower the learning rate)");
+  result.model = std::move(last_finite);  // report(total) has just checked it
   result.mode_steps = assist ? assist->steps_taken() : 0;
   result.seconds = elapsed();
   return result;

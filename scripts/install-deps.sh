@@ -16,6 +16,10 @@ packages=(
   libgtest-dev
   libbenchmark-dev
   gnuplot-nox
+  # the fuzz preset: clang with libFuzzer and OpenMP
+  clang
+  libclang-rt-dev
+  libomp-dev
 )
 
 missing=()

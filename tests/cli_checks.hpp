@@ -18,24 +18,7 @@ inline CliResult run_cli(const std::vector<std::string>& arguments, const Scratc
   return marbm::test::run_program(MARBM_CLI_PATH, arguments, scratch);
 }
 
-inline std::string describe(const CliResult& result) {
-  return "exit " + std::to_string(result.exit_code) + (result.timed_out ? " (timed out)" : "") + "\nstdout:\n" +
-         result.out + "\nstderr:\n" + result.err;
-}
-
-// A refusal: the expected status, nothing on stdout, and stderr exactly one
-// line "marbm: error: ..." that mentions `needle` (the offending input).
-inline void expect_refusal(const CliResult& result, int status, const std::string& needle) {
-  SCOPED_TRACE(describe(result));
-  EXPECT_FALSE(result.timed_out);
-  EXPECT_EQ(result.exit_code, status);
-  EXPECT_TRUE(result.out.empty());
-  const auto lines = result.error_lines();
-  ASSERT_EQ(lines.size(), 1u);
-  EXPECT_EQ(lines[0].rfind("marbm: error: ", 0), 0u);
-  EXPECT_NE(lines[0].find(needle), std::string::npos) << "the error should name '" << needle << "'";
-  EXPECT_FALSE(result.err.empty() || result.err.back() != '\n') << "the line should end with a newline";
-}
+// describe() and expect_refusal() live in cli_runner.hpp.
 
 // The one JSON object a --json run prints on stdout.
 inline nlohmann::json parse_json_output(const CliResult& result) {

@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -148,6 +150,28 @@ inline CliResult run_program(const std::string& program, const std::vector<std::
     result.err = read_whole_file(err_path);
   }
   return result;
+}
+
+/// The exit status and both streams, for failure messages.
+inline std::string describe(const CliResult& result) {
+  return "exit " + std::to_string(result.exit_code) + (result.timed_out ? " (timed out)" : "") + "\nstdout:\n" +
+         result.out + "\nstderr:\n" + result.err;
+}
+
+/// A refusal: the expected status, nothing on stdout, and stderr exactly one
+/// printable line "marbm: error: ..." that mentions `needle` (the offending
+/// input).
+inline void expect_refusal(const CliResult& result, int status, const std::string& needle) {
+  SCOPED_TRACE(describe(result));
+  EXPECT_FALSE(result.timed_out);
+  EXPECT_EQ(result.exit_code, status);
+  EXPECT_TRUE(result.out.empty());
+  const auto lines = result.error_lines();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].rfind("marbm: error: ", 0), 0u);
+  EXPECT_NE(lines[0].find(needle), std::string::npos) << "the error should name '" << needle << "'";
+  EXPECT_FALSE(result.err.empty() || result.err.back() != '\n') << "the line should end with a newline";
+  for (const char c : lines[0]) EXPECT_GE(static_cast<unsigned char>(c), 0x20) << "raw control byte in the message";
 }
 
 }  // namespace marbm::test

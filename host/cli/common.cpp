@@ -1,8 +1,10 @@
 // Shared pieces of the CLI subcommands (see common.hpp).
 #include "cli/common.hpp"
 
+#include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +13,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "detail/files.hpp"
 #include "marbm/error.hpp"
 
 namespace marbm::cli {
@@ -19,8 +22,18 @@ namespace {
 
 // Parses the whole of `text` as a finite double; false otherwise (strtod
 // alone would accept "nan", "inf", "1e999" -> HUGE_VAL and trailing junk).
-bool parse_finite(const std::string& text, double& value) {
+// Only decimal notation: no surrounding spaces (a quoting slip) and no hex
+// floats ("0x1p3"), which strtod would take.
+bool plain_number_text(const std::string& text) {
   if (text.empty()) return false;
+  for (const char c : text) {
+    if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-')) return false;
+  }
+  return true;
+}
+
+bool parse_finite(const std::string& text, double& value) {
+  if (!plain_number_text(text)) return false;
   const char* begin = text.c_str();
   char* end = nullptr;
   errno = 0;
@@ -29,7 +42,15 @@ bool parse_finite(const std::string& text, double& value) {
   return std::isfinite(value);
 }
 
-std::string not_a_number(const std::string& text) { return "'" + text + "' is not a finite number"; }
+// Processors this process may run on (its affinity mask), at least 1.
+int available_processors() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+}
+
+std::string not_a_number(const std::string& text) { return "'" + text + "' is not a finite decimal number"; }
 
 }  // namespace
 
@@ -93,7 +114,10 @@ CLI::Validator integer_at_least(long long minimum) {
         char* end = nullptr;
         errno = 0;
         const long long value = std::strtoll(begin, &end, 10);
-        if (text.empty() || end == begin || *end != '\0') return "'" + text + "' is not an integer";
+        // Digits with an optional sign: strtoll alone would also skip leading
+        // spaces. A leading '+' is accepted, as in data specs.
+        const bool digits = !text.empty() && text.find_first_not_of("+-0123456789") == std::string::npos;
+        if (!digits || end == begin || *end != '\0') return "'" + text + "' is not an integer";
         if (errno == ERANGE) return "'" + text + "' is out of range";
         if (value < minimum) return "'" + text + "' must be at least " + std::to_string(minimum);
         return {};
@@ -113,6 +137,13 @@ CLI::Validator writable_file_path() {
         if (folder.empty()) folder = ".";
         if (!fs::is_directory(folder, error)) return "folder '" + folder.string() + "' does not exist";
         if (::access(folder.c_str(), W_OK) != 0) return "folder '" + folder.string() + "' is not writable";
+        // Decided: a read-only file is not replaced (a symlink is followed and
+        // its target replaced, the link kept).
+        const auto status = fs::status(path, error);
+        const bool no_write_bits = fs::exists(status) && (status.permissions() & (fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write)) == fs::perms::none;
+        if (fs::exists(status) && (::access(path.c_str(), W_OK) != 0 || no_write_bits)) {
+          return "'" + text + "' is read-only; it is not replaced";
+        }
         return {};
       },
       "FILE", "writable_file");
@@ -155,6 +186,18 @@ std::unique_ptr<Engine> make_engine_for(std::string_view backend_text, int threa
     if (cuda_devices().empty()) {
       throw CudaError("--backend cuda: no usable CUDA device (no device, or the driver is missing)");
     }
+  }
+  // More threads than processors only costs memory (OpenBLAS reserves a
+  // buffer per thread) and can hang under an address-space limit.
+  const int processors = available_processors();
+  MARBM_EXPECTS(threads <= max_threads_option, UsageError,
+                "--threads " + std::to_string(threads) + " is more than " + std::to_string(max_threads_option));
+  if (threads > processors) {
+    if (!quiet) {
+      print_note("--threads " + std::to_string(threads) + ": " + std::to_string(processors) +
+                 " processors are available; using " + std::to_string(processors));
+    }
+    threads = processors;
   }
   EngineOptions options;
   options.threads = threads;
@@ -222,17 +265,8 @@ Dataset load_data_option(const std::string& spec) {
 }
 
 Rbm load_model_option(const std::string& path, Metadata* metadata) {
-  // load_rbm names the file in its errors; anything else it lets through
-  // (an allocation failure on a corrupt size field, say) is still one line.
-  try {
-    return load_rbm(path, metadata);
-  } catch (const Error&) {
-    throw;
-  } catch (const std::bad_alloc&) {
-    throw DataError(path + ": the model's sizes are too large to load");
-  } catch (const std::exception& e) {
-    throw DataError(path + ": " + one_line(e.what()));
-  }
+  // load_rbm names the file in its errors and lets only marbm::Error out.
+  return load_rbm(path, metadata);
 }
 
 bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
@@ -267,7 +301,8 @@ std::string one_line(std::string_view text) {
 
 int print_error(std::string_view message, int status) noexcept {
   try {
-    std::cerr << "marbm: error: " << one_line(message) << '\n' << std::flush;
+    // Messages quote file names and contents: raw bytes become \xNN.
+    std::cerr << "marbm: error: " << detail::printable(one_line(message)) << '\n' << std::flush;
   } catch (...) {
     std::fputs("marbm: error: (message unavailable)\n", stderr);
   }
@@ -276,7 +311,7 @@ int print_error(std::string_view message, int status) noexcept {
 
 void print_note(std::string_view message) noexcept {
   try {
-    std::cerr << "marbm: note: " << one_line(message) << '\n' << std::flush;
+    std::cerr << "marbm: note: " << detail::printable(one_line(message)) << '\n' << std::flush;
   } catch (...) {
   }
 }

@@ -53,6 +53,10 @@ CLI::Option* add_backend_option(CLI::App& app, std::string& backend);
 /// Parses a backend name (UsageError naming --backend otherwise).
 Backend parse_backend_option(std::string_view text);
 
+/// The largest --threads accepted at all; beyond the processors available,
+/// make_engine_for uses the processors (with a note).
+inline constexpr int max_threads_option = 4096;
+
 /// Creates the engine a command asked for. `cuda` without a usable device (or
 /// without the CUDA engine compiled in) throws CudaError with one line saying
 /// so; `auto` falls back to cpu with a one-line notice unless `quiet`.

@@ -100,7 +100,14 @@ Runner setup_mode(CLI::App& app) {
       ->check(integer_at_least(1));
   add_backend_option(app, options->backend);
   app.add_flag("--json", options->json, "print one JSON object on stdout");
-  return [options] { return run_mode(*options); };
+  return [options, &app] {
+    // A variant belongs to simulated bifurcation; with another solver it
+    // would be silently ignored.
+    if (app.count("--variant") > 0 && options->solver != "sb") {
+      throw UsageError("--variant applies only to --solver sb (got --solver " + options->solver + ")");
+    }
+    return run_mode(*options);
+  };
 }
 
 const bool registered = register_command({"mode", "ground state (mode) of a model: exhaustive, sb, sa or local", 40, setup_mode});

@@ -12,6 +12,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "detail/files.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
 #include "marbm/study.hpp"
@@ -29,8 +30,14 @@ struct StudyOptions {
   bool no_plot = false;
 };
 
+// Present in a study's folder only while (or because) its outputs were being
+// replaced.
+constexpr const char* incomplete_marker = "INCOMPLETE";
+
 std::vector<TrainMethod> parse_methods(const std::string& text) {
   std::vector<TrainMethod> methods;
+  // getline drops an empty last field: "cd," must be refused like ",cd".
+  MARBM_EXPECTS(text.empty() || text.back() != ',', UsageError, "--methods: empty method name in '" + text + "'");
   std::stringstream stream(text);
   std::string word;
   while (std::getline(stream, word, ',')) {
@@ -83,6 +90,14 @@ void print_table(const StudyResult& result) {
               << fixed(s.median_final_kl, 5) << std::setw(12) << fixed(s.min_final_kl, 5) << std::setw(12)
               << fixed(s.max_final_kl, 5) << std::setw(12) << fixed(s.seconds, 2) << '\n';
   }
+  for (TrainMethod method : result.config.methods) {
+    const MethodSummary& s = result.summary.at(method);
+    if (s.diverged.empty()) continue;
+    std::cout << to_string(method) << ": " << s.diverged.size() << " of " << result.config.runs
+              << " runs diverged (KL statistics are over the others):";
+    for (const auto& [run, at] : s.diverged) std::cout << " run " << run << " at update " << at << ';';
+    std::cout << '\n';
+  }
   std::cout << "final KL after " << result.config.iterations << " updates over " << result.config.runs
             << " runs; time = summed training time of the method's runs; wall time " << fixed(result.seconds, 2)
             << " s\n";
@@ -97,6 +112,9 @@ int run_study_command(StudyOptions& options) {
   }
   options.mode_words.apply_to(config.mode);
   prepare_output_folder(options.out);
+  // One writer per folder: a second study into it is refused at once.
+  const detail::FolderLock lock(options.out, "marbm study");
+  detail::remove_stale_temporaries(options.out);
 
   ProgressLine progress("study", static_cast<long>(config.methods.size()) * config.runs);
   const StudyResult result = run_study(config, [&](int done, int) {
@@ -104,21 +122,29 @@ int run_study_command(StudyOptions& options) {
   });
   progress.finish();
 
+  // The outputs are replaced one by one: while that goes on, a marker says
+  // they may come from different studies, and the old plot, which cannot
+  // match the new curves, is removed first.
   const std::filesystem::path dir(options.out);
   const std::string csv = (dir / "kl.csv").string();
+  const std::string png = (dir / "kl.png").string();
+  const std::string marker = (dir / incomplete_marker).string();
+  detail::write_file_atomically(marker,
+                                "A study was writing kl.csv, summary.json and kl.png here and did not finish;\n"
+                                "they may come from different studies.\n",
+                                "marker");
+  std::error_code ignored;
+  std::filesystem::remove(png, ignored);
   write_study_csv(result, csv);
   write_study_summary(result, (dir / "summary.json").string());
+  bool plotted = false;
+  std::string message;
+  if (!options.no_plot) plotted = plot_study(result, csv, png, &message);
+  std::filesystem::remove(marker, ignored);
   print_table(result);
-  if (!options.no_plot) {
-    std::string message;
-    if (plot_study(result, csv, (dir / "kl.png").string(), &message)) {
-      std::cout << "wrote " << csv << ", " << (dir / "summary.json").string() << ", " << (dir / "kl.png").string()
-                << '\n';
-      return 0;
-    }
-    print_note(message);
-  }
-  std::cout << "wrote " << csv << ", " << (dir / "summary.json").string() << '\n';
+  if (!options.no_plot && !plotted) print_note(message);
+  std::cout << "wrote " << csv << ", " << (dir / "summary.json").string() << (plotted ? ", " + png : std::string())
+            << '\n';
   return 0;
 }
 

@@ -188,6 +188,22 @@ Metadata make_metadata(const TrainOptions& options, const TrainConfig& config, c
   return metadata;
 }
 
+// A final KL far above that of the uniform model (all parameters 0: more
+// than twice it and over 1 nat more) means the run learned nothing useful:
+// typically a learning rate so large that it diverged without ever becoming
+// non-finite. Say so. (A short run from small random parameters can end a
+// little above the uniform model's KL; that is not reported.)
+void warn_if_worse_than_uniform(const TrainResult& result, const Dataset& data, int n, int m) {
+  if (result.history.empty() || !std::isfinite(result.history.back().kl)) return;
+  const double kl = result.history.back().kl;
+  const Rbm uniform(n, m);
+  const double uniform_kl = kl_divergence(uniform, data, static_cast<double>(n + m) * std::log(2.0));
+  if (kl > 2.0 * uniform_kl && kl > uniform_kl + 1.0) {
+    print_note("the final KL " + format_number(kl) + " is more than twice the uniform model's " +
+               format_number(uniform_kl) + ": the run has probably diverged (lower --lr)");
+  }
+}
+
 int run_train(const TrainOptions& options, const CLI::App& app) {
   TrainConfig config = make_config(options, app);
   const Dataset data = load_data_option(options.data);
@@ -218,6 +234,9 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
                      std::to_string(std::min(n, m)) + " states enumerated per update, beyond --exact-max-units " +
                      std::to_string(config.exact.max_enumerated_units));
   }
+
+  // Refused in one line before anything large is allocated.
+  check_training_memory(config, n, m, data.n_rows);
 
   const bool mode = config.method == TrainMethod::mode;
   ProgressLine progress("training", total);
@@ -292,9 +311,25 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
     progress.update(metrics.iteration, note);
   };
 
-  TrainResult result = train(*engine, data, initial, config, on_metrics);
+  TrainResult result;
+  try {
+    result = train(*engine, data, initial, config, on_metrics);
+  } catch (const TrainingDiverged& diverged) {
+    // Stopped at once; the last finite parameters are kept as the output,
+    // marked in the metadata as a diverged run's.
+    progress.finish();
+    TrainResult partial;
+    partial.model = diverged.last_finite_model;
+    partial.history = diverged.history;
+    Metadata metadata = make_metadata(options, config, data, *engine, partial, diverged.last_finite_iteration);
+    metadata["diverged_at"] = std::to_string(diverged.noticed_at);
+    save_rbm(options.out, partial.model, metadata);
+    throw RuntimeFailure(std::string(diverged.what()) + "; wrote the last finite model (after " +
+                         std::to_string(diverged.last_finite_iteration) + " updates) to " + options.out);
+  }
   progress.finish();
   result.model.check_finite("trained model (lower --lr?)");
+  warn_if_worse_than_uniform(result, data, n, m);
 
   save_rbm(options.out, result.model, make_metadata(options, config, data, *engine, result, total));
 

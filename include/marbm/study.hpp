@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "marbm/engine.hpp"
@@ -39,14 +40,18 @@ struct StudyRun {
   int run = 0;
   std::vector<TrainMetrics> history;
   double seconds = 0.0;
+  long diverged_at = -1;  ///< updates done when the parameters were found non-finite; -1: finished
 };
 
 /// Final-KL statistics of one method over its runs.
+/// Final-KL statistics are over the runs that finished (NaN when none did);
+/// `diverged` lists (run, update) of the others.
 struct MethodSummary {
   double median_final_kl = 0.0;
   double min_final_kl = 0.0;
   double max_final_kl = 0.0;
   double seconds = 0.0;  ///< summed training time of its runs
+  std::vector<std::pair<int, long>> diverged;  ///< (run, diverged_at) of the runs that diverged
 };
 
 struct StudyResult {
@@ -63,7 +68,9 @@ using StudyProgress = std::function<void(int, int)>;
 /// unknown data...), DataError for bad data.
 StudyResult run_study(const StudyConfig& config, const StudyProgress& progress = {});
 
-/// DIR/kl.csv: header `method,run,iteration,kl,p_mode`, one row per evaluation.
+/// DIR/kl.csv: header `method,run,iteration,kl,p_mode,status`, one row per
+/// evaluation (status ok), and for a run that diverged one last row at the
+/// update it was found non-finite (kl and p_mode nan, status diverged).
 void write_study_csv(const StudyResult& result, const std::string& path);
 /// DIR/summary.json: keyed by method name plus "settings".
 void write_study_summary(const StudyResult& result, const std::string& path);

@@ -7,11 +7,13 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
+#include "marbm/error.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/mode.hpp"
 #include "marbm/rbm.hpp"
@@ -114,8 +116,33 @@ struct TrainResult {
   double seconds = 0.0;
 };
 
+/// Thrown by train() when the parameters become non-finite. They are checked
+/// at every evaluation and at least every `finite_check_every` updates, so a
+/// diverging run stops within that many updates of going non-finite; the
+/// exception carries the last model found finite and the metrics so far.
+class TrainingDiverged : public RuntimeFailure {
+ public:
+  TrainingDiverged(const std::string& message, long noticed, long last_finite, Rbm last_model,
+                   std::vector<TrainMetrics> metrics)
+      : RuntimeFailure(message),
+        noticed_at(noticed),
+        last_finite_iteration(last_finite),
+        last_finite_model(std::move(last_model)),
+        history(std::move(metrics)) {}
+
+  long noticed_at;              ///< updates done when the non-finite parameters were found
+  long last_finite_iteration;   ///< updates done when the parameters were last found finite
+  Rbm last_finite_model;        ///< the parameters then
+  std::vector<TrainMetrics> history;  ///< the evaluations before the divergence
+};
+
+/// Updates between two checks of the parameters for non-finite values (besides
+/// the check at every evaluation).
+inline constexpr long finite_check_every = 64;
+
 /// Trains from `initial` on `data`. Throws UsageError for inconsistent
-/// settings (sizes, negative rates, exact method beyond the limit...).
+/// settings (sizes, negative rates, exact method beyond the limit...) and
+/// TrainingDiverged when the parameters become non-finite.
 TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const TrainConfig& config,
                   const MetricsCallback& on_metrics = {});
 
@@ -124,6 +151,19 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
 /// (Hinton's practical guide; also the base model of AIS, SPEC.md section 6).
 /// Throws UsageError when the column count differs from n.
 void set_base_rate_visible_bias(Rbm& rbm, const Dataset& data);
+
+/// Bytes a training run of an n_visible x n_hidden model on `rows` rows
+/// allocates at most on the host: copies of the weights, optimiser state,
+/// data, batch buffers, persistent chains and the mode solver's population.
+double training_memory_bytes(const TrainConfig& config, int n_visible, int n_hidden, int rows);
+
+/// Memory the process may still allocate: the smaller of the machine's
+/// available memory and what its address-space or data-size limit leaves.
+double available_memory_bytes();
+
+/// Throws RuntimeFailure, one line naming the size, when
+/// training_memory_bytes exceeds available_memory_bytes.
+void check_training_memory(const TrainConfig& config, int n_visible, int n_hidden, int rows);
 
 /// Number of updates the config implies for a data set of `rows` rows.
 long total_iterations(const TrainConfig& config, int rows);

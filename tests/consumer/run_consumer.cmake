@@ -24,18 +24,21 @@ function(run_step name)
   set(step_output "${output}" PARENT_SCOPE)
 endfunction()
 
-# The same compilers as the marbm build, so that the consumer links against
+# The same compilers and flags as the marbm build, so that the consumer links against
 # the library it was built with; CUDAToolkit_ROOT lets the package find the
 # toolkit again when the library has the CUDA engine.
 set(configure_arguments)
 if(EXISTS ${MARBM_BUILD_DIR}/CMakeCache.txt)
-  file(STRINGS ${MARBM_BUILD_DIR}/CMakeCache.txt cache_lines REGEX "^(CMAKE_CXX_COMPILER|CMAKE_CUDA_COMPILER|CMAKE_BUILD_TYPE):")
+  file(STRINGS ${MARBM_BUILD_DIR}/CMakeCache.txt cache_lines REGEX "^(CMAKE_CXX_COMPILER|CMAKE_CUDA_COMPILER|CMAKE_BUILD_TYPE|CMAKE_CXX_FLAGS):")
   foreach(line IN LISTS cache_lines)
     string(REGEX MATCH "^([A-Z_]+):[A-Z]+=(.*)$" _ "${line}")
     set(key ${CMAKE_MATCH_1})
     set(value "${CMAKE_MATCH_2}")
     if(key STREQUAL "CMAKE_CXX_COMPILER" AND value)
       list(APPEND configure_arguments -DCMAKE_CXX_COMPILER=${value})
+    elseif(key STREQUAL "CMAKE_CXX_FLAGS" AND value)
+      # A sanitizer build's library needs its runtime in the consumer too.
+      list(APPEND configure_arguments "-DCMAKE_CXX_FLAGS=${value}")
     elseif(key STREQUAL "CMAKE_BUILD_TYPE" AND value)
       list(APPEND configure_arguments -DCMAKE_BUILD_TYPE=${value})
       set(build_type ${value})
