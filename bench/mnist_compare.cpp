@@ -33,6 +33,7 @@ struct Variant {
   const char* name;
   const char* description;
   std::function<void(TrainConfig&)> apply;
+  bool random_visible_bias = false;  ///< ignore --init-bias data: visible biases ~ N(0, 0.01^2)
 };
 
 void mode_defaults(TrainConfig& c) { c.method = marbm::TrainMethod::mode; }
@@ -43,6 +44,13 @@ const std::vector<Variant> kVariants = {
        c.method = marbm::TrainMethod::pcd;
        c.persistent_chains = 100;
      }},
+    {"cd-random-bias", "CD-1, visible biases drawn like the weights", [](TrainConfig& c) {
+       c.method = marbm::TrainMethod::cd;
+     }, true},
+    {"pcd-random-bias", "PCD-1, 100 chains, visible biases drawn like the weights", [](TrainConfig& c) {
+       c.method = marbm::TrainMethod::pcd;
+       c.persistent_chains = 100;
+     }, true},
     {"pcd-k10", "PCD-10, 100 chains", [](TrainConfig& c) {
        c.method = marbm::TrainMethod::pcd;
        c.persistent_chains = 100;
@@ -177,7 +185,7 @@ int run(int argc, char** argv) {
     options.quiet = true;
     auto engine = marbm::make_engine(marbm::Backend::cpu, options);
     marbm::Rbm initial = marbm::Rbm::random(train_data.n_cols, hidden, 0.01, config.seed);
-    if (data_bias) marbm::set_base_rate_visible_bias(initial, train_data);
+    if (data_bias && !job.variant->random_visible_bias) marbm::set_base_rate_visible_bias(initial, train_data);
     const double start = thread_seconds();
     double evaluating = 0.0;
     auto on_metrics = [&](const marbm::TrainMetrics& m) {

@@ -29,11 +29,11 @@ def screen(path):
             key = (row["variant"], float(row["lr"]), int(row["seed"]))
             if key not in last or int(row["iteration"]) > int(last[key]["iteration"]):
                 last[key] = row
-    print("| variant | held-out LL | training LL | mode steps | CPU s |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| variant | held-out LL | training LL | mode steps | CPU s | hidden-unit cosine |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for (variant, _, _), row in sorted(last.items(), key=lambda kv: -float(kv[1]["test_ll"])):
         print(f"| {variant} | {float(row['test_ll']):.2f} | {float(row['train_ll']):.2f} | {row['mode_steps']} | "
-              f"{float(row['train_seconds']):.1f} |")
+              f"{float(row['train_seconds']):.1f} | {float(row['hidden_similarity']):.2f} |")
     return 0
 
 
