@@ -39,7 +39,7 @@ options=(--train "idx:$images@0:9000" --test "idx:$images@9000:1000" --hidden 20
 # "screen" tries further mode-step variants at lr 0.1 with seed 1 only.
 stages="${MNIST_STAGES:-grid screen}"
 screen_csv="$results/mnist-784x20-screen.csv"
-screen_variants="cd,cd-random-bias,pcd-random-bias,mode,mode-constant,mode-constant-0.1,mode-add,mode-add-constant-0.1,mode-marginal,mode-pcd"
+screen_variants="cd,cd-random-bias,pcd-random-bias,mode,mode-constant,mode-constant-0.1,mode-add,mode-add-constant-0.1,mode-marginal,mode-states-8,mode-states-8-constant,mode-pcd"
 screen_options=(--train "idx:$images@0:9000" --test "idx:$images@9000:1000" --hidden 20 --batch 100 --iters 3000
                 --eval-every 1000 --seeds 1 --lrs 0.1 --variants "$screen_variants" --init-bias data)
 start=$(date +%s)
@@ -78,7 +78,8 @@ python3 "$here/summarise_mnist.py" "$csv" "$results/mnist-784x20.png" >"$results
     echo "\`mnist_compare ${screen_options[*]}\`: \`mode-constant\` lr_mode = lr; \`-0.1\` lr_mode = 0.1 lr; \`mode-add\`"
     echo "the mode step after the CD-1 step instead of in its place (\`--mode-step add\`); \`mode-marginal\` the"
     echo "marginal mode argmax_v p(v) (\`--mode-target marginal\`); \`-random-bias\` visible biases drawn like the"
-    echo "weights instead of the base rates (\`--init-visible-bias random\`)."
+    echo "weights instead of the base rates (\`--init-visible-bias random\`); \`mode-states-8\` the 8 lowest"
+    echo "minima of the local search weighted by exp(-E) instead of the mode alone (\`--mode-states 8\`)."
     echo
     python3 "$here/summarise_mnist.py" --screen "$screen_csv"
     echo

@@ -80,6 +80,16 @@ const std::vector<Variant> kVariants = {
        c.mode.push_scaled = false;
        c.mode.lr_factor = 0.1;
      }},
+    {"mode-states-8", "mode-assisted, 8 lowest minima weighted by exp(-E), lr * push", [](TrainConfig& c) {
+       mode_defaults(c);
+       c.mode.mode_states = 8;
+     }},
+    {"mode-states-8-constant", "mode-assisted, 8 lowest minima weighted by exp(-E), lr_mode = lr",
+     [](TrainConfig& c) {
+       mode_defaults(c);
+       c.mode.mode_states = 8;
+       c.mode.push_scaled = false;
+     }},
     {"mode-pcd", "mode-assisted on PCD-1 (100 chains), lr * push", [](TrainConfig& c) {
        mode_defaults(c);
        c.mode.base = marbm::NegativePhase::pcd;

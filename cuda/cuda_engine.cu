@@ -14,6 +14,7 @@
 
 #include "detail/cuda_entry.hpp"
 #include "detail/gibbs_steps.hpp"
+#include "detail/mode_states.hpp"
 #include "device_buffer.cuh"
 #include "error.cuh"
 #include "exact_enumeration.cuh"
@@ -296,16 +297,7 @@ class CudaEngine final : public Engine {
     }
     const bool chained = step.negative == NegativePhase::cd || step.negative == NegativePhase::pcd;
     if (chained) check_gibbs_steps(step.gibbs_steps, "cuda engine: update");
-    if (step.negative == NegativePhase::mode) {
-      MARBM_EXPECTS(step.mode_visible.size() == static_cast<std::size_t>(n_) &&
-                        step.mode_hidden.size() == static_cast<std::size_t>(m_),
-                    UsageError, "cuda engine: a mode step needs v* with " + std::to_string(n_) + " and h* with " +
-                                    std::to_string(m_) + " values");
-      for (const std::uint8_t x : step.mode_visible)
-        MARBM_EXPECTS(x <= 1, UsageError, "cuda engine: the mode's visible state holds a value other than 0 or 1");
-      for (const std::uint8_t x : step.mode_hidden)
-        MARBM_EXPECTS(x <= 1, UsageError, "cuda engine: the mode's hidden state holds a value other than 0 or 1");
-    }
+    const int mode_states = step.negative == NegativePhase::mode ? check_mode_states(step, n_, m_, "cuda engine") : 0;
     if (step.negative == NegativePhase::pcd && chain_count_ == 0) {
       start_chains(static_cast<int>(step.batch_rows.size()), step.seed);
     }
@@ -313,7 +305,7 @@ class CudaEngine final : public Engine {
     const int batch = static_cast<int>(step.batch_rows.size());
     const int negative = step.negative == NegativePhase::cd    ? batch
                          : step.negative == NegativePhase::pcd ? chain_count_
-                         : step.negative == NegativePhase::mode ? 1
+                         : step.negative == NegativePhase::mode ? mode_states
                                                                  : 0;
     reserve(batch, negative);
     float* v_data = stacked_visible_.data();
@@ -353,12 +345,29 @@ class CudaEngine final : public Engine {
         break;
       }
       case NegativePhase::mode: {
-        mode_rows_.assign(static_cast<std::size_t>(n_ + m_), 0.0f);
-        for (int i = 0; i < n_; ++i) mode_rows_[i] = step.mode_visible[i] ? 1.0f : 0.0f;
-        for (int j = 0; j < m_; ++j) mode_rows_[n_ + j] = step.mode_hidden[j] ? -1.0f : 0.0f;  // weight -1/P, P = 1
-        MARBM_CUDA_TRY(cudaMemcpyAsync(v_negative, mode_rows_.data(), sizeof(float) * n_, cudaMemcpyHostToDevice, stream()));
-        MARBM_CUDA_TRY(cudaMemcpyAsync(h_negative, mode_rows_.data() + n_, sizeof(float) * m_, cudaMemcpyHostToDevice,
+        // K rows v_k and -w_k h_k, and row weights -w_k for the visible
+        // bias: dW gets -sum_k w_k v_k h_k^T, da -sum_k w_k v_k, db -sum_k w_k h_k
+        // (one state: the -1/P = -1 that reserve() set).
+        const std::size_t states = static_cast<std::size_t>(mode_states);
+        mode_rows_.assign(states * (n_ + m_) + states, 0.0f);
+        float* visible_rows = mode_rows_.data();
+        float* hidden_rows = visible_rows + states * n_;
+        float* weights = hidden_rows + states * m_;
+        for (std::size_t k = 0; k < states; ++k) {
+          const float w = static_cast<float>(mode_state_weight(step, static_cast<int>(k)));
+          for (int i = 0; i < n_; ++i) visible_rows[k * n_ + i] = step.mode_visible[k * n_ + i] ? 1.0f : 0.0f;
+          for (int j = 0; j < m_; ++j) hidden_rows[k * m_ + j] = step.mode_hidden[k * m_ + j] ? -w : 0.0f;
+          weights[k] = -w;
+        }
+        MARBM_CUDA_TRY(cudaMemcpyAsync(v_negative, visible_rows, sizeof(float) * states * n_, cudaMemcpyHostToDevice,
                                        stream()));
+        MARBM_CUDA_TRY(cudaMemcpyAsync(h_negative, hidden_rows, sizeof(float) * states * m_, cudaMemcpyHostToDevice,
+                                       stream()));
+        if (states > 1) {
+          MARBM_CUDA_TRY(cudaMemcpyAsync(row_weights_.data() + batch, weights, sizeof(float) * states,
+                                         cudaMemcpyHostToDevice, stream()));
+          weights_negative_ = -1;  // the next reserve() restores -1/P
+        }
         break;
       }
       case NegativePhase::exact: {

@@ -28,6 +28,7 @@
 #include "detail/blas.hpp"
 #include "detail/cpu_engine.hpp"
 #include "detail/gibbs_steps.hpp"
+#include "detail/mode_states.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/mode.hpp"
@@ -380,18 +381,7 @@ class CpuEngine final : public Engine {
                   "update: momentum must be in [0, 1), got " + std::to_string(step.momentum));
     MARBM_EXPECTS(std::isfinite(step.weight_decay) && step.weight_decay >= 0, UsageError,
                   "update: weight decay must be finite and >= 0, got " + std::to_string(step.weight_decay));
-    if (step.negative == NegativePhase::mode) {
-      MARBM_EXPECTS(step.mode_visible.size() == static_cast<std::size_t>(n_) &&
-                        step.mode_hidden.size() == static_cast<std::size_t>(m_),
-                    UsageError,
-                    "update: the mode state has " + str(static_cast<long long>(step.mode_visible.size())) + " + " +
-                        str(static_cast<long long>(step.mode_hidden.size())) + " units, the model has " + str(n_) +
-                        " + " + str(m_));
-      for (const std::uint8_t x : step.mode_visible)
-        MARBM_EXPECTS(x <= 1, UsageError, "update: the mode's visible state holds a value other than 0 or 1");
-      for (const std::uint8_t x : step.mode_hidden)
-        MARBM_EXPECTS(x <= 1, UsageError, "update: the mode's hidden state holds a value other than 0 or 1");
-    }
+    if (step.negative == NegativePhase::mode) check_mode_states(step, n_, m_, "update");
   }
 
   // Runs k sweeps from chain (rows x n, overwritten with v_k) starting with
@@ -468,14 +458,21 @@ class CpuEngine final : public Engine {
         break;
       }
       case NegativePhase::mode: {
+        // sum_k w_k v_k h_k^T over the states (one state: weight 1).
         float* g = weight_gradient_.data();
-        for (int i = 0; i < n_; ++i) {
-          if (!step.mode_visible[i]) continue;
-          float* gi = g + static_cast<std::size_t>(i) * m_;
-          for (int j = 0; j < m_; ++j) gi[j] -= static_cast<float>(step.mode_hidden[j]);
+        const int states = static_cast<int>(step.mode_visible.size()) / n_;
+        for (int k = 0; k < states; ++k) {
+          const double weight = mode_state_weight(step, k);
+          const std::uint8_t* v = step.mode_visible.data() + static_cast<std::size_t>(k) * n_;
+          const std::uint8_t* h = step.mode_hidden.data() + static_cast<std::size_t>(k) * m_;
+          for (int i = 0; i < n_; ++i) {
+            if (!v[i]) continue;
+            float* gi = g + static_cast<std::size_t>(i) * m_;
+            for (int j = 0; j < m_; ++j) gi[j] -= static_cast<float>(weight * h[j]);
+          }
+          for (int i = 0; i < n_; ++i) visible_gradient_[i] -= weight * v[i];
+          for (int j = 0; j < m_; ++j) hidden_gradient_[j] -= weight * h[j];
         }
-        for (int i = 0; i < n_; ++i) visible_gradient_[i] -= step.mode_visible[i];
-        for (int j = 0; j < m_; ++j) hidden_gradient_[j] -= step.mode_hidden[j];
         break;
       }
     }

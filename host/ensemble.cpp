@@ -105,7 +105,7 @@ bool ensemble_fused_supported(int n_visible, int n_hidden, int data_rows, const 
     if (config.mode.base != NegativePhase::cd && config.mode.base != NegativePhase::pcd) return false;
     // The kernel finds the joint ground state only; the marginal target goes
     // through the engines.
-    if (config.mode.target != ModeTarget::joint) return false;
+    if (config.mode.target != ModeTarget::joint || config.mode.mode_states > 1) return false;
     const bool exhaustive =
         choose_mode_solver(config.mode, n_visible, n_hidden, batch) == ModeSolver::exhaustive;
     if (!exhaustive || smaller > 20) return false;
@@ -117,7 +117,8 @@ bool ensemble_fused_supported(int n_visible, int n_hidden, int data_rows, const 
 bool ensemble_batched_supported(int n_visible, int n_hidden, int data_rows, const TrainConfig& config) {
   if (n_visible < 1 || n_hidden < 1 || data_rows < 1 || config.batch_size < 1) return false;
   if (config.method == TrainMethod::cd || config.method == TrainMethod::pcd) return true;
-  return config.method == TrainMethod::mode &&
+  // Mode steps over several states go through the per-member engines.
+  return config.method == TrainMethod::mode && config.mode.mode_states == 1 &&
          (config.mode.base == NegativePhase::cd || config.mode.base == NegativePhase::pcd);
 }
 

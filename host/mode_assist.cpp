@@ -56,6 +56,13 @@ void check_mode_config(const ModeAssistConfig& mode) {
   MARBM_EXPECTS(std::isfinite(mode.beta), UsageError, "mode beta must be finite");
   MARBM_EXPECTS(std::isfinite(mode.lr_factor) && mode.lr_factor > 0.0, UsageError,
                 "mode lr factor must be finite and > 0 (got " + std::to_string(mode.lr_factor) + ")");
+  MARBM_EXPECTS(mode.mode_states >= 1 && mode.mode_states <= 64, UsageError,
+                "mode states must be in [1, 64] (got " + std::to_string(mode.mode_states) + ")");
+  // Only the joint local search keeps a population of minima to average over.
+  MARBM_EXPECTS(mode.mode_states == 1 || mode.target == ModeTarget::joint, UsageError,
+                "mode states > 1 need the joint target");
+  MARBM_EXPECTS(mode.mode_states == 1 || !mode.solver || *mode.solver == ModeSolver::local, UsageError,
+                "mode states > 1 need the local solver (or auto)");
   MARBM_EXPECTS(mode.auto_exhaustive_units >= 0 && mode.auto_exhaustive_units <= 32, UsageError,
                 "mode auto_exhaustive_units must be in [0, 32] (got " + std::to_string(mode.auto_exhaustive_units) +
                     ")");
@@ -157,11 +164,15 @@ ModeAssist::ModeAssist(const TrainConfig& config, int n_visible, int n_hidden, l
   // possibly thousands of updates into the run.
   check_mode_search_config(n_visible, n_hidden, config.mode.search);
   search_ = config.mode.search;
-  search_.solver = choose_mode_solver(config.mode, n_visible, n_hidden, config.batch_size);
+  // Several states come from the local search's population, whatever the size.
+  search_.solver = config.mode.mode_states > 1 ? ModeSolver::local
+                                               : choose_mode_solver(config.mode, n_visible, n_hidden, config.batch_size);
   search_.warm_visible.clear();
   search_.warm_hidden.clear();
   search_.start_visible.clear();
-  if (search_.solver == ModeSolver::local && search_.keep_minima == 0) search_.keep_minima = kPopulation;
+  if (search_.solver == ModeSolver::local && search_.keep_minima == 0) {
+    search_.keep_minima = std::max(kPopulation, config.mode.mode_states);
+  }
 }
 
 double ModeAssist::probability(long t) const { return mode_probability(config_.mode, t, total_iterations_); }
@@ -205,6 +216,7 @@ double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
     mode_hidden_ = found.hidden;
     energy = found.energy;
     population_ = found.minima_visible;
+    if (config_.mode.mode_states > 1) take_states(model, found);
   } else {
     if (n_visible_ <= config_.mode.marginal_exhaustive_units) {
       // The visible layer is enumerable: the exact marginal mode needs no search.
@@ -230,11 +242,43 @@ double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
   ++steps_taken_;
 
   step.negative = NegativePhase::mode;
-  step.mode_visible = mode_visible_;
-  step.mode_hidden = mode_hidden_;
+  if (config_.mode.mode_states > 1) {
+    step.mode_visible = states_visible_;
+    step.mode_hidden = states_hidden_;
+    step.mode_weights = state_weights_;
+  } else {
+    step.mode_visible = mode_visible_;
+    step.mode_hidden = mode_hidden_;
+  }
   if (config_.mode.push_scaled) step.learning_rate *= last_push_;
   step.learning_rate *= config_.mode.lr_factor;
   return last_push_;
+}
+
+void ModeAssist::take_states(const Rbm& model, const ModeResult& found) {
+  // The best state first, then the other kept minima, lowest first, up to K;
+  // weights exp(-(E_k - E_best)) normalised.
+  states_visible_ = found.visible;
+  states_hidden_ = found.hidden;
+  std::vector<double> energy = {found.energy};
+  const std::size_t n = static_cast<std::size_t>(n_visible_);
+  const std::size_t kept = found.minima_visible.size() / n;
+  for (std::size_t q = 0; q < kept && static_cast<int>(energy.size()) < config_.mode.mode_states; ++q) {
+    const auto first = found.minima_visible.begin() + static_cast<std::ptrdiff_t>(q * n);
+    const std::vector<std::uint8_t> v(first, first + static_cast<std::ptrdiff_t>(n));
+    if (v == found.visible) continue;
+    const std::vector<double> field = hidden_fields(model, v);
+    std::vector<std::uint8_t> h(static_cast<std::size_t>(n_hidden_));
+    for (int j = 0; j < n_hidden_; ++j) h[j] = field[j] > 0.0 ? 1 : 0;
+    energy.push_back(model.energy(v, h));
+    states_visible_.insert(states_visible_.end(), v.begin(), v.end());
+    states_hidden_.insert(states_hidden_.end(), h.begin(), h.end());
+  }
+  const double lowest = *std::min_element(energy.begin(), energy.end());
+  state_weights_.resize(energy.size());
+  double sum = 0.0;
+  for (std::size_t k = 0; k < energy.size(); ++k) sum += state_weights_[k] = std::exp(lowest - energy[k]);
+  for (double& w : state_weights_) w /= sum;
 }
 
 }  // namespace marbm::detail

@@ -315,6 +315,49 @@ TEST_P(EngineConformance, ModeNegativePhaseIsTheGivenState) {
   EXPECT_LT(max_difference(g, expected), 1e-5);
 }
 
+// Several mode states: the negative statistics are their weighted sum.
+TEST_P(EngineConformance, WeightedModeStatesGiveTheWeightedNegativePhase) {
+  const Rbm rbm = Rbm::random(6, 5, 0.8, 53);
+  const Dataset data = random_dataset(10, 6, 54);
+  engine_->set_model(rbm);
+  engine_->set_data(data);
+  const std::vector<int> rows = {0, 2, 4, 6};
+  const std::vector<std::uint8_t> v = {1, 0, 1, 1, 0, 0, /**/ 0, 1, 1, 0, 0, 1, /**/ 1, 1, 1, 1, 1, 0};
+  const std::vector<std::uint8_t> h = {0, 1, 1, 0, 1, /**/ 1, 1, 0, 0, 0, /**/ 0, 0, 0, 1, 1};
+  const std::vector<double> w = {0.5, 0.125, 0.375};
+  UpdateStep step;
+  step.batch_rows = rows;
+  step.negative = NegativePhase::mode;
+  step.mode_visible = v;
+  step.mode_hidden = h;
+  step.mode_weights = w;
+  const Gradient g = engine_->gradient(step);
+  const JointStatistics pos = data_statistics(rbm, data, rows);
+  Gradient expected;
+  for (int i = 0; i < 6; ++i) {
+    for (int j = 0; j < 5; ++j) {
+      double negative = 0.0;
+      for (int k = 0; k < 3; ++k) negative += w[k] * v[k * 6 + i] * h[k * 5 + j];
+      expected.weights.push_back(pos.visible_hidden[i * 5 + j] - negative);
+    }
+  }
+  for (int i = 0; i < 6; ++i) expected.visible_bias.push_back(pos.visible[i] - (0.5 * v[i] + 0.125 * v[6 + i] + 0.375 * v[12 + i]));
+  for (int j = 0; j < 5; ++j) expected.hidden_bias.push_back(pos.hidden[j] - (0.5 * h[j] + 0.125 * h[5 + j] + 0.375 * h[10 + j]));
+  EXPECT_LT(max_difference(g, expected), 1e-5);
+
+  // Weights that do not describe the states are refused.
+  const std::vector<double> unnormalised = {0.5, 0.5, 0.5}, negative = {1.5, -0.25, -0.25}, two = {0.5, 0.5};
+  for (const auto* bad : {&unnormalised, &negative, &two}) {
+    step.mode_weights = *bad;
+    EXPECT_THROW(engine_->gradient(step), UsageError);
+  }
+  step.mode_weights = {};
+  EXPECT_THROW(engine_->gradient(step), UsageError);  // three states need weights
+  step.mode_weights = w;
+  step.mode_hidden = std::span<const std::uint8_t>(h.data(), 10);  // two hidden rows for three visible
+  EXPECT_THROW(engine_->gradient(step), UsageError);
+}
+
 TEST_P(EngineConformance, ExactNegativePhaseMatchesEnumeration) {
   const Rbm rbm = Rbm::random(5, 4, 1.0, 55);
   const Dataset data = random_dataset(7, 5, 56);

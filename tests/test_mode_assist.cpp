@@ -11,6 +11,7 @@
 #include "test_support.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
+#include "marbm/ensemble.hpp"
 #include "marbm/error.hpp"
 #include "marbm/mode.hpp"
 #include "marbm/train.hpp"
@@ -468,6 +469,73 @@ TEST(ModeAssist, AdditiveModeStepIsTheCdStepThenTheModeStep) {
                          trained.model.hidden_bias().begin()));
   config.mode.lr_factor = 0.0;
   EXPECT_THROW(train(*engine, data, initial, config), UsageError);
+}
+
+}  // namespace
+}  // namespace marbm
+
+namespace marbm {
+namespace {
+
+// mode_states > 1: the step carries the mode first, then other kept minima,
+// weighted by exp(-(E_k - E_mode)) and summing to 1.
+TEST(ModeAssist, SeveralStatesAreWeightedByTheirBoltzmannFactors) {
+  const Rbm rbm = Rbm::random(30, 20, 1.0, 6);
+  const Dataset data = random_binary_dataset(12, 30, 0.3, 9);
+  TrainConfig config;
+  config.method = TrainMethod::mode;
+  config.mode.mode_states = 4;
+  SearchingEngine engine(rbm);
+  detail::ModeAssist assist(config, 30, 20, 100);
+  assist.set_start_data(&data);
+  const std::vector<int> rows = {0, 1, 2, 3, 4, 5};
+  UpdateStep step;
+  step.batch_rows = rows;
+  assist.prepare_mode_step(engine, step, 3);
+  ASSERT_EQ(engine.searches.size(), 1u);
+  EXPECT_EQ(engine.searches[0].solver, ModeSolver::local);  // auto would enumerate 2^20 states here
+  const std::size_t states = step.mode_weights.size();
+  ASSERT_GE(states, 2u);
+  ASSERT_LE(states, 4u);
+  ASSERT_EQ(step.mode_visible.size(), states * 30);
+  ASSERT_EQ(step.mode_hidden.size(), states * 20);
+  const ModeResult best = find_mode(rbm, engine.searches[0]);
+  EXPECT_TRUE(std::equal(best.visible.begin(), best.visible.end(), step.mode_visible.begin()));
+  double sum = 0.0;
+  std::vector<double> energy;
+  for (std::size_t k = 0; k < states; ++k) {
+    const std::vector<std::uint8_t> v(step.mode_visible.begin() + k * 30, step.mode_visible.begin() + (k + 1) * 30);
+    const std::vector<std::uint8_t> h(step.mode_hidden.begin() + k * 20, step.mode_hidden.begin() + (k + 1) * 20);
+    energy.push_back(rbm.energy(v, h));
+    sum += step.mode_weights[k];
+  }
+  EXPECT_NEAR(sum, 1.0, 1e-12);
+  for (std::size_t k = 1; k < states; ++k) {
+    EXPECT_GE(energy[k], energy[0] - 1e-9);
+    EXPECT_NEAR(step.mode_weights[k] / step.mode_weights[0], std::exp(energy[0] - energy[k]), 1e-9);
+  }
+  EXPECT_DOUBLE_EQ(assist.last_energy(), energy[0]);
+}
+
+TEST(ModeAssist, SeveralStatesNeedTheJointLocalSearch) {
+  TrainConfig config;
+  config.method = TrainMethod::mode;
+  config.mode.mode_states = 0;
+  EXPECT_THROW(detail::ModeAssist(config, 8, 8, 100), UsageError);
+  config.mode.mode_states = 65;
+  EXPECT_THROW(detail::ModeAssist(config, 8, 8, 100), UsageError);
+  config.mode.mode_states = 2;
+  config.mode.target = ModeTarget::marginal;
+  EXPECT_THROW(detail::ModeAssist(config, 8, 8, 100), UsageError);
+  config.mode.target = ModeTarget::joint;
+  config.mode.solver = ModeSolver::sb;
+  EXPECT_THROW(detail::ModeAssist(config, 8, 8, 100), UsageError);
+  config.mode.solver = ModeSolver::local;
+  EXPECT_NO_THROW(detail::ModeAssist(config, 8, 8, 100));
+  // The ensemble kernels handle one state only; such runs go member by member.
+  config.batch_size = 6;
+  EXPECT_FALSE(ensemble_fused_supported(8, 8, 6, config));
+  EXPECT_FALSE(ensemble_batched_supported(8, 8, 6, config));
 }
 
 }  // namespace

@@ -231,6 +231,10 @@ void ModeAssistOptions::add_to(CLI::App& app, ModeAssistConfig& mode) {
   app.add_option("--mode-lr-factor", mode.lr_factor, "mode: multiplies the mode step's learning rate")
       ->check(positive_number())
       ->capture_default_str();
+  app.add_option("--mode-states", mode.mode_states,
+                 "mode: low-energy states a mode step averages, weighted by exp(-E) (1: the mode alone)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   app.add_option("--mode-replicas", mode.search.replicas, "mode: solver replicas (0: by size)")
       ->check(integer_at_least(0));
   app.add_option("--mode-steps", mode.search.steps, "mode: solver steps (0: by size)")->check(integer_at_least(0));
@@ -252,7 +256,7 @@ const std::vector<std::string>& ModeAssistOptions::names() {
   static const std::vector<std::string> list = {"--base",          "--p-max",       "--alpha",
                                                 "--beta",          "--mode-solver", "--mode-lr-scale",
                                                 "--mode-replicas", "--mode-steps",  "--mode-target",
-                                                "--mode-step",     "--mode-lr-factor"};
+                                                "--mode-step",     "--mode-lr-factor", "--mode-states"};
   return list;
 }
 

@@ -175,6 +175,7 @@ Metadata make_metadata(const TrainOptions& options, const TrainConfig& config, c
     metadata["mode_target"] = options.mode_words.target;
     metadata["mode_step"] = options.mode_words.schedule;
     metadata["mode_lr_factor"] = exact_text(config.mode.lr_factor);
+    metadata["mode_states"] = std::to_string(config.mode.mode_states);
     metadata["mode_steps_taken"] = std::to_string(result.mode_steps);
   }
   if (!result.history.empty()) {

@@ -37,6 +37,8 @@ class ModeAssist {
 
  private:
   void check_found(const ModeResult& found) const;
+  /// Fills states_* from the search's kept minima (mode_states > 1).
+  void take_states(const Rbm& model, const ModeResult& found);
 
   TrainConfig config_;
   int n_visible_ = 0;
@@ -46,6 +48,10 @@ class ModeAssist {
   const Dataset* data_ = nullptr;
   /// Low-energy visible states of the last local search: starts of the next.
   std::vector<std::uint8_t> population_;
+  /// mode_states > 1: the states of the last mode step and their weights.
+  std::vector<std::uint8_t> states_visible_;
+  std::vector<std::uint8_t> states_hidden_;
+  std::vector<double> state_weights_;
   std::vector<std::uint8_t> mode_visible_;
   std::vector<std::uint8_t> mode_hidden_;
   long steps_taken_ = 0;

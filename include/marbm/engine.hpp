@@ -48,8 +48,13 @@ struct UpdateStep {
   bool sample_positive_hidden = false;  ///< positive phase h sampled instead of p(h|v)
   std::uint64_t seed = 0;               ///< random numbers: Philox (seed, gibbs stream of `step`)
   std::uint64_t step = 0;               ///< update counter; names the random stream
-  std::span<const std::uint8_t> mode_visible;  ///< negative == mode: v* (n values)
-  std::span<const std::uint8_t> mode_hidden;   ///< negative == mode: h* (m values)
+  /// negative == mode: the state(s) whose statistics replace <v h>_model,
+  /// K rows of v (K n values) and of h (K m values). With K > 1,
+  /// mode_weights gives each row's weight (K values >= 0 summing to 1); with
+  /// K = 1 it may be empty (weight 1).
+  std::span<const std::uint8_t> mode_visible;
+  std::span<const std::uint8_t> mode_hidden;
+  std::span<const double> mode_weights;
   ExactOptions exact;                          ///< negative == exact: enumeration limit
 };
 

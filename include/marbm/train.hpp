@@ -49,6 +49,11 @@ struct ModeAssistConfig {
   /// false: a mode step replaces that update's CD/PCD step (SPEC.md
   /// section 3); true: it comes on top of it, so no base update is lost.
   bool additive = false;
+  /// Low-energy states a mode step uses (joint target with the local
+  /// search): the K lowest distinct minima the search kept, weighted by
+  /// exp(-E) (a Boltzmann average over the population instead of the single
+  /// mode). 1: the mode alone (SPEC.md section 3).
+  int mode_states = 1;
   /// Negative phase of the non-mode steps: cd or pcd.
   NegativePhase base = NegativePhase::cd;
   /// Replicas, steps and other solver options (solver/backend/seed/warm start
