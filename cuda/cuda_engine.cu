@@ -73,6 +73,15 @@ class CudaEngine final : public Engine {
     resources_.synchronize();  // `host` goes out of scope
   }
 
+  std::vector<std::uint8_t> persistent_chain_states() const override {
+    activate();
+    if (chain_count_ == 0) return {};
+    const std::vector<float> chains = chains_.to_host();
+    std::vector<std::uint8_t> states(chains.size());
+    for (std::size_t k = 0; k < chains.size(); ++k) states[k] = chains[k] > 0.5f ? 1 : 0;
+    return states;
+  }
+
   Rbm model() const override {
     activate();
     require_model("model");

@@ -111,6 +111,12 @@ class CpuEngine final : public Engine {
     }
   }
 
+  std::vector<std::uint8_t> persistent_chain_states() const override {
+    std::vector<std::uint8_t> states(chains_.size());
+    for (std::size_t k = 0; k < chains_.size(); ++k) states[k] = chains_[k] > 0.5f ? 1 : 0;
+    return states;
+  }
+
   Rbm model() const override {
     require_model("model");
     return rbm_;

@@ -197,9 +197,15 @@ double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
     search_.warm_hidden = mode_hidden_;
   }
   if (search_.solver == ModeSolver::local) {
-    // The local search also starts from the last search's low minima and
-    // from the minibatch: trained models put their modes near the data.
+    // The local search also starts from the last search's low minima, the
+    // persistent chains (pcd base) and the minibatch: trained models put
+    // their modes near the data.
     search_.start_visible = population_;
+    if (config_.mode.base == NegativePhase::pcd) {
+      // The persistent chains sample low-energy regions of the model.
+      const std::vector<std::uint8_t> chains = engine.persistent_chain_states();
+      search_.start_visible.insert(search_.start_visible.end(), chains.begin(), chains.end());
+    }
     if (data_ != nullptr) {
       for (const int row : step.batch_rows) {
         const auto first = data_->values.begin() + static_cast<std::ptrdiff_t>(row) * n_visible_;

@@ -358,6 +358,38 @@ TEST_P(EngineConformance, WeightedModeStatesGiveTheWeightedNegativePhase) {
   EXPECT_THROW(engine_->gradient(step), UsageError);
 }
 
+// The chains' states as the engine holds them: none before they start, the
+// documented Philox start (top bit of word r * round_up4(n) + i), and 0/1
+// states that move with PCD updates.
+TEST_P(EngineConformance, PersistentChainStatesAreTheChains) {
+  const int n = 7;
+  const Rbm rbm = Rbm::random(n, 4, 0.8, 61);
+  const Dataset data = random_dataset(10, n, 62);
+  engine_->set_model(rbm);
+  engine_->set_data(data);
+  EXPECT_TRUE(engine_->persistent_chain_states().empty());
+  engine_->reset_persistent_chains(5, 63);
+  const std::vector<std::uint8_t> start = engine_->persistent_chain_states();
+  ASSERT_EQ(start.size(), 5u * n);
+  const PhiloxStream stream(63, random_stream(RandomPurpose::persistent_chains, 0));
+  for (int r = 0; r < 5; ++r) {
+    for (int i = 0; i < n; ++i) EXPECT_EQ(start[r * n + i], stream.bits(static_cast<std::uint64_t>(r) * 8 + i) >> 31);
+  }
+  const std::vector<int> rows = {0, 1, 2};
+  UpdateStep step;
+  step.batch_rows = rows;
+  step.negative = NegativePhase::pcd;
+  step.seed = 64;
+  for (int t = 0; t < 5; ++t) {
+    step.step = t;
+    engine_->update(step);
+  }
+  const std::vector<std::uint8_t> moved = engine_->persistent_chain_states();
+  ASSERT_EQ(moved.size(), start.size());
+  EXPECT_TRUE(std::all_of(moved.begin(), moved.end(), [](std::uint8_t x) { return x <= 1; }));
+  EXPECT_NE(moved, start);
+}
+
 TEST_P(EngineConformance, ExactNegativePhaseMatchesEnumeration) {
   const Rbm rbm = Rbm::random(5, 4, 1.0, 55);
   const Dataset data = random_dataset(7, 5, 56);

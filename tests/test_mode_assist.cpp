@@ -517,6 +517,32 @@ TEST(ModeAssist, SeveralStatesAreWeightedByTheirBoltzmannFactors) {
   EXPECT_DOUBLE_EQ(assist.last_energy(), energy[0]);
 }
 
+// With a pcd base, the local search also starts from the persistent chains.
+TEST(ModeAssist, LocalSearchOnPcdStartsFromThePersistentChains) {
+  class ChainEngine final : public SearchingEngine {
+   public:
+    using SearchingEngine::SearchingEngine;
+    std::vector<std::uint8_t> persistent_chain_states() const override { return chains; }
+    std::vector<std::uint8_t> chains;
+  };
+  const Rbm rbm = Rbm::random(30, 25, 1.0, 4);
+  TrainConfig config;
+  config.method = TrainMethod::mode;
+  config.mode.base = NegativePhase::pcd;
+  ChainEngine engine(rbm);
+  engine.chains = random_binary_dataset(3, 30, 0.5, 5).values;
+  detail::ModeAssist assist(config, 30, 25, 100);
+  UpdateStep step;
+  assist.prepare_mode_step(engine, step, 1);
+  ASSERT_EQ(engine.searches.size(), 1u);
+  EXPECT_EQ(engine.searches[0].solver, ModeSolver::local);
+  EXPECT_EQ(engine.searches[0].start_visible, engine.chains);
+  config.mode.base = NegativePhase::cd;  // a cd base has no chains to ask for
+  detail::ModeAssist cd_assist(config, 30, 25, 100);
+  cd_assist.prepare_mode_step(engine, step, 1);
+  EXPECT_TRUE(engine.searches[1].start_visible.empty());
+}
+
 TEST(ModeAssist, SeveralStatesNeedTheJointLocalSearch) {
   TrainConfig config;
   config.method = TrainMethod::mode;

@@ -105,6 +105,10 @@ class Engine {
   virtual std::vector<std::uint8_t> gibbs_chain(std::span<const std::uint8_t> visible, int batch, int steps,
                                                 std::uint64_t seed, std::uint64_t stream) = 0;
 
+  /// The persistent chains' visible states (count x n, 0/1; empty when
+  /// none are running). Synchronous; the default has none.
+  virtual std::vector<std::uint8_t> persistent_chain_states() const { return {}; }
+
   /// Exact log Z of the current parameters (throws beyond the limit).
   virtual double log_partition_exact(const ExactOptions& options) = 0;
 
