@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <numeric>
 #include <string>
 
 #include "detail/mode_search_config.hpp"
@@ -33,10 +34,10 @@ ModeSolver choose_mode_solver(const ModeAssistConfig& config, int n_visible, int
   const double f = std::max(n_visible, n_hidden);
   if (k > config.auto_exhaustive_units) return ModeSolver::local;
   // Operation counts: the enumeration touches the larger layer's fields once
-  // per state; the local search starts from the batch rows, 16 random states
-  // and the kept population, each descent a few sweeps of k x f.
+  // per state; the local search starts from the batch rows, 64 random states
+  // and the 8 kept minima, each descent a few sweeps of k x f.
   const double exhaustive = std::ldexp(f, k);
-  const double local = (std::max(batch_size, 1) + 17.0) * k * f * 8.0;
+  const double local = (std::max(batch_size, 1) + 72.0) * k * f * 8.0;
   return exhaustive <= std::max(std::ldexp(1.0, 22), local) ? ModeSolver::exhaustive : ModeSolver::local;
 }
 
@@ -282,8 +283,8 @@ void ModeAssist::take_states(const Rbm& model, const ModeResult& found) {
   }
   const double lowest = *std::min_element(energy.begin(), energy.end());
   state_weights_.resize(energy.size());
-  double sum = 0.0;
-  for (std::size_t k = 0; k < energy.size(); ++k) sum += state_weights_[k] = std::exp(lowest - energy[k]);
+  for (std::size_t k = 0; k < energy.size(); ++k) state_weights_[k] = std::exp(lowest - energy[k]);
+  const double sum = std::accumulate(state_weights_.begin(), state_weights_.end(), 0.0);
   for (double& w : state_weights_) w /= sum;
 }
 

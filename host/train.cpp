@@ -91,30 +91,35 @@ NegativePhase negative_phase_of(const TrainConfig& config) {
 }
 
 // Collapse diagnostics of `model` (TrainMetrics::hidden_similarity and
-// saturated_hidden) on the first up-to-256 rows of `data`.
+// saturated_hidden). They run at every evaluation, so they are bounded: the
+// cosines among the first 64 hidden units, the saturation on the first 64
+// rows of `data` (O(64 n (64 + m)) work, small beside a training update).
 void collapse_diagnostics(Engine& engine, const Rbm& model, const Dataset& data, TrainMetrics& metrics) {
   const int n = model.n_visible(), m = model.n_hidden();
   const auto w = model.weights();
-  if (m >= 2) {
-    std::vector<double> norm(static_cast<std::size_t>(m), 0.0);
-    std::vector<double> dot(static_cast<std::size_t>(m) * m, 0.0);
+  const int units = std::min(m, 64);
+  if (units >= 2) {
+    std::vector<double> norm(static_cast<std::size_t>(units), 0.0);
+    std::vector<double> dot(static_cast<std::size_t>(units) * units, 0.0);
     for (int i = 0; i < n; ++i) {
       const float* row = w.data() + static_cast<std::size_t>(i) * m;
-      for (int j = 0; j < m; ++j) {
+      for (int j = 0; j < units; ++j) {
         norm[j] += static_cast<double>(row[j]) * row[j];
-        for (int q = j + 1; q < m; ++q) dot[static_cast<std::size_t>(j) * m + q] += static_cast<double>(row[j]) * row[q];
+        for (int q = j + 1; q < units; ++q) {
+          dot[static_cast<std::size_t>(j) * units + q] += static_cast<double>(row[j]) * row[q];
+        }
       }
     }
     double sum = 0.0;
-    for (int j = 0; j < m; ++j) {
-      for (int q = j + 1; q < m; ++q) {
+    for (int j = 0; j < units; ++j) {
+      for (int q = j + 1; q < units; ++q) {
         const double scale = std::sqrt(norm[j] * norm[q]);
-        sum += scale > 0.0 ? dot[static_cast<std::size_t>(j) * m + q] / scale : 0.0;
+        sum += scale > 0.0 ? dot[static_cast<std::size_t>(j) * units + q] / scale : 0.0;
       }
     }
-    metrics.hidden_similarity = sum / (0.5 * m * (m - 1.0));
+    metrics.hidden_similarity = sum / (0.5 * units * (units - 1.0));
   }
-  const int rows = std::min(data.n_rows, 256);
+  const int rows = std::min(data.n_rows, 64);
   const std::vector<float> p = engine.hidden_probabilities(
       std::span<const std::uint8_t>(data.values.data(), static_cast<std::size_t>(rows) * n), rows);
   int constant = 0;

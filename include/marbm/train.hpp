@@ -98,12 +98,12 @@ struct TrainMetrics {
   long mode_steps = 0;          ///< mode steps taken so far
   double seconds = 0.0;         ///< wall time since training started
   /// Collapse diagnostics: mean cosine between the weight vectors (columns
-  /// of W) of distinct hidden units; near 1 when they all learned one
-  /// feature. NaN with one hidden unit.
+  /// of W) of distinct hidden units among the first 64; near 1 when they all
+  /// learned one feature. NaN with one hidden unit.
   double hidden_similarity = std::numeric_limits<double>::quiet_NaN();
   /// Fraction of hidden units whose p(h_j = 1 | v) is above 0.99 on every
-  /// one of up to 256 training rows, or below 0.01 on every one: units that
-  /// say nothing about the data.
+  /// one of the first 64 training rows, or below 0.01 on every one: units
+  /// that say nothing about the data.
   double saturated_hidden = std::numeric_limits<double>::quiet_NaN();
 };
 
@@ -178,7 +178,7 @@ double mode_probability(const ModeAssistConfig& config, long t, long total);
 
 /// The solver "auto" picks for an n x m model: exhaustive when its 2^k f
 /// work (k, f: the smaller and larger layer) is at most 2^22 operations or
-/// no more than the seeded local search's estimated (batch + 17) k f 8, and
+/// no more than the seeded local search's estimated (batch + 72) k f 8, and
 /// k <= config.auto_exhaustive_units; else local. An explicit config.solver
 /// is returned as it is.
 ModeSolver choose_mode_solver(const ModeAssistConfig& config, int n_visible, int n_hidden, int batch_size);
