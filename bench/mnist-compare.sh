@@ -89,13 +89,17 @@ python3 "$here/summarise_mnist.py" "$csv" "$results/mnist-784x20.png" >"$results
   cat <<'TEXT'
 ## What it shows
 
-- **Mode-assisted training does not win on MNIST 784x20.** The best method is tuned PCD-1. Mode steps on
-  top of PCD-1 come within seed noise of it at equal updates (medians about 1.5 nats apart, ranges
-  overlapping) but lose at equal CPU time, because the searches cost time. On CD-1, mode steps neither help
-  nor hurt beyond seed noise. No variant in the screening changes this. lr_mode = lr is far worse: a full
-  step on one state, which holds a vanishing share of a 784-unit model's probability, is a strongly
-  biased gradient. The push of SPEC.md section 3 shrinks the step to about 1/40 of a CD step here, so the
-  mode steps are nearly inert.
+- **Mode-assisted training does not win on MNIST 784x20 at equal time.** PCD-1 and mode-assisted
+  training on PCD-1 are the two best methods, within about a nat of each other. At equal updates the
+  mode steps are worth at most a nat, which is the size of the rounding-driven changes between runs. An
+  earlier run of this grid, before matrix products changed their summation order, put PCD-1 1.5 nats
+  ahead instead. At equal CPU time PCD-1 is ahead, because the searches cost time.
+  - On CD-1, mode steps neither help nor hurt beyond seed noise.
+  - No variant in the screening does better. A full-size mode step (lr_mode = lr) is far worse: one
+    state holds a vanishing share of a 784-unit model's probability, so a full step on it is a strongly
+    biased gradient. Averaging the 8 lowest minima by exp(-E) does not change that.
+  - The push of SPEC.md section 3 shrinks the step to about 1/40 of a CD step here, so mode steps are
+    nearly inert. Where PCD-1 starts to fail (lr 0.2) they steady it by about 2 nats in this run.
 - **The solver is not the limit.** The seeded local search finds the exhaustive ground state of these
   models (bench/results/mode-trained.md), so a mode step costs milliseconds instead of the second the
   exhaustive search took. Each mode-assisted run spends 25-75% more CPU time than its base method, mostly
@@ -104,7 +108,7 @@ python3 "$here/summarise_mnist.py" "$csv" "$results/mnist-784x20.png" >"$results
   where the hidden units learn nearly the same feature. The `-random-bias` rows of the screening show it
   through the mean cosine between hidden weight vectors; CSV column `hidden_similarity` has it at every
   evaluation. Starting the biases at the data's base rates, `marbm train`'s default, makes PCD-1 the best
-  method here, about 20 nats ahead of CD-1.
+  method here, about 18 nats ahead of CD-1.
 - **Where mode-assisted training does help:** on the exact-KL toy problems, where a few states carry most
   of the probability and pushing down the mode removes real mass. Shifting bars 6/3 gives 0.0101 against
   CD-1's 0.108; bars and stripes 3x3 and 4x4 give 3.8-6x lower KL than CD-1 (README).
