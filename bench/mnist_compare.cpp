@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "marbm/marbm.hpp"
+#include "tool_main.hpp"
 
 namespace {
 
@@ -114,7 +115,7 @@ const Variant& find_variant(const std::string& name) {
   for (const auto& v : kVariants) {
     if (name == v.name) return v;
   }
-  throw marbm::UsageError("mnist_compare: unknown variant '" + name + "' (--list shows them)");
+  throw marbm::UsageError("unknown variant '" + name + "' (--list shows them)");
 }
 
 struct Row {
@@ -137,7 +138,7 @@ int run(int argc, char** argv) {
   for (int a = 1; a < argc; ++a) {
     const std::string arg = argv[a];
     auto value = [&]() -> std::string {
-      if (a + 1 >= argc) throw marbm::UsageError("mnist_compare: " + arg + " needs a value");
+      if (a + 1 >= argc) throw marbm::UsageError("" + arg + " needs a value");
       return argv[++a];
     };
     if (arg == "--list") {
@@ -155,10 +156,10 @@ int run(int argc, char** argv) {
     else if (arg == "--seeds") seeds = std::stoi(value());
     else if (arg == "--iters") iterations = std::stol(value());
     else if (arg == "--eval-every") eval_every = std::stol(value());
-    else throw marbm::UsageError("mnist_compare: unknown option '" + arg + "'");
+    else throw marbm::UsageError("unknown option '" + arg + "'");
   }
   if (train_spec.empty() || test_spec.empty() || out_path.empty()) {
-    throw marbm::UsageError("mnist_compare: --train, --test and --out are required");
+    throw marbm::UsageError("--train, --test and --out are required");
   }
   const marbm::Dataset train_data = marbm::load_dataset(train_spec);
   const marbm::Dataset test_data = marbm::load_dataset(test_spec);
@@ -235,24 +236,14 @@ int run(int argc, char** argv) {
             << r.test_ll << ',' << r.train_seconds << ',' << r.mode_steps << ',' << r.similarity << '\n';
       }
     }
-    if (!out) throw marbm::RuntimeFailure("mnist_compare: cannot write '" + temporary + "'");
+    if (!out) throw marbm::RuntimeFailure("cannot write '" + temporary + "'");
   }
   if (std::rename(temporary.c_str(), out_path.c_str()) != 0) {
-    throw marbm::RuntimeFailure("mnist_compare: cannot rename '" + temporary + "' to '" + out_path + "'");
+    throw marbm::RuntimeFailure("cannot rename '" + temporary + "' to '" + out_path + "'");
   }
   return 0;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const marbm::UsageError& e) {
-    std::fprintf(stderr, "mnist_compare: error: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mnist_compare: error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return marbm::bench::run_tool("mnist_compare", run, argc, argv); }

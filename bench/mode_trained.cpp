@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "marbm/marbm.hpp"
+#include "tool_main.hpp"
 #include "mode_solvers.hpp"
 
 namespace {
@@ -123,9 +124,9 @@ int run(int argc, char** argv) {
     else if (arg == "--problems" && a + 1 < argc) only = argv[++a];
     else if (arg == "--local-replicas" && a + 1 < argc) local_replicas = std::stoi(argv[++a]);
     else if (arg == "--local-rounds" && a + 1 < argc) local_rounds = std::stoi(argv[++a]);
-    else throw marbm::UsageError("mode_trained: unknown option '" + arg + "'");
+    else throw marbm::UsageError("unknown option '" + arg + "'");
   }
-  if (data_dir.empty() || out_path.empty()) throw marbm::UsageError("mode_trained: --data-dir and --out are required");
+  if (data_dir.empty() || out_path.empty()) throw marbm::UsageError("--data-dir and --out are required");
   omp_set_num_threads(1);
   const std::string mnist = "idx:" + data_dir + "/mnist/t10k-images-idx3-ubyte.gz@0:9000";
   const std::string digits = "digits:" + data_dir + "/digits/digits.csv.gz";
@@ -213,7 +214,7 @@ int run(int argc, char** argv) {
   }
   out.close();
   if (std::rename((out_path + ".tmp").c_str(), out_path.c_str()) != 0) {
-    throw marbm::RuntimeFailure("mode_trained: cannot write '" + out_path + "'");
+    throw marbm::RuntimeFailure("cannot write '" + out_path + "'");
   }
   std::printf("\nsummary (one thread, solver defaults)\n");
   for (const auto& [key, t] : tally) {
@@ -226,14 +227,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const marbm::UsageError& e) {
-    std::fprintf(stderr, "mode_trained: error: %s\n", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "mode_trained: error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return marbm::bench::run_tool("mode_trained", run, argc, argv); }
