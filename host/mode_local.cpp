@@ -12,8 +12,9 @@
 // d the other layer's. A single flip of s re-optimises the whole other layer,
 // so its local minima are also fixed points of the block descent polish, and
 // far fewer of them exist. Starts: the warm start, the given visible rows
-// (the minibatch during training) and random states; then perturbation rounds
-// kick the best state and descend again.
+// (in training: the minibatch, the persistent chains and the minima the last
+// search kept) and random states; then perturbation rounds kick the best
+// state and descend again.
 #include <omp.h>
 
 #include <algorithm>
