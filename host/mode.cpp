@@ -40,10 +40,6 @@ std::string_view to_string(ModeSolver solver) {
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 // The best state of the enumeration over one contiguous block of Gray-code
 // indices of the smaller layer.
 struct BlockBest {
@@ -169,7 +165,7 @@ ModeResult mode_exhaustive(const Rbm& rbm, int max_enumerated_units) {
   result.replicas = 1;
   result.steps = 0;
   result.replicas_at_best = 1;
-  result.seconds = seconds_since(start);
+  result.seconds = detail::seconds_since(start);
   return result;
 }
 

@@ -50,10 +50,6 @@ int default_local_rounds(int n_visible, int n_hidden) {
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 struct CollapsedForm {
   int k = 0;  // smaller ("enumerated") layer
   int f = 0;  // other layer, set optimally

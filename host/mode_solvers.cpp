@@ -93,10 +93,6 @@ AnnealingRange derived_annealing_range(const Rbm& rbm) {
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 // Replica states after the dynamics, polished and reduced to the best one.
 struct Replicas {
   int n = 0;

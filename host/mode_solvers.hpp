@@ -2,6 +2,7 @@
 // host/mode_solvers.cpp). Internal.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
@@ -21,6 +22,11 @@
 #endif
 
 namespace marbm::detail {
+
+/// Wall seconds since `start`, for ModeResult::seconds.
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 /// The descent polish of one model, set up once and run on many replicas:
 /// float64 copies of W and W^T, fields patched with the rows of the units
