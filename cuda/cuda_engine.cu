@@ -82,6 +82,47 @@ class CudaEngine final : public Engine {
     return states;
   }
 
+  OptimizerState optimizer_state() const override {
+    activate();
+    require_model("optimizer_state");
+    const std::vector<float> host = velocity_.to_host();
+    OptimizerState state;
+    state.weights.assign(host.begin(), host.begin() + weight_count());
+    state.visible_bias.assign(host.begin() + weight_count(), host.begin() + weight_count() + n_);
+    state.hidden_bias.assign(host.begin() + weight_count() + n_, host.end());
+    return state;
+  }
+
+  void set_optimizer_state(const OptimizerState& state) override {
+    activate();
+    require_model("set_optimizer_state");
+    MARBM_EXPECTS(state.weights.size() == weight_count() && state.visible_bias.size() == static_cast<std::size_t>(n_) &&
+                      state.hidden_bias.size() == static_cast<std::size_t>(m_),
+                  UsageError, "cuda engine: the velocity does not match the model");
+    std::vector<float> host(parameter_count());
+    std::copy(state.weights.begin(), state.weights.end(), host.begin());
+    std::copy(state.visible_bias.begin(), state.visible_bias.end(), host.begin() + weight_count());
+    std::copy(state.hidden_bias.begin(), state.hidden_bias.end(), host.begin() + weight_count() + n_);
+    velocity_.copy_from_host(host);
+    resources_.synchronize();  // `host` goes out of scope
+  }
+
+  void set_persistent_chain_states(std::span<const std::uint8_t> states, int count) override {
+    activate();
+    require_model("set_persistent_chain_states");
+    MARBM_EXPECTS(count >= 1 && states.size() == static_cast<std::size_t>(count) * n_, UsageError,
+                  "cuda engine: expected " + std::to_string(count) + " chain rows of " + std::to_string(n_) + " values");
+    std::vector<float> host(states.size());
+    for (std::size_t k = 0; k < states.size(); ++k) {
+      MARBM_EXPECTS(states[k] <= 1, UsageError, "cuda engine: a chain value is not 0 or 1");
+      host[k] = static_cast<float>(states[k]);
+    }
+    chains_ = DeviceBuffer<float>(host.size(), stream());
+    chains_.copy_from_host(host);
+    chain_count_ = count;
+    resources_.synchronize();
+  }
+
   Rbm model() const override {
     activate();
     require_model("model");

@@ -122,6 +122,34 @@ class CpuEngine final : public Engine {
     return rbm_;
   }
 
+  OptimizerState optimizer_state() const override {
+    require_model("optimizer_state");
+    return {weight_velocity_, visible_velocity_, hidden_velocity_};
+  }
+
+  void set_optimizer_state(const OptimizerState& state) override {
+    require_model("set_optimizer_state");
+    MARBM_EXPECTS(state.weights.size() == weight_velocity_.size() && state.visible_bias.size() == visible_velocity_.size() &&
+                      state.hidden_bias.size() == hidden_velocity_.size(),
+                  UsageError, "set_optimizer_state: the velocity does not match the " + str(n_) + " x " + str(m_) + " model");
+    weight_velocity_ = state.weights;
+    visible_velocity_ = state.visible_bias;
+    hidden_velocity_ = state.hidden_bias;
+  }
+
+  void set_persistent_chain_states(std::span<const std::uint8_t> states, int count) override {
+    require_model("set_persistent_chain_states");
+    MARBM_EXPECTS(count >= 1 && states.size() == static_cast<std::size_t>(count) * n_, UsageError,
+                  "set_persistent_chain_states: expected " + str(count) + " rows of " + str(n_) + " values, got " +
+                      str(static_cast<long long>(states.size())) + " values");
+    chains_.resize(states.size());
+    for (std::size_t k = 0; k < states.size(); ++k) {
+      MARBM_EXPECTS(states[k] <= 1, UsageError, "set_persistent_chain_states: a chain value is not 0 or 1");
+      chains_[k] = static_cast<float>(states[k]);
+    }
+    chain_count_ = count;
+  }
+
   void set_data(const Dataset& data) override {
     MARBM_EXPECTS(n_ == 0 || data.n_cols == n_, UsageError,
                   "set_data: the data set has " + str(data.n_cols) + " columns, the model has " + str(n_) +

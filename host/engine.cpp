@@ -25,6 +25,18 @@ std::string_view to_string(Backend backend) {
   return "?";
 }
 
+OptimizerState Engine::optimizer_state() const {
+  throw UsageError("this engine (" + description() + ") cannot save its optimiser state for a checkpoint");
+}
+
+void Engine::set_optimizer_state(const OptimizerState&) {
+  throw UsageError("this engine (" + description() + ") cannot restore an optimiser state from a checkpoint");
+}
+
+void Engine::set_persistent_chain_states(std::span<const std::uint8_t>, int) {
+  throw UsageError("this engine (" + description() + ") cannot restore persistent chains from a checkpoint");
+}
+
 bool cuda_compiled() {
 #ifdef MARBM_HAVE_CUDA
   return true;

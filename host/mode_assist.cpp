@@ -176,6 +176,27 @@ ModeAssist::ModeAssist(const TrainConfig& config, int n_visible, int n_hidden, l
   }
 }
 
+ModeAssistState ModeAssist::state() const {
+  return {mode_visible_, mode_hidden_, population_, steps_taken_, last_push_, last_energy_};
+}
+
+void ModeAssist::restore(const ModeAssistState& state) {
+  const bool has_mode = !state.mode_visible.empty();
+  MARBM_EXPECTS(!has_mode || (static_cast<int>(state.mode_visible.size()) == n_visible_ &&
+                              static_cast<int>(state.mode_hidden.size()) == n_hidden_),
+                UsageError, "mode assist: the saved mode does not fit the model");
+  MARBM_EXPECTS(state.population.size() % static_cast<std::size_t>(n_visible_) == 0, UsageError,
+                "mode assist: the saved population does not fit the model");
+  MARBM_EXPECTS(state.steps_taken >= 0 && (has_mode || state.steps_taken == 0), UsageError,
+                "mode assist: the saved step count does not fit the saved mode");
+  mode_visible_ = state.mode_visible;
+  mode_hidden_ = state.mode_hidden;
+  population_ = state.population;
+  steps_taken_ = state.steps_taken;
+  last_push_ = state.last_push;
+  last_energy_ = state.last_energy;
+}
+
 double ModeAssist::probability(long t) const { return mode_probability(config_.mode, t, total_iterations_); }
 
 bool ModeAssist::is_mode_step(long t) const {

@@ -127,10 +127,50 @@ std::string read_bytes(std::ifstream& in, std::uint64_t count) {
 
 }  // namespace
 
+namespace {
+
+std::uint64_t dtype_bytes(const std::string& dtype) {
+  if (dtype == "F32") return 4;
+  if (dtype == "F64" || dtype == "I64") return 8;
+  if (dtype == "U8") return 1;
+  return 0;
+}
+
+std::uint64_t element_count(const std::vector<std::uint64_t>& shape) {
+  std::uint64_t count = 1;
+  for (const std::uint64_t dim : shape) {
+    if (dim != 0 && count > max_tensor_bytes / dim) return max_tensor_bytes + 1;
+    count *= dim;
+  }
+  return count;
+}
+
+bool is_model_tensor(const std::string& name) {
+  return name == "weights" || name == "visible_bias" || name == "hidden_bias";
+}
+
+}  // namespace
+
 void save_rbm(const std::string& path, const Rbm& rbm, const Metadata& metadata) {
+  save_rbm(path, rbm, metadata, ExtraTensors{});
+}
+
+void save_rbm(const std::string& path, const Rbm& rbm, const Metadata& metadata, const ExtraTensors& extra) {
   const int n = rbm.n_visible(), m = rbm.n_hidden();
   MARBM_EXPECTS(n >= 1 && m >= 1, UsageError, "cannot save an empty model to " + path);
   rbm.check_finite(("refusing to save " + path).c_str());
+  for (const auto& [name, tensor] : extra) {
+    MARBM_EXPECTS(!is_model_tensor(name) && name != "__metadata__" && !name.empty(), UsageError,
+                  "save " + path + ": the extra tensor name '" + detail::printable(name) + "' is taken");
+    const std::uint64_t size = dtype_bytes(tensor.dtype);
+    MARBM_EXPECTS(size > 0, UsageError,
+                  "save " + path + ": extra tensor '" + name + "' has dtype '" + detail::printable(tensor.dtype) +
+                      "' (expected F32, F64, U8 or I64)");
+    MARBM_EXPECTS(element_count(tensor.shape) * size == tensor.bytes.size(), UsageError,
+                  "save " + path + ": extra tensor '" + name + "' holds " + std::to_string(tensor.bytes.size()) +
+                      " bytes, its shape " + shape_string(tensor.shape) + " needs " +
+                      std::to_string(element_count(tensor.shape) * size));
+  }
 
   json meta = json::object();
   for (const auto& [key, value] : metadata) meta[key] = value;
@@ -150,6 +190,12 @@ void save_rbm(const std::string& path, const Rbm& rbm, const Metadata& metadata)
   header["hidden_bias"] = {{"dtype", "F32"},
                            {"shape", {m}},
                            {"data_offsets", {weight_bytes + visible_bytes, weight_bytes + visible_bytes + hidden_bytes}}};
+  // Extra tensors follow the model's, in name order.
+  std::uint64_t offset = weight_bytes + visible_bytes + hidden_bytes;
+  for (const auto& [name, tensor] : extra) {
+    header[name] = {{"dtype", tensor.dtype}, {"shape", tensor.shape}, {"data_offsets", {offset, offset + tensor.bytes.size()}}};
+    offset += tensor.bytes.size();
+  }
   // JSON must be UTF-8; metadata can quote file names that are not (a
   // Latin-1 name, say). Such bytes become U+FFFD rather than failing the save
   // of a model that has just been trained.
@@ -158,12 +204,13 @@ void save_rbm(const std::string& path, const Rbm& rbm, const Metadata& metadata)
   header_text.append((8 - header_text.size() % 8) % 8, ' ');
 
   std::string bytes;
-  bytes.reserve(8 + header_text.size() + weight_bytes + visible_bytes + hidden_bytes);
+  bytes.reserve(8 + header_text.size() + offset);
   append_little_endian<std::uint64_t>(bytes, header_text.size());
   bytes += header_text;
   for (float w : rbm.weights()) append_little_endian(bytes, w);
   for (float a : rbm.visible_bias()) append_little_endian(bytes, a);
   for (float b : rbm.hidden_bias()) append_little_endian(bytes, b);
+  for (const auto& entry : extra) bytes += entry.second.bytes;
 
   // Beside the target under a temporary name, then renamed: an interrupted
   // run never leaves a half-written model under the final name.
@@ -172,7 +219,7 @@ void save_rbm(const std::string& path, const Rbm& rbm, const Metadata& metadata)
 
 namespace {
 
-Rbm load_rbm_unchecked(const std::string& path, Metadata* metadata) {
+Rbm load_rbm_unchecked(const std::string& path, Metadata* metadata, ExtraTensors* extra) {
   std::error_code ec;
   MARBM_EXPECTS(std::filesystem::exists(path, ec), DataError, path + ": no such file");
   MARBM_EXPECTS(!std::filesystem::is_directory(path, ec), DataError, path + ": is a directory, not a model file");
@@ -295,15 +342,35 @@ Rbm load_rbm_unchecked(const std::string& path, Metadata* metadata) {
   read_tensor(path, visible_bias, buffer, rbm.visible_bias());
   read_tensor(path, hidden_bias, buffer, rbm.hidden_bias());
   rbm.check_finite(path.c_str());
+  if (extra) {
+    extra->clear();
+    for (const TensorEntry& e : entries) {
+      if (is_model_tensor(e.name)) continue;
+      const std::uint64_t size = dtype_bytes(e.dtype);
+      MARBM_EXPECTS(size > 0, DataError,
+                    path + ": tensor '" + e.name + "' has dtype " + e.dtype + " (expected F32, F64, U8 or I64)");
+      MARBM_EXPECTS(element_count(e.shape) * size == e.end - e.begin, DataError,
+                    path + ": tensor '" + e.name + "' spans " + std::to_string(e.end - e.begin) +
+                        " bytes, its shape " + shape_string(e.shape) + " and dtype need " +
+                        std::to_string(element_count(e.shape) * size));
+      ExtraTensor tensor;
+      tensor.dtype = e.dtype;
+      tensor.shape = e.shape;
+      tensor.bytes = data.substr(static_cast<std::size_t>(e.begin), static_cast<std::size_t>(e.end - e.begin));
+      (*extra)[e.name] = std::move(tensor);
+    }
+  }
   return rbm;
 }
 
 }  // namespace
 
-Rbm load_rbm(const std::string& path, Metadata* metadata) {
+Rbm load_rbm(const std::string& path, Metadata* metadata) { return load_rbm(path, metadata, nullptr); }
+
+Rbm load_rbm(const std::string& path, Metadata* metadata, ExtraTensors* extra) {
   // Every failure leaves as a marbm::Error, whatever the library below threw.
   try {
-    return load_rbm_unchecked(path, metadata);
+    return load_rbm_unchecked(path, metadata, extra);
   } catch (const Error&) {
     throw;
   } catch (const std::bad_alloc&) {

@@ -186,30 +186,82 @@ long total_iterations(const TrainConfig& config, int rows) {
 
 TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const TrainConfig& config,
                   const MetricsCallback& on_metrics) {
+  return train(engine, data, initial, config, on_metrics, CheckpointOptions{});
+}
+
+namespace {
+
+void check_checkpoint(const TrainCheckpoint& checkpoint, const Rbm& initial, long total, NegativePhase base,
+                      const TrainConfig& config) {
+  const Rbm& model = checkpoint.model;
+  MARBM_EXPECTS(model.n_visible() == initial.n_visible() && model.n_hidden() == initial.n_hidden(), UsageError,
+                "train: the checkpoint's model is " + std::to_string(model.n_visible()) + " x " +
+                    std::to_string(model.n_hidden()) + ", the run's is " + std::to_string(initial.n_visible()) + " x " +
+                    std::to_string(initial.n_hidden()));
+  MARBM_EXPECTS(checkpoint.iteration >= 1 && checkpoint.iteration <= total, UsageError,
+                "train: the checkpoint is at update " + std::to_string(checkpoint.iteration) + " of a run of " +
+                    std::to_string(total) + " updates");
+  const auto n = static_cast<std::size_t>(model.n_visible()), m = static_cast<std::size_t>(model.n_hidden());
+  MARBM_EXPECTS(checkpoint.optimizer.weights.size() == n * m && checkpoint.optimizer.visible_bias.size() == n &&
+                    checkpoint.optimizer.hidden_bias.size() == m,
+                UsageError, "train: the checkpoint's optimiser state does not fit the model");
+  if (base == NegativePhase::pcd) {
+    MARBM_EXPECTS(checkpoint.chain_count >= 1 &&
+                      checkpoint.chains.size() == static_cast<std::size_t>(checkpoint.chain_count) * n,
+                  UsageError, "train: the checkpoint of a persistent-chain run has no chains");
+  }
+  MARBM_EXPECTS(config.method == TrainMethod::mode || checkpoint.mode.steps_taken == 0, UsageError,
+                "train: the checkpoint holds mode steps but the run is not mode-assisted");
+}
+
+}  // namespace
+
+TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const TrainConfig& config,
+                  const MetricsCallback& on_metrics, const CheckpointOptions& checkpoints) {
   check_config(config, data, initial);
   const long total = total_iterations(config, data.n_rows);
   const int batch = effective_batch(config, data.n_rows);
   const NegativePhase base = negative_phase_of(config);
   const bool exact_metrics = config.exact_metrics && exact_enumerable(initial, config.exact);
+  MARBM_EXPECTS(checkpoints.every >= 0, UsageError,
+                "train: the checkpoint interval must be >= 0, got " + std::to_string(checkpoints.every));
+  MARBM_EXPECTS(checkpoints.every == 0 || checkpoints.write, UsageError,
+                "train: a checkpoint interval needs a function that writes the checkpoints");
+  const TrainCheckpoint* resume = checkpoints.resume;
+  if (resume) {
+    check_checkpoint(*resume, initial, total, base, config);
+    resume->model.check_finite("train: the checkpoint's model");
+  }
+  const long first = resume ? resume->iteration : 0;
 
-  engine.set_model(initial);
+  engine.set_model(resume ? resume->model : initial);
   engine.set_data(data);
+  if (resume) engine.set_optimizer_state(resume->optimizer);
   if (base == NegativePhase::pcd) {
-    engine.reset_persistent_chains(config.persistent_chains > 0 ? config.persistent_chains : batch, config.seed);
+    if (resume) {
+      engine.set_persistent_chain_states(resume->chains, resume->chain_count);
+    } else {
+      engine.reset_persistent_chains(config.persistent_chains > 0 ? config.persistent_chains : batch, config.seed);
+    }
   }
   std::optional<detail::ModeAssist> assist;
   if (config.method == TrainMethod::mode) {
     assist.emplace(config, initial.n_visible(), initial.n_hidden(), total);
     assist->set_start_data(&data);
+    if (resume) assist->restore(resume->mode);
   }
 
   TrainResult result;
+  if (resume) result.history = resume->history;
+  const double earlier_seconds = resume ? resume->seconds : 0.0;
   const auto start = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  auto elapsed = [&] {
+    return earlier_seconds + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
 
   // Non-finite parameters stop the run at once, keeping the last finite model.
-  Rbm last_finite = initial;
-  long last_finite_t = 0;
+  Rbm last_finite = resume ? resume->model : initial;
+  long last_finite_t = first;
   auto finite = [](std::span<const float> values) {
     return std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); });
   };
@@ -263,9 +315,30 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
   base_step.seed = config.seed;
   base_step.exact = config.exact;
 
+  // A checkpoint after update t: the state verified finite, then handed
+  // to the writer.
+  auto write_checkpoint = [&](long t, const Rbm& model) {
+    TrainCheckpoint checkpoint;
+    checkpoint.iteration = t;
+    checkpoint.model = model;
+    checkpoint.optimizer = engine.optimizer_state();
+    if (base == NegativePhase::pcd) {
+      checkpoint.chains = engine.persistent_chain_states();
+      checkpoint.chain_count = static_cast<int>(checkpoint.chains.size() / static_cast<std::size_t>(model.n_visible()));
+    }
+    if (assist) checkpoint.mode = assist->state();
+    checkpoint.history = result.history;
+    checkpoint.seconds = elapsed();
+    checkpoints.write(checkpoint);
+  };
+
   detail::BatchSchedule schedule(data.n_rows, batch, config.seed);
-  report(0);
-  for (long t = 0; t < total; ++t) {
+  if (resume) {
+    schedule.seek(first);
+  } else {
+    report(0);
+  }
+  for (long t = first; t < total; ++t) {
     UpdateStep step = base_step;
     step.batch_rows = schedule.rows_of(t);
     step.step = static_cast<std::uint64_t>(t);
@@ -278,6 +351,9 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
       report(t + 1);
     } else if ((t + 1) % finite_check_every == 0) {
       verified_model(t + 1);
+    }
+    if (checkpoints.every > 0 && (t + 1) % checkpoints.every == 0 && t + 1 < total) {
+      write_checkpoint(t + 1, verified_model(t + 1));
     }
   }
 

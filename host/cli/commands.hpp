@@ -26,4 +26,9 @@ bool register_command(Command command);
 /// All registered commands, in `order`.
 std::vector<Command>& registered_commands();
 
+/// The arguments after the command's name, as given (main sets them before
+/// parsing): `train --checkpoint-every` records them so that `--resume`
+/// can continue a run with its own settings.
+std::vector<std::string>& command_arguments();
+
 }  // namespace marbm::cli

@@ -17,6 +17,11 @@ std::vector<Command>& registered_commands() {
   return commands;
 }
 
+std::vector<std::string>& command_arguments() {
+  static std::vector<std::string> arguments;
+  return arguments;
+}
+
 bool register_command(Command command) {
   registered_commands().push_back(std::move(command));
   return true;
@@ -60,6 +65,7 @@ int main(int argc, char** argv) {
     }
   }
 
+  for (int k = 2; k < argc; ++k) command_arguments().emplace_back(argv[k]);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

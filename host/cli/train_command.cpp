@@ -12,6 +12,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "marbm/checkpoint.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
@@ -46,6 +47,8 @@ struct TrainOptions {
   int chains = 0;
   int threads = 0;
   int exact_max_units = 24;
+  long checkpoint_every = 0;
+  std::string resume;
   // Mode-assisted training: numbers in `mode`, words in `mode_words`.
   ModeAssistConfig mode;
   ModeAssistOptions mode_words;
@@ -205,7 +208,18 @@ void warn_if_worse_than_uniform(const TrainResult& result, const Dataset& data, 
   }
 }
 
-int run_train(const TrainOptions& options, const CLI::App& app) {
+// The arguments a checkpoint records: those of this invocation, or, when
+// resuming, those the checkpoint recorded (the run's own settings).
+nlohmann::json recorded_arguments(const std::vector<std::string>& arguments) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const std::string& argument : arguments) list.push_back(argument);
+  return list;
+}
+
+int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheckpoint* resume,
+              const Metadata& resume_metadata, const std::vector<std::string>& arguments) {
+  if (options.data.empty()) throw UsageError("--data is required");
+  if (options.out.empty()) throw UsageError("--out is required");
   TrainConfig config = make_config(options, app);
   const Dataset data = load_data_option(options.data);
   const int n = data.n_cols;
@@ -274,6 +288,14 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
   // With --json and --eval-every, each evaluation is printed as one JSON
   // line as it happens (JSON Lines) and also goes into the final object.
   nlohmann::json history = nlohmann::json::array();
+  if (resume) {
+    // The evaluations printed before the checkpoint, for the summary.
+    const auto saved = resume_metadata.find("checkpoint_cli_history");
+    if (saved != resume_metadata.end()) {
+      history = nlohmann::json::parse(saved->second, nullptr, false);
+      if (!history.is_array()) throw DataError("--resume " + options.resume + ": damaged checkpoint_cli_history");
+    }
+  }
   bool warned_collapse = false;
   auto on_metrics = [&](const TrainMetrics& metrics) {
     const bool requested = metrics.iteration == total || metrics.iteration == 0 ||
@@ -312,9 +334,27 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
     progress.update(metrics.iteration, note);
   };
 
+  // Checkpoints replace --out atomically: the model so far plus the state
+  // to continue from, and the arguments of the run.
+  CheckpointOptions checkpoints;
+  checkpoints.every = options.checkpoint_every;
+  checkpoints.resume = resume;
+  checkpoints.write = [&](const TrainCheckpoint& checkpoint) {
+    TrainResult partial;
+    partial.model = checkpoint.model;
+    partial.history = checkpoint.history;
+    partial.mode_steps = checkpoint.mode.steps_taken;
+    partial.seconds = checkpoint.seconds;
+    Metadata metadata = make_metadata(options, config, data, *engine, partial, checkpoint.iteration);
+    metadata["iterations_planned"] = std::to_string(total);
+    metadata["checkpoint_args"] = recorded_arguments(arguments).dump();
+    metadata["checkpoint_cli_history"] = history.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    save_checkpoint(options.out, checkpoint, metadata);
+  };
+
   TrainResult result;
   try {
-    result = train(*engine, data, initial, config, on_metrics);
+    result = train(*engine, data, initial, config, on_metrics, checkpoints);
   } catch (const TrainingDiverged& diverged) {
     // Stopped at once; the last finite parameters are kept as the output,
     // marked in the metadata as a diverged run's.
@@ -332,7 +372,9 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
   result.model.check_finite("trained model (lower --lr?)");
   warn_if_worse_than_uniform(result, data, n, m);
 
-  save_rbm(options.out, result.model, make_metadata(options, config, data, *engine, result, total));
+  Metadata final_metadata = make_metadata(options, config, data, *engine, result, total);
+  if (resume) final_metadata["resumed_from"] = std::to_string(resume->iteration);
+  save_rbm(options.out, result.model, final_metadata);
 
   TrainMetrics last;
   if (!result.history.empty()) last = result.history.back();
@@ -378,11 +420,9 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
   return 0;
 }
 
-Runner setup_train(CLI::App& app) {
-  auto options = std::make_shared<TrainOptions>();
-  TrainOptions& o = *options;
-  app.add_option("--data", o.data, "data spec: shifting-bars:N:L, bars-and-stripes:N, csv:PATH, idx:PATH, digits:PATH")
-      ->required();
+void add_train_options(CLI::App& app, TrainOptions& o) {
+  app.add_option("--data", o.data, "data spec: shifting-bars:N:L, bars-and-stripes:N, csv:PATH, idx:PATH, digits:PATH "
+                                   "(required unless --resume)");
   app.add_option("--test-data", o.test_data,
                  "held-out data spec: log-likelihood (exact, else AIS), reconstruction error and free-energy gap "
                  "at each evaluation");
@@ -404,7 +444,8 @@ Runner setup_train(CLI::App& app) {
       ->check(integer_at_least(0))
       ->capture_default_str();
   add_backend_option(app, o.backend);
-  app.add_option("--out", o.out, "model file to write (safetensors)")->required()->check(writable_file_path());
+  app.add_option("--out", o.out, "model file to write (safetensors; required unless --resume)")
+      ->check(writable_file_path());
   app.add_option("--eval-every", o.eval_every, "exact KL / log-likelihood every N updates on stderr (0: at the end)")
       ->check(integer_at_least(0))
       ->capture_default_str();
@@ -435,7 +476,63 @@ Runner setup_train(CLI::App& app) {
       ->check(CLI::Range(1, 40))
       ->capture_default_str();
   o.mode_words.add_to(app, o.mode);
-  return [options, &app] { return run_train(*options, app); };
+  app.add_option("--checkpoint-every", o.checkpoint_every,
+                 "every N updates replace --out atomically by a checkpoint (the model and the state to --resume from)")
+      ->check(integer_at_least(1));
+}
+
+// `--resume FILE`: the run's settings come from the checkpoint; only where
+// and how it runs may change.
+int run_resume(const TrainOptions& given, const CLI::App& app) {
+  static const char* const changeable[] = {"--resume", "--out", "--threads", "--backend", "--json"};
+  for (const CLI::Option* option : app.get_options()) {
+    if (option->count() == 0) continue;
+    const std::string name = option->get_name();
+    if (std::find(std::begin(changeable), std::end(changeable), name) == std::end(changeable)) {
+      throw UsageError(name + " cannot be given with --resume: the run continues with the settings recorded in " +
+                       given.resume + " (only --out, --threads, --backend and --json may change)");
+    }
+  }
+  Metadata metadata;
+  const TrainCheckpoint checkpoint = load_checkpoint(given.resume, &metadata);
+  std::vector<std::string> arguments;
+  {
+    const auto recorded = metadata.find("checkpoint_args");
+    const nlohmann::json list = recorded == metadata.end()
+                                    ? nlohmann::json()
+                                    : nlohmann::json::parse(recorded->second, nullptr, false);
+    if (!list.is_array()) throw DataError(given.resume + ": the checkpoint does not record the run's arguments");
+    for (const auto& argument : list) {
+      if (!argument.is_string()) throw DataError(given.resume + ": the checkpoint's arguments are damaged");
+      arguments.push_back(argument.get<std::string>());
+    }
+  }
+  CLI::App stored_app;
+  TrainOptions stored;
+  add_train_options(stored_app, stored);
+  try {
+    std::vector<std::string> reversed(arguments.rbegin(), arguments.rend());
+    stored_app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    throw DataError(given.resume + ": the recorded arguments no longer parse (" + std::string(e.what()) + ")");
+  }
+  stored.resume = given.resume;
+  stored.out = app.count("--out") > 0 ? given.out : given.resume;
+  if (app.count("--threads") > 0) stored.threads = given.threads;
+  if (app.count("--backend") > 0) stored.backend = given.backend;
+  stored.json = given.json;
+  return run_train(stored, stored_app, &checkpoint, metadata, arguments);
+}
+
+Runner setup_train(CLI::App& app) {
+  auto options = std::make_shared<TrainOptions>();
+  add_train_options(app, *options);
+  app.add_option("--resume", options->resume,
+                 "continue the run of this checkpoint (written with --checkpoint-every) to its end, with its settings");
+  return [options, &app] {
+    if (!options->resume.empty()) return run_resume(*options, app);
+    return run_train(*options, app, nullptr, {}, command_arguments());
+  };
 }
 
 const bool registered = register_command(

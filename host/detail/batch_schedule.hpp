@@ -27,7 +27,14 @@ class BatchSchedule {
   /// Minibatches in one pass over the data.
   static long batches_per_epoch(int batch, int rows) { return (static_cast<long>(rows) + batch - 1) / batch; }
 
-  /// Rows of update t (0-based); t must grow by one per call.
+  /// Prepares the schedule to continue at update t (a resumed run): the
+  /// order of t's epoch, as rows_of(t) would have left it.
+  void seek(long t) {
+    const long per_epoch = batches_per_epoch(batch_, rows_);
+    if (batch_ < rows_ && t % per_epoch != 0) shuffle(t / per_epoch);
+  }
+
+  /// Rows of update t (0-based); t must grow by one per call (after seek(t0), from t0).
   std::span<const int> rows_of(long t) {
     const long per_epoch = batches_per_epoch(batch_, rows_);
     const long epoch = t / per_epoch;

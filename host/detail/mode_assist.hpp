@@ -31,6 +31,10 @@ class ModeAssist {
   /// scaled by the push (or not, per config). Returns the push factor.
   double prepare_mode_step(Engine& engine, UpdateStep& step, long t);
 
+  /// The state a checkpoint keeps, and restoring it (a resumed run).
+  ModeAssistState state() const;
+  void restore(const ModeAssistState& state);
+
   long steps_taken() const { return steps_taken_; }
   double last_push() const { return last_push_; }
   double last_energy() const { return last_energy_; }

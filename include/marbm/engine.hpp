@@ -65,6 +65,14 @@ struct Gradient {
   std::vector<double> hidden_bias;   ///< m
 };
 
+/// The optimiser's state: the momentum velocity of every parameter, in the
+/// model's layout (float32, as the engines keep it).
+struct OptimizerState {
+  std::vector<float> weights;       ///< n x m, row-major
+  std::vector<float> visible_bias;  ///< n
+  std::vector<float> hidden_bias;   ///< m
+};
+
 /// An engine holds one model, its optimiser state, a data set and persistent
 /// chains. Methods are synchronous from the caller's point of view unless
 /// noted; they throw UsageError for bad arguments and CudaError on device
@@ -108,6 +116,15 @@ class Engine {
   /// The persistent chains' visible states (count x n, 0/1; empty when
   /// none are running). Synchronous; the default has none.
   virtual std::vector<std::uint8_t> persistent_chain_states() const { return {}; }
+
+  /// Checkpoints (train.hpp): the velocity, and setting it and the persistent
+  /// chains back, so that a resumed run continues bit for bit. set_model
+  /// zeroes the velocity, so restore it after set_model. `states` holds
+  /// `count` rows of n values 0/1. The defaults throw UsageError (an engine
+  /// that cannot be checkpointed).
+  virtual OptimizerState optimizer_state() const;
+  virtual void set_optimizer_state(const OptimizerState& state);
+  virtual void set_persistent_chain_states(std::span<const std::uint8_t> states, int count);
 
   /// Exact log Z of the current parameters (throws beyond the limit).
   virtual double log_partition_exact(const ExactOptions& options) = 0;

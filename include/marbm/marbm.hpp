@@ -2,6 +2,7 @@
 #pragma once
 
 #include "marbm/ais.hpp"
+#include "marbm/checkpoint.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/ensemble.hpp"

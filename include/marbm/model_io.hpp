@@ -2,8 +2,10 @@
 // `hidden_bias` [m] and string metadata.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "marbm/rbm.hpp"
 
@@ -16,9 +18,30 @@ using Metadata = std::map<std::string, std::string>;
 /// Throws DataError when the file cannot be written.
 void save_rbm(const std::string& path, const Rbm& rbm, const Metadata& metadata = {});
 
+/// A tensor stored beside the model's three, such as a checkpoint's state
+/// (checkpoint.hpp): dtype "F32", "F64", "U8" or "I64", its shape and its
+/// values as little-endian bytes. Other safetensors readers see an ordinary
+/// tensor; a reader that looks only for the model's tensors ignores it.
+struct ExtraTensor {
+  std::string dtype;
+  std::vector<std::uint64_t> shape;
+  std::string bytes;
+};
+using ExtraTensors = std::map<std::string, ExtraTensor>;
+
+/// save_rbm with extra tensors (names other than the model's three).
+/// Throws UsageError when a name is taken or a tensor's bytes do not match
+/// its dtype and shape.
+void save_rbm(const std::string& path, const Rbm& rbm, const Metadata& metadata, const ExtraTensors& extra);
+
 /// Reads a model (float32 or float64 tensors). Throws DataError naming the
 /// file on a missing file, bad header, wrong shapes or dtypes, truncated data
 /// or non-finite parameters. Fills `metadata` when given.
 Rbm load_rbm(const std::string& path, Metadata* metadata = nullptr);
+
+/// load_rbm that also returns every other tensor of the file in `extra`
+/// (checked like the model's: dtype one of ExtraTensor's, bytes matching the
+/// shape).
+Rbm load_rbm(const std::string& path, Metadata* metadata, ExtraTensors* extra);
 
 }  // namespace marbm

@@ -141,6 +141,43 @@ class TrainingDiverged : public RuntimeFailure {
   std::vector<TrainMetrics> history;  ///< the evaluations before the divergence
 };
 
+/// What mode-assisted training carries from one mode step to the next: the
+/// last mode (the warm start of the next search), the local search's kept
+/// minima and the counters.
+struct ModeAssistState {
+  std::vector<std::uint8_t> mode_visible;  ///< n values, empty before the first mode step
+  std::vector<std::uint8_t> mode_hidden;   ///< m values
+  std::vector<std::uint8_t> population;    ///< kept minima, rows of n values
+  long steps_taken = 0;
+  double last_push = 0.0;
+  double last_energy = 0.0;
+};
+
+/// Everything a run needs to continue exactly where it stopped. Random
+/// numbers are drawn from Philox streams named by (seed, update), so the
+/// update counter is their position. Written and read by checkpoint.hpp.
+struct TrainCheckpoint {
+  long iteration = 0;                 ///< updates done
+  Rbm model;                          ///< parameters after `iteration` updates
+  OptimizerState optimizer;           ///< the momentum's velocity
+  int chain_count = 0;                ///< persistent chains (0: none)
+  std::vector<std::uint8_t> chains;   ///< chain_count x n visible states
+  ModeAssistState mode;               ///< mode method only
+  std::vector<TrainMetrics> history;  ///< evaluations so far
+  double seconds = 0.0;               ///< training time so far
+};
+
+/// Checkpoints during train(): every `every` updates (0: never) `write` is
+/// called with the state after that update (not after the last update: the
+/// caller saves the result). With `resume`, train() continues that
+/// checkpoint's run instead of starting from `initial`: the result is
+/// bit-identical to the run never interrupted (same config and data).
+struct CheckpointOptions {
+  long every = 0;
+  std::function<void(const TrainCheckpoint&)> write;
+  const TrainCheckpoint* resume = nullptr;
+};
+
 /// Updates between two checks of the parameters for non-finite values (besides
 /// the check at every evaluation).
 inline constexpr long finite_check_every = 64;
@@ -150,6 +187,12 @@ inline constexpr long finite_check_every = 64;
 /// TrainingDiverged when the parameters become non-finite.
 TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const TrainConfig& config,
                   const MetricsCallback& on_metrics = {});
+
+/// train() with checkpoints written and/or a checkpoint resumed. Throws
+/// UsageError when the checkpoint does not fit the config and data (sizes,
+/// an iteration beyond the run's length, chains or mode state missing).
+TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const TrainConfig& config,
+                  const MetricsCallback& on_metrics, const CheckpointOptions& checkpoints);
 
 /// Sets the visible biases of `rbm` to the data's base rates,
 /// a_i = log(p_i / (1 - p_i)) with p_i = (ones in column i + 1) / (rows + 2)
