@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "detail/cuda_entry.hpp"
+#include "cuda_impl.hpp"
 #include "detail/gibbs_steps.hpp"
 #include "detail/mode_states.hpp"
 #include "device_buffer.cuh"
@@ -506,6 +506,6 @@ class CudaEngine final : public Engine {
 
 }  // namespace
 
-std::unique_ptr<Engine> make_cuda_engine(const EngineOptions& options) { return std::make_unique<CudaEngine>(options); }
+std::unique_ptr<Engine> make_cuda_engine_impl(const EngineOptions& options) { return std::make_unique<CudaEngine>(options); }
 
 }  // namespace marbm::detail

@@ -18,12 +18,11 @@
 #include <thread>
 #include <vector>
 
-#include "detail/cuda_entry.hpp"
+#include "cuda_impl.hpp"
 #include "detail/ensemble_member.hpp"
 #include "detail/gibbs_steps.hpp"
 #include "device_buffer.cuh"
 #include "ensemble_batched.cuh"
-#include "ensemble_entry.hpp"
 #include "error.cuh"
 #include "gibbs.cuh"
 #include "launch.cuh"
@@ -484,7 +483,7 @@ std::vector<TrainResult> train_one_by_one(const Dataset& data, const std::vector
     std::unique_ptr<Engine> engine;
     for (int e = next++; e < members; e = next++) {
       try {
-        if (!engine) engine = make_cuda_engine(EngineOptions{.device = config.device});
+        if (!engine) engine = make_cuda_engine_impl(EngineOptions{.device = config.device});
         results[e] = train_ensemble_member(*engine, data, initial[e], seeds[e], config, e, on_metrics, callback_mutex);
       } catch (...) {
         errors[e] = std::current_exception();
@@ -523,7 +522,7 @@ void check_config(const TrainConfig& config) {
 
 }  // namespace
 
-std::vector<TrainResult> train_ensemble_cuda(const Dataset& data, const std::vector<Rbm>& initial,
+std::vector<TrainResult> train_ensemble_cuda_impl(const Dataset& data, const std::vector<Rbm>& initial,
                                              const std::vector<std::uint64_t>& seeds, const TrainConfig& config,
                                              const EnsembleMetricsCallback& on_metrics) {
   const int n = initial.front().n_visible(), m = initial.front().n_hidden();

@@ -1,10 +1,12 @@
-// The CUDA entry points the host side calls (host/detail/cuda_entry.hpp).
-// find_mode_cuda lives with the ground-state solvers (mode_search.cu).
+// The CUDA engine library's entry points (cuda_impl.hpp) and the table that
+// libmarbm finds with dlsym when a process first uses CUDA
+// (host/cuda_loader.cpp). find_mode_cuda_impl lives with the ground-state
+// solvers (mode_search.cu), train_ensemble_cuda_impl with the ensembles.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 
-#include "detail/cuda_entry.hpp"
+#include "cuda_impl.hpp"
 #include "marbm/error.hpp"
 #include "device_buffer.cuh"
 #include "exact_enumeration.cuh"
@@ -12,7 +14,7 @@
 
 namespace marbm::detail {
 
-std::vector<DeviceInfo> list_cuda_devices() {
+std::vector<DeviceInfo> list_cuda_devices_impl() {
   std::vector<DeviceInfo> devices;
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) {
@@ -36,7 +38,7 @@ std::vector<DeviceInfo> list_cuda_devices() {
   return devices;
 }
 
-CudaVersions query_cuda_versions() {
+CudaVersions query_cuda_versions_impl() {
   CudaVersions versions;
   if (cudaRuntimeGetVersion(&versions.runtime) != cudaSuccess) versions.runtime = 0;
   if (cudaDriverGetVersion(&versions.driver) != cudaSuccess) versions.driver = 0;
@@ -44,7 +46,7 @@ CudaVersions query_cuda_versions() {
   return versions;
 }
 
-double log_partition_exact_cuda(const Rbm& rbm, const ExactOptions& options, int device) {
+double log_partition_exact_cuda_impl(const Rbm& rbm, const ExactOptions& options, int device) {
   Resources& resources = thread_resources(device);
   const std::size_t weights = rbm.weights().size();
   std::vector<float> host(weights + rbm.n_visible() + rbm.n_hidden());
@@ -59,3 +61,18 @@ double log_partition_exact_cuda(const Rbm& rbm, const ExactOptions& options, int
 }
 
 }  // namespace marbm::detail
+
+extern "C" const marbm::detail::CudaEntryPoints* marbm_cuda_entry_points() {
+  using namespace marbm::detail;
+  static const CudaEntryPoints table{
+      MARBM_VERSION,
+      &make_cuda_engine_impl,
+      &list_cuda_devices_impl,
+      &query_cuda_versions_impl,
+      &find_mode_cuda_impl,
+      &mode_trajectory_cuda_impl,
+      &log_partition_exact_cuda_impl,
+      &train_ensemble_cuda_impl,
+  };
+  return &table;
+}

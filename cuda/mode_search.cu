@@ -19,7 +19,7 @@
 #include <tuple>
 #include <vector>
 
-#include "detail/cuda_entry.hpp"
+#include "cuda_impl.hpp"
 #include "detail/mode_search_config.hpp"
 #include "device_buffer.cuh"
 #include "error.cuh"
@@ -360,7 +360,7 @@ ModeResult find_mode_device(Resources& resources, const float* weights, const fl
   return result;
 }
 
-ModeResult find_mode_cuda(const Rbm& rbm, const ModeSearchConfig& config) {
+ModeResult find_mode_cuda_impl(const Rbm& rbm, const ModeSearchConfig& config) {
   const auto start = std::chrono::steady_clock::now();
   check_mode_search_config(rbm.n_visible(), rbm.n_hidden(), config);
   Resources& resources = thread_resources(config.device);
@@ -371,7 +371,7 @@ ModeResult find_mode_cuda(const Rbm& rbm, const ModeSearchConfig& config) {
   return result;
 }
 
-ReplicaTrajectory mode_trajectory_cuda(const Rbm& rbm, const ModeSearchConfig& config) {
+ReplicaTrajectory mode_trajectory_cuda_impl(const Rbm& rbm, const ModeSearchConfig& config) {
   check_mode_search_config(rbm.n_visible(), rbm.n_hidden(), config);
   MARBM_EXPECTS(config.solver != ModeSolver::exhaustive, UsageError,
                 "mode_trajectory_cuda: the exhaustive search has no replica trajectories");

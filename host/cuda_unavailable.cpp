@@ -16,5 +16,10 @@ CudaVersions query_cuda_versions() { return {}; }
 ModeResult find_mode_cuda(const Rbm&, const ModeSearchConfig&) { no_cuda(); }
 ReplicaTrajectory mode_trajectory_cuda(const Rbm&, const ModeSearchConfig&) { no_cuda(); }
 double log_partition_exact_cuda(const Rbm&, const ExactOptions&, int) { no_cuda(); }
+std::vector<TrainResult> train_ensemble_cuda(const Dataset&, const std::vector<Rbm>&, const std::vector<std::uint64_t>&,
+                                             const TrainConfig&, const EnsembleMetricsCallback&) {
+  no_cuda();
+}
+std::string cuda_library_problem() { return "this build of marbm has no CUDA engine"; }
 
 }  // namespace marbm::detail

@@ -13,10 +13,7 @@
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
-
-#ifdef MARBM_HAVE_CUDA
-#include "ensemble_entry.hpp"
-#endif
+#include "detail/cuda_entry.hpp"
 
 namespace marbm {
 
@@ -128,11 +125,7 @@ std::vector<TrainResult> train_ensemble(Backend backend, const Dataset& data, co
   check_members(data, initial, seeds);
   if (backend == Backend::automatic) backend = cuda_devices().empty() ? Backend::cpu : Backend::cuda;
   if (backend == Backend::cpu) return train_ensemble_cpu(data, initial, seeds, config, on_metrics);
-#ifdef MARBM_HAVE_CUDA
   return detail::train_ensemble_cuda(data, initial, seeds, config, on_metrics);
-#else
-  throw CudaError("the cuda backend is not available: this build of marbm has no CUDA engine (MARBM_CUDA=OFF or no CUDA compiler)");
-#endif
 }
 
 }  // namespace marbm

@@ -1,12 +1,19 @@
-// Entry points into the CUDA engine (cuda/). Without CUDA they are defined in
-// host/cuda_unavailable.cpp and throw CudaError (or return nothing).
+// Entry points into the CUDA engine (cuda/). The CUDA engine is a library of
+// its own, libmarbm_cuda, which libmarbm loads with dlopen on the first call
+// (host/cuda_loader.cpp), so that a process that never uses CUDA never maps
+// the CUDA libraries. Without CUDA they are defined in
+// host/cuda_unavailable.cpp and throw CudaError (or return nothing); so do
+// they when the library cannot be loaded.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "detail/mode_search_config.hpp"
 #include "marbm/engine.hpp"
+#include "marbm/ensemble.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/mode.hpp"
 #include "marbm/rbm.hpp"
@@ -32,4 +39,27 @@ ReplicaTrajectory mode_trajectory_cuda(const Rbm& rbm, const ModeSearchConfig& c
 /// Exact log Z by Gray-code enumeration on `device`.
 double log_partition_exact_cuda(const Rbm& rbm, const ExactOptions& options, int device = 0);
 
+/// train_ensemble on the device (inputs already validated).
+std::vector<TrainResult> train_ensemble_cuda(const Dataset& data, const std::vector<Rbm>& initial,
+                                             const std::vector<std::uint64_t>& seeds, const TrainConfig& config,
+                                             const EnsembleMetricsCallback& on_metrics);
+
+/// Why the CUDA engine library cannot be used (empty when it loaded, or was
+/// never asked for). Loads it when not yet tried.
+std::string cuda_library_problem();
+
+/// What libmarbm_cuda exports (extern "C" marbm_cuda_entry_points()): its
+/// version, which must equal libmarbm's, and one pointer per entry point.
+struct CudaEntryPoints {
+  const char* version;
+  std::unique_ptr<Engine> (*make_cuda_engine)(const EngineOptions&);
+  std::vector<DeviceInfo> (*list_cuda_devices)();
+  CudaVersions (*query_cuda_versions)();
+  ModeResult (*find_mode_cuda)(const Rbm&, const ModeSearchConfig&);
+  ReplicaTrajectory (*mode_trajectory_cuda)(const Rbm&, const ModeSearchConfig&);
+  double (*log_partition_exact_cuda)(const Rbm&, const ExactOptions&, int);
+  std::vector<TrainResult> (*train_ensemble_cuda)(const Dataset&, const std::vector<Rbm>&,
+                                                  const std::vector<std::uint64_t>&, const TrainConfig&,
+                                                  const EnsembleMetricsCallback&);
+};
 }  // namespace marbm::detail
