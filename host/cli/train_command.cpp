@@ -49,6 +49,7 @@ struct TrainOptions {
   // Mode-assisted training: numbers in `mode`, words in `mode_words`.
   ModeAssistConfig mode;
   ModeAssistOptions mode_words;
+  LearningRateScheduleOptions schedule;
 };
 
 // Full precision for numbers stored in model metadata, so that a value read
@@ -110,6 +111,7 @@ TrainConfig make_config(const TrainOptions& options, const CLI::App& app) {
   config.method = parse_train_method(options.method);
   config.gibbs_steps = options.k;
   config.learning_rate = options.learning_rate;
+  options.schedule.apply_to(app, config.learning_rate_schedule, config.final_learning_rate);
   config.momentum = options.momentum;
   config.weight_decay = options.weight_decay;
   config.batch_size = options.batch;
@@ -149,6 +151,10 @@ Metadata make_metadata(const TrainOptions& options, const TrainConfig& config, c
   metadata["method"] = std::string(to_string(config.method));
   metadata["k"] = std::to_string(config.gibbs_steps);
   metadata["learning_rate"] = exact_text(config.learning_rate);
+  if (config.learning_rate_schedule != LearningRateSchedule::constant) {
+    metadata["learning_rate_schedule"] = std::string(to_string(config.learning_rate_schedule));
+    metadata["final_learning_rate"] = exact_text(config.final_learning_rate);
+  }
   metadata["momentum"] = exact_text(config.momentum);
   metadata["weight_decay"] = exact_text(config.weight_decay);
   metadata["batch"] = std::to_string(config.batch_size);
@@ -392,7 +398,10 @@ Runner setup_train(CLI::App& app) {
       ->check(one_of({"cd", "pcd", "exact", "mode"}))
       ->capture_default_str();
   app.add_option("--k", o.k, "Gibbs steps of CD-k / PCD-k")->check(integer_at_least(1))->capture_default_str();
-  app.add_option("--lr", o.learning_rate, "learning rate")->check(positive_number())->capture_default_str();
+  app.add_option("--lr", o.learning_rate, "learning rate (of the first update with --lr-schedule)")
+      ->check(positive_number())
+      ->capture_default_str();
+  o.schedule.add_to(app);
   app.add_option("--batch", o.batch, "minibatch size (clipped to the data rows)")
       ->check(integer_at_least(1))
       ->capture_default_str();
