@@ -30,6 +30,7 @@
 #include "marbm/ensemble.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
+#include "marbm/held_out.hpp"
 
 namespace marbm {
 
@@ -189,7 +190,12 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress,
     MetricsCallback held_out;
     if (with_test) {
       held_out = [&](const TrainMetrics& metrics) {
-        run.test_mean_log_likelihood.push_back(mean_log_likelihood(engine.model(), test, metrics.log_z));
+        HeldOutOptions options;
+        options.known_log_z = metrics.log_z;  // the driver's exact log Z of these parameters
+        const HeldOutMetrics signals = evaluate_held_out(engine.model(), data, test, options);
+        run.test_mean_log_likelihood.push_back(signals.mean_log_likelihood);
+        run.test_reconstruction_error.push_back(signals.reconstruction_error);
+        run.free_energy_gap.push_back(signals.free_energy_gap);
       };
     }
     Rbm final_model;
@@ -204,7 +210,10 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress,
       run.diverged_at = diverged.noticed_at;
       run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       final_model = diverged.last_finite_model;
-      run.test_mean_log_likelihood.resize(std::min(run.test_mean_log_likelihood.size(), run.history.size()));
+      const std::size_t points = std::min(run.test_mean_log_likelihood.size(), run.history.size());
+      run.test_mean_log_likelihood.resize(points);
+      run.test_reconstruction_error.resize(points);
+      run.free_energy_gap.resize(points);
     }
     finished(run, final_model);
   };
@@ -308,15 +317,19 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress,
 
 std::string study_csv_text(const std::vector<StudyRun>& runs, bool with_test) {
   std::ostringstream out;
-  out << "method,run,iteration,kl,p_mode,status" << (with_test ? ",test_mean_log_likelihood" : "") << '\n';
+  out << "method,run,iteration,kl,p_mode,status"
+      << (with_test ? ",test_mean_log_likelihood,test_reconstruction_error,free_energy_gap" : "") << '\n';
+  auto at = [](const std::vector<double>& values, std::size_t i) {
+    return i < values.size() ? values[i] : std::numeric_limits<double>::quiet_NaN();
+  };
   for (const StudyRun& run : runs) {
     for (std::size_t i = 0; i < run.history.size(); ++i) {
       const TrainMetrics& metrics = run.history[i];
       out << to_string(run.method) << ',' << run.run << ',' << metrics.iteration << ',' << format_number(metrics.kl)
           << ',' << format_number(metrics.p_mode) << ",ok";
       if (with_test) {
-        out << ',' << format_number(i < run.test_mean_log_likelihood.size() ? run.test_mean_log_likelihood[i]
-                                                                            : std::numeric_limits<double>::quiet_NaN());
+        out << ',' << format_number(at(run.test_mean_log_likelihood, i)) << ','
+            << format_number(at(run.test_reconstruction_error, i)) << ',' << format_number(at(run.free_energy_gap, i));
       }
       out << '\n';
     }
@@ -324,7 +337,7 @@ std::string study_csv_text(const std::vector<StudyRun>& runs, bool with_test) {
     // non-finite.
     if (run.diverged_at >= 0) {
       out << to_string(run.method) << ',' << run.run << ',' << run.diverged_at << ",nan,nan,diverged"
-          << (with_test ? ",nan" : "") << '\n';
+          << (with_test ? ",nan,nan,nan" : "") << '\n';
     }
   }
   return out.str();

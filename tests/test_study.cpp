@@ -25,6 +25,7 @@
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
+#include "marbm/held_out.hpp"
 #include "marbm/model_io.hpp"
 #include "marbm/study.hpp"
 #include "marbm/train.hpp"
@@ -402,6 +403,7 @@ TEST(Study, HeldOutLogLikelihoodAtEveryPointAndEachRunReportedOnceWithItsModel) 
   config.methods = {TrainMethod::cd, TrainMethod::pcd};
   config.test_data = "shifting-bars:6:2";
   const Dataset test = load_dataset(config.test_data);
+  const Dataset train_rows = load_dataset(config.data);
   std::mutex mutex;
   std::map<std::pair<int, int>, int> calls;
   std::map<std::pair<int, int>, double> final_test;
@@ -411,8 +413,10 @@ TEST(Study, HeldOutLogLikelihoodAtEveryPointAndEachRunReportedOnceWithItsModel) 
       std::lock_guard lock(mutex);
       if (in_callback++ > 0) ++overlapping;
     }
-    // The final model's exact held-out log-likelihood is the run's last point.
+    // The final model's exact held-out log-likelihood, reconstruction error and
+    // free-energy gap are the run's last point.
     const double exact = mean_log_likelihood_exact(model, test);
+    const HeldOutMetrics signals = evaluate_held_out(model, train_rows, test);
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
     std::lock_guard lock(mutex);
     --in_callback;
@@ -421,6 +425,10 @@ TEST(Study, HeldOutLogLikelihoodAtEveryPointAndEachRunReportedOnceWithItsModel) 
     final_test[key] = exact;
     ASSERT_FALSE(run.test_mean_log_likelihood.empty());
     EXPECT_NEAR(run.test_mean_log_likelihood.back(), exact, 1e-9);
+    ASSERT_EQ(run.test_reconstruction_error.size(), run.history.size());
+    ASSERT_EQ(run.free_energy_gap.size(), run.history.size());
+    EXPECT_EQ(run.test_reconstruction_error.back(), signals.reconstruction_error);
+    EXPECT_EQ(run.free_energy_gap.back(), signals.free_energy_gap);
     // The held-out rows are not the training rows: KL does not predict them.
     EXPECT_EQ(run.history.size(), run.test_mean_log_likelihood.size());
   });
@@ -445,7 +453,7 @@ TEST(Study, HeldOutLogLikelihoodAtEveryPointAndEachRunReportedOnceWithItsModel) 
   }
   // The CSV carries the column; the text of a subset of runs is that subset.
   const std::string csv = study_csv_text(result.runs, true);
-  EXPECT_EQ(csv.substr(0, csv.find('\n')), "method,run,iteration,kl,p_mode,status,test_mean_log_likelihood");
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "method,run,iteration,kl,p_mode,status,test_mean_log_likelihood,test_reconstruction_error,free_energy_gap");
   const std::string one = study_csv_text({result.runs[1]}, true);
   EXPECT_EQ(std::count(one.begin(), one.end(), '\n'), 1 + static_cast<long>(result.runs[1].history.size()));
   EXPECT_NE(one.find("\ncd,1,0,"), std::string::npos);
@@ -518,7 +526,7 @@ TEST(StudyCli, KeepsEachRunsModelAndWritesTheHeldOutColumn) {
                              dir.path());
   ASSERT_EQ(run.status, 0) << run.err;
   const std::string csv = read_text(out / "kl.csv");
-  EXPECT_EQ(csv.substr(0, csv.find('\n')), "method,run,iteration,kl,p_mode,status,test_mean_log_likelihood");
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "method,run,iteration,kl,p_mode,status,test_mean_log_likelihood,test_reconstruction_error,free_energy_gap");
   const Dataset data = load_dataset("shifting-bars:6:3");
   const Dataset test = load_dataset("shifting-bars:6:2");
   for (const char* method : {"cd", "pcd"}) {

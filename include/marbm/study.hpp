@@ -39,7 +39,8 @@ struct StudyConfig {
   int threads = 0;         ///< runs in parallel; 0: all cores
   ModeAssistConfig mode;
   /// Held-out data spec (empty: none): at every evaluation each run also
-  /// records the exact mean log-likelihood of these rows.
+  /// records the exact mean log-likelihood of these rows, their
+  /// reconstruction error and the free-energy gap.
   std::string test_data;
 };
 
@@ -48,9 +49,13 @@ struct StudyRun {
   TrainMethod method = TrainMethod::cd;
   int run = 0;
   std::vector<TrainMetrics> history;
-  /// With test data: the held-out mean log-likelihood at each point of
-  /// `history` (exact, with that point's log Z); empty otherwise.
+  /// With test data, at each point of `history` (empty otherwise): the
+  /// held-out mean log-likelihood (exact, with that point's log Z), the
+  /// held-out reconstruction error and the free-energy gap (held-out minus
+  /// training rows; see HeldOutMetrics).
   std::vector<double> test_mean_log_likelihood;
+  std::vector<double> test_reconstruction_error;
+  std::vector<double> free_energy_gap;
   double seconds = 0.0;
   long diverged_at = -1;  ///< updates done when the parameters were found non-finite; -1: finished
 };
@@ -91,7 +96,8 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress =
 
 /// The text of DIR/kl.csv for `runs` (any subset of a study's runs, written
 /// in the order given): header `method,run,iteration,kl,p_mode,status` (plus
-/// `,test_mean_log_likelihood` when `with_test` is set), one row per
+/// `,test_mean_log_likelihood,test_reconstruction_error,free_energy_gap` when
+/// `with_test` is set), one row per
 /// evaluation (status ok), and for a run that diverged one last row at the
 /// update it was found non-finite (kl and p_mode nan, status diverged).
 std::string study_csv_text(const std::vector<StudyRun>& runs, bool with_test);
