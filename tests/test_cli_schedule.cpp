@@ -1,7 +1,10 @@
 // `marbm train --lr-schedule`: the CLI trains what the library trains with
 // the same schedule, records it in the metadata, and refuses bad combinations.
+// Also what train's output says about KL when the rows are distinct.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -17,6 +20,7 @@ namespace {
 
 using marbm::test::describe;
 using marbm::test::expect_refusal;
+using marbm::test::parse_json_output;
 using marbm::test::run_cli;
 using marbm::test::ScratchFolder;
 
@@ -88,6 +92,38 @@ TEST(CliLearningRateSchedule, Refusals) {
   expect_refusal(run_cli(train(out, {"--lr-schedule", "exponential", "--lr-final", "0"}), scratch), 2, "--lr-final");
   expect_refusal(run_cli(train(out, {"--lr-schedule", "linear", "--lr-final", "-1"}), scratch), 2, "--lr-final");
   expect_refusal(run_cli(train(out, {"--lr-schedule", "linear", "--lr-final", "nan"}), scratch), 2, "--lr-final");
+}
+
+TEST(CliTrainOutput, LogLikelihoodFirstAndKlExplainedWhenRowsAreDistinct) {
+  ScratchFolder scratch;
+  const std::string out = scratch.file("m.safetensors");
+  const auto text = run_cli(train(out, {}), scratch);
+  ASSERT_EQ(text.exit_code, 0) << describe(text);
+  const auto ll = text.out.find("mean log-likelihood ");
+  const auto kl = text.out.find("  kl ");
+  ASSERT_NE(ll, std::string::npos) << text.out;
+  ASSERT_NE(kl, std::string::npos) << text.out;
+  EXPECT_LT(ll, kl) << "the log-likelihood comes first: " << text.out;
+  EXPECT_NE(text.out.find("(the 6 rows are distinct: kl = -mean log-likelihood - log 6)"), std::string::npos)
+      << text.out;
+  const auto json = parse_json_output(run_cli(train(out, {"--json"}), scratch));
+  EXPECT_EQ(json["rows_distinct"], true);
+  EXPECT_NEAR(json["kl"].get<double>(), -json["mean_log_likelihood"].get<double>() - std::log(6.0), 1e-9);
+
+  // A repeated row: KL is no longer the log-likelihood shifted by log N.
+  const std::string csv = scratch.file("repeated.csv");
+  {
+    std::ofstream rows(csv);
+    rows << "1,1,1,0,0,0\n1,1,1,0,0,0\n0,1,1,1,0,0\n";
+  }
+  auto repeated = train(out, {"--json"});
+  repeated[2] = "csv:" + csv;
+  const auto other = parse_json_output(run_cli(repeated, scratch));
+  EXPECT_EQ(other["rows_distinct"], false);
+  auto repeated_text = train(out, {});
+  repeated_text[2] = "csv:" + csv;
+  const auto plain = run_cli(repeated_text, scratch);
+  EXPECT_EQ(plain.out.find("rows are distinct"), std::string::npos) << plain.out;
 }
 
 }  // namespace

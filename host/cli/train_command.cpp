@@ -71,10 +71,10 @@ double exact_evaluation_cost(int n, int m, int rows) {
 std::string metrics_text(const TrainMetrics& metrics, long total, bool mode) {
   std::ostringstream line;
   line << "iteration " << metrics.iteration << '/' << total;
-  if (std::isfinite(metrics.kl)) line << "  kl " << format_number(metrics.kl);
   if (std::isfinite(metrics.mean_log_likelihood)) {
     line << "  mean log-likelihood " << format_number(metrics.mean_log_likelihood);
   }
+  if (std::isfinite(metrics.kl)) line << "  kl " << format_number(metrics.kl);
   if (std::isfinite(metrics.log_z)) line << "  log Z " << format_number(metrics.log_z);
   if (mode) {
     line << "  p_mode " << format_number(metrics.p_mode, 3) << "  mode steps " << metrics.mode_steps;
@@ -342,6 +342,8 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
 
   TrainMetrics last;
   if (!result.history.empty()) last = result.history.back();
+  // Then KL = -mean log-likelihood - log N: the same number, shifted.
+  const bool rows_distinct = static_cast<int>(distinct_rows(data).rows.size()) == data.n_rows;
   if (options.json) {
     nlohmann::json out;
     out["out"] = options.out;
@@ -352,6 +354,7 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
     out["iterations"] = total;
     out["seconds"] = result.seconds;
     out["kl"] = json_number(last.kl);
+    out["rows_distinct"] = rows_distinct;
     out["mean_log_likelihood"] = json_number(last.mean_log_likelihood);
     out["log_z"] = json_number(last.log_z);
     out["backend"] = engine->description();
@@ -371,8 +374,15 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
               << total << " updates in " << format_number(result.seconds, 3) << " s on "
               << engine->description() << '\n';
     if (std::isfinite(last.kl)) {
-      std::cout << "kl " << format_number(last.kl) << "  mean log-likelihood "
-                << format_number(last.mean_log_likelihood) << "  log Z " << format_number(last.log_z) << '\n';
+      // The log-likelihood first: KL adds only the empirical entropy to it,
+      // which for distinct rows is log N.
+      std::cout << "mean log-likelihood " << format_number(last.mean_log_likelihood) << "  kl "
+                << format_number(last.kl);
+      if (rows_distinct) {
+        std::cout << " (the " << data.n_rows << " rows are distinct: kl = -mean log-likelihood - log " << data.n_rows
+                  << ")";
+      }
+      std::cout << "  log Z " << format_number(last.log_z) << '\n';
     } else {
       std::cout << "model too large for exact KL (2^" << std::min(n, m) << " states; --exact-max-units "
                 << options.exact_max_units << ")\n";
