@@ -16,5 +16,6 @@ CudaVersions query_cuda_versions() { return {}; }
 ModeResult find_mode_cuda(const Rbm&, const ModeSearchConfig&) { no_cuda(); }
 ReplicaTrajectory mode_trajectory_cuda(const Rbm&, const ModeSearchConfig&) { no_cuda(); }
 double log_partition_exact_cuda(const Rbm&, const ExactOptions&, int) { no_cuda(); }
+AisDeviceWeights ais_log_weights_cuda(const AisDeviceRequest&) { no_cuda(); }
 
 }  // namespace marbm::detail

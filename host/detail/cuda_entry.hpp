@@ -2,10 +2,13 @@
 // host/cuda_unavailable.cpp and throw CudaError (or return nothing).
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include "detail/mode_search_config.hpp"
+#include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/mode.hpp"
@@ -31,5 +34,33 @@ ReplicaTrajectory mode_trajectory_cuda(const Rbm& rbm, const ModeSearchConfig& c
 
 /// Exact log Z by Gray-code enumeration on `device`.
 double log_partition_exact_cuda(const Rbm& rbm, const ExactOptions& options, int device = 0);
+
+/// What log_partition_ais (host/ais.cpp) hands the device: the checked
+/// schedule and base model, and the run settings.
+struct AisDeviceRequest {
+  const Rbm* rbm = nullptr;
+  std::vector<double> betas;            ///< beta_0 = 0 .. beta_K = 1
+  std::vector<double> base_bias;        ///< a_A (n)
+  std::vector<double> bias_difference;  ///< a - a_A (n)
+  int runs = 0;
+  std::uint64_t seed = 0;
+  bool reverse = false;
+  int reverse_burn_in = 0;
+  const Dataset* data = nullptr;        ///< reverse starting rows (cycled); null: base-rate samples
+  int device = 0;
+  std::function<void(double)> progress;  ///< fraction of the work done, from the calling thread
+};
+
+/// The M log importance weights of each direction (reverse empty unless
+/// asked), computed on the device with host/ais.cpp's algorithm, Philox
+/// streams and word layout: the same draws as the CPU for the same seed, so
+/// the weights agree with the CPU's up to the float rounding of the fields
+/// (cuBLAS sums in another order; a rare draw near its threshold may then
+/// differ and that run's trajectory with it).
+struct AisDeviceWeights {
+  std::vector<double> forward;
+  std::vector<double> reverse;
+};
+AisDeviceWeights ais_log_weights_cuda(const AisDeviceRequest& request);
 
 }  // namespace marbm::detail
