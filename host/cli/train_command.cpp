@@ -274,6 +274,8 @@ int run_train(const TrainOptions& options, const CLI::App& app) {
   }
 
   auto engine = make_engine_for(options.backend, options.threads, options.json);
+  // A held-out AIS estimate runs where training does (same results either way, up to rounding).
+  held_out_options.ais.backend = engine->backend();
   Rbm initial = init ? *init : Rbm::random(n, m, options.init_sigma, options.seed);
   if (!init && options.init_visible_bias == "data") set_base_rate_visible_bias(initial, data);
 
