@@ -525,6 +525,7 @@ TEST(StudyCli, KeepsEachRunsModelAndWritesTheHeldOutColumn) {
                              "shifting-bars:6:2 --keep-models --threads 2 --no-plot --out '" + out.string() + "'",
                              dir.path());
   ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_NE(run.out.find("median held-out LL"), std::string::npos) << run.out;
   const std::string csv = read_text(out / "kl.csv");
   EXPECT_EQ(csv.substr(0, csv.find('\n')), "method,run,iteration,kl,p_mode,status,test_mean_log_likelihood,test_reconstruction_error,free_energy_gap");
   const Dataset data = load_dataset("shifting-bars:6:3");

@@ -87,13 +87,18 @@ std::string fixed(double value, int digits) {
 }
 
 void print_table(const StudyResult& result) {
+  const bool with_test = !result.config.test_data.empty();
   std::cout << std::left << std::setw(8) << "method" << std::right << std::setw(14) << "median KL" << std::setw(12)
-            << "min KL" << std::setw(12) << "max KL" << std::setw(12) << "time (s)" << '\n';
+            << "min KL" << std::setw(12) << "max KL" << std::setw(12) << "time (s)";
+  if (with_test) std::cout << std::setw(20) << "median held-out LL";
+  std::cout << '\n';
   for (TrainMethod method : result.config.methods) {
     const MethodSummary& s = result.summary.at(method);
     std::cout << std::left << std::setw(8) << to_string(method) << std::right << std::setw(14)
               << fixed(s.median_final_kl, 5) << std::setw(12) << fixed(s.min_final_kl, 5) << std::setw(12)
-              << fixed(s.max_final_kl, 5) << std::setw(12) << fixed(s.seconds, 2) << '\n';
+              << fixed(s.max_final_kl, 5) << std::setw(12) << fixed(s.seconds, 2);
+    if (with_test) std::cout << std::setw(20) << fixed(s.median_final_test_mean_log_likelihood, 5);
+    std::cout << '\n';
   }
   for (TrainMethod method : result.config.methods) {
     const MethodSummary& s = result.summary.at(method);
