@@ -10,6 +10,7 @@
 
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
+#include "marbm/ensemble.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/train.hpp"
@@ -393,6 +394,34 @@ TEST(LearningRateSchedule, ModeStepsScaleTheScheduledRate) {
     }
   }
   EXPECT_GT(mode_steps, 10);
+}
+
+TEST(LearningRateSchedule, EnsemblesWithAScheduleGoThroughTheDriver) {
+  // The device ensemble kernels take one constant rate: with a schedule both
+  // report unsupported, so train_ensemble on cuda trains member by member
+  // with marbm::train. On the cpu an ensemble member is marbm::train itself.
+  TrainConfig config = reference_config(TrainMethod::cd, 200);
+  ASSERT_TRUE(ensemble_fused_supported(6, 6, 6, config));
+  ASSERT_TRUE(ensemble_batched_supported(6, 6, 6, config));
+  config.learning_rate_schedule = LearningRateSchedule::linear;
+  config.final_learning_rate = 0.02;
+  EXPECT_FALSE(ensemble_fused_supported(6, 6, 6, config));
+  EXPECT_FALSE(ensemble_batched_supported(6, 6, 6, config));
+  const Dataset data = shifting_bars(6, 3);
+  const std::vector<Rbm> initial = {Rbm::random(6, 6, 0.01, 1), Rbm::random(6, 6, 0.01, 2)};
+  const std::vector<TrainResult> members = train_ensemble(Backend::cpu, data, initial, {1, 2}, config);
+  for (int e = 0; e < 2; ++e) {
+    TrainConfig alone = config;
+    alone.seed = static_cast<std::uint64_t>(e + 1);
+    EngineOptions options;
+    options.threads = 1;
+    options.quiet = true;
+    auto engine = make_engine(Backend::cpu, options);
+    const Rbm expected = train(*engine, data, initial[e], alone).model;
+    for (std::size_t k = 0; k < expected.weights().size(); ++k) {
+      EXPECT_EQ(members[e].model.weights()[k], expected.weights()[k]) << "member " << e << " weight " << k;
+    }
+  }
 }
 
 TEST(Train, ParsesMethods) {
