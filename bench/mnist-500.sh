@@ -16,7 +16,8 @@
 # Environment: MARBM_DATA (default ../shared/data beside the repository),
 # MARBM_BACKEND (default auto), MARBM_RESULTS (default bench/results),
 # MARBM_THREADS (CPU threads of every command; default 0, the runtime default;
-# 1 on a machine shared with other work), MARBM_WORK (a folder that keeps the
+# 1 on a machine shared with other work), MARBM_SEED (training, AIS and
+# sampling seed; default 1), MARBM_WORK (a folder that keeps the
 # models and JSON outputs; default a temporary one, removed at the end).
 set -euo pipefail
 
@@ -29,6 +30,7 @@ marbm="$build/marbm"
 data_dir="${MARBM_DATA:-$root/../shared/data}"
 backend="${MARBM_BACKEND:-auto}"
 threads="${MARBM_THREADS:-0}"
+seed="${MARBM_SEED:-1}"
 results="${MARBM_RESULTS:-$root/bench/results}"
 mnist="$data_dir/mnist/t10k-images-idx3-ubyte.gz"
 if [[ ! -x "$marbm" ]]; then
@@ -53,7 +55,7 @@ test_data="idx:$mnist@9000:1000"
 # Settings of Salakhutdinov & Murray's CD-1 runs where the budget allows:
 # lr 0.05, momentum 0.5 (they raise it to 0.9 after 5 epochs), weight decay 2e-4, batch 100.
 common=(--data "$train_data" --hidden 500 --k 1 --lr 0.05 --momentum 0.5 --weight-decay 0.0002 --batch 100
-        --iters "$updates" --seed 1 --backend "$backend" --threads "$threads" --json)
+        --iters "$updates" --seed "$seed" --backend "$backend" --threads "$threads" --json)
 IFS=',' read -r -a method_list <<<"$methods"
 for method in "${method_list[@]}"; do
   case "$method" in
@@ -82,17 +84,17 @@ for method in "${method_list[@]}"; do
     "$marbm" train "${common[@]}" "${extra[@]}" --out "$model" >"$work/$method-train.json"
   echo "mnist-500.sh: AIS for $method" >&2
   /usr/bin/time -f '%U %S' -o "$work/$method-eval.cpu" \
-    "$marbm" eval "$model" --data "$test_data" --seed 1 --threads "$threads" --json >"$work/$method-eval.json"
+    "$marbm" eval "$model" --data "$test_data" --seed "$seed" --threads "$threads" --json >"$work/$method-eval.json"
   "$marbm" show "$model" --image 28x28 --out "$results/mnist-500-$method-filters.png" --data "$test_data" \
     --backend "$backend" --threads "$threads" --json >"$work/$method-show.json"
   "$marbm" sample "$model" --chains 10 --steps 1000 --snapshots 8 --from-data "$test_data" --image 28x28 \
-    --out "$results/mnist-500-$method-samples.png" --seed 1 --backend "$backend" --threads "$threads" --json >/dev/null
+    --out "$results/mnist-500-$method-samples.png" --seed "$seed" --backend "$backend" --threads "$threads" --json >/dev/null
   cut -d' ' -f1-3 /proc/loadavg >"$work/$method-load-after"
 done
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 cpu="$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)"
-python3 "$here/mnist_500_page.py" "$work" "$methods" "$updates" "$threads" "$started" "$commit$dirty" \
+python3 "$here/mnist_500_page.py" "$work" "$methods" "$updates" "$threads" "$seed" "$started" "$commit$dirty" \
   "${cpu:-unknown CPU}, $(nproc) cores" "$load_before" "$load_after" >"$results/mnist-500.md.new"
 mv "$results/mnist-500.md.new" "$results/mnist-500.md"
 echo "mnist-500.sh: wrote $results/mnist-500.md" >&2

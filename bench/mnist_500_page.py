@@ -2,7 +2,7 @@
 """Writes the MNIST 784x500 results page (markdown on stdout) from the JSON
 outputs and timings that bench/mnist-500.sh leaves in its work folder.
 
-usage: mnist_500_page.py WORK METHODS UPDATES THREADS STARTED COMMIT MACHINE LOAD_BEFORE LOAD_AFTER
+usage: mnist_500_page.py WORK METHODS UPDATES THREADS SEED STARTED COMMIT MACHINE LOAD_BEFORE LOAD_AFTER
 """
 import json
 import sys
@@ -34,7 +34,7 @@ def cpu_seconds(path):
 
 
 def main():
-    work, methods, updates, threads, started, commit, machine, load_before, load_after = sys.argv[1:]
+    work, methods, updates, threads, seed, started, commit, machine, load_before, load_after = sys.argv[1:]
     methods = methods.split(",")
     r = {}
     for m in methods:
@@ -53,7 +53,7 @@ def main():
     w("")
     w("Training rows: the first 9,000 images of the MNIST test set; held-out rows: the other 1,000")
     w("(binarized at 128). 784x500 RBM from N(0, 0.01^2), visible biases at the data's base rates; batch 100,")
-    w(f"lr 0.05, momentum 0.5, weight decay 2e-4, {int(updates):,} updates each, seed 1. PCD-1 with 100 chains.")
+    w(f"lr 0.05, momentum 0.5, weight decay 2e-4, {int(updates):,} updates each, seed {seed}. PCD-1 with 100 chains.")
     w("Mode-assisted training with marbm's defaults (SPEC.md section 3: P_mode = 0.1 sigmoid(20 t/T - 6), the")
     w("joint mode, lr_mode = lr x push, the mode step in place of that update's CD/PCD step) and")
     w("`--mode-solver auto`, which at this size is the seeded local search started from the minibatch (and,")
@@ -64,7 +64,8 @@ def main():
     w(f"- commit: {commit}")
     w(f"- machine: {machine}; engine: {engine}; every command with `--threads {threads}`")
     w(f"- load average (1, 5, 15 min) before: {load_before}, after: {load_after}")
-    w(f"- command: `MARBM_THREADS={threads} bench/mnist-500.sh BUILD_DIR {updates} {','.join(methods)}`")
+    seed_env = "" if seed == "1" else f"MARBM_SEED={seed} "
+    w(f"- command: `{seed_env}MARBM_THREADS={threads} bench/mnist-500.sh BUILD_DIR {updates} {','.join(methods)}`")
     w("")
     w("| method | updates | mode steps | train s (CPU s) | held-out mean log-likelihood (nats) | with reverse log Z | bracket | "
       "log Z +- se | reverse log Z | AIS s (CPU s) | units rarely / nearly always on | load before / after |")
