@@ -184,6 +184,16 @@ seconds = b.get("real_time") / 1e3 if b and b.get("time_unit") == "ms" else None
 rows.append(("exact log Z 64x30, 2^30 states (s)", fmt(seconds), f"{fmt(b.get('states_per_s') if b else None)} states/s",
              "< 2 s", met(None if seconds is None else seconds < 2.0)))
 
+# AIS, the published protocol on 784x500: under 2 s with the reverse runs
+# (marbm eval's default), beside the CPU figure (bench/results/ais-cpu.md).
+ais = benchmarks("bench_cuda_ais")
+for reverse, label, cpu_seconds in ((1, "forward + reverse (eval's default)", 106.0), (0, "forward only", 45.8)):
+    b = find(ais, f"BM_CudaAis_784x500/14500/{reverse}/")
+    seconds = b.get("seconds") if b else None
+    rows.append((f"AIS 784x500, M 100, 14,500 betas, {label} (s)", fmt(seconds),
+                 f"{fmt(b.get('transitions_per_s') if b else None)} transitions/s; CPU {cpu_seconds} s on 2 shared cores",
+                 "< 2 s" if reverse else "", met(None if seconds is None else seconds < 2.0) if reverse else ""))
+
 # Ground-state search: TTS99 at 24 + 24 against the best CPU figure
 # (bench/results/mode-tts-cpu.md, one thread), and 784x500 at 2000 steps.
 mode = benchmarks("bench_cuda_mode")

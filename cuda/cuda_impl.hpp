@@ -22,6 +22,7 @@ double log_partition_exact_cuda_impl(const Rbm& rbm, const ExactOptions& options
 std::vector<TrainResult> train_ensemble_cuda_impl(const Dataset& data, const std::vector<Rbm>& initial,
                                                   const std::vector<std::uint64_t>& seeds, const TrainConfig& config,
                                                   const EnsembleMetricsCallback& on_metrics);
+AisDeviceWeights ais_log_weights_cuda_impl(const AisDeviceRequest& request);
 
 }  // namespace marbm::detail
 

@@ -5,7 +5,8 @@
 // ensemble kernel (ensemble.cu) and the batched ensemble (ensemble_batched.cu)
 // all draw through sample_unit_group and chain_start_group, so they cannot
 // drift apart; the CPU engine's counterpart is host/cpu_engine.cpp (same
-// indices, same 24-bit uniforms).
+// indices, same 24-bit uniforms). AIS on the device (ais.cu) draws through
+// ais_sample_group, whose counterpart is host/ais.cpp.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -91,6 +92,25 @@ __device__ inline void chain_start_group(std::uint64_t seed, std::uint64_t strea
   const uint4 words = philox_block(seed, stream, gibbs_random_index(0, row, width, first) >> 2);
   for (int lane = 0; lane < 4 && first + lane < width; ++lane)
     store(first + lane, static_cast<float>(word_at(words, lane) >> 31));
+}
+
+/// AIS draws (host/ais.cpp's layout): units first .. first + 3 (first a
+/// multiple of 4; those below `width`) of one run read Philox block
+/// (first_word + first) / 4 of (seed, stream), first_word a multiple of 4.
+/// Unit u gets p = probability(u) (a double) and, with `draw`, the sample
+/// [uniform < p] with the uniform of word first_word + u compared in double,
+/// as on the CPU; then store(u, sample). Without `draw`, probability(u) is
+/// still called (for what it accumulates) and nothing is stored.
+template <typename Probability, typename Store>
+__device__ inline void ais_sample_group(std::uint64_t seed, std::uint64_t stream, std::uint64_t first_word, int first,
+                                        int width, Probability probability, Store store, bool draw) {
+  uint4 words = make_uint4(0, 0, 0, 0);
+  if (draw) words = philox_block(seed, stream, (first_word + static_cast<std::uint64_t>(first)) >> 2);
+  for (int lane = 0; lane < 4 && first + lane < width; ++lane) {
+    const int unit = first + lane;
+    const double p = probability(unit);
+    if (draw) store(unit, static_cast<double>(word_to_uniform(word_at(words, lane))) < p ? 1.0f : 0.0f);
+  }
 }
 
 }  // namespace marbm::detail

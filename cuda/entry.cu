@@ -73,6 +73,7 @@ extern "C" const marbm::detail::CudaEntryPoints* marbm_cuda_entry_points() {
       &mode_trajectory_cuda_impl,
       &log_partition_exact_cuda_impl,
       &train_ensemble_cuda_impl,
+      &ais_log_weights_cuda_impl,
   };
   return &table;
 }

@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "detail/cuda_entry.hpp"
 #include "detail/fast_math.hpp"
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
@@ -323,6 +324,47 @@ std::vector<double> run_blocks(const Problem& problem, int runs, RandomPurpose p
   return log_weights;
 }
 
+// The M forward (and reverse) log weights on the CPU, into `result`.
+void run_cpu(const Problem& problem, const std::vector<double>& betas, const AisOptions& options,
+             const Dataset* data, AisResult& result) {
+  const int intervals = static_cast<int>(betas.size()) - 1;
+  const SingleThreadedBlas single_threaded_blas;
+  // The block of run 0 reports for all (blocks advance at about the same
+  // pace); one thread runs it, so reports never overlap.
+  const int phases = options.reverse ? 2 : 1;
+  const int report_every = std::max(1, intervals / 200);
+  auto report = [&](const Block& block, int t, int phase) {
+    if (options.progress && block.first_run() == 0 && (t % report_every == 0 || t == intervals)) {
+      options.progress((phase + static_cast<double>(t) / intervals) / phases);
+    }
+  };
+  result.forward.log_weights = run_blocks(problem, options.runs, RandomPurpose::ais_forward, options.threads,
+                                          [&](Block& block) {
+                                            block.sample_base(0);
+                                            for (int t = 1; t <= intervals; ++t) {
+                                              block.anneal(betas[t - 1], betas[t], true, t < intervals,
+                                                           static_cast<std::uint64_t>(t));
+                                              report(block, t, 0);
+                                            }
+                                          });
+  if (!options.reverse) return;
+  const auto burn_in = static_cast<std::uint64_t>(options.reverse_burn_in);
+  result.reverse.log_weights =
+      run_blocks(problem, options.runs, RandomPurpose::ais_reverse, options.threads, [&](Block& block) {
+        if (data != nullptr) {
+          block.copy_rows(*data);
+        } else {
+          block.sample_base(0);
+        }
+        for (std::uint64_t s = 1; s <= burn_in; ++s) block.anneal(1.0, 1.0, false, true, s);
+        for (int t = 1; t <= intervals; ++t) {
+          block.anneal(betas[intervals - t + 1], betas[intervals - t], true, t < intervals,
+                       burn_in + static_cast<std::uint64_t>(t));
+          report(block, t, 1);
+        }
+      });
+}
+
 }  // namespace
 
 // The published schedule (Salakhutdinov & Murray 2008 and their code): steps
@@ -385,25 +427,27 @@ AisResult log_partition_ais(const Rbm& rbm, const AisOptions& options, const Dat
   result.runs = options.runs;
   result.intervals = intervals;
 
-  const SingleThreadedBlas single_threaded_blas;
-  // The block of run 0 reports for all (blocks advance at about the same
-  // pace); one thread runs it, so reports never overlap.
-  const int phases = options.reverse ? 2 : 1;
-  const int report_every = std::max(1, intervals / 200);
-  auto report = [&](const Block& block, int t, int phase) {
-    if (options.progress && block.first_run() == 0 && (t % report_every == 0 || t == intervals)) {
-      options.progress((phase + static_cast<double>(t) / intervals) / phases);
-    }
-  };
-  result.forward.log_weights = run_blocks(problem, options.runs, RandomPurpose::ais_forward, options.threads,
-                                          [&](Block& block) {
-                                            block.sample_base(0);
-                                            for (int t = 1; t <= intervals; ++t) {
-                                              block.anneal(betas[t - 1], betas[t], true, t < intervals,
-                                                           static_cast<std::uint64_t>(t));
-                                              report(block, t, 0);
-                                            }
-                                          });
+  Backend backend = options.backend;
+  if (backend == Backend::automatic) backend = cuda_devices().empty() ? Backend::cpu : Backend::cuda;
+  if (backend == Backend::cuda) {
+    detail::AisDeviceRequest request;
+    request.rbm = &rbm;
+    request.betas = betas;
+    request.base_bias = problem.base_bias;
+    request.bias_difference = problem.bias_difference;
+    request.runs = options.runs;
+    request.seed = options.seed;
+    request.reverse = options.reverse;
+    request.reverse_burn_in = options.reverse_burn_in;
+    request.data = data;
+    request.device = options.device;
+    request.progress = options.progress;
+    detail::AisDeviceWeights weights = detail::ais_log_weights_cuda(request);
+    result.forward.log_weights = std::move(weights.forward);
+    result.reverse.log_weights = std::move(weights.reverse);
+  } else {
+    run_cpu(problem, betas, options, data, result);
+  }
   const WeightSummary forward = summarise(result.forward.log_weights);
   result.forward.log_z = result.log_z_base + forward.log_mean;
   result.forward.standard_error = forward.relative_error;
@@ -411,21 +455,6 @@ AisResult log_partition_ais(const Rbm& rbm, const AisOptions& options, const Dat
   result.forward.high = result.log_z_base + forward.log_mean_plus;
 
   if (options.reverse) {
-    const auto burn_in = static_cast<std::uint64_t>(options.reverse_burn_in);
-    result.reverse.log_weights =
-        run_blocks(problem, options.runs, RandomPurpose::ais_reverse, options.threads, [&](Block& block) {
-          if (data != nullptr) {
-            block.copy_rows(*data);
-          } else {
-            block.sample_base(0);
-          }
-          for (std::uint64_t s = 1; s <= burn_in; ++s) block.anneal(1.0, 1.0, false, true, s);
-          for (int t = 1; t <= intervals; ++t) {
-            block.anneal(betas[intervals - t + 1], betas[intervals - t], true, t < intervals,
-                         burn_in + static_cast<std::uint64_t>(t));
-            report(block, t, 1);
-          }
-        });
     // The reverse weights estimate Z_A / Z: log Z = log Z_A - log mean(w),
     // so the +-3 sd ends of the mean swap sides.
     const WeightSummary reverse = summarise(result.reverse.log_weights);

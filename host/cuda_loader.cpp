@@ -114,4 +114,8 @@ std::vector<TrainResult> train_ensemble_cuda(const Dataset& data, const std::vec
   return required().train_ensemble_cuda(data, initial, seeds, config, on_metrics);
 }
 
+AisDeviceWeights ais_log_weights_cuda(const AisDeviceRequest& request) {
+  return required().ais_log_weights_cuda(request);
+}
+
 }  // namespace marbm::detail

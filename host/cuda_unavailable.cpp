@@ -21,5 +21,6 @@ std::vector<TrainResult> train_ensemble_cuda(const Dataset&, const std::vector<R
   no_cuda();
 }
 std::string cuda_library_problem() { return "this build of marbm has no CUDA engine"; }
+AisDeviceWeights ais_log_weights_cuda(const AisDeviceRequest&) { no_cuda(); }
 
 }  // namespace marbm::detail

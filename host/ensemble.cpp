@@ -93,6 +93,8 @@ bool ensemble_fused_supported(int n_visible, int n_hidden, int data_rows, const 
   if (n_visible < 1 || n_hidden < 1 || n_visible > 32 || n_hidden > 32 || data_rows < 1) return false;
   const int smaller = std::min(n_visible, n_hidden);
   if (config.method == TrainMethod::exact) return false;
+  // A learning-rate schedule goes through marbm::train on cuda engines.
+  if (config.learning_rate_schedule != LearningRateSchedule::constant) return false;
   const int batch = std::min(config.batch_size, data_rows);
   if (batch < 1 || batch > 128) return false;
   const bool persistent = config.method == TrainMethod::pcd ||
@@ -113,6 +115,7 @@ bool ensemble_fused_supported(int n_visible, int n_hidden, int data_rows, const 
 
 bool ensemble_batched_supported(int n_visible, int n_hidden, int data_rows, const TrainConfig& config) {
   if (n_visible < 1 || n_hidden < 1 || data_rows < 1 || config.batch_size < 1) return false;
+  if (config.learning_rate_schedule != LearningRateSchedule::constant) return false;
   if (config.method == TrainMethod::cd || config.method == TrainMethod::pcd) return true;
   // Mode steps over several states go through the per-member engines.
   return config.method == TrainMethod::mode && config.mode.mode_states == 1 &&

@@ -30,7 +30,9 @@ HeldOutMetrics evaluate_held_out(const Rbm& rbm, const Dataset& train, const Dat
   check_width(rbm, test, "held-out");
   MARBM_EXPECTS(options.max_rows >= 1, UsageError, "held-out evaluation: max_rows must be >= 1");
   HeldOutMetrics metrics;
-  if (exact_enumerable(rbm, options.exact)) {
+  if (std::isfinite(options.known_log_z)) {
+    metrics.log_z = metrics.log_z_low = metrics.log_z_high = options.known_log_z;
+  } else if (exact_enumerable(rbm, options.exact)) {
     metrics.log_z = metrics.log_z_low = metrics.log_z_high = log_partition_exact(rbm, options.exact);
   } else {
     const AisResult ais = log_partition_ais(rbm, options.ais, &test);

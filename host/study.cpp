@@ -30,6 +30,7 @@
 #include "marbm/ensemble.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
+#include "marbm/held_out.hpp"
 
 namespace marbm {
 
@@ -61,6 +62,21 @@ void check_study_config(const StudyConfig& config) {
                 "study: --batch must be >= 1 (got " + std::to_string(config.batch_size) + ")");
   MARBM_EXPECTS(std::isfinite(config.learning_rate) && config.learning_rate > 0.0, UsageError,
                 "study: --lr must be a positive number (got " + std::to_string(config.learning_rate) + ")");
+  if (config.learning_rate_schedule == LearningRateSchedule::linear) {
+    MARBM_EXPECTS(std::isfinite(config.final_learning_rate) && config.final_learning_rate >= 0.0, UsageError,
+                  "study: --lr-final must be finite and >= 0 with a linear schedule (got " +
+                      std::to_string(config.final_learning_rate) + ")");
+  } else if (config.learning_rate_schedule == LearningRateSchedule::exponential) {
+    MARBM_EXPECTS(std::isfinite(config.final_learning_rate) && config.final_learning_rate > 0.0, UsageError,
+                  "study: --lr-final must be finite and > 0 with an exponential schedule (got " +
+                      std::to_string(config.final_learning_rate) + ")");
+  }
+  MARBM_EXPECTS(std::isfinite(config.momentum) && config.momentum >= 0.0 && config.momentum < 1.0, UsageError,
+                "study: --momentum must be in [0, 1) (got " + std::to_string(config.momentum) + ")");
+  MARBM_EXPECTS(std::isfinite(config.weight_decay) && config.weight_decay >= 0.0, UsageError,
+                "study: --weight-decay must be finite and >= 0 (got " + std::to_string(config.weight_decay) + ")");
+  MARBM_EXPECTS(config.persistent_chains >= 0, UsageError,
+                "study: --chains must be >= 0 (got " + std::to_string(config.persistent_chains) + ")");
   detail::check_gibbs_steps(config.gibbs_steps, "study: --k");
   MARBM_EXPECTS(config.eval_every >= 1, UsageError,
                 "study: --eval-every must be >= 1 (got " + std::to_string(config.eval_every) + ")");
@@ -87,6 +103,11 @@ TrainConfig train_config_for(const StudyConfig& config, TrainMethod method, int 
   train.method = method;
   train.gibbs_steps = config.gibbs_steps;
   train.learning_rate = config.learning_rate;
+  train.learning_rate_schedule = config.learning_rate_schedule;
+  train.final_learning_rate = config.final_learning_rate;
+  train.momentum = config.momentum;
+  train.weight_decay = config.weight_decay;
+  train.persistent_chains = config.persistent_chains;
   train.batch_size = config.batch_size;
   train.iterations = config.iterations;
   // The same training seed for every method of run r: batch order and the
@@ -118,10 +139,20 @@ std::string format_number(double value) {
 
 }  // namespace
 
-StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) {
+StudyResult run_study(const StudyConfig& config, const StudyProgress& progress,
+                      const StudyRunFinished& on_run_finished) {
   check_study_config(config);
   const Dataset data = load_dataset(config.data);
   MARBM_EXPECTS(data.n_rows >= 1 && data.n_cols >= 1, DataError, "study: data set '" + config.data + "' is empty");
+  const bool with_test = !config.test_data.empty();
+  Dataset test;
+  if (with_test) {
+    test = load_dataset(config.test_data);
+    MARBM_EXPECTS(test.n_rows >= 1, DataError, "study: held-out data set '" + config.test_data + "' is empty");
+    MARBM_EXPECTS(test.n_cols == data.n_cols, DataError,
+                  "study: held-out rows of '" + config.test_data + "' have " + std::to_string(test.n_cols) +
+                      " values but the data '" + config.data + "' has " + std::to_string(data.n_cols));
+  }
   const int n = data.n_cols;
   const int m = config.hidden;
   const ExactOptions exact;
@@ -143,23 +174,48 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
   const auto start = std::chrono::steady_clock::now();
   std::mutex progress_mutex;
   int done = 0;
+  // Serialized: progress, the finished-run callback and the count.
+  auto finished = [&](const StudyRun& run, const Rbm& model) {
+    std::lock_guard lock(progress_mutex);
+    ++done;
+    if (on_run_finished) on_run_finished(run, model);
+    if (progress) progress(done, jobs);
+  };
   auto run_job = [&](int job, Engine& engine) {
     StudyRun& run = result.runs[job];
     const Rbm initial = Rbm::random(n, m, config.init_sigma, config.seed + static_cast<std::uint64_t>(run.run));
     const auto started = std::chrono::steady_clock::now();
+    // Held-out rows at every evaluation, with the exact log Z the driver
+    // has just computed for the same parameters.
+    MetricsCallback held_out;
+    if (with_test) {
+      held_out = [&](const TrainMetrics& metrics) {
+        HeldOutOptions options;
+        options.known_log_z = metrics.log_z;  // the driver's exact log Z of these parameters
+        const HeldOutMetrics signals = evaluate_held_out(engine.model(), data, test, options);
+        run.test_mean_log_likelihood.push_back(signals.mean_log_likelihood);
+        run.test_reconstruction_error.push_back(signals.reconstruction_error);
+        run.free_energy_gap.push_back(signals.free_energy_gap);
+      };
+    }
+    Rbm final_model;
     try {
-      TrainResult trained = train(engine, data, initial, train_config_for(config, run.method, run.run));
+      TrainResult trained = train(engine, data, initial, train_config_for(config, run.method, run.run), held_out);
       run.history = std::move(trained.history);
       run.seconds = trained.seconds;
+      final_model = std::move(trained.model);
     } catch (const TrainingDiverged& diverged) {
       // One diverging run is a result, not a failure of the study.
       run.history = diverged.history;
       run.diverged_at = diverged.noticed_at;
       run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      final_model = diverged.last_finite_model;
+      const std::size_t points = std::min(run.test_mean_log_likelihood.size(), run.history.size());
+      run.test_mean_log_likelihood.resize(points);
+      run.test_reconstruction_error.resize(points);
+      run.free_energy_gap.resize(points);
     }
-    std::lock_guard lock(progress_mutex);
-    ++done;
-    if (progress) progress(done, jobs);
+    finished(run, final_model);
   };
 
   Backend backend = config.backend;
@@ -200,9 +256,10 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
     }
     for (int k = 0; k < methods; ++k) {
       const TrainConfig train_config = train_config_for(config, config.methods[k], 0);
-      if (train_config.method == TrainMethod::mode && config.mode.target == ModeTarget::marginal) {
-        // The fused ensemble kernel steps to the joint mode only: marginal
-        // mode runs go through the driver, one device engine per run.
+      if ((train_config.method == TrainMethod::mode && config.mode.target == ModeTarget::marginal) || with_test) {
+        // The fused ensemble kernel steps to the joint mode only, and held-out
+        // rows need each evaluation's parameters: these runs go through the
+        // driver, one device engine per run.
         EngineOptions options;
         options.quiet = true;
         auto engine = make_engine(Backend::cuda, options);
@@ -227,16 +284,14 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
         StudyRun& run = result.runs[k * config.runs + r];
         run.history = std::move(trained[r].history);
         run.seconds = trained[r].seconds;
+        finished(run, trained[r].model);
       }
-      std::lock_guard lock(progress_mutex);
-      done += config.runs;
-      if (progress) progress(done, jobs);
     }
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   for (TrainMethod method : config.methods) {
-    std::vector<double> finals;
+    std::vector<double> finals, tests;
     MethodSummary summary;
     for (const StudyRun& run : result.runs) {
       if (run.method != method) continue;
@@ -246,6 +301,7 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
         continue;
       }
       finals.push_back(final_kl(run));
+      if (with_test && !run.test_mean_log_likelihood.empty()) tests.push_back(run.test_mean_log_likelihood.back());
     }
     // Statistics of the runs that finished; NaN when every run diverged.
     summary.median_final_kl = median_of(finals);
@@ -253,26 +309,42 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
         finals.empty() ? std::numeric_limits<double>::quiet_NaN() : *std::min_element(finals.begin(), finals.end());
     summary.max_final_kl =
         finals.empty() ? std::numeric_limits<double>::quiet_NaN() : *std::max_element(finals.begin(), finals.end());
+    if (with_test) summary.median_final_test_mean_log_likelihood = median_of(tests);
     result.summary[method] = summary;
   }
   return result;
 }
 
-void write_study_csv(const StudyResult& result, const std::string& path) {
+std::string study_csv_text(const std::vector<StudyRun>& runs, bool with_test) {
   std::ostringstream out;
-  out << "method,run,iteration,kl,p_mode,status\n";
-  for (const StudyRun& run : result.runs) {
-    for (const TrainMetrics& metrics : run.history) {
+  out << "method,run,iteration,kl,p_mode,status"
+      << (with_test ? ",test_mean_log_likelihood,test_reconstruction_error,free_energy_gap" : "") << '\n';
+  auto at = [](const std::vector<double>& values, std::size_t i) {
+    return i < values.size() ? values[i] : std::numeric_limits<double>::quiet_NaN();
+  };
+  for (const StudyRun& run : runs) {
+    for (std::size_t i = 0; i < run.history.size(); ++i) {
+      const TrainMetrics& metrics = run.history[i];
       out << to_string(run.method) << ',' << run.run << ',' << metrics.iteration << ',' << format_number(metrics.kl)
-          << ',' << format_number(metrics.p_mode) << ",ok\n";
+          << ',' << format_number(metrics.p_mode) << ",ok";
+      if (with_test) {
+        out << ',' << format_number(at(run.test_mean_log_likelihood, i)) << ','
+            << format_number(at(run.test_reconstruction_error, i)) << ',' << format_number(at(run.free_energy_gap, i));
+      }
+      out << '\n';
     }
     // A diverged run ends with the update at which its parameters were found
     // non-finite.
     if (run.diverged_at >= 0) {
-      out << to_string(run.method) << ',' << run.run << ',' << run.diverged_at << ",nan,nan,diverged\n";
+      out << to_string(run.method) << ',' << run.run << ',' << run.diverged_at << ",nan,nan,diverged"
+          << (with_test ? ",nan,nan,nan" : "") << '\n';
     }
   }
-  detail::write_file_atomically(path, out.str(), "study CSV");
+  return out.str();
+}
+
+void write_study_csv(const StudyResult& result, const std::string& path) {
+  detail::write_file_atomically(path, study_csv_text(result.runs, !result.config.test_data.empty()), "study CSV");
 }
 
 void write_study_summary(const StudyResult& result, const std::string& path) {
@@ -288,11 +360,15 @@ void write_study_summary(const StudyResult& result, const std::string& path) {
       if (std::isnan(value)) return nullptr;
       return value;
     };
-    root[std::string(to_string(method))] = {{"median_final_kl", number(summary.median_final_kl)},
-                                            {"min_final_kl", number(summary.min_final_kl)},
-                                            {"max_final_kl", number(summary.max_final_kl)},
-                                            {"seconds", summary.seconds},
-                                            {"diverged", diverged}};
+    nlohmann::ordered_json entry = {{"median_final_kl", number(summary.median_final_kl)},
+                                    {"min_final_kl", number(summary.min_final_kl)},
+                                    {"max_final_kl", number(summary.max_final_kl)},
+                                    {"seconds", summary.seconds},
+                                    {"diverged", diverged}};
+    if (!config.test_data.empty()) {
+      entry["median_final_test_mean_log_likelihood"] = number(summary.median_final_test_mean_log_likelihood);
+    }
+    root[std::string(to_string(method))] = entry;
   }
   nlohmann::ordered_json methods = nlohmann::ordered_json::array();
   for (TrainMethod method : config.methods) methods.push_back(std::string(to_string(method)));
@@ -305,6 +381,12 @@ void write_study_summary(const StudyResult& result, const std::string& path) {
       {"iterations", config.iterations},
       {"batch_size", config.batch_size},
       {"learning_rate", config.learning_rate},
+      {"learning_rate_schedule", std::string(to_string(config.learning_rate_schedule))},
+      {"final_learning_rate", config.final_learning_rate},
+      {"momentum", config.momentum},
+      {"weight_decay", config.weight_decay},
+      {"persistent_chains", config.persistent_chains},
+      {"test_data", config.test_data},
       {"gibbs_steps", config.gibbs_steps},
       {"eval_every", config.eval_every},
       {"seed", config.seed},

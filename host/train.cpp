@@ -37,11 +37,46 @@ std::string_view to_string(TrainMethod method) {
   return "?";
 }
 
+LearningRateSchedule parse_learning_rate_schedule(std::string_view text) {
+  if (text == "constant") return LearningRateSchedule::constant;
+  if (text == "linear") return LearningRateSchedule::linear;
+  if (text == "exponential") return LearningRateSchedule::exponential;
+  throw UsageError("unknown learning-rate schedule '" + std::string(text) +
+                   "' (expected constant, linear or exponential)");
+}
+
+std::string_view to_string(LearningRateSchedule schedule) {
+  switch (schedule) {
+    case LearningRateSchedule::constant: return "constant";
+    case LearningRateSchedule::linear: return "linear";
+    case LearningRateSchedule::exponential: return "exponential";
+  }
+  return "?";
+}
+
 namespace {
 
 std::string number(double x) { return std::to_string(x); }
 
 int effective_batch(const TrainConfig& config, int rows) { return std::min(config.batch_size, rows); }
+
+void check_learning_rate_schedule(const TrainConfig& config, const std::string& who) {
+  const double final_rate = config.final_learning_rate;
+  switch (config.learning_rate_schedule) {
+    case LearningRateSchedule::constant: return;
+    case LearningRateSchedule::linear:
+      MARBM_EXPECTS(std::isfinite(final_rate) && final_rate >= 0, UsageError,
+                    who + ": the final learning rate of a linear schedule must be finite and >= 0, got " +
+                        number(final_rate));
+      return;
+    case LearningRateSchedule::exponential:
+      MARBM_EXPECTS(std::isfinite(final_rate) && final_rate > 0, UsageError,
+                    who + ": the final learning rate of an exponential schedule must be finite and > 0, got " +
+                        number(final_rate));
+      return;
+  }
+  throw UsageError(who + ": unknown learning-rate schedule");
+}
 
 void check_config(const TrainConfig& config, const Dataset& data, const Rbm& initial) {
   MARBM_EXPECTS(initial.n_visible() >= 1 && initial.n_hidden() >= 1, UsageError,
@@ -55,6 +90,7 @@ void check_config(const TrainConfig& config, const Dataset& data, const Rbm& ini
   initial.check_finite("train: initial model");
   MARBM_EXPECTS(std::isfinite(config.learning_rate) && config.learning_rate > 0, UsageError,
                 "train: learning rate must be finite and > 0, got " + number(config.learning_rate));
+  check_learning_rate_schedule(config, "train");
   MARBM_EXPECTS(std::isfinite(config.momentum) && config.momentum >= 0 && config.momentum < 1, UsageError,
                 "train: momentum must be in [0, 1), got " + number(config.momentum));
   MARBM_EXPECTS(std::isfinite(config.weight_decay) && config.weight_decay >= 0, UsageError,
@@ -182,6 +218,22 @@ long total_iterations(const TrainConfig& config, int rows) {
   if (config.iterations > 0) return config.iterations;
   MARBM_EXPECTS(config.epochs > 0, UsageError, "train: set iterations or epochs (both are 0)");
   return config.epochs * detail::BatchSchedule::batches_per_epoch(effective_batch(config, rows), rows);
+}
+
+double learning_rate_at(const TrainConfig& config, long t, long total) {
+  check_learning_rate_schedule(config, "learning_rate_at");
+  MARBM_EXPECTS(total >= 1 && t >= 0 && t < total, UsageError,
+                "learning_rate_at: update " + std::to_string(t) + " is outside a run of " + std::to_string(total) +
+                    " updates");
+  const double first = config.learning_rate, last = config.final_learning_rate;
+  const double fraction = total > 1 ? static_cast<double>(t) / static_cast<double>(total - 1) : 0.0;
+  switch (config.learning_rate_schedule) {
+    case LearningRateSchedule::constant: return first;
+    case LearningRateSchedule::linear: return t == total - 1 && total > 1 ? last : first + (last - first) * fraction;
+    case LearningRateSchedule::exponential:
+      return t == total - 1 && total > 1 ? last : first * std::pow(last / first, fraction);
+  }
+  return first;
 }
 
 TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const TrainConfig& config,
@@ -331,6 +383,7 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
     checkpoint.seconds = elapsed();
     checkpoints.write(checkpoint);
   };
+  const bool scheduled = config.learning_rate_schedule != LearningRateSchedule::constant;
 
   detail::BatchSchedule schedule(data.n_rows, batch, config.seed);
   if (resume) {
@@ -340,6 +393,7 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
   }
   for (long t = first; t < total; ++t) {
     UpdateStep step = base_step;
+    if (scheduled) step.learning_rate = learning_rate_at(config, t, total);
     step.batch_rows = schedule.rows_of(t);
     step.step = static_cast<std::uint64_t>(t);
     if (assist && assist->is_mode_step(t)) {

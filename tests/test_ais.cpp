@@ -220,6 +220,22 @@ TEST(Ais, ProgressRisesToOne) {
   EXPECT_DOUBLE_EQ(fractions[fractions.size() / 2 - 1], 0.5);  // the forward half ends at one half
 }
 
+TEST(Ais, BackendChoiceWithoutADeviceIsTheCpuOrOneError) {
+  if (!cuda_devices().empty()) GTEST_SKIP() << "a device is usable: tests/gpu/test_cuda_ais.cpp covers it";
+  const Rbm rbm = Rbm::random(12, 8, 0.5, 2);
+  AisOptions options;
+  options.runs = 8;
+  options.intervals = 50;
+  options.seed = 4;
+  const AisResult cpu = log_partition_ais(rbm, options);
+  options.backend = Backend::automatic;  // no device: the cpu, the same runs
+  const AisResult automatic = log_partition_ais(rbm, options);
+  EXPECT_EQ(automatic.forward.log_weights, cpu.forward.log_weights);
+  EXPECT_EQ(automatic.reverse.log_weights, cpu.reverse.log_weights);
+  options.backend = Backend::cuda;
+  EXPECT_THROW((void)log_partition_ais(rbm, options), CudaError);
+}
+
 TEST(Ais, RefusesBadOptions) {
   const Rbm rbm = Rbm::random(6, 4, 0.1, 1);
   auto refuse = [&](const AisOptions& options) { EXPECT_THROW(log_partition_ais(rbm, options), UsageError); };

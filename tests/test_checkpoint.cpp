@@ -63,6 +63,8 @@ std::vector<Case> cases() {
     c.method = TrainMethod::cd;
     c.momentum = 0.9;
     c.weight_decay = 1e-3;
+    c.learning_rate_schedule = LearningRateSchedule::exponential;  // the rate is a function of t
+    c.final_learning_rate = 0.01;
     all.push_back({"cd", c});
   }
   {

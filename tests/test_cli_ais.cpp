@@ -11,12 +11,14 @@
 
 #include "cli_checks.hpp"
 #include "cli_runner.hpp"
+#include "marbm/engine.hpp"
 #include "marbm/model_io.hpp"
 #include "marbm/rbm.hpp"
 
 namespace {
 
 using marbm::test::describe;
+using marbm::test::expect_refusal;
 using marbm::test::parse_json_output;
 using marbm::test::run_cli;
 using marbm::test::ScratchFolder;
@@ -108,6 +110,32 @@ TEST(CliAis, KlSaysWhatItIsWhenRowsAreDistinct) {
   }
   const auto repeated = parse_json_output(run_cli({"eval", setup.model, "--data", "csv:" + csv, "--json"}, setup.scratch));
   EXPECT_EQ(repeated["rows_distinct"], false);
+}
+
+TEST(CliAis, BackendSaysWhereTheRunsWent) {
+  SavedModel setup;
+  const std::vector<std::string> common = {"eval", setup.model, "--data", setup.data, "--ais", "--ais-intervals",
+                                           "100", "--ais-runs", "10", "--seed", "1", "--json"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> arguments = common;
+    arguments.insert(arguments.end(), extra.begin(), extra.end());
+    return arguments;
+  };
+  const auto cpu = parse_json_output(run_cli(with({"--backend", "cpu"}), setup.scratch));
+  EXPECT_EQ(cpu["ais_backend"], "cpu");
+  const auto plain = parse_json_output(run_cli(common, setup.scratch));
+  EXPECT_EQ(plain["ais_backend"], "cpu") << "the default is the cpu";
+  EXPECT_EQ(plain["log_z"], cpu["log_z"]);
+  const auto automatic = parse_json_output(run_cli(with({"--backend", "auto"}), setup.scratch));
+  if (marbm::cuda_devices().empty()) {
+    // Without a device: auto is the cpu (the same numbers), cuda is refused.
+    EXPECT_EQ(automatic["ais_backend"], "cpu");
+    EXPECT_EQ(automatic["log_z"], cpu["log_z"]);
+    expect_refusal(run_cli(with({"--backend", "cuda"}), setup.scratch), 1, "cuda");
+  } else {
+    EXPECT_EQ(automatic["ais_backend"], "cuda");
+  }
+  expect_refusal(run_cli(with({"--backend", "gpu"}), setup.scratch), 2, "--backend");
 }
 
 }  // namespace

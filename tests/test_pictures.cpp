@@ -192,6 +192,33 @@ TEST(Pictures, SampleGridShowsEachChainsSnapshots) {
       EXPECT_EQ(image.at(3 * 5 + 1 + i % 4, c * 5 + 1 + i / 4), final_states.row(c)[i] ? 255 : 0);
     }
   }
+  // The same final states as IDX (0/255), read back by idx:PATH; the bytes
+  // are the header (magic, count, the --image shape) and one byte per pixel.
+  const std::string idx = file.scratch.file("samples.idx");
+  auto with_idx = arguments;
+  with_idx.insert(with_idx.end() - 1, {"--idx", idx});
+  ASSERT_EQ(parse_json_output(run_cli(with_idx, file.scratch))["idx"], idx);
+  const Dataset from_idx = load_dataset("idx:" + idx);
+  ASSERT_EQ(from_idx.n_rows, 5);
+  ASSERT_EQ(from_idx.n_cols, 16);
+  EXPECT_EQ(from_idx.values, final_states.values);
+  const std::string bytes = test::read_whole_file(idx);
+  ASSERT_EQ(bytes.size(), 16u + 5u * 16u);
+  EXPECT_EQ(bytes.substr(0, 16), std::string("\0\0\x08\x03\0\0\0\x05\0\0\0\x04\0\0\0\x04", 16));
+  for (std::size_t k = 16; k < bytes.size(); ++k) {
+    EXPECT_TRUE(bytes[k] == '\0' || static_cast<unsigned char>(bytes[k]) == 0xFF) << k;
+  }
+  // Without a picture, each state is 1 x n.
+  const std::string flat = file.scratch.file("flat.idx");
+  ASSERT_EQ(run_cli({"sample", file.path, "--chains", "5", "--steps", "20", "--snapshots", "4", "--idx", flat, "--seed",
+                     "7", "--backend", "cpu"},
+                    file.scratch)
+                .exit_code,
+            0);
+  const std::string flat_bytes = test::read_whole_file(flat);
+  EXPECT_EQ(flat_bytes.substr(8, 8), std::string("\0\0\0\x01\0\0\0\x10", 8));
+  EXPECT_EQ(load_dataset("idx:" + flat).values, final_states.values);
+
   // Same seed, same samples; another seed, other samples.
   const std::string again = file.scratch.file("again.csv");
   ASSERT_EQ(run_cli({"sample", file.path, "--chains", "5", "--steps", "20", "--snapshots", "4", "--csv", again, "--seed",

@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <set>
 #include <sstream>
 #include <string>
@@ -19,8 +21,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "marbm/data.hpp"
+#include "marbm/engine.hpp"
 #include "marbm/error.hpp"
+#include "marbm/exact.hpp"
+#include "marbm/held_out.hpp"
+#include "marbm/model_io.hpp"
 #include "marbm/study.hpp"
+#include "marbm/train.hpp"
 
 namespace marbm {
 namespace {
@@ -331,6 +339,152 @@ TEST(Study, RefusesBadSettings) {
       "model too large for exact KL");
 }
 
+// A study's run r of a method is marbm::train with the study's settings and
+// seed + r: momentum, weight decay, chains and the learning-rate schedule
+// all reach it (the curves are bit-identical, as at any thread count).
+TEST(Study, RunsAreTrainWithMomentumDecayChainsAndSchedule) {
+  StudyConfig config;
+  config.data = "bars-and-stripes:3";
+  config.hidden = 8;
+  config.methods = {TrainMethod::pcd, TrainMethod::mode};
+  config.mode.base = NegativePhase::pcd;
+  config.mode.p_max = 0.3;
+  config.runs = 2;
+  config.iterations = 400;
+  config.eval_every = 100;
+  config.batch_size = 7;
+  config.learning_rate = 0.1;
+  config.learning_rate_schedule = LearningRateSchedule::exponential;
+  config.final_learning_rate = 0.01;
+  config.momentum = 0.5;
+  config.weight_decay = 0.001;
+  config.persistent_chains = 5;
+  config.seed = 3;
+  config.threads = 2;
+  const StudyResult result = run_study(config);
+  const Dataset data = load_dataset(config.data);
+  for (const StudyRun& run : result.runs) {
+    TrainConfig train_config;
+    train_config.method = run.method;
+    train_config.learning_rate = 0.1;
+    train_config.learning_rate_schedule = LearningRateSchedule::exponential;
+    train_config.final_learning_rate = 0.01;
+    train_config.momentum = 0.5;
+    train_config.weight_decay = 0.001;
+    train_config.persistent_chains = 5;
+    train_config.batch_size = 7;
+    train_config.iterations = 400;
+    train_config.eval_every = 100;
+    train_config.seed = 3 + static_cast<std::uint64_t>(run.run);
+    train_config.mode = config.mode;
+    EngineOptions options;
+    options.threads = 1;
+    options.quiet = true;
+    auto engine = make_engine(Backend::cpu, options);
+    const TrainResult alone =
+        train(*engine, data, Rbm::random(data.n_cols, 8, config.init_sigma, train_config.seed), train_config);
+    ASSERT_EQ(alone.history.size(), run.history.size());
+    for (std::size_t e = 0; e < run.history.size(); ++e) {
+      EXPECT_EQ(run.history[e].kl, alone.history[e].kl) << to_string(run.method) << " run " << run.run << " point " << e;
+    }
+    // Without the settings the curve differs: they were not ignored.
+    TrainConfig plain = train_config;
+    plain.momentum = 0.0;
+    plain.learning_rate_schedule = LearningRateSchedule::constant;
+    auto other = make_engine(Backend::cpu, options);
+    const TrainResult different =
+        train(*other, data, Rbm::random(data.n_cols, 8, config.init_sigma, train_config.seed), plain);
+    EXPECT_NE(different.history.back().kl, run.history.back().kl);
+  }
+}
+
+TEST(Study, HeldOutLogLikelihoodAtEveryPointAndEachRunReportedOnceWithItsModel) {
+  StudyConfig config = short_study();
+  config.methods = {TrainMethod::cd, TrainMethod::pcd};
+  config.test_data = "shifting-bars:6:2";
+  const Dataset test = load_dataset(config.test_data);
+  const Dataset train_rows = load_dataset(config.data);
+  std::mutex mutex;
+  std::map<std::pair<int, int>, int> calls;
+  std::map<std::pair<int, int>, double> final_test;
+  int in_callback = 0, overlapping = 0;
+  const StudyResult result = run_study(config, {}, [&](const StudyRun& run, const Rbm& model) {
+    {
+      std::lock_guard lock(mutex);
+      if (in_callback++ > 0) ++overlapping;
+    }
+    // The final model's exact held-out log-likelihood, reconstruction error and
+    // free-energy gap are the run's last point.
+    const double exact = mean_log_likelihood_exact(model, test);
+    const HeldOutMetrics signals = evaluate_held_out(model, train_rows, test);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::lock_guard lock(mutex);
+    --in_callback;
+    const auto key = std::make_pair(static_cast<int>(run.method), run.run);
+    ++calls[key];
+    final_test[key] = exact;
+    ASSERT_FALSE(run.test_mean_log_likelihood.empty());
+    EXPECT_NEAR(run.test_mean_log_likelihood.back(), exact, 1e-9);
+    ASSERT_EQ(run.test_reconstruction_error.size(), run.history.size());
+    ASSERT_EQ(run.free_energy_gap.size(), run.history.size());
+    EXPECT_EQ(run.test_reconstruction_error.back(), signals.reconstruction_error);
+    EXPECT_EQ(run.free_energy_gap.back(), signals.free_energy_gap);
+    // The held-out rows are not the training rows: KL does not predict them.
+    EXPECT_EQ(run.history.size(), run.test_mean_log_likelihood.size());
+  });
+  EXPECT_EQ(overlapping, 0) << "the callback ran concurrently";
+  ASSERT_EQ(calls.size(), config.methods.size() * config.runs);
+  for (const auto& [key, count] : calls) EXPECT_EQ(count, 1);
+  for (const StudyRun& run : result.runs) {
+    ASSERT_EQ(run.test_mean_log_likelihood.size(), run.history.size());
+    for (std::size_t e = 0; e < run.history.size(); ++e) {
+      EXPECT_TRUE(std::isfinite(run.test_mean_log_likelihood[e]));
+      EXPECT_LT(run.test_mean_log_likelihood[e], 0.0);
+    }
+    // Before training the model is nearly uniform over 2^6 states.
+    EXPECT_NEAR(run.test_mean_log_likelihood.front(), -6.0 * std::log(2.0), 0.05);
+  }
+  for (TrainMethod method : config.methods) {
+    std::vector<double> finals;
+    for (const StudyRun& run : result.runs)
+      if (run.method == method) finals.push_back(run.test_mean_log_likelihood.back());
+    std::sort(finals.begin(), finals.end());
+    EXPECT_EQ(result.summary.at(method).median_final_test_mean_log_likelihood, finals[1]);
+  }
+  // The CSV carries the column; the text of a subset of runs is that subset.
+  const std::string csv = study_csv_text(result.runs, true);
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "method,run,iteration,kl,p_mode,status,test_mean_log_likelihood,test_reconstruction_error,free_energy_gap");
+  const std::string one = study_csv_text({result.runs[1]}, true);
+  EXPECT_EQ(std::count(one.begin(), one.end(), '\n'), 1 + static_cast<long>(result.runs[1].history.size()));
+  EXPECT_NE(one.find("\ncd,1,0,"), std::string::npos);
+}
+
+TEST(Study, RefusesBadTrainingSettingsAndMismatchedHeldOutData) {
+  auto expect_usage = [](auto change, const char* what) {
+    StudyConfig config = short_study();
+    change(config);
+    EXPECT_THROW(run_study(config), UsageError) << what;
+  };
+  expect_usage([](StudyConfig& c) { c.momentum = 1.0; }, "momentum 1");
+  expect_usage([](StudyConfig& c) { c.weight_decay = -1e-3; }, "negative decay");
+  expect_usage([](StudyConfig& c) { c.persistent_chains = -1; }, "negative chains");
+  expect_usage(
+      [](StudyConfig& c) {
+        c.learning_rate_schedule = LearningRateSchedule::exponential;
+        c.final_learning_rate = 0.0;
+      },
+      "exponential schedule to 0");
+  expect_usage(
+      [](StudyConfig& c) {
+        c.learning_rate_schedule = LearningRateSchedule::linear;
+        c.final_learning_rate = std::nan("");
+      },
+      "NaN final rate");
+  StudyConfig config = short_study();
+  config.test_data = "shifting-bars:7:3";  // 7 columns, the data has 6
+  EXPECT_THROW(run_study(config), DataError);
+}
+
 #ifdef MARBM_CLI_PATH
 struct CliRun {
   int status = -1;
@@ -363,12 +517,115 @@ TEST(StudyCli, WritesCsvSummaryAndTable) {
   EXPECT_NE(run.out.find("mode"), std::string::npos) << run.out;
 }
 
+TEST(StudyCli, KeepsEachRunsModelAndWritesTheHeldOutColumn) {
+  ScratchDir dir;
+  const fs::path out = dir.path() / "study";
+  const CliRun run = run_cli("study --runs 2 --iters 300 --eval-every 100 --methods cd,pcd --chains 4 --momentum 0.5 "
+                             "--weight-decay 0.001 --lr-schedule linear --lr-final 0.05 --test-data "
+                             "shifting-bars:6:2 --keep-models --threads 2 --no-plot --out '" + out.string() + "'",
+                             dir.path());
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_NE(run.out.find("median held-out LL"), std::string::npos) << run.out;
+  const std::string csv = read_text(out / "kl.csv");
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "method,run,iteration,kl,p_mode,status,test_mean_log_likelihood,test_reconstruction_error,free_energy_gap");
+  const Dataset data = load_dataset("shifting-bars:6:3");
+  const Dataset test = load_dataset("shifting-bars:6:2");
+  for (const char* method : {"cd", "pcd"}) {
+    for (int r = 0; r < 2; ++r) {
+      const fs::path model_path = out / "models" / (std::string(method) + "-" + std::to_string(r) + ".safetensors");
+      ASSERT_TRUE(fs::exists(model_path)) << model_path;
+      Metadata metadata;
+      const Rbm model = load_rbm(model_path.string(), &metadata);
+      EXPECT_EQ(metadata.at("method"), method);
+      EXPECT_EQ(metadata.at("run"), std::to_string(r));
+      // The kept model is the one whose final KL and held-out LL the CSV reports.
+      const std::string prefix = std::string("\n") + method + "," + std::to_string(r) + ",300,";
+      const auto at = csv.find(prefix);
+      ASSERT_NE(at, std::string::npos) << csv;
+      std::stringstream row(csv.substr(at + prefix.size(), csv.find('\n', at + 1) - at - prefix.size()));
+      std::string kl, p_mode, status, test_ll;
+      std::getline(row, kl, ',');
+      std::getline(row, p_mode, ',');
+      std::getline(row, status, ',');
+      std::getline(row, test_ll, ',');
+      EXPECT_NEAR(std::stod(kl), kl_divergence_exact(model, data), 1e-6);
+      EXPECT_NEAR(std::stod(test_ll), mean_log_likelihood_exact(model, test), 1e-6);
+    }
+  }
+  const auto json = nlohmann::json::parse(read_text(out / "summary.json"));
+  EXPECT_EQ(json["settings"]["learning_rate_schedule"], "linear");
+  EXPECT_EQ(json["settings"]["final_learning_rate"], 0.05);
+  EXPECT_EQ(json["settings"]["momentum"], 0.5);
+  EXPECT_EQ(json["settings"]["persistent_chains"], 4);
+  EXPECT_TRUE(json["cd"]["median_final_test_mean_log_likelihood"].is_number());
+}
+
+// kl.csv grows as runs finish, and every version a reader sees is whole:
+// a header and complete rows of complete runs.
+TEST(StudyCli, CsvIsWrittenAsRunsFinishAndNeverTorn) {
+  ScratchDir dir;
+  const fs::path out = dir.path() / "study";
+  const fs::path csv = out / "kl.csv";
+  const int runs = 6;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const std::string command = std::string("'") + MARBM_CLI_PATH + "' study --runs " + std::to_string(runs) +
+                                " --iters 40000 --eval-every 10000 --methods cd --threads 1 --no-plot --out '" +
+                                out.string() + "' >/dev/null 2>&1";
+    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int partial_views = 0, views = 0;
+  std::set<std::string> seen;
+  int status = 0;
+  for (;;) {
+    const pid_t done = ::waitpid(child, &status, WNOHANG);
+    const bool marker = fs::exists(out / "INCOMPLETE");
+    if (fs::exists(csv)) {
+      const std::string text = read_text(csv);
+      if (!seen.insert(text).second && done == 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        continue;
+      }
+      ++views;
+      ASSERT_FALSE(text.empty());
+      ASSERT_EQ(text.back(), '\n') << "torn file:\n" << text;
+      std::stringstream lines(text);
+      std::string line;
+      std::getline(lines, line);
+      ASSERT_EQ(line, "method,run,iteration,kl,p_mode,status");
+      std::map<int, int> points;
+      while (std::getline(lines, line)) {
+        ASSERT_EQ(std::count(line.begin(), line.end(), ','), 5) << line;
+        ++points[std::stoi(line.substr(3))];
+      }
+      for (const auto& [run, count] : points) EXPECT_EQ(count, 5) << "run " << run << " incomplete";
+      if (static_cast<int>(points.size()) < runs) {
+        ++partial_views;
+        EXPECT_TRUE(marker) << "partial kl.csv without the INCOMPLETE marker";
+      }
+    }
+    if (done != 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_GT(partial_views, 0) << "kl.csv appeared only when the study had finished";
+  EXPECT_FALSE(fs::exists(out / "INCOMPLETE"));
+  const std::string final_text = read_text(csv);
+  EXPECT_EQ(std::count(final_text.begin(), final_text.end(), '\n'), 1 + runs * 5);
+  EXPECT_GT(views, 1);
+}
+
 TEST(StudyCli, RefusesBadOptionsWithOneLine) {
   ScratchDir dir;
   const std::string out = "--out '" + (dir.path() / "s").string() + "'";
   for (const std::string& bad :
        {std::string("--runs 0 ") + out, "--methods cd,sgd " + out, "--methods cd,cd " + out, "--lr nan " + out,
-        "--p-max 1.5 " + out, "--hidden 0 " + out, "--data bogus:1 " + out,
+        "--p-max 1.5 " + out, "--hidden 0 " + out, "--data bogus:1 " + out, "--momentum 1 " + out,
+        "--weight-decay -1 " + out, "--lr-schedule cosine " + out, "--lr-schedule linear " + out,
+        "--lr-final 0.1 " + out, "--lr-schedule exponential --lr-final 0 " + out, "--chains 4 " + out,
+        "--chains -1 --methods pcd " + out,
         "--out '" + (dir.path() / "missing" / "s").string() + "'", std::string("--runs 2")}) {
     const CliRun run = run_cli("study " + bad, dir.path());
     EXPECT_EQ(run.status, 2) << bad << ": " << run.err;

@@ -10,6 +10,7 @@
 
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
+#include "marbm/ensemble.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/train.hpp"
@@ -293,6 +294,136 @@ TEST(Train, ModeAssistedRunTakesScaledModeSteps) {
   EXPECT_NEAR(result.history.back().p_mode, mode_probability(config.mode, 1000, 1000), 1e-12);
 }
 
+TEST(LearningRateSchedule, RatesAtTheFirstMiddleAndLastUpdates) {
+  TrainConfig config;
+  config.learning_rate = 0.2;
+  config.final_learning_rate = 0.02;
+  const long total = 101;  // t = 50 is exactly half way through t = 0 .. 100
+  config.learning_rate_schedule = LearningRateSchedule::constant;
+  for (long t : {0L, 50L, 100L}) EXPECT_EQ(learning_rate_at(config, t, total), 0.2);
+  config.learning_rate_schedule = LearningRateSchedule::linear;
+  EXPECT_EQ(learning_rate_at(config, 0, total), 0.2);
+  EXPECT_NEAR(learning_rate_at(config, 50, total), 0.11, 1e-15);
+  EXPECT_NEAR(learning_rate_at(config, 25, total), 0.2 - 0.25 * 0.18, 1e-15);
+  EXPECT_EQ(learning_rate_at(config, 100, total), 0.02);
+  config.learning_rate_schedule = LearningRateSchedule::exponential;
+  EXPECT_EQ(learning_rate_at(config, 0, total), 0.2);
+  // Geometric: half way is the geometric mean, each update the same factor.
+  EXPECT_NEAR(learning_rate_at(config, 50, total), std::sqrt(0.2 * 0.02), 1e-15);
+  EXPECT_NEAR(learning_rate_at(config, 11, total) / learning_rate_at(config, 10, total),
+              std::pow(0.1, 1.0 / 100.0), 1e-14);
+  EXPECT_EQ(learning_rate_at(config, 100, total), 0.02);
+  // A one-update run uses the first rate; a linear schedule may end at 0.
+  EXPECT_EQ(learning_rate_at(config, 0, 1), 0.2);
+  config.learning_rate_schedule = LearningRateSchedule::linear;
+  config.final_learning_rate = 0.0;
+  EXPECT_EQ(learning_rate_at(config, 100, total), 0.0);
+  EXPECT_NEAR(learning_rate_at(config, 50, total), 0.1, 1e-15);
+
+  for (const LearningRateSchedule schedule :
+       {LearningRateSchedule::constant, LearningRateSchedule::linear, LearningRateSchedule::exponential}) {
+    EXPECT_EQ(parse_learning_rate_schedule(to_string(schedule)), schedule);
+  }
+  EXPECT_THROW(parse_learning_rate_schedule("cosine"), UsageError);
+  EXPECT_THROW(learning_rate_at(config, 101, total), UsageError);
+  EXPECT_THROW(learning_rate_at(config, -1, total), UsageError);
+  config.learning_rate_schedule = LearningRateSchedule::exponential;  // final rate 0: no geometric path
+  EXPECT_THROW(learning_rate_at(config, 0, total), UsageError);
+  config.learning_rate_schedule = LearningRateSchedule::linear;
+  config.final_learning_rate = -0.1;
+  EXPECT_THROW(learning_rate_at(config, 0, total), UsageError);
+  config.final_learning_rate = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_THROW(learning_rate_at(config, 0, total), UsageError);
+}
+
+TEST(LearningRateSchedule, TheDriverUsesTheScheduledRateAtEveryUpdate) {
+  const Dataset data = shifting_bars(6, 3);
+  const Rbm initial = Rbm::random(6, 6, 0.01, 4);
+  for (const LearningRateSchedule schedule : {LearningRateSchedule::linear, LearningRateSchedule::exponential}) {
+    TrainConfig config = reference_config(TrainMethod::cd, 201);
+    config.learning_rate_schedule = schedule;
+    config.final_learning_rate = 0.01;
+    RecordingEngine engine;
+    train(engine, data, initial, config);
+    ASSERT_EQ(engine.steps.size(), 201u);
+    EXPECT_EQ(engine.steps[0].learning_rate, 0.2);
+    EXPECT_EQ(engine.steps[200].learning_rate, 0.01);
+    const double middle = schedule == LearningRateSchedule::linear ? 0.105 : std::sqrt(0.2 * 0.01);
+    EXPECT_NEAR(engine.steps[100].learning_rate, middle, 1e-12);
+    for (std::size_t t = 0; t < engine.steps.size(); ++t) {
+      EXPECT_EQ(engine.steps[t].step, t);
+      EXPECT_EQ(engine.steps[t].learning_rate, learning_rate_at(config, static_cast<long>(t), 201));
+      if (t > 0) EXPECT_LT(engine.steps[t].learning_rate, engine.steps[t - 1].learning_rate);
+    }
+  }
+  // The schedule changes the trained parameters (a decayed run moves less).
+  TrainConfig constant = reference_config(TrainMethod::cd, 201);
+  TrainConfig decayed = constant;
+  decayed.learning_rate_schedule = LearningRateSchedule::linear;
+  decayed.final_learning_rate = 0.0;
+  auto a = make_engine(Backend::cpu), b = make_engine(Backend::cpu);
+  const Rbm fixed_rate = train(*a, data, initial, constant).model;
+  const Rbm decaying = train(*b, data, initial, decayed).model;
+  double moved_fixed = 0.0, moved_decaying = 0.0;
+  for (std::size_t i = 0; i < initial.weights().size(); ++i) {
+    moved_fixed += std::abs(fixed_rate.weights()[i] - initial.weights()[i]);
+    moved_decaying += std::abs(decaying.weights()[i] - initial.weights()[i]);
+  }
+  EXPECT_LT(moved_decaying, moved_fixed);
+}
+
+TEST(LearningRateSchedule, ModeStepsScaleTheScheduledRate) {
+  const Dataset data = shifting_bars(6, 3);
+  const Rbm initial = Rbm::random(6, 6, 0.01, 4);
+  TrainConfig config = reference_config(TrainMethod::mode, 1000);
+  config.mode.p_max = 0.5;
+  config.mode.push_scaled = false;  // lr_mode = lr * lr_factor: the scheduled rate shows through
+  config.mode.lr_factor = 0.5;
+  config.learning_rate_schedule = LearningRateSchedule::exponential;
+  config.final_learning_rate = 0.002;
+  RecordingEngine engine;
+  train(engine, data, initial, config);
+  long mode_steps = 0;
+  for (const auto& step : engine.steps) {
+    const double scheduled = learning_rate_at(config, static_cast<long>(step.step), 1000);
+    if (step.negative == NegativePhase::mode) {
+      ++mode_steps;
+      EXPECT_NEAR(step.learning_rate, 0.5 * scheduled, 1e-15 * scheduled);
+    } else {
+      EXPECT_EQ(step.learning_rate, scheduled);
+    }
+  }
+  EXPECT_GT(mode_steps, 10);
+}
+
+TEST(LearningRateSchedule, EnsemblesWithAScheduleGoThroughTheDriver) {
+  // The device ensemble kernels take one constant rate: with a schedule both
+  // report unsupported, so train_ensemble on cuda trains member by member
+  // with marbm::train. On the cpu an ensemble member is marbm::train itself.
+  TrainConfig config = reference_config(TrainMethod::cd, 200);
+  ASSERT_TRUE(ensemble_fused_supported(6, 6, 6, config));
+  ASSERT_TRUE(ensemble_batched_supported(6, 6, 6, config));
+  config.learning_rate_schedule = LearningRateSchedule::linear;
+  config.final_learning_rate = 0.02;
+  EXPECT_FALSE(ensemble_fused_supported(6, 6, 6, config));
+  EXPECT_FALSE(ensemble_batched_supported(6, 6, 6, config));
+  const Dataset data = shifting_bars(6, 3);
+  const std::vector<Rbm> initial = {Rbm::random(6, 6, 0.01, 1), Rbm::random(6, 6, 0.01, 2)};
+  const std::vector<TrainResult> members = train_ensemble(Backend::cpu, data, initial, {1, 2}, config);
+  for (int e = 0; e < 2; ++e) {
+    TrainConfig alone = config;
+    alone.seed = static_cast<std::uint64_t>(e + 1);
+    EngineOptions options;
+    options.threads = 1;
+    options.quiet = true;
+    auto engine = make_engine(Backend::cpu, options);
+    const Rbm expected = train(*engine, data, initial[e], alone).model;
+    for (std::size_t k = 0; k < expected.weights().size(); ++k) {
+      EXPECT_EQ(members[e].model.weights()[k], expected.weights()[k]) << "member " << e << " weight " << k;
+    }
+  }
+}
+
 TEST(Train, ParsesMethods) {
   for (const TrainMethod method : {TrainMethod::cd, TrainMethod::pcd, TrainMethod::exact, TrainMethod::mode}) {
     EXPECT_EQ(parse_train_method(to_string(method)), method);
@@ -326,6 +457,8 @@ TEST(Train, RefusesInconsistentSettings) {
   refuses([](TrainConfig& c) { c.learning_rate = std::numeric_limits<double>::infinity(); });
   refuses([](TrainConfig& c) { c.gibbs_steps = 0; });
   refuses([](TrainConfig& c) { c.momentum = 1.0; });
+  refuses([](TrainConfig& c) { c.learning_rate_schedule = LearningRateSchedule::linear, c.final_learning_rate = -1; });
+  refuses([](TrainConfig& c) { c.learning_rate_schedule = LearningRateSchedule::exponential, c.final_learning_rate = 0; });
   refuses([](TrainConfig& c) { c.weight_decay = -0.1; });
   refuses([](TrainConfig& c) { c.persistent_chains = -1; });
   refuses([](TrainConfig& c) { c.eval_every = -5; });

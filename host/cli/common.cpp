@@ -252,6 +252,32 @@ void ModeAssistOptions::apply_to(ModeAssistConfig& mode) const {
   mode.additive = schedule == "add";
 }
 
+void LearningRateScheduleOptions::add_to(CLI::App& app) {
+  app.add_option("--lr-schedule", schedule,
+                 "learning rate over the run: constant, linear or exponential (from --lr at the first update to "
+                 "--lr-final at the last)")
+      ->check(one_of({"constant", "linear", "exponential"}))
+      ->capture_default_str();
+  app.add_option("--lr-final", final_rate, "learning rate of the last update (linear: >= 0, exponential: > 0)")
+      ->check(non_negative_number());
+}
+
+void LearningRateScheduleOptions::apply_to(const CLI::App& app, LearningRateSchedule& schedule_out,
+                                           double& final_out) const {
+  schedule_out = parse_learning_rate_schedule(schedule);
+  const bool given = app.count("--lr-final") > 0;
+  if (schedule_out == LearningRateSchedule::constant) {
+    if (given) throw UsageError("--lr-final applies only to --lr-schedule linear or exponential");
+    final_out = 0.0;
+    return;
+  }
+  if (!given) throw UsageError("--lr-schedule " + schedule + " needs --lr-final RATE (the rate of the last update)");
+  if (schedule_out == LearningRateSchedule::exponential && !(final_rate > 0.0)) {
+    throw UsageError("--lr-final must be > 0 with --lr-schedule exponential (got " + format_number(final_rate) + ")");
+  }
+  final_out = final_rate;
+}
+
 const std::vector<std::string>& ModeAssistOptions::names() {
   static const std::vector<std::string> list = {"--base",          "--p-max",       "--alpha",
                                                 "--beta",          "--mode-solver", "--mode-lr-scale",

@@ -85,6 +85,22 @@ struct ModeAssistOptions {
   static const std::vector<std::string>& names();
 };
 
+// ------------------------------------------------------------------ learning-rate schedule
+
+/// `--lr-schedule constant|linear|exponential` and `--lr-final RATE`, shared
+/// by `train` and `study`.
+struct LearningRateScheduleOptions {
+  std::string schedule = "constant";
+  double final_rate = 0.0;
+
+  /// Adds the two options to `app`.
+  void add_to(CLI::App& app);
+  /// Sets the config's schedule and final rate. UsageError when a linear or
+  /// exponential schedule has no --lr-final, when --lr-final comes with the
+  /// constant schedule, or when an exponential one's final rate is 0.
+  void apply_to(const CLI::App& app, LearningRateSchedule& schedule_out, double& final_out) const;
+};
+
 // ------------------------------------------------------------------ inputs
 
 /// load_dataset(spec), refusing an empty data set. Errors from the loader

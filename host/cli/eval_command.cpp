@@ -13,6 +13,7 @@
 #include "marbm/ais.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
+#include "marbm/mode.hpp"
 
 namespace marbm::cli {
 namespace {
@@ -25,6 +26,7 @@ struct EvalOptions {
   bool ais = false;
   AisOptions ais_options;
   bool no_reverse = false;
+  std::string backend = "cpu";  // where AIS runs
 };
 
 // log Z with the interval it is known to lie in (a single point when exact).
@@ -35,6 +37,7 @@ struct LogPartition {
   double low = 0.0;
   double high = 0.0;
   AisResult ais;  // method "ais" only
+  Backend backend = Backend::cpu;  // where AIS ran
 };
 
 int run_eval(const EvalOptions& options) {
@@ -67,10 +70,16 @@ int run_eval(const EvalOptions& options) {
     }
     AisOptions ais_options = options.ais_options;
     ais_options.reverse = !options.no_reverse;
+    ais_options.backend = parse_backend_option(options.backend);
+    if (ais_options.backend == Backend::automatic) {
+      ais_options.backend = cuda_devices().empty() ? Backend::cpu : Backend::cuda;
+      if (ais_options.backend == Backend::cpu && !options.json) print_note("no usable CUDA device; AIS runs on the cpu");
+    }
     z.method = "ais";
     ProgressLine progress("AIS", 1000);
     ais_options.progress = [&progress](double fraction) { progress.update(static_cast<long>(fraction * 1000)); };
     z.ais = log_partition_ais(rbm, ais_options, with_data ? &data : nullptr);
+    z.backend = ais_options.backend;
     progress.finish();
     z.log_z = z.ais.log_z();
     z.standard_error = z.ais.forward.standard_error;
@@ -107,6 +116,7 @@ int run_eval(const EvalOptions& options) {
     out["log_z_high"] = json_number(z.high);
     if (z.method == "ais") {
       out["ais_runs"] = z.ais.runs;
+      out["ais_backend"] = std::string(to_string(z.backend));
       out["ais_intervals"] = z.ais.intervals;
       out["log_z_forward_low"] = json_number(z.ais.forward.low);
       out["log_z_forward_high"] = json_number(z.ais.forward.high);
@@ -192,6 +202,10 @@ Runner setup_eval(CLI::App& app) {
   app.add_flag("--no-reverse", options->no_reverse, "AIS: forward runs only (no upper side of the bracket)");
   app.add_option("--seed", options->ais_options.seed, "AIS: random seed")->check(integer_at_least(0));
   app.add_option("--threads", options->ais_options.threads, "AIS: CPU threads (0: all)")->check(integer_at_least(0));
+  app.add_option("--backend", options->backend,
+                 "AIS: where the runs go, cpu, cuda (every run at once on the GPU) or auto (cuda when usable)")
+      ->check(one_of({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
   return [options] { return run_eval(*options); };
 }
 

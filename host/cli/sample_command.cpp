@@ -15,6 +15,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "detail/files.hpp"
 #include "marbm/error.hpp"
 #include "marbm/image.hpp"
 #include "marbm/random.hpp"
@@ -31,6 +32,7 @@ struct SampleOptions {
   std::string image;
   std::string out;
   std::string csv;
+  std::string idx;
   long long seed = 0;
   std::string backend = "auto";
   int threads = 0;
@@ -84,14 +86,33 @@ void write_csv(const std::string& path, const std::vector<std::uint8_t>& states,
   }
 }
 
+// The final states as an IDX3 ubyte file (MNIST's format: magic 0x00000803,
+// count, rows, columns, big-endian, then one byte per pixel), 255 for 1 and 0
+// for 0, so that `idx:PATH` (binarized at 128) reads back the same states.
+// Each state is rows x columns: the --image shape when pictures are drawn,
+// else 1 x n.
+void write_idx(const std::string& path, const std::vector<std::uint8_t>& states, int count, int rows, int columns) {
+  std::string bytes;
+  bytes.reserve(16 + states.size());
+  auto word = [&bytes](std::uint32_t value) {
+    for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back(static_cast<char>((value >> shift) & 0xFFu));
+  };
+  word(0x00000803u);
+  word(static_cast<std::uint32_t>(count));
+  word(static_cast<std::uint32_t>(rows));
+  word(static_cast<std::uint32_t>(columns));
+  for (const std::uint8_t x : states) bytes.push_back(static_cast<char>(x ? 0xFF : 0x00));
+  detail::write_file_atomically(path, bytes, "IDX samples");
+}
+
 int run_sample(const SampleOptions& options) {
   const Rbm rbm = load_model_option(options.model);
   const int n = rbm.n_visible();
   if (options.out.empty() != options.image.empty()) {
     throw UsageError("--image and --out go together: --image WxH gives the picture shape, --out the PNG to write");
   }
-  if (options.out.empty() && options.csv.empty()) {
-    throw UsageError("nothing to write: give --image WxH --out FILE.png and/or --csv FILE");
+  if (options.out.empty() && options.csv.empty() && options.idx.empty()) {
+    throw UsageError("nothing to write: give --image WxH --out FILE.png, --csv FILE and/or --idx FILE");
   }
   if (options.snapshots > options.steps) {
     throw UsageError("--snapshots " + std::to_string(options.snapshots) + " is more than --steps " +
@@ -144,6 +165,13 @@ int run_sample(const SampleOptions& options) {
     write_png(options.out, picture);
   }
   if (!options.csv.empty()) write_csv(options.csv, visible, chains, n);
+  if (!options.idx.empty()) {
+    if (options.out.empty()) {  // no picture shape was given
+      write_idx(options.idx, visible, chains, 1, n);
+    } else {
+      write_idx(options.idx, visible, chains, shape.height, shape.width);
+    }
+  }
 
   if (options.json) {
     nlohmann::json out;
@@ -159,6 +187,7 @@ int run_sample(const SampleOptions& options) {
       out["height"] = picture.height;
     }
     if (!options.csv.empty()) out["csv"] = options.csv;
+    if (!options.idx.empty()) out["idx"] = options.idx;
     print_json(out);
     return 0;
   }
@@ -171,6 +200,7 @@ int run_sample(const SampleOptions& options) {
     std::cout << ")\n";
   }
   if (!options.csv.empty()) std::cout << "final states in " << options.csv << " (csv:" << options.csv << ")\n";
+  if (!options.idx.empty()) std::cout << "final states in " << options.idx << " (idx:" << options.idx << ")\n";
   return 0;
 }
 
@@ -190,6 +220,8 @@ Runner setup_sample(CLI::App& app) {
   app.add_option("--image", options->image, "picture shape WIDTHxHEIGHT of one sample, e.g. 28x28");
   app.add_option("--out", options->out, "PNG file for the pictures")->check(writable_file_path());
   app.add_option("--csv", options->csv, "also write the final states as CSV rows")->check(writable_file_path());
+  app.add_option("--idx", options->idx, "also write the final states as an IDX3 ubyte file (0/255; --image shape)")
+      ->check(writable_file_path());
   app.add_option("--seed", options->seed, "random seed")->check(integer_at_least(0));
   add_backend_option(app, options->backend);
   app.add_option("--threads", options->threads, "CPU threads (0: the runtime default)")->check(integer_at_least(0));

@@ -3,6 +3,8 @@
 // DIR/kl.png and prints a table. With only --out it runs the reference
 // experiment of SPEC.md section 8.
 #include <cstdint>
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -15,6 +17,7 @@
 #include "detail/files.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
+#include "marbm/model_io.hpp"
 #include "marbm/study.hpp"
 #include "marbm/train.hpp"
 
@@ -27,7 +30,9 @@ struct StudyOptions {
   std::string backend = "cpu";
   std::string out;
   ModeAssistOptions mode_words;  // the numbers go straight into config.mode
+  LearningRateScheduleOptions schedule;
   bool no_plot = false;
+  bool keep_models = false;
 };
 
 // Present in a study's folder only while (or because) its outputs were being
@@ -82,13 +87,18 @@ std::string fixed(double value, int digits) {
 }
 
 void print_table(const StudyResult& result) {
+  const bool with_test = !result.config.test_data.empty();
   std::cout << std::left << std::setw(8) << "method" << std::right << std::setw(14) << "median KL" << std::setw(12)
-            << "min KL" << std::setw(12) << "max KL" << std::setw(12) << "time (s)" << '\n';
+            << "min KL" << std::setw(12) << "max KL" << std::setw(12) << "time (s)";
+  if (with_test) std::cout << std::setw(20) << "median held-out LL";
+  std::cout << '\n';
   for (TrainMethod method : result.config.methods) {
     const MethodSummary& s = result.summary.at(method);
     std::cout << std::left << std::setw(8) << to_string(method) << std::right << std::setw(14)
               << fixed(s.median_final_kl, 5) << std::setw(12) << fixed(s.min_final_kl, 5) << std::setw(12)
-              << fixed(s.max_final_kl, 5) << std::setw(12) << fixed(s.seconds, 2) << '\n';
+              << fixed(s.max_final_kl, 5) << std::setw(12) << fixed(s.seconds, 2);
+    if (with_test) std::cout << std::setw(20) << fixed(s.median_final_test_mean_log_likelihood, 5);
+    std::cout << '\n';
   }
   for (TrainMethod method : result.config.methods) {
     const MethodSummary& s = result.summary.at(method);
@@ -103,10 +113,53 @@ void print_table(const StudyResult& result) {
             << " s\n";
 }
 
-int run_study_command(StudyOptions& options) {
+// Rewrites DIR/kl.csv (atomically: a reader sees the old file or the new one)
+// with the runs finished so far, in method and run order. A rewrite costs
+// time in proportion to the rows, so rewrites are spaced: at least 0.2 s and
+// four times the last rewrite's duration apart; the first finished run is
+// always written, and the caller writes the complete file at the end.
+class PartialCsv {
+ public:
+  PartialCsv(std::string path, const StudyConfig& config) : path_(std::move(path)), config_(config) {}
+
+  void add(const StudyRun& run) {
+    runs_.push_back(run);
+    const auto now = std::chrono::steady_clock::now();
+    if (written_ && now - last_ < std::max(std::chrono::duration<double>(0.2), 4.0 * last_duration_)) return;
+    std::vector<StudyRun> ordered = runs_;
+    auto index = [&](const StudyRun& r) {
+      const auto at = std::find(config_.methods.begin(), config_.methods.end(), r.method) - config_.methods.begin();
+      return std::pair<long, int>(at, r.run);
+    };
+    std::sort(ordered.begin(), ordered.end(), [&](const StudyRun& a, const StudyRun& b) { return index(a) < index(b); });
+    detail::write_file_atomically(path_, study_csv_text(ordered, !config_.test_data.empty()), "study CSV");
+    written_ = true;
+    last_ = std::chrono::steady_clock::now();
+    last_duration_ = last_ - now;
+  }
+
+ private:
+  std::string path_;
+  const StudyConfig& config_;
+  std::vector<StudyRun> runs_;
+  bool written_ = false;
+  std::chrono::steady_clock::time_point last_;
+  std::chrono::duration<double> last_duration_{0.0};
+};
+
+int run_study_command(StudyOptions& options, const CLI::App& app) {
   StudyConfig& config = options.config;
   config.methods = parse_methods(options.methods);
   config.backend = parse_backend_option(options.backend);
+  options.schedule.apply_to(app, config.learning_rate_schedule, config.final_learning_rate);
+  const bool uses_chains = std::find(config.methods.begin(), config.methods.end(), TrainMethod::pcd) !=
+                               config.methods.end() ||
+                           (std::find(config.methods.begin(), config.methods.end(), TrainMethod::mode) !=
+                                config.methods.end() &&
+                            options.mode_words.base == "pcd");
+  if (app.count("--chains") > 0 && !uses_chains) {
+    throw UsageError("--chains applies only to the pcd method or mode with --base pcd");
+  }
   if (config.backend == Backend::automatic && cuda_devices().empty()) {
     print_note("no usable CUDA device; the study runs on the cpu");
   }
@@ -116,25 +169,55 @@ int run_study_command(StudyOptions& options) {
   const detail::FolderLock lock(options.out, "marbm study");
   detail::remove_stale_temporaries(options.out);
 
-  ProgressLine progress("study", static_cast<long>(config.methods.size()) * config.runs);
-  const StudyResult result = run_study(config, [&](int done, int) {
-    if (progress.enabled()) progress.update(done, "runs");
-  });
-  progress.finish();
-
-  // The outputs are replaced one by one: while that goes on, a marker says
-  // they may come from different studies, and the old plot, which cannot
-  // match the new curves, is removed first.
+  // kl.csv is rewritten as runs finish: from the start until the last output
+  // is complete, a marker says the outputs are partial or from different
+  // studies, and the old plot, which cannot match the new curves, is
+  // removed first.
   const std::filesystem::path dir(options.out);
   const std::string csv = (dir / "kl.csv").string();
   const std::string png = (dir / "kl.png").string();
   const std::string marker = (dir / incomplete_marker).string();
+  const std::filesystem::path models = dir / "models";
+  if (options.keep_models) {
+    std::error_code error;
+    std::filesystem::create_directory(models, error);
+    MARBM_EXPECTS(!error, RuntimeFailure, "--keep-models: cannot create the folder '" + models.string() + "': " +
+                                              error.message());
+  }
   detail::write_file_atomically(marker,
-                                "A study was writing kl.csv, summary.json and kl.png here and did not finish;\n"
-                                "they may come from different studies.\n",
+                                "A study is writing kl.csv, summary.json and kl.png here, or did not finish;\n"
+                                "they may be partial or come from different studies.\n",
                                 "marker");
   std::error_code ignored;
   std::filesystem::remove(png, ignored);
+
+  PartialCsv partial(csv, config);
+  ProgressLine progress("study", static_cast<long>(config.methods.size()) * config.runs);
+  auto on_run = [&](const StudyRun& run, const Rbm& model) {
+    partial.add(run);
+    if (!options.keep_models) return;
+    Metadata metadata;
+    metadata["created_by"] = "marbm study " + version();
+    metadata["data"] = config.data;
+    metadata["method"] = std::string(to_string(run.method));
+    metadata["run"] = std::to_string(run.run);
+    metadata["seed"] = std::to_string(config.seed + static_cast<std::uint64_t>(run.run));
+    metadata["learning_rate"] = format_number(config.learning_rate, 17);
+    metadata["iterations"] = std::to_string(run.diverged_at >= 0 && !run.history.empty()
+                                                ? run.history.back().iteration
+                                                : config.iterations);
+    if (run.diverged_at >= 0) metadata["diverged_at"] = std::to_string(run.diverged_at);
+    save_rbm((models / (std::string(to_string(run.method)) + "-" + std::to_string(run.run) + ".safetensors")).string(),
+             model, metadata);
+  };
+  const StudyResult result = run_study(
+      config,
+      [&](int done, int) {
+        if (progress.enabled()) progress.update(done, "runs");
+      },
+      on_run);
+  progress.finish();
+
   write_study_csv(result, csv);
   write_study_summary(result, (dir / "summary.json").string());
   bool plotted = false;
@@ -144,7 +227,7 @@ int run_study_command(StudyOptions& options) {
   print_table(result);
   if (!options.no_plot && !plotted) print_note(message);
   std::cout << "wrote " << csv << ", " << (dir / "summary.json").string() << (plotted ? ", " + png : std::string())
-            << '\n';
+            << (options.keep_models ? ", " + models.string() + "/METHOD-RUN.safetensors" : std::string()) << '\n';
   return 0;
 }
 
@@ -161,7 +244,22 @@ Runner setup_study(CLI::App& app) {
   app.add_option("--batch", c.batch_size, "minibatch size (clipped to the data rows)")
       ->check(integer_at_least(1))
       ->capture_default_str();
-  app.add_option("--lr", c.learning_rate, "learning rate")->check(positive_number())->capture_default_str();
+  app.add_option("--lr", c.learning_rate, "learning rate (of the first update with --lr-schedule)")
+      ->check(positive_number())
+      ->capture_default_str();
+  o.schedule.add_to(app);
+  app.add_option("--momentum", c.momentum, "momentum in [0, 1)")
+      ->check(number_in_half_open(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--weight-decay", c.weight_decay, "L2 weight decay on W")
+      ->check(non_negative_number())
+      ->capture_default_str();
+  app.add_option("--chains", c.persistent_chains, "persistent chains for pcd (0: the batch size)")
+      ->check(integer_at_least(0));
+  app.add_option("--test-data", c.test_data,
+                 "held-out data spec: exact held-out mean log-likelihood at every evaluation (kl.csv column "
+                 "test_mean_log_likelihood)");
+  app.add_flag("--keep-models", o.keep_models, "save each run's final model as DIR/models/METHOD-RUN.safetensors");
   app.add_option("--k", c.gibbs_steps, "Gibbs steps of CD-k / PCD-k")->check(integer_at_least(1))->capture_default_str();
   app.add_option("--eval-every", c.eval_every, "exact KL every N updates")
       ->check(integer_at_least(1))
@@ -179,7 +277,7 @@ Runner setup_study(CLI::App& app) {
   app.add_option("--out", o.out, "output folder (created if missing; its parent must exist)")->required();
   app.add_flag("--no-plot", o.no_plot, "skip kl.png");
   o.mode_words.add_to(app, c.mode);
-  return [options] { return run_study_command(*options); };
+  return [options, &app] { return run_study_command(*options, app); };
 }
 
 const bool registered = register_command(

@@ -52,6 +52,7 @@ struct TrainOptions {
   // Mode-assisted training: numbers in `mode`, words in `mode_words`.
   ModeAssistConfig mode;
   ModeAssistOptions mode_words;
+  LearningRateScheduleOptions schedule;
 };
 
 // Full precision for numbers stored in model metadata, so that a value read
@@ -73,10 +74,10 @@ double exact_evaluation_cost(int n, int m, int rows) {
 std::string metrics_text(const TrainMetrics& metrics, long total, bool mode) {
   std::ostringstream line;
   line << "iteration " << metrics.iteration << '/' << total;
-  if (std::isfinite(metrics.kl)) line << "  kl " << format_number(metrics.kl);
   if (std::isfinite(metrics.mean_log_likelihood)) {
     line << "  mean log-likelihood " << format_number(metrics.mean_log_likelihood);
   }
+  if (std::isfinite(metrics.kl)) line << "  kl " << format_number(metrics.kl);
   if (std::isfinite(metrics.log_z)) line << "  log Z " << format_number(metrics.log_z);
   if (mode) {
     line << "  p_mode " << format_number(metrics.p_mode, 3) << "  mode steps " << metrics.mode_steps;
@@ -113,6 +114,7 @@ TrainConfig make_config(const TrainOptions& options, const CLI::App& app) {
   config.method = parse_train_method(options.method);
   config.gibbs_steps = options.k;
   config.learning_rate = options.learning_rate;
+  options.schedule.apply_to(app, config.learning_rate_schedule, config.final_learning_rate);
   config.momentum = options.momentum;
   config.weight_decay = options.weight_decay;
   config.batch_size = options.batch;
@@ -152,6 +154,10 @@ Metadata make_metadata(const TrainOptions& options, const TrainConfig& config, c
   metadata["method"] = std::string(to_string(config.method));
   metadata["k"] = std::to_string(config.gibbs_steps);
   metadata["learning_rate"] = exact_text(config.learning_rate);
+  if (config.learning_rate_schedule != LearningRateSchedule::constant) {
+    metadata["learning_rate_schedule"] = std::string(to_string(config.learning_rate_schedule));
+    metadata["final_learning_rate"] = exact_text(config.final_learning_rate);
+  }
   metadata["momentum"] = exact_text(config.momentum);
   metadata["weight_decay"] = exact_text(config.weight_decay);
   metadata["batch"] = std::to_string(config.batch_size);
@@ -282,6 +288,8 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
   }
 
   auto engine = make_engine_for(options.backend, options.threads, options.json);
+  // A held-out AIS estimate runs where training does (same results either way, up to rounding).
+  held_out_options.ais.backend = engine->backend();
   Rbm initial = init ? *init : Rbm::random(n, m, options.init_sigma, options.seed);
   if (!init && options.init_visible_bias == "data") set_base_rate_visible_bias(initial, data);
 
@@ -378,6 +386,8 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
 
   TrainMetrics last;
   if (!result.history.empty()) last = result.history.back();
+  // Then KL = -mean log-likelihood - log N: the same number, shifted.
+  const bool rows_distinct = static_cast<int>(distinct_rows(data).rows.size()) == data.n_rows;
   if (options.json) {
     nlohmann::json out;
     out["out"] = options.out;
@@ -388,6 +398,7 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
     out["iterations"] = total;
     out["seconds"] = result.seconds;
     out["kl"] = json_number(last.kl);
+    out["rows_distinct"] = rows_distinct;
     out["mean_log_likelihood"] = json_number(last.mean_log_likelihood);
     out["log_z"] = json_number(last.log_z);
     out["backend"] = engine->description();
@@ -407,8 +418,15 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
               << total << " updates in " << format_number(result.seconds, 3) << " s on "
               << engine->description() << '\n';
     if (std::isfinite(last.kl)) {
-      std::cout << "kl " << format_number(last.kl) << "  mean log-likelihood "
-                << format_number(last.mean_log_likelihood) << "  log Z " << format_number(last.log_z) << '\n';
+      // The log-likelihood first: KL adds only the empirical entropy to it,
+      // which for distinct rows is log N.
+      std::cout << "mean log-likelihood " << format_number(last.mean_log_likelihood) << "  kl "
+                << format_number(last.kl);
+      if (rows_distinct) {
+        std::cout << " (the " << data.n_rows << " rows are distinct: kl = -mean log-likelihood - log " << data.n_rows
+                  << ")";
+      }
+      std::cout << "  log Z " << format_number(last.log_z) << '\n';
     } else {
       std::cout << "model too large for exact KL (2^" << std::min(n, m) << " states; --exact-max-units "
                 << options.exact_max_units << ")\n";
@@ -432,7 +450,10 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
       ->check(one_of({"cd", "pcd", "exact", "mode"}))
       ->capture_default_str();
   app.add_option("--k", o.k, "Gibbs steps of CD-k / PCD-k")->check(integer_at_least(1))->capture_default_str();
-  app.add_option("--lr", o.learning_rate, "learning rate")->check(positive_number())->capture_default_str();
+  app.add_option("--lr", o.learning_rate, "learning rate (of the first update with --lr-schedule)")
+      ->check(positive_number())
+      ->capture_default_str();
+  o.schedule.add_to(app);
   app.add_option("--batch", o.batch, "minibatch size (clipped to the data rows)")
       ->check(integer_at_least(1))
       ->capture_default_str();

@@ -7,11 +7,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "detail/mode_search_config.hpp"
+#include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/ensemble.hpp"
 #include "marbm/exact.hpp"
@@ -44,6 +46,34 @@ std::vector<TrainResult> train_ensemble_cuda(const Dataset& data, const std::vec
                                              const std::vector<std::uint64_t>& seeds, const TrainConfig& config,
                                              const EnsembleMetricsCallback& on_metrics);
 
+/// What log_partition_ais (host/ais.cpp) hands the device: the checked
+/// schedule and base model, and the run settings.
+struct AisDeviceRequest {
+  const Rbm* rbm = nullptr;
+  std::vector<double> betas;            ///< beta_0 = 0 .. beta_K = 1
+  std::vector<double> base_bias;        ///< a_A (n)
+  std::vector<double> bias_difference;  ///< a - a_A (n)
+  int runs = 0;
+  std::uint64_t seed = 0;
+  bool reverse = false;
+  int reverse_burn_in = 0;
+  const Dataset* data = nullptr;        ///< reverse starting rows (cycled); null: base-rate samples
+  int device = 0;
+  std::function<void(double)> progress;  ///< fraction of the work done, from the calling thread
+};
+
+/// The M log importance weights of each direction (reverse empty unless
+/// asked), computed on the device with host/ais.cpp's algorithm, Philox
+/// streams and word layout: the same draws as the CPU for the same seed, so
+/// the weights agree with the CPU's up to the float rounding of the fields
+/// (cuBLAS sums in another order; a rare draw near its threshold may then
+/// differ and that run's trajectory with it).
+struct AisDeviceWeights {
+  std::vector<double> forward;
+  std::vector<double> reverse;
+};
+AisDeviceWeights ais_log_weights_cuda(const AisDeviceRequest& request);
+
 /// Why the CUDA engine library cannot be used (empty when it loaded, or was
 /// never asked for). Loads it when not yet tried.
 std::string cuda_library_problem();
@@ -61,5 +91,7 @@ struct CudaEntryPoints {
   std::vector<TrainResult> (*train_ensemble_cuda)(const Dataset&, const std::vector<Rbm>&,
                                                   const std::vector<std::uint64_t>&, const TrainConfig&,
                                                   const EnsembleMetricsCallback&);
+  AisDeviceWeights (*ais_log_weights_cuda)(const AisDeviceRequest&);
 };
+
 }  // namespace marbm::detail

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "marbm/data.hpp"
+#include "marbm/engine.hpp"
 #include "marbm/rbm.hpp"
 
 namespace marbm {
@@ -52,6 +53,14 @@ struct AisOptions {
   std::uint64_t seed = 0;
   /// OpenMP threads; 0 keeps the runtime default. The result does not depend on it.
   int threads = 0;
+  /// Where the runs go: cpu (OpenMP blocks, sgemm), cuda (all M runs at once
+  /// on `device`: cuBLAS for the fields, one kernel per half-step for the
+  /// weights and draws) or automatic (cuda when a device is usable). Both
+  /// read the same Philox words for the same seed; their weights agree up to
+  /// float rounding of the fields (see log_partition_ais).
+  Backend backend = Backend::cpu;
+  /// CUDA device ordinal with the cuda backend.
+  int device = 0;
   /// Called now and then with the fraction of the work done (0 to 1), from
   /// one thread at a time (not necessarily the caller's). May be empty.
   std::function<void(double)> progress;
@@ -91,10 +100,17 @@ struct AisResult {
 /// block-Gibbs transition per beta, M runs in each direction, run in parallel
 /// (OpenMP over fixed blocks of runs; sgemm for the M x n x m products).
 /// The result is the same for a given seed and options at any thread count.
+/// With options.backend cuda the same runs go on the device (same schedule,
+/// base model, Philox streams and words); the fields are float products
+/// summed in another order, so the log weights match the CPU's to rounding,
+/// except that a draw whose uniform falls within that rounding of its
+/// probability can differ, and the run then follows another trajectory:
+/// the estimates agree statistically, most runs bit for bit in their draws.
 /// `data`, when given, sets the base rate (unless options set it) and the
 /// reverse runs' starting rows; its width must equal n.
 /// Throws UsageError for bad options or data of the wrong width, DataError
-/// for a model with NaN or infinite parameters.
+/// for a model with NaN or infinite parameters, CudaError when cuda is asked
+/// for and unusable.
 AisResult log_partition_ais(const Rbm& rbm, const AisOptions& options = {}, const Dataset* data = nullptr);
 
 }  // namespace marbm

@@ -44,8 +44,8 @@ using EnsembleMetricsCallback = std::function<void(int member, const TrainMetric
 ///   bit for bit). Mode steps are decided per member by marbm's rule and
 ///   searched on the member's parameter slice; exact metrics use the device
 ///   enumeration. on_metrics is called as metrics arrive, from the calling
-///   thread. The exact method (and a fused setting beyond the device's shared
-///   memory) falls back to marbm::train on cuda engines, four host threads
+///   thread. The exact method, a learning-rate schedule other than constant
+///   (and a fused setting beyond the device's shared memory) fall back to marbm::train on cuda engines, four host threads
 ///   each training members in turn on an engine of its own (their streams
 ///   overlap on the device); on_metrics is then serialized as on cpu.
 /// - automatic: cuda when a device is usable, else cpu.
@@ -61,14 +61,14 @@ std::vector<TrainResult> train_ensemble(Backend backend, const Dataset& data, co
 /// member kernel: n, m <= 32; method cd, pcd or mode (mode solver exhaustive,
 /// or automatic with min(n, m) <= auto_exhaustive_units, and min(n, m) <= 20);
 /// batch and persistent chains <= 128 rows; exact metrics only when
-/// min(n, m) <= 20. Pure function of its arguments (no device query).
+/// min(n, m) <= 20; a constant learning rate. Pure function of its arguments (no device query).
 bool ensemble_fused_supported(int n_visible, int n_hidden, int data_rows, const TrainConfig& config);
 
 /// Whether the cuda backend trains this ensemble, when the fused kernel does
 /// not, with the batched path: all members' state stacked on the device, each
 /// half-sweep one strided-batched GEMM and one sampling launch over all
 /// members. Method cd, pcd or mode with a cd or pcd base (any mode solver and
-/// target); not the exact method. Pure function of its arguments.
+/// target); not the exact method; a constant learning rate. Pure function of its arguments.
 bool ensemble_batched_supported(int n_visible, int n_hidden, int data_rows, const TrainConfig& config);
 
 }  // namespace marbm

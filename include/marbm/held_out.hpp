@@ -2,6 +2,8 @@
 // the signals of overfitting. CPU; synchronous.
 #pragma once
 
+#include <limits>
+
 #include "marbm/ais.hpp"
 #include "marbm/data.hpp"
 #include "marbm/exact.hpp"
@@ -25,6 +27,10 @@ struct HeldOutOptions {
   /// Rows of each data set used for the reconstruction error and the
   /// free-energy gap (the first ones); must be >= 1.
   int max_rows = 1000;
+  /// When finite: the model's exact log Z, already known (a training
+  /// driver's evaluation has it); it is used as it is, nothing is enumerated
+  /// or estimated.
+  double known_log_z = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// Metrics of one evaluation on held-out rows.

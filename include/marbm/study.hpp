@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
 #include <utility>
@@ -24,7 +25,12 @@ struct StudyConfig {
   int runs = 10;
   long iterations = 20000;
   int batch_size = 6;
-  double learning_rate = 0.2;
+  double learning_rate = 0.2;  ///< the rate of the first update (of every update when constant)
+  LearningRateSchedule learning_rate_schedule = LearningRateSchedule::constant;
+  double final_learning_rate = 0.0;  ///< the rate of the last update (linear, exponential)
+  double momentum = 0.0;
+  double weight_decay = 0.0;
+  int persistent_chains = 0;         ///< pcd (and mode on pcd) chains; 0: the batch size
   int gibbs_steps = 1;
   long eval_every = 200;
   std::uint64_t seed = 1;  ///< run r starts from Rbm::random(n, m, init_sigma, seed + r) for every method
@@ -32,6 +38,10 @@ struct StudyConfig {
   Backend backend = Backend::cpu;
   int threads = 0;         ///< runs in parallel; 0: all cores
   ModeAssistConfig mode;
+  /// Held-out data spec (empty: none): at every evaluation each run also
+  /// records the exact mean log-likelihood of these rows, their
+  /// reconstruction error and the free-energy gap.
+  std::string test_data;
 };
 
 /// One run's KL curve.
@@ -39,6 +49,13 @@ struct StudyRun {
   TrainMethod method = TrainMethod::cd;
   int run = 0;
   std::vector<TrainMetrics> history;
+  /// With test data, at each point of `history` (empty otherwise): the
+  /// held-out mean log-likelihood (exact, with that point's log Z), the
+  /// held-out reconstruction error and the free-energy gap (held-out minus
+  /// training rows; see HeldOutMetrics).
+  std::vector<double> test_mean_log_likelihood;
+  std::vector<double> test_reconstruction_error;
+  std::vector<double> free_energy_gap;
   double seconds = 0.0;
   long diverged_at = -1;  ///< updates done when the parameters were found non-finite; -1: finished
 };
@@ -51,6 +68,9 @@ struct MethodSummary {
   double min_final_kl = 0.0;
   double max_final_kl = 0.0;
   double seconds = 0.0;  ///< summed training time of its runs
+  /// With test data: the median over finished runs of the final held-out
+  /// mean log-likelihood; NaN otherwise.
+  double median_final_test_mean_log_likelihood = std::numeric_limits<double>::quiet_NaN();
   std::vector<std::pair<int, long>> diverged;  ///< (run, diverged_at) of the runs that diverged
 };
 
@@ -64,13 +84,24 @@ struct StudyResult {
 /// Called after each finished run with (runs done, runs in all).
 using StudyProgress = std::function<void(int, int)>;
 
+/// Called once for each run as it finishes (serialized: never two at once;
+/// from the calling thread or one of the study's worker threads) with the run's curve and its final parameters (for a diverged run, the last
+/// parameters found finite). Exceptions it throws stop the study.
+using StudyRunFinished = std::function<void(const StudyRun& run, const Rbm& final_model)>;
+
 /// Runs the study. Throws UsageError for bad settings (model not enumerable,
 /// unknown data...), DataError for bad data.
-StudyResult run_study(const StudyConfig& config, const StudyProgress& progress = {});
+StudyResult run_study(const StudyConfig& config, const StudyProgress& progress = {},
+                      const StudyRunFinished& on_run_finished = {});
 
-/// DIR/kl.csv: header `method,run,iteration,kl,p_mode,status`, one row per
+/// The text of DIR/kl.csv for `runs` (any subset of a study's runs, written
+/// in the order given): header `method,run,iteration,kl,p_mode,status` (plus
+/// `,test_mean_log_likelihood,test_reconstruction_error,free_energy_gap` when
+/// `with_test` is set), one row per
 /// evaluation (status ok), and for a run that diverged one last row at the
 /// update it was found non-finite (kl and p_mode nan, status diverged).
+std::string study_csv_text(const std::vector<StudyRun>& runs, bool with_test);
+/// Writes study_csv_text of all the study's runs to `path` atomically.
 void write_study_csv(const StudyResult& result, const std::string& path);
 /// DIR/summary.json: keyed by method name plus "settings".
 void write_study_summary(const StudyResult& result, const std::string& path);

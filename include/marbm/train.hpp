@@ -66,11 +66,28 @@ struct ModeAssistConfig {
   int marginal_exhaustive_units = 20;
 };
 
+/// How the learning rate changes over a run's T updates (t = 0 .. T-1; see
+/// learning_rate_at). The first update uses learning_rate, the last
+/// final_learning_rate.
+enum class LearningRateSchedule {
+  constant,     ///< learning_rate at every update
+  linear,       ///< learning_rate + (final - learning_rate) t / (T - 1)
+  exponential,  ///< learning_rate (final / learning_rate)^(t / (T - 1))
+};
+/// Parses "constant" | "linear" | "exponential"; throws UsageError otherwise.
+LearningRateSchedule parse_learning_rate_schedule(std::string_view text);
+std::string_view to_string(LearningRateSchedule schedule);
+
 /// Settings of one training run.
 struct TrainConfig {
   TrainMethod method = TrainMethod::cd;
   int gibbs_steps = 1;            ///< k
-  double learning_rate = 0.1;
+  double learning_rate = 0.1;    ///< the rate of the first update (of every update when constant)
+  LearningRateSchedule learning_rate_schedule = LearningRateSchedule::constant;
+  /// The rate of the last update with a linear (>= 0) or exponential (> 0)
+  /// schedule; unused when constant. A mode step uses the scheduled rate
+  /// times its push and lr_factor.
+  double final_learning_rate = 0.0;
   double momentum = 0.0;
   double weight_decay = 0.0;
   int batch_size = 100;           ///< clipped to the data set's rows
@@ -215,6 +232,13 @@ void check_training_memory(const TrainConfig& config, int n_visible, int n_hidde
 
 /// Number of updates the config implies for a data set of `rows` rows.
 long total_iterations(const TrainConfig& config, int rows);
+
+/// The learning rate of update t (0-based) of a run of `total` updates under
+/// the config's schedule: learning_rate at t = 0, final_learning_rate at
+/// t = total - 1 (linear or exponential in between; a one-update run uses
+/// learning_rate). Throws UsageError for a final rate out of range (negative
+/// or non-finite; not > 0 for exponential) or t outside [0, total).
+double learning_rate_at(const TrainConfig& config, long t, long total);
 
 /// P_mode(t) = p_max * sigmoid(alpha * t / T + beta).
 double mode_probability(const ModeAssistConfig& config, long t, long total);
