@@ -26,6 +26,7 @@
 
 #include "detail/gibbs_steps.hpp"
 #include "detail/files.hpp"
+#include "detail/study_parts.hpp"
 #include "marbm/data.hpp"
 #include "marbm/ensemble.hpp"
 #include "marbm/error.hpp"
@@ -119,7 +120,17 @@ std::string format_number(double value) {
 }  // namespace
 
 StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) {
+  StudyResult result = detail::run_study_runs(config, {}, progress);
+  detail::summarize_study(result);
+  return result;
+}
+
+namespace detail {
+
+StudyResult run_study_runs(const StudyConfig& config, const std::function<bool(int)>& takes_run,
+                           const StudyProgress& progress) {
   check_study_config(config);
+  auto takes = [&](int run) { return !takes_run || takes_run(run); };
   const Dataset data = load_dataset(config.data);
   MARBM_EXPECTS(data.n_rows >= 1 && data.n_cols >= 1, DataError, "study: data set '" + config.data + "' is empty");
   const int n = data.n_cols;
@@ -134,6 +145,9 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
   result.config = config;
   const int methods = static_cast<int>(config.methods.size());
   const int jobs = methods * config.runs;
+  int taken_runs = 0;
+  for (int r = 0; r < config.runs; ++r) taken_runs += takes(r) ? 1 : 0;
+  const int taken_jobs = methods * taken_runs;
   result.runs.resize(jobs);
   for (int job = 0; job < jobs; ++job) {
     result.runs[job].method = config.methods[job / config.runs];
@@ -159,7 +173,7 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
     }
     std::lock_guard lock(progress_mutex);
     ++done;
-    if (progress) progress(done, jobs);
+    if (progress) progress(done, taken_jobs);
   };
 
   Backend backend = config.backend;
@@ -173,6 +187,7 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
     std::mutex failure_mutex;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int job = 0; job < jobs; ++job) {
+      if (!takes(job % config.runs)) continue;
       {
         std::lock_guard lock(failure_mutex);
         if (failure) continue;
@@ -194,11 +209,14 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
     // (small models: one fused kernel, a thread block per run).
     std::vector<Rbm> initial;
     std::vector<std::uint64_t> seeds;
+    std::vector<int> taken;  // the runs this call makes
     for (int r = 0; r < config.runs; ++r) {
+      if (!takes(r)) continue;
+      taken.push_back(r);
       initial.push_back(Rbm::random(n, m, config.init_sigma, config.seed + static_cast<std::uint64_t>(r)));
       seeds.push_back(config.seed + static_cast<std::uint64_t>(r));
     }
-    for (int k = 0; k < methods; ++k) {
+    for (int k = 0; k < methods && !taken.empty(); ++k) {
       const TrainConfig train_config = train_config_for(config, config.methods[k], 0);
       if (train_config.method == TrainMethod::mode && config.mode.target == ModeTarget::marginal) {
         // The fused ensemble kernel steps to the joint mode only: marginal
@@ -206,7 +224,7 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
         EngineOptions options;
         options.quiet = true;
         auto engine = make_engine(Backend::cuda, options);
-        for (int r = 0; r < config.runs; ++r) run_job(k * config.runs + r, *engine);
+        for (int r : taken) run_job(k * config.runs + r, *engine);
         continue;
       }
       std::vector<TrainResult> trained;
@@ -220,21 +238,25 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
         EngineOptions options;
         options.quiet = true;
         auto engine = make_engine(Backend::cuda, options);
-        for (int r = 0; r < config.runs; ++r) run_job(k * config.runs + r, *engine);
+        for (int r : taken) run_job(k * config.runs + r, *engine);
         continue;
       }
-      for (int r = 0; r < config.runs; ++r) {
-        StudyRun& run = result.runs[k * config.runs + r];
-        run.history = std::move(trained[r].history);
-        run.seconds = trained[r].seconds;
+      for (std::size_t q = 0; q < taken.size(); ++q) {
+        StudyRun& run = result.runs[k * config.runs + taken[q]];
+        run.history = std::move(trained[q].history);
+        run.seconds = trained[q].seconds;
       }
       std::lock_guard lock(progress_mutex);
-      done += config.runs;
-      if (progress) progress(done, jobs);
+      done += static_cast<int>(taken.size());
+      if (progress) progress(done, taken_jobs);
     }
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
 
+void summarize_study(StudyResult& result) {
+  const StudyConfig& config = result.config;
   for (TrainMethod method : config.methods) {
     std::vector<double> finals;
     MethodSummary summary;
@@ -255,8 +277,9 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress) 
         finals.empty() ? std::numeric_limits<double>::quiet_NaN() : *std::max_element(finals.begin(), finals.end());
     result.summary[method] = summary;
   }
-  return result;
 }
+
+}  // namespace detail
 
 void write_study_csv(const StudyResult& result, const std::string& path) {
   std::ostringstream out;

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -13,6 +14,8 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "detail/files.hpp"
+#include "marbm/communicator.hpp"
+#include "marbm/distributed.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
 #include "marbm/study.hpp"
@@ -111,16 +114,21 @@ int run_study_command(StudyOptions& options) {
     print_note("no usable CUDA device; the study runs on the cpu");
   }
   options.mode_words.apply_to(config.mode);
-  prepare_output_folder(options.out);
+  // Under mpiexec the runs are shared among the ranks; rank 0 writes.
+  Communicator& comm = *world_communicator();
+  const bool writer = comm.rank() == 0;
+  if (writer) prepare_output_folder(options.out);
   // One writer per folder: a second study into it is refused at once.
-  const detail::FolderLock lock(options.out, "marbm study");
-  detail::remove_stale_temporaries(options.out);
+  std::optional<detail::FolderLock> lock;
+  if (writer) lock.emplace(options.out, "marbm study");
+  if (writer) detail::remove_stale_temporaries(options.out);
 
   ProgressLine progress("study", static_cast<long>(config.methods.size()) * config.runs);
-  const StudyResult result = run_study(config, [&](int done, int) {
-    if (progress.enabled()) progress.update(done, "runs");
+  const StudyResult result = run_study(config, comm, [&](int done, int) {
+    if (writer && progress.enabled()) progress.update(done, "runs");
   });
   progress.finish();
+  if (!writer) return 0;
 
   // The outputs are replaced one by one: while that goes on, a marker says
   // they may come from different studies, and the old plot, which cannot
