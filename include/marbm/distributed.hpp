@@ -3,7 +3,10 @@
 // single-process computation with the same settings and seed.
 #pragma once
 
+#include <memory>
+
 #include "marbm/communicator.hpp"
+#include "marbm/engine.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/rbm.hpp"
 #include "marbm/study.hpp"
@@ -24,5 +27,18 @@ double log_partition_exact(const Rbm& rbm, Communicator& comm, const ExactOption
 /// Collective; throws as run_study does (a failure on one rank only leaves the
 /// others waiting: callers abort the run, see Communicator::abort).
 StudyResult run_study(const StudyConfig& config, Communicator& comm, const StudyProgress& progress = {});
+
+/// An engine for data-parallel training of one model across the ranks of
+/// `comm`: every rank runs the training driver (train()) with the same
+/// settings, data and initial model on its own engine. Each update's batch is
+/// cut into 64-row blocks shared among the ranks in contiguous ranges (and the
+/// persistent chains into 64-chain blocks); the blocks' gradient statistics
+/// (float64) are summed in block order on every rank, so the model after T
+/// updates has the same bits for any number of ranks, one included. (It is not
+/// the plain engine's result bit for bit: that one sums the batch in one pass.)
+/// Exact log Z is enumerated across the ranks; mode searches run on every rank
+/// alike. `local` must be a cpu engine (UsageError otherwise). The
+/// communicator must outlive the engine's use.
+std::unique_ptr<Engine> make_data_parallel_engine(std::unique_ptr<Engine> local, std::shared_ptr<Communicator> comm);
 
 }  // namespace marbm
