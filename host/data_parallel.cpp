@@ -6,7 +6,8 @@
 // gradient, and hence the model after any number of updates, has the same
 // bits for any rank count, one included. Persistent chains are shared the
 // same way, 64-chain blocks per rank. Every rank holds the whole model and
-// data and applies the same update.
+// data and applies the same update; mode steps search with the replicas
+// shared among the ranks.
 #include <memory>
 #include <string>
 #include <vector>
@@ -84,9 +85,12 @@ class DataParallelEngine final : public Engine {
     return marbm::log_partition_exact(local_->model(), *comm_, options);
   }
 
-  // Every rank holds the same model and searches with the same seed: the
-  // same mode on every rank.
-  ModeResult find_mode(const ModeSearchConfig& config) override { return local_->find_mode(config); }
+  // The replicas shared among the ranks; the same mode on every rank.
+  ModeResult find_mode(const ModeSearchConfig& config) override {
+    ModeSearchConfig cpu = config;
+    cpu.backend = Backend::cpu;
+    return marbm::find_mode(local_->model(), cpu, *comm_);
+  }
 
  private:
   Gradient combined_gradient(const UpdateStep& step) {

@@ -8,6 +8,7 @@
 #include "marbm/communicator.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/exact.hpp"
+#include "marbm/mode.hpp"
 #include "marbm/rbm.hpp"
 #include "marbm/study.hpp"
 
@@ -28,6 +29,16 @@ double log_partition_exact(const Rbm& rbm, Communicator& comm, const ExactOption
 /// others waiting: callers abort the run, see Communicator::abort).
 StudyResult run_study(const StudyConfig& config, Communicator& comm, const StudyProgress& progress = {});
 
+/// The mode search across ranks. Simulated bifurcation and annealing on the
+/// cpu: the replicas are cut into 64-replica blocks shared among the ranks in
+/// contiguous ranges, and the best polished state is chosen by a
+/// min-location reduction (the lowest replica among equal energies) and
+/// broadcast: the state and energy of find_mode(rbm, config) with the same
+/// total replicas and seed, on every rank. Other solvers and backends run the
+/// whole search on every rank (the same result). Collective; throws as
+/// find_mode does.
+ModeResult find_mode(const Rbm& rbm, const ModeSearchConfig& config, Communicator& comm);
+
 /// An engine for data-parallel training of one model across the ranks of
 /// `comm`: every rank runs the training driver (train()) with the same
 /// settings, data and initial model on its own engine. Each update's batch is
@@ -36,8 +47,8 @@ StudyResult run_study(const StudyConfig& config, Communicator& comm, const Study
 /// (float64) are summed in block order on every rank, so the model after T
 /// updates has the same bits for any number of ranks, one included. (It is not
 /// the plain engine's result bit for bit: that one sums the batch in one pass.)
-/// Exact log Z is enumerated across the ranks; mode searches run on every rank
-/// alike. `local` must be a cpu engine (UsageError otherwise). The
+/// Exact log Z is enumerated across the ranks, and the mode search is
+/// find_mode(rbm, config, comm). `local` must be a cpu engine (UsageError otherwise). The
 /// communicator must outlive the engine's use.
 std::unique_ptr<Engine> make_data_parallel_engine(std::unique_ptr<Engine> local, std::shared_ptr<Communicator> comm);
 
