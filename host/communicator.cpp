@@ -33,6 +33,10 @@ class SingleProcessCommunicator final : public Communicator {
   std::vector<std::vector<std::byte>> all_gather(std::span<const std::byte> bytes) override {
     return {std::vector<std::byte>(bytes.begin(), bytes.end())};
   }
+  std::vector<std::vector<std::byte>> all_to_all(const std::vector<std::vector<std::byte>>& to_each) override {
+    MARBM_EXPECTS(to_each.size() == 1, UsageError, "communicator: all_to_all needs one part per rank");
+    return to_each;
+  }
   MinLocation min_location(double value) override {
     return {value != value ? std::numeric_limits<double>::infinity() : value, 0};
   }
@@ -71,23 +75,58 @@ std::vector<T> block_sum(Communicator& comm, std::span<const T> blocks, std::int
     add_in_order(blocks.data(), count);
     return sum;
   }
-  const auto parts = comm.all_gather(std::as_bytes(blocks));
-  // The ranks' ranges tile the blocks in rank order: the concatenation is
-  // the blocks in order.
+  // Rank q sums slice q of the values over every block, in block order: it
+  // receives that slice of each rank's blocks (rank order is block order).
+  const int size = comm.size();
+  std::vector<std::vector<std::byte>> to_each(static_cast<std::size_t>(size));
+  for (int q = 0; q < size; ++q) {
+    const ItemRange slice = contiguous_share(static_cast<std::int64_t>(block_length), size, q);
+    const std::size_t width = static_cast<std::size_t>(slice.last - slice.first);
+    auto& out = to_each[static_cast<std::size_t>(q)];
+    out.resize(static_cast<std::size_t>(count) * width * sizeof(T));
+    for (std::int64_t b = 0; b < count; ++b) {
+      std::memcpy(out.data() + static_cast<std::size_t>(b) * width * sizeof(T),
+                  blocks.data() + static_cast<std::size_t>(b) * block_length + static_cast<std::size_t>(slice.first),
+                  width * sizeof(T));
+    }
+  }
+  const auto received = comm.all_to_all(to_each);
+  const ItemRange mine = contiguous_share(static_cast<std::int64_t>(block_length), size, comm.rank());
+  const std::size_t width = static_cast<std::size_t>(mine.last - mine.first);
+  std::vector<T> slice_sum;
   std::int64_t seen = 0;
   std::vector<T> values;
-  for (const auto& part : parts) {
-    MARBM_EXPECTS(part.size() % (sizeof(T) * block_length) == 0, RuntimeFailure,
-                  "ordered_block_sum: a rank sent a part that is not whole blocks");
+  for (const auto& part : received) {
     const std::size_t n = part.size() / sizeof(T);
+    MARBM_EXPECTS(width == 0 ? part.empty() : (part.size() % sizeof(T) == 0 && n % width == 0), RuntimeFailure,
+                  "ordered_block_sum: a rank sent a part that is not whole block slices");
+    if (width == 0) continue;
     values.resize(n);
     std::memcpy(values.data(), part.data(), part.size());
-    add_in_order(values.data(), static_cast<std::int64_t>(n / block_length));
-    seen += static_cast<std::int64_t>(n / block_length);
+    for (std::size_t b = 0; b < n / width; ++b) {
+      const T* block = values.data() + b * width;
+      if (seen == 0 && slice_sum.empty()) {
+        slice_sum.assign(block, block + width);
+      } else {
+        for (std::size_t k = 0; k < width; ++k) slice_sum[k] += block[k];
+      }
+      ++seen;
+    }
   }
-  MARBM_EXPECTS(seen == total_blocks, RuntimeFailure,
-                "ordered_block_sum: the ranks hold " + std::to_string(seen) + " blocks, expected " +
-                    std::to_string(total_blocks));
+  std::vector<double> counted{static_cast<double>(count)};
+  comm.all_reduce_sum(counted);
+  MARBM_EXPECTS(static_cast<std::int64_t>(counted[0]) == total_blocks && (width == 0 || seen == total_blocks),
+                RuntimeFailure,
+                "ordered_block_sum: the ranks hold " + std::to_string(static_cast<std::int64_t>(counted[0])) +
+                    " blocks, expected " + std::to_string(total_blocks));
+  const auto slices = comm.all_gather(std::as_bytes(std::span<const T>(slice_sum)));
+  sum.resize(block_length);
+  std::size_t at = 0;
+  for (const auto& part : slices) {
+    std::memcpy(sum.data() + at, part.data(), part.size());
+    at += part.size() / sizeof(T);
+  }
+  MARBM_EXPECTS(at == block_length, RuntimeFailure, "ordered_block_sum: the slices do not cover a block");
   return sum;
 }
 

@@ -114,6 +114,26 @@ class MpiCommunicator final : public Communicator {
     return split(all, counts);
   }
 
+  std::vector<std::vector<std::byte>> all_to_all(const std::vector<std::vector<std::byte>>& to_each) override {
+    MARBM_EXPECTS(to_each.size() == static_cast<std::size_t>(size_), UsageError,
+                  "communicator: all_to_all needs one part per rank (" + std::to_string(size_) + "), got " +
+                      std::to_string(to_each.size()));
+    std::vector<int> send_counts(size_), receive_counts(size_);
+    std::vector<std::byte> send;
+    for (int q = 0; q < size_; ++q) {
+      send_counts[q] = byte_count(to_each[q].size(), "Alltoallv");
+      send.insert(send.end(), to_each[q].begin(), to_each[q].end());
+    }
+    check(MPI_Alltoall(send_counts.data(), 1, MPI_INT, receive_counts.data(), 1, MPI_INT, comm_), "Alltoall");
+    const std::vector<int> send_at = displacements(send_counts, "Alltoallv");
+    const std::vector<int> receive_at = displacements(receive_counts, "Alltoallv");
+    std::vector<std::byte> all(static_cast<std::size_t>(receive_at.back()) + static_cast<std::size_t>(receive_counts.back()));
+    check(MPI_Alltoallv(send.data(), send_counts.data(), send_at.data(), MPI_BYTE, all.data(), receive_counts.data(),
+                        receive_at.data(), MPI_BYTE, comm_),
+          "Alltoallv");
+    return split(all, receive_counts);
+  }
+
   MinLocation min_location(double value) override {
     struct {
       double value;

@@ -48,6 +48,9 @@ class Communicator {
   virtual std::vector<std::vector<std::byte>> gather(std::span<const std::byte> bytes, int root) = 0;
   /// Each rank's bytes to every rank, in rank order.
   virtual std::vector<std::vector<std::byte>> all_gather(std::span<const std::byte> bytes) = 0;
+  /// Personalised exchange: `to_each[q]` (one entry per rank) goes to rank q;
+  /// returns what each rank sent this one, in rank order.
+  virtual std::vector<std::vector<std::byte>> all_to_all(const std::vector<std::vector<std::byte>>& to_each) = 0;
   /// The minimum of `value` over the ranks and the lowest rank holding it
   /// (NaN counts as +infinity), the same on every rank.
   virtual MinLocation min_location(double value) = 0;
@@ -89,7 +92,9 @@ ItemRange contiguous_share(std::int64_t total, int size, int rank);
 /// `blocks` (count * block_length values; the ranks' ranges must tile
 /// 0 .. total_blocks - 1 in rank order). The result is the same on every rank
 /// and does not depend on how the blocks were shared among the ranks:
-/// ((b0 + b1) + b2) + ..., starting from b0. Bit for bit.
+/// ((b0 + b1) + b2) + ..., starting from b0. Bit for bit. Each rank sums one
+/// slice of the values over all blocks (an all-to-all of the slices), then
+/// the slices are gathered: the traffic of a reduce-scatter + all-gather.
 std::vector<float> ordered_block_sum(Communicator& comm, std::span<const float> blocks, std::int64_t first_block,
                                      std::int64_t total_blocks, std::size_t block_length);
 std::vector<double> ordered_block_sum(Communicator& comm, std::span<const double> blocks, std::int64_t first_block,

@@ -64,6 +64,23 @@ TEST(Communicator, GatherAndAllGatherKeepRankOrderAndLengths) {
   for (const auto& part : empty) EXPECT_TRUE(part.empty());
 }
 
+TEST(Communicator, AllToAllDeliversEachPartToItsRank) {
+  Communicator& comm = world();
+  // Rank p sends rank q  (p + 1) * (q + 1) bytes of value 10 p + q.
+  std::vector<std::vector<std::byte>> to_each(static_cast<std::size_t>(comm.size()));
+  for (int q = 0; q < comm.size(); ++q) {
+    to_each[q].assign(static_cast<std::size_t>((comm.rank() + 1) * (q + 1)), std::byte(10 * comm.rank() + q));
+  }
+  const auto received = comm.all_to_all(to_each);
+  ASSERT_EQ(received.size(), static_cast<std::size_t>(comm.size()));
+  for (int p = 0; p < comm.size(); ++p) {
+    EXPECT_EQ(received[p], std::vector<std::byte>(static_cast<std::size_t>((p + 1) * (comm.rank() + 1)),
+                                                  std::byte(10 * p + comm.rank())));
+  }
+  EXPECT_THROW(comm.all_to_all(std::vector<std::vector<std::byte>>(static_cast<std::size_t>(comm.size()) + 1)),
+               UsageError);
+}
+
 TEST(Communicator, BroadcastFromEachRoot) {
   Communicator& comm = world();
   for (int root = 0; root < comm.size(); ++root) {
@@ -113,7 +130,7 @@ TEST(Communicator, ContiguousShareTilesTheItems) {
 // with the sum taken in block order by this one process.
 TEST(Communicator, OrderedBlockSumIsTheSingleProcessSumBitForBit) {
   Communicator& comm = world();
-  const std::size_t length = 37;
+  for (const std::size_t length : {std::size_t{37}, std::size_t{1}})
   for (std::int64_t total : {1, 2, 5, 9}) {
     std::vector<float> blocks(static_cast<std::size_t>(total) * length);
     std::vector<double> wide(blocks.size());
