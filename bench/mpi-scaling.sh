@@ -101,14 +101,22 @@ ordered_cpu=$(value "$work/reduce.json" ordered_block_sum_cpu_seconds)
   echo "Reductions of one update at batch 384 on 2 ranks ($values values per block):"
   echo
   echo "- MPI_Allreduce of the $values-float gradient: $allreduce s"
-  echo "- the deterministic ordered sum of 6 float64 blocks (what the data-parallel engine does, twice per"
-  echo "  CD update: data and model statistics): $ordered s wall, $ordered_cpu s CPU on the slower rank"
+  echo "- the deterministic ordered sum of 6 float64 blocks of that length (the data-parallel engine's"
+  echo "  reduction; for CD each block carries data and model statistics, twice the length):"
+  echo "  $ordered s wall, $ordered_cpu s CPU on the slower rank"
+  echo
+  echo "With the load average above the core count, every rank of a data-parallel update waits for the"
+  echo "slowest, and a descheduled rank stalls the others: wall times of the rank-parallel rows vary by a"
+  echo "factor of 2 between runs of this script, and on this machine data-parallel training is slower than"
+  echo "one rank. The CPU-time column is the comparable one: the slower rank's CPU per update, MPI's busy"
+  echo "waiting included, is about that of the single rank, not half of it."
   echo
   echo "## A 1,000-run study"
   echo
   echo "\`marbm study --runs 500\` (500 runs each of CD-1 and mode-assisted, 20,000 updates, the reference"
   echo "experiment): $study_one s as one process on $cores threads, $study_ranks s as \`mpiexec -n $max_ranks\`"
-  echo "(one thread per rank). kl.csv of the two: $same_csv."
+  echo "(one thread per rank). kl.csv of the two: $same_csv. Independent runs need no communication until"
+  echo "the gather at the end; their wall times here follow the machine's load, not the method."
   echo
   echo "## A model of 8 GPUs per node x 64 nodes (512 ranks)"
   echo

@@ -8,6 +8,7 @@
 // same way, 64-chain blocks per rank. Every rank holds the whole model and
 // data and applies the same update; mode steps search with the replicas
 // shared among the ranks.
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -101,13 +102,26 @@ class DataParallelEngine final : public Engine {
     const ItemRange mine = contiguous_share(batch_blocks, comm_->size(), comm_->rank());
     blockwise_->batch_block_statistics(step, static_cast<int>(mine.first), static_cast<int>(mine.last), positive_,
                                        negative_);
-    std::vector<double> sum = ordered_block_sum(*comm_,
-                                                positive_, mine.first, batch_blocks, length);
-    switch (step.negative) {
-      case NegativePhase::cd: {
-        add(sum, ordered_block_sum(*comm_, negative_, mine.first, batch_blocks, length));
-        break;
+    std::vector<double> sum;
+    if (step.negative == NegativePhase::cd) {
+      // One reduction for both phases: block b carries [data | model]
+      // statistics of its rows; each half is still summed in block order.
+      const std::size_t blocks = positive_.size() / length;
+      both_.resize(2 * positive_.size());
+      for (std::size_t b = 0; b < blocks; ++b) {
+        std::copy_n(positive_.begin() + static_cast<std::ptrdiff_t>(b * length), length,
+                    both_.begin() + static_cast<std::ptrdiff_t>(2 * b * length));
+        std::copy_n(negative_.begin() + static_cast<std::ptrdiff_t>(b * length), length,
+                    both_.begin() + static_cast<std::ptrdiff_t>((2 * b + 1) * length));
       }
+      const std::vector<double> halves = ordered_block_sum(*comm_, both_, mine.first, batch_blocks, 2 * length);
+      sum.assign(halves.begin(), halves.begin() + static_cast<std::ptrdiff_t>(length));
+      for (std::size_t k = 0; k < length; ++k) sum[k] += halves[length + k];
+    } else {
+      sum = ordered_block_sum(*comm_, positive_, mine.first, batch_blocks, length);
+    }
+    switch (step.negative) {
+      case NegativePhase::cd: break;  // added above
       case NegativePhase::pcd: {
         if (chains_total_ == 0) reset_persistent_chains(static_cast<int>(step.batch_rows.size()), step.seed);
         const std::int64_t chain_blocks = blocks_of(chains_total_);
@@ -162,7 +176,7 @@ class DataParallelEngine final : public Engine {
   int n_ = 0;
   int m_ = 0;
   int chains_total_ = 0;
-  std::vector<double> positive_, negative_;
+  std::vector<double> positive_, negative_, both_;
 };
 
 }  // namespace
