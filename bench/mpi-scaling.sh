@@ -108,8 +108,11 @@ ordered_cpu=$(value "$work/reduce.json" ordered_block_sum_cpu_seconds)
   echo "With the load average above the core count, every rank of a data-parallel update waits for the"
   echo "slowest, and a descheduled rank stalls the others: wall times of the rank-parallel rows vary by a"
   echo "factor of 2 between runs of this script, and on this machine data-parallel training is slower than"
-  echo "one rank. The CPU-time column is the comparable one: the slower rank's CPU per update, MPI's busy"
-  echo "waiting included, is about that of the single rank, not half of it."
+  cpu1=$(value "$work/strong-1.json" cpu_seconds_per_update)
+  cpu2=$(value "$work/strong-2.json" cpu_seconds_per_update)
+  ratio=$(awk -v a="$cpu1" -v b="$cpu2" 'BEGIN { printf "%.2f", b / a }')
+  echo "one rank. In CPU time, the slower of 2 ranks used $ratio times the single rank's CPU per update (MPI's"
+  echo "busy waiting included) where perfect scaling would be 0.5."
   echo
   echo "## A 1,000-run study"
   echo
