@@ -22,7 +22,8 @@ for program in "$marbm" "$tool"; do
 done
 command -v mpiexec >/dev/null || { echo "mpi-scaling.sh: no mpiexec (install openmpi-bin)" >&2; exit 2; }
 
-mpi=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 mpiexec --oversubscribe)
+mpi=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+  OMP_NUM_THREADS=1 mpiexec --oversubscribe)
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cores="$(nproc)"

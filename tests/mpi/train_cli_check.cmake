@@ -54,3 +54,16 @@ foreach(method cd pcd mode)
   endforeach()
   message(STATUS "${method}: the same parameters on 1, 2 and 3 ranks")
 endforeach()
+
+# A rank that fails ends the run with its error line and a nonzero status
+# (here every rank refuses the cuda backend, which data-parallel training
+# does not have).
+execute_process(COMMAND ${MPIEXEC} -n 2 --oversubscribe ${CLI} train --data bars-and-stripes:4 --hidden 4
+    --iters 10 --backend cuda --out ${WORK}/refused.safetensors
+  RESULT_VARIABLE status OUTPUT_VARIABLE output ERROR_VARIABLE error)
+if(status EQUAL 0 OR NOT error MATCHES "marbm: error: ")
+  message(FATAL_ERROR "mpiexec marbm train --backend cuda: expected an error line and a nonzero status, got ${status}:\n${error}")
+endif()
+if(EXISTS ${WORK}/refused.safetensors)
+  message(FATAL_ERROR "a refused run wrote its output")
+endif()
