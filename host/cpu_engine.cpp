@@ -187,6 +187,21 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
 
   std::vector<std::uint8_t> chain_share_states() const override { return persistent_chain_states(); }
 
+  void set_chain_share(int total, int first, std::span<const std::uint8_t> states) override {
+    require_model("set_chain_share");
+    const int count = static_cast<int>(states.size() / static_cast<std::size_t>(n_));
+    MARBM_EXPECTS(states.size() == static_cast<std::size_t>(count) * n_ && first >= 0 && first + count <= total,
+                  UsageError, "set_chain_share: chains [" + str(first) + ", " + str(first + count) + ") of " + str(total));
+    if (count > 0) {
+      set_persistent_chain_states(states, count);
+    } else {
+      chains_.clear();
+      chain_count_ = 0;
+    }
+    chain_total_ = total;
+    chain_first_ = first;
+  }
+
   // Chains first.. first + count - 1 of the population.
   void start_chains(int count, int first, std::uint64_t seed) {
     const PhiloxStream stream(seed, random_stream(RandomPurpose::persistent_chains, 0));

@@ -61,6 +61,21 @@ class DataParallelEngine final : public Engine {
     chains_total_ = count;
   }
 
+  // Checkpoints: every rank holds the same velocity; the chains are shared.
+  OptimizerState optimizer_state() const override { return local_->optimizer_state(); }
+  void set_optimizer_state(const OptimizerState& state) override { local_->set_optimizer_state(state); }
+  void set_persistent_chain_states(std::span<const std::uint8_t> states, int count) override {
+    MARBM_EXPECTS(count >= 1 && n_ > 0 && states.size() == static_cast<std::size_t>(count) * n_, UsageError,
+                  "set_persistent_chain_states: expected " + std::to_string(count) + " rows of " + std::to_string(n_) +
+                      " values, got " + std::to_string(states.size()));
+    const ItemRange blocks = contiguous_share(blocks_of(count), comm_->size(), comm_->rank());
+    const auto first = static_cast<std::size_t>(std::min<std::int64_t>(blocks.first * gradient_block_rows, count));
+    const auto last = static_cast<std::size_t>(std::min<std::int64_t>(blocks.last * gradient_block_rows, count));
+    const auto width = static_cast<std::size_t>(n_);
+    blockwise_->set_chain_share(count, static_cast<int>(first), states.subspan(first * width, (last - first) * width));
+    chains_total_ = count;
+  }
+
   Gradient gradient(const UpdateStep& step) override { return combined_gradient(step); }
 
   void update(const UpdateStep& step) override { blockwise_->apply_gradient(step, combined_gradient(step)); }

@@ -41,6 +41,9 @@ class BlockwiseGradientEngine {
   /// k sweeps; one block per 64 chains of the whole population (the share
   /// must start on a block boundary).
   virtual void chain_block_statistics(const UpdateStep& step, std::vector<double>& negative) = 0;
+  /// Sets this rank's share [first, first + count) of `total` chains to
+  /// `states` (count x n, 0/1; count may be 0): a resumed checkpoint.
+  virtual void set_chain_share(int total, int first, std::span<const std::uint8_t> states) = 0;
   /// The chains of this rank's share (count x n, 0/1).
   virtual std::vector<std::uint8_t> chain_share_states() const = 0;
 

@@ -109,6 +109,41 @@ TEST_P(DataParallel, ModelAfterTUpdatesHasTheSameBitsForAnyRankCount) {
   }
 }
 
+// A run checkpointed across the ranks and resumed, across the ranks or in
+// one process, ends with the uninterrupted run's bits: the chains and the
+// velocity travel whole in the checkpoint and are shared again on resume.
+TEST_P(DataParallel, CheckpointedAndResumedOnAnyRankCountEqualsTheUninterruptedRun) {
+  const Case c = GetParam();
+  auto world = world_communicator();
+  const Dataset data = noisy_prototypes(c.rows, c.n, 17);
+  const Rbm initial = Rbm::random(c.n, c.m, 0.1, 5);
+  const TrainConfig config = config_for(c);
+
+  auto uninterrupted_engine = data_parallel(single_process_communicator());
+  const TrainResult uninterrupted = train(*uninterrupted_engine, data, initial, config);
+
+  std::vector<TrainCheckpoint> written;
+  CheckpointOptions checkpoints;
+  checkpoints.every = 15;
+  checkpoints.write = [&](const TrainCheckpoint& checkpoint) { written.push_back(checkpoint); };
+  auto first_engine = data_parallel(world);
+  train(*first_engine, data, initial, config, {}, checkpoints);
+  ASSERT_EQ(written.size(), 2u);  // after updates 15 and 30 of 40
+  EXPECT_EQ(written[0].iteration, 15);
+  if (c.chains > 0) EXPECT_EQ(written[0].chains.size(), static_cast<std::size_t>(c.chains) * c.n);
+
+  for (auto comm : {world, single_process_communicator()}) {
+    CheckpointOptions resume;
+    resume.resume = &written[0];
+    auto engine = data_parallel(comm);
+    const TrainResult resumed = train(*engine, data, initial, config, {}, resume);
+    EXPECT_TRUE(same_bits(resumed.model.weights(), uninterrupted.model.weights())) << c.name << " " << comm->size();
+    EXPECT_TRUE(same_bits(resumed.model.visible_bias(), uninterrupted.model.visible_bias())) << c.name;
+    EXPECT_TRUE(same_bits(resumed.model.hidden_bias(), uninterrupted.model.hidden_bias())) << c.name;
+    EXPECT_EQ(resumed.mode_steps, uninterrupted.mode_steps) << c.name;
+  }
+}
+
 // 20 x 12: loop-sized products (float64 sums); 40 x 30: sgemm-sized. Batches
 // of 200 and 150 rows are 4 and 3 blocks (the last one partial), chains 130
 // are 3 blocks: 2 and 3 ranks get unequal shares; 100 chains are 2 blocks, so
