@@ -166,9 +166,9 @@ class MpiCommunicator final : public Communicator {
 };
 
 // Finalises MPI at exit when marbm initialised it.
-struct MpiSession {
+struct MpiLifetime {
   bool initialised_here = false;
-  ~MpiSession() {
+  ~MpiLifetime() {
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (initialised_here && !finalized) MPI_Finalize();
@@ -194,14 +194,14 @@ namespace detail {
 
 std::shared_ptr<Communicator> mpi_world_communicator() {
   // Declared before the communicator so that it is destroyed after it.
-  static MpiSession session;
+  static MpiLifetime lifetime;
   int initialised = 0;
   MPI_Initialized(&initialised);
   if (!initialised) {
     int provided = 0;
     // MPI calls come from the main thread only; OpenMP threads compute.
     check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "Init_thread");
-    session.initialised_here = true;
+    lifetime.initialised_here = true;
   }
   static const std::shared_ptr<Communicator> world = mpi_communicator(MPI_COMM_WORLD);
   return world;
