@@ -78,7 +78,7 @@ class OmpThreadScope {
   bool active_;
 };
 
-class CpuEngine final : public Engine {
+class CpuEngine final : public Engine, public BlockwiseGradientEngine {
  public:
   explicit CpuEngine(const EngineOptions& options) : threads_(options.threads) {
     MARBM_EXPECTS(options.threads >= 0, UsageError,
@@ -173,6 +173,37 @@ class CpuEngine final : public Engine {
   void reset_persistent_chains(int count, std::uint64_t seed) override {
     require_model("reset_persistent_chains");
     MARBM_EXPECTS(count >= 1, UsageError, "persistent chain count must be >= 1, got " + str(count));
+    start_chains(count, 0, seed);
+  }
+
+  void reset_chain_share(int total, int first, int last, std::uint64_t seed) override {
+    require_model("reset_chain_share");
+    MARBM_EXPECTS(total >= 1 && first >= 0 && first <= last && last <= total, UsageError,
+                  "reset_chain_share: chains [" + str(first) + ", " + str(last) + ") of " + str(total));
+    chain_total_ = total;
+    chain_first_ = first;
+    start_chains(last - first, first, seed);
+  }
+
+  std::vector<std::uint8_t> chain_share_states() const override { return persistent_chain_states(); }
+
+  void set_chain_share(int total, int first, std::span<const std::uint8_t> states) override {
+    require_model("set_chain_share");
+    const int count = static_cast<int>(states.size() / static_cast<std::size_t>(n_));
+    MARBM_EXPECTS(states.size() == static_cast<std::size_t>(count) * n_ && first >= 0 && first + count <= total,
+                  UsageError, "set_chain_share: chains [" + str(first) + ", " + str(first + count) + ") of " + str(total));
+    if (count > 0) {
+      set_persistent_chain_states(states, count);
+    } else {
+      chains_.clear();
+      chain_count_ = 0;
+    }
+    chain_total_ = total;
+    chain_first_ = first;
+  }
+
+  // Chains first.. first + count - 1 of the population.
+  void start_chains(int count, int first, std::uint64_t seed) {
     const PhiloxStream stream(seed, random_stream(RandomPurpose::persistent_chains, 0));
     const int stride = round_up4(n_);
     chain_count_ = count;
@@ -180,7 +211,7 @@ class CpuEngine final : public Engine {
     float* chains = chains_.data();
     const int n = n_;
     parallel_for(count, static_cast<long>(count) * n >= parallel_threshold, [&](int r) {
-      const std::uint64_t base = static_cast<std::uint64_t>(r) * stride;
+      const std::uint64_t base = static_cast<std::uint64_t>(r + first) * stride;
       for (int i = 0; i < n; i += 4) {
         const auto words = stream.block((base + i) >> 2);
         for (int q = 0; q < 4 && i + q < n; ++q) chains[static_cast<std::size_t>(r) * n + i + q] = static_cast<float>(words[q] >> 31);
@@ -336,13 +367,15 @@ class CpuEngine final : public Engine {
   }
 
   // state = [u < p] with u the Philox uniform of (row, unit, half_sweep).
+  // `row_offset`: the rows are rows row_offset.. of the whole batch (a block
+  // of a data-parallel step) and draw those rows' numbers.
   void sample(const float* p, float* state, int rows, int width, const PhiloxStream& random,
-              std::uint64_t half_sweep) const {
+              std::uint64_t half_sweep, int row_offset = 0) const {
     const std::uint64_t stride = static_cast<std::uint64_t>(round_up4(width));
     const std::uint64_t offset = half_sweep << half_sweep_shift;
     parallel_for(rows, static_cast<long>(rows) * width >= parallel_threshold, [&](int r) {
       const std::size_t row = static_cast<std::size_t>(r) * width;
-      const std::uint64_t base = offset + static_cast<std::uint64_t>(r) * stride;
+      const std::uint64_t base = offset + static_cast<std::uint64_t>(r + row_offset) * stride;
       for (int u = 0; u < width; u += 4) {
         const auto words = random.block((base + u) >> 2);
         const int count = std::min(4, width - u);
@@ -422,7 +455,7 @@ class CpuEngine final : public Engine {
   // half-sweep `first_half_sweep`; leaves p(h | v_k) in chain_hidden_.
   // When `initial_hidden` is given it is h_0 (already sampled).
   void run_chain(float* chain, int rows, int k, const PhiloxStream& random, std::uint64_t first_half_sweep,
-                 const float* initial_hidden) {
+                 const float* initial_hidden, int row_offset = 0) {
     const std::size_t hidden_size = static_cast<std::size_t>(rows) * m_;
     chain_hidden_.resize(hidden_size);
     chain_sample_.resize(hidden_size);
@@ -432,11 +465,11 @@ class CpuEngine final : public Engine {
       const float* h = initial_hidden;
       if (s > 0 || h == nullptr) {
         hidden_given_visible(chain, rows, chain_hidden_.data());
-        sample(chain_hidden_.data(), chain_sample_.data(), rows, m_, random, half);
+        sample(chain_hidden_.data(), chain_sample_.data(), rows, m_, random, half, row_offset);
         h = chain_sample_.data();
       }
       visible_given_hidden(h, rows, chain_visible_prob_.data());
-      sample(chain_visible_prob_.data(), chain, rows, n_, random, half + 1);
+      sample(chain_visible_prob_.data(), chain, rows, n_, random, half + 1, row_offset);
     }
     hidden_given_visible(chain, rows, chain_hidden_.data());
   }
@@ -540,6 +573,110 @@ class CpuEngine final : public Engine {
     update_bias(rbm_.visible_bias(), visible_velocity_, visible_gradient_);
     update_bias(rbm_.hidden_bias(), hidden_velocity_, hidden_gradient_);
   }
+
+  // ------------------------------------------------ data-parallel blocks
+
+  std::size_t block_length() const { return static_cast<std::size_t>(n_) * m_ + n_ + m_; }
+
+  // Appends one block's statistics: scale * (v^T p, sum v, sum p) over `rows`
+  // rows. The weight part by sgemm (float32, one call of <= 64 rows) when the
+  // model is BLAS-sized, else in float64 loops; the same on every rank.
+  void append_block(const float* v, const float* p, int rows, double scale, std::vector<double>& out) {
+    const std::size_t at = out.size();
+    out.resize(at + block_length(), 0.0);
+    double* weights = out.data() + at;
+    const int n = n_, m = m_;
+    const long work = static_cast<long>(rows) * n * m;
+    if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
+      block_product_.resize(static_cast<std::size_t>(n) * m);
+      partitioned_sgemm(CblasTrans, CblasNoTrans, n, m, rows, static_cast<float>(scale), v, n, p, m, 0.0f,
+                        block_product_.data(), m, thread_count());
+      for (std::size_t k = 0; k < block_product_.size(); ++k) weights[k] = block_product_[k];
+    } else {
+      for (int r = 0; r < rows; ++r) {
+        const float* vr = v + static_cast<std::size_t>(r) * n;
+        const float* pr = p + static_cast<std::size_t>(r) * m;
+        for (int i = 0; i < n; ++i) {
+          if (vr[i] == 0.0f) continue;
+          const double x = scale * vr[i];
+          double* wi = weights + static_cast<std::size_t>(i) * m;
+          for (int j = 0; j < m; ++j) wi[j] += x * pr[j];
+        }
+      }
+    }
+    double* visible = weights + static_cast<std::size_t>(n) * m;
+    double* hidden = visible + n;
+    for (int r = 0; r < rows; ++r) {
+      for (int i = 0; i < n; ++i) visible[i] += scale * v[static_cast<std::size_t>(r) * n + i];
+      for (int j = 0; j < m; ++j) hidden[j] += scale * p[static_cast<std::size_t>(r) * m + j];
+    }
+  }
+
+  void batch_block_statistics(const UpdateStep& step, int first_block, int last_block, std::vector<double>& positive,
+                              std::vector<double>& negative) override {
+    validate_step(step);
+    const int batch = static_cast<int>(step.batch_rows.size());
+    const PhiloxStream random(step.seed, random_stream(RandomPurpose::gibbs, step.step));
+    positive.clear();
+    negative.clear();
+    const bool cd = step.negative == NegativePhase::cd;
+    const bool need_h0 = step.sample_positive_hidden || cd;
+    for (int block = first_block; block < last_block; ++block) {
+      const int first = block * gradient_block_rows;
+      const int rows = std::min(gradient_block_rows, batch - first);
+      MARBM_EXPECTS(rows >= 1, UsageError, "batch_block_statistics: block " + str(block) + " is past the batch");
+      batch_visible_.resize(static_cast<std::size_t>(rows) * n_);
+      for (int r = 0; r < rows; ++r) {
+        const float* src = data_.data() + static_cast<std::size_t>(step.batch_rows[first + r]) * n_;
+        std::copy(src, src + n_, batch_visible_.data() + static_cast<std::size_t>(r) * n_);
+      }
+      batch_hidden_.resize(static_cast<std::size_t>(rows) * m_);
+      hidden_given_visible(batch_visible_.data(), rows, batch_hidden_.data());
+      if (need_h0) {
+        batch_hidden_sample_.resize(batch_hidden_.size());
+        sample(batch_hidden_.data(), batch_hidden_sample_.data(), rows, m_, random, 0, first);
+      }
+      const float* positive_hidden =
+          step.sample_positive_hidden ? batch_hidden_sample_.data() : batch_hidden_.data();
+      append_block(batch_visible_.data(), positive_hidden, rows, 1.0 / batch, positive);
+      if (cd) {
+        negative_visible_.assign(batch_visible_.begin(), batch_visible_.end());
+        run_chain(negative_visible_.data(), rows, step.gibbs_steps, random, 0, batch_hidden_sample_.data(), first);
+        append_block(negative_visible_.data(), chain_hidden_.data(), rows, -1.0 / batch, negative);
+      }
+    }
+  }
+
+  void chain_block_statistics(const UpdateStep& step, std::vector<double>& negative) override {
+    validate_step(step);
+    MARBM_EXPECTS(chain_total_ >= 1 && (chain_count_ == 0 || chain_first_ % gradient_block_rows == 0), UsageError,
+                  "chain_block_statistics: no chain share starting on a block boundary (reset_chain_share)");
+    const PhiloxStream random(step.seed, random_stream(RandomPurpose::gibbs, step.step));
+    negative.clear();
+    for (int first = 0; first < chain_count_; first += gradient_block_rows) {
+      const int rows = std::min(gradient_block_rows, chain_count_ - first);
+      float* chain = chains_.data() + static_cast<std::size_t>(first) * n_;
+      run_chain(chain, rows, step.gibbs_steps, random, 1, nullptr, chain_first_ + first);
+      append_block(chain, chain_hidden_.data(), rows, -1.0 / chain_total_, negative);
+    }
+  }
+
+  void apply_gradient(const UpdateStep& step, const Gradient& gradient) override {
+    require_model("apply_gradient");
+    MARBM_EXPECTS(gradient.weights.size() == weight_gradient_.size() &&
+                      gradient.visible_bias.size() == static_cast<std::size_t>(n_) &&
+                      gradient.hidden_bias.size() == static_cast<std::size_t>(m_),
+                  UsageError, "apply_gradient: the gradient's sizes are not the model's");
+    for (std::size_t k = 0; k < weight_gradient_.size(); ++k) weight_gradient_[k] = static_cast<float>(gradient.weights[k]);
+    visible_gradient_ = gradient.visible_bias;
+    hidden_gradient_ = gradient.hidden_bias;
+    weight_sum_valid_ = false;
+    apply_update(step);
+  }
+
+  int chain_total_ = 0;  // data-parallel: chains in all ranks' shares
+  int chain_first_ = 0;  // data-parallel: index of this share's first chain
+  std::vector<float> block_product_;
 
   int threads_ = 0;
   Rbm rbm_;

@@ -4,11 +4,15 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <span>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "detail/fast_math.hpp"
+#include "marbm/communicator.hpp"
+#include "marbm/distributed.hpp"
 #include "marbm/error.hpp"
 
 namespace marbm {
@@ -193,16 +197,18 @@ ChunkPlan plan_chunks(int k) {
   return plan;
 }
 
-double log_partition_gray(const Layout& layout) {
-  const ChunkPlan plan = plan_chunks(layout.k);
-  std::vector<LogSumExp> partial(static_cast<std::size_t>(plan.chunks));
-#pragma omp parallel if (plan.chunks > 1)
+// Each chunk's running log-sum-exp, for chunks [first, last): a rank of a
+// distributed enumeration takes a contiguous range.
+std::vector<LogSumExp> chunk_partials(const Layout& layout, const ChunkPlan& plan, std::int64_t first,
+                                      std::int64_t last) {
+  std::vector<LogSumExp> partial(static_cast<std::size_t>(last - first));
+#pragma omp parallel if (last - first > 1)
   {
     // Chunk sizes are powers of two, so batches divide them evenly.
     const int batch = static_cast<int>(std::min<std::uint64_t>(plan.chunk_states, 256));
     std::vector<double> field(layout.other), terms(layout.other), values(batch), scratch(batch);
 #pragma omp for schedule(dynamic, 1)
-    for (std::int64_t chunk = 0; chunk < plan.chunks; ++chunk) {
+    for (std::int64_t chunk = first; chunk < last; ++chunk) {
       double linear = 0.0;
       start_chunk(layout, static_cast<std::uint64_t>(chunk) << plan.chunk_bits, field.data(), linear);
       LogSumExp lse;
@@ -218,15 +224,25 @@ double log_partition_gray(const Layout& layout) {
         values[slot] = linear + sum_of(terms.data(), layout.other);
         if (slot == batch - 1) lse.add_batch(values.data(), batch, scratch.data());
       }
-      partial[static_cast<std::size_t>(chunk)] = lse;
+      partial[static_cast<std::size_t>(chunk - first)] = lse;
     }
   }
+  return partial;
+}
+
+// The chunks combined in chunk order.
+double combine_partials(const std::vector<LogSumExp>& partial) {
   double max = -std::numeric_limits<double>::infinity();
   for (const LogSumExp& p : partial) max = std::max(max, p.max);
   if (!std::isfinite(max)) return max;
   double sum = 0.0;
   for (const LogSumExp& p : partial) sum += p.sum * std::exp(p.max - max);
   return max + std::log(sum);
+}
+
+double log_partition_gray(const Layout& layout) {
+  const ChunkPlan plan = plan_chunks(layout.k);
+  return combine_partials(chunk_partials(layout, plan, 0, plan.chunks));
 }
 
 void check_data(const Rbm& rbm, const Dataset& data) {
@@ -258,6 +274,39 @@ bool exact_enumerable(const Rbm& rbm, const ExactOptions& options) {
 double log_partition_exact(const Rbm& rbm, const ExactOptions& options) {
   check_limit(rbm, options);
   return log_partition_gray(make_layout(rbm, rbm.n_hidden() <= rbm.n_visible()));
+}
+
+double log_partition_exact(const Rbm& rbm, Communicator& comm, const ExactOptions& options) {
+  check_limit(rbm, options);
+  const Layout layout = make_layout(rbm, rbm.n_hidden() <= rbm.n_visible());
+  const ChunkPlan plan = plan_chunks(layout.k);
+  // Contiguous chunk ranges in rank order; every rank gets every chunk's
+  // (max, sum) and combines them in chunk order, exactly as one process does.
+  const ItemRange mine = contiguous_share(plan.chunks, comm.size(), comm.rank());
+  const std::vector<LogSumExp> local = chunk_partials(layout, plan, mine.first, mine.last);
+  std::vector<double> pairs;
+  pairs.reserve(2 * local.size());
+  for (const LogSumExp& p : local) {
+    pairs.push_back(p.max);
+    pairs.push_back(p.sum);
+  }
+  const auto parts = comm.all_gather(std::as_bytes(std::span<const double>(pairs)));
+  std::vector<LogSumExp> all;
+  all.reserve(static_cast<std::size_t>(plan.chunks));
+  for (const auto& part : parts) {
+    std::vector<double> values(part.size() / sizeof(double));
+    std::memcpy(values.data(), part.data(), values.size() * sizeof(double));
+    for (std::size_t q = 0; q + 1 < values.size(); q += 2) {
+      LogSumExp p;
+      p.max = values[q];
+      p.sum = values[q + 1];
+      all.push_back(p);
+    }
+  }
+  MARBM_EXPECTS(static_cast<std::int64_t>(all.size()) == plan.chunks, RuntimeFailure,
+                "distributed log Z: the ranks returned " + std::to_string(all.size()) + " chunks, expected " +
+                    std::to_string(plan.chunks));
+  return combine_partials(all);
 }
 
 double log_partition_direct(const Rbm& rbm, int layer) {

@@ -8,11 +8,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "detail/blas.hpp"
+#include "marbm/communicator.hpp"
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
 #include "detail/sb_step.hpp"
@@ -288,10 +290,16 @@ void fill_uniforms(const PhiloxStream& stream, std::uint64_t first, std::vector<
 }
 
 // The SB dynamics of mode_sb_cpu: the replicas' final positions.
-ReplicaTrajectory sb_trajectory(const Rbm& rbm, const ModeSearchConfig& config) {
+// Replicas [first, last) of all `total` (last < 0: all): a rank of a
+// distributed search runs a range; each replica's dynamics depend only on its
+// index (and, on the matrix-product path, which the total decides, on its
+// 64-replica block, so ranges start on block boundaries).
+ReplicaTrajectory sb_trajectory(const Rbm& rbm, const ModeSearchConfig& config, int first = 0, int last = -1) {
   const int n = rbm.n_visible();
   const int m = rbm.n_hidden();
-  const int count = config.replicas > 0 ? config.replicas : default_sb_replicas(config.sb_variant, n, m);
+  const int total = config.replicas > 0 ? config.replicas : default_sb_replicas(config.sb_variant, n, m);
+  if (last < 0) last = total;
+  const int count = last - first;
   const int steps = config.steps > 0 ? config.steps : default_sb_steps(config.sb_variant, n, m);
   const float dt = static_cast<float>(config.time_step > 0.0 ? config.time_step : default_sb_time_step(config.sb_variant));
   const bool discrete = config.sb_variant == SbVariant::discrete;
@@ -309,7 +317,7 @@ ReplicaTrajectory sb_trajectory(const Rbm& rbm, const ModeSearchConfig& config) 
   std::vector<float> xv(static_cast<std::size_t>(count) * n), yv(xv.size()), xh(static_cast<std::size_t>(count) * m),
       yh(xh.size());
   for (int r = 0; r < count; ++r) {
-    sb_initialise(config, r, n, m, xv.data() + static_cast<std::size_t>(r) * n, yv.data() + static_cast<std::size_t>(r) * n,
+    sb_initialise(config, first + r, n, m, xv.data() + static_cast<std::size_t>(r) * n, yv.data() + static_cast<std::size_t>(r) * n,
                   xh.data() + static_cast<std::size_t>(r) * m, yh.data() + static_cast<std::size_t>(r) * m);
   }
   auto detuning_at = [&](int step) { return a0 - a0 * static_cast<float>(step) / static_cast<float>(steps); };
@@ -317,7 +325,7 @@ ReplicaTrajectory sb_trajectory(const Rbm& rbm, const ModeSearchConfig& config) 
   // Large problems with many replicas: the two field evaluations of a step
   // are matrix products over all replicas (BLAS); otherwise each replica runs
   // on its own with vectorised loops (OpenMP across replicas).
-  const bool use_gemm = count >= 32 && static_cast<long>(n) * m >= 128L * 128L;
+  const bool use_gemm = total >= 32 && static_cast<long>(n) * m >= 128L * 128L;
   if (use_gemm) {
     std::vector<float> sv(xv.size()), sh(xh.size()), fv(xv.size()), fh(xh.size());
     for (int step = 0; step < steps; ++step) {
@@ -415,10 +423,12 @@ ReplicaTrajectory sb_trajectory(const Rbm& rbm, const ModeSearchConfig& config) 
 }
 
 // The annealing of mode_sa_cpu: the replicas' final 0/1 states.
-ReplicaTrajectory sa_trajectory(const Rbm& rbm, const ModeSearchConfig& config) {
+ReplicaTrajectory sa_trajectory(const Rbm& rbm, const ModeSearchConfig& config, int first = 0, int last = -1) {
   const int n = rbm.n_visible();
   const int m = rbm.n_hidden();
-  const int count = config.replicas > 0 ? config.replicas : default_mode_replicas(ModeSolver::sa, n, m);
+  const int total = config.replicas > 0 ? config.replicas : default_mode_replicas(ModeSolver::sa, n, m);
+  if (last < 0) last = total;
+  const int count = last - first;
   const int steps = config.steps > 0 ? config.steps : default_mode_steps(ModeSolver::sa, n, m);
   AnnealingRange range = derived_annealing_range(rbm);
   if (config.beta_hot > 0.0) range.hot = config.beta_hot;
@@ -447,9 +457,10 @@ ReplicaTrajectory sa_trajectory(const Rbm& rbm, const ModeSearchConfig& config) 
       std::uint8_t* v = replicas.v(r);
       std::uint8_t* h = replicas.h(r);
       // Index space of replica r: one block of (steps + 1) x units words.
-      const std::uint64_t base = static_cast<std::uint64_t>(r) * (static_cast<std::uint64_t>(steps) + 1) * units;
+      const std::uint64_t base =
+          static_cast<std::uint64_t>(first + r) * (static_cast<std::uint64_t>(steps) + 1) * units;
       for (int i = 0; i < n; ++i) v[i] = static_cast<std::uint8_t>(stream.bits(base + i) >> 31);
-      if (r == 0 && !config.warm_visible.empty()) std::copy(config.warm_visible.begin(), config.warm_visible.end(), v);
+      if (first + r == 0 && !config.warm_visible.empty()) std::copy(config.warm_visible.begin(), config.warm_visible.end(), v);
       double beta = range.hot;
       for (int step = 0; step < steps; ++step, beta *= ratio) {
         const std::uint64_t offset = base + (static_cast<std::uint64_t>(step) + 1) * units;
@@ -500,6 +511,80 @@ Replicas replicas_of(const Rbm& rbm, const ReplicaTrajectory& trajectory) {
 
 ReplicaTrajectory mode_trajectory_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
   return config.solver == ModeSolver::sa ? sa_trajectory(rbm, config) : sb_trajectory(rbm, config);
+}
+
+ModeResult mode_replicas_distributed(const Rbm& rbm, const ModeSearchConfig& config, Communicator& comm) {
+  const auto start = std::chrono::steady_clock::now();
+  const int n = rbm.n_visible(), m = rbm.n_hidden();
+  const bool sa = config.solver == ModeSolver::sa;
+  const int total = config.replicas > 0 ? config.replicas
+                                        : (sa ? default_mode_replicas(ModeSolver::sa, n, m)
+                                              : default_sb_replicas(config.sb_variant, n, m));
+  // 64-replica blocks in contiguous ranges: the matrix-product path computes
+  // the same blocks as one process does.
+  constexpr int block = 64;
+  const ItemRange blocks = contiguous_share((total + block - 1) / block, comm.size(), comm.rank());
+  const int first = static_cast<int>(std::min<std::int64_t>(blocks.first * block, total));
+  const int last = static_cast<int>(std::min<std::int64_t>(blocks.last * block, total));
+  int steps = 0;
+  Replicas replicas{n, m, 0, {}, {}};
+  if (last > first) {
+    const ReplicaTrajectory trajectory =
+        sa ? sa_trajectory(rbm, config, first, last) : sb_trajectory(rbm, config, first, last);
+    replicas = replicas_of(rbm, trajectory);
+    steps = trajectory.steps;
+  }
+  std::vector<double> energy(static_cast<std::size_t>(replicas.count));
+  const DescentPolish polish(rbm);
+#pragma omp parallel
+  {
+    DescentPolish::Scratch scratch;
+#pragma omp for schedule(static)
+    for (int r = 0; r < replicas.count; ++r) energy[r] = polish.run(replicas.v(r), replicas.h(r), scratch);
+  }
+  int best = 0;
+  for (int r = 1; r < replicas.count; ++r) {
+    if (energy[r] < energy[best]) best = r;
+  }
+  // The lowest energy over the ranks; the lowest rank holds the lowest
+  // replica index among equals (ranges are in rank order), as one process picks.
+  const MinLocation winner =
+      comm.min_location(replicas.count > 0 ? energy[best] : std::numeric_limits<double>::infinity());
+  std::vector<std::byte> state(static_cast<std::size_t>(n + m));
+  if (comm.rank() == winner.rank && replicas.count > 0) {
+    std::memcpy(state.data(), replicas.v(best), static_cast<std::size_t>(n));
+    std::memcpy(state.data() + n, replicas.h(best), static_cast<std::size_t>(m));
+  }
+  comm.broadcast(state, winner.rank);
+  ModeResult result;
+  result.visible.resize(static_cast<std::size_t>(n));
+  result.hidden.resize(static_cast<std::size_t>(m));
+  std::memcpy(result.visible.data(), state.data(), static_cast<std::size_t>(n));
+  std::memcpy(result.hidden.data(), state.data() + n, static_cast<std::size_t>(m));
+  result.energy = winner.value;
+  if (!config.warm_visible.empty()) {
+    std::vector<std::uint8_t> v = config.warm_visible;
+    std::vector<std::uint8_t> h = config.warm_hidden;
+    DescentPolish::Scratch scratch;
+    const double e = polish.run(v.data(), h.data(), scratch);
+    if (e < result.energy) {
+      result.visible = std::move(v);
+      result.hidden = std::move(h);
+      result.energy = e;
+    }
+  }
+  const double tolerance = 1e-9 * std::max(1.0, std::abs(result.energy));
+  std::vector<double> at_best{static_cast<double>(
+      std::count_if(energy.begin(), energy.end(), [&](double e) { return e <= result.energy + tolerance; }))};
+  comm.all_reduce_sum(at_best);
+  std::vector<double> most_steps{static_cast<double>(steps)};
+  comm.all_reduce_max(most_steps);
+  result.replicas_at_best = static_cast<int>(at_best[0]);
+  result.energy = rbm.energy(result.visible, result.hidden);
+  result.replicas = total;
+  result.steps = static_cast<int>(most_steps[0]);
+  result.seconds = seconds_since(start);
+  return result;
 }
 
 ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config) {

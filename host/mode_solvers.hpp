@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "detail/mode_search_config.hpp"
+#include "marbm/communicator.hpp"
 #include "marbm/mode.hpp"
 #include "marbm/rbm.hpp"
 
@@ -54,6 +55,11 @@ class DescentPolish {
   std::vector<double> hidden_bias_;
 };
 
+/// SB or SA replicas (config.solver) on the CPU across the ranks of `comm`:
+/// 64-replica blocks in contiguous ranges per rank, the best state chosen by
+/// a min-location reduction (lowest replica on ties) and broadcast. The same
+/// state and energy as mode_sb_cpu / mode_sa_cpu with the same config.
+ModeResult mode_replicas_distributed(const Rbm& rbm, const ModeSearchConfig& config, Communicator& comm);
 /// Simulated bifurcation replicas on the CPU (OpenMP across replicas).
 ModeResult mode_sb_cpu(const Rbm& rbm, const ModeSearchConfig& config);
 /// Simulated annealing replicas (block Gibbs) on the CPU.

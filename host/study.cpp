@@ -26,6 +26,7 @@
 
 #include "detail/gibbs_steps.hpp"
 #include "detail/files.hpp"
+#include "detail/study_parts.hpp"
 #include "marbm/data.hpp"
 #include "marbm/ensemble.hpp"
 #include "marbm/error.hpp"
@@ -141,7 +142,17 @@ std::string format_number(double value) {
 
 StudyResult run_study(const StudyConfig& config, const StudyProgress& progress,
                       const StudyRunFinished& on_run_finished) {
+  StudyResult result = detail::run_study_runs(config, {}, progress, on_run_finished);
+  detail::summarize_study(result);
+  return result;
+}
+
+namespace detail {
+
+StudyResult run_study_runs(const StudyConfig& config, const std::function<bool(int)>& takes_run,
+                           const StudyProgress& progress, const StudyRunFinished& on_run_finished) {
   check_study_config(config);
+  auto takes = [&](int run) { return !takes_run || takes_run(run); };
   const Dataset data = load_dataset(config.data);
   MARBM_EXPECTS(data.n_rows >= 1 && data.n_cols >= 1, DataError, "study: data set '" + config.data + "' is empty");
   const bool with_test = !config.test_data.empty();
@@ -165,6 +176,9 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress,
   result.config = config;
   const int methods = static_cast<int>(config.methods.size());
   const int jobs = methods * config.runs;
+  int taken_runs = 0;
+  for (int r = 0; r < config.runs; ++r) taken_runs += takes(r) ? 1 : 0;
+  const int taken_jobs = methods * taken_runs;
   result.runs.resize(jobs);
   for (int job = 0; job < jobs; ++job) {
     result.runs[job].method = config.methods[job / config.runs];
@@ -179,7 +193,7 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress,
     std::lock_guard lock(progress_mutex);
     ++done;
     if (on_run_finished) on_run_finished(run, model);
-    if (progress) progress(done, jobs);
+    if (progress) progress(done, taken_jobs);
   };
   auto run_job = [&](int job, Engine& engine) {
     StudyRun& run = result.runs[job];
@@ -229,6 +243,7 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress,
     std::mutex failure_mutex;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int job = 0; job < jobs; ++job) {
+      if (!takes(job % config.runs)) continue;
       {
         std::lock_guard lock(failure_mutex);
         if (failure) continue;
@@ -250,11 +265,14 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress,
     // (small models: one fused kernel, a thread block per run).
     std::vector<Rbm> initial;
     std::vector<std::uint64_t> seeds;
+    std::vector<int> taken;  // the runs this call makes
     for (int r = 0; r < config.runs; ++r) {
+      if (!takes(r)) continue;
+      taken.push_back(r);
       initial.push_back(Rbm::random(n, m, config.init_sigma, config.seed + static_cast<std::uint64_t>(r)));
       seeds.push_back(config.seed + static_cast<std::uint64_t>(r));
     }
-    for (int k = 0; k < methods; ++k) {
+    for (int k = 0; k < methods && !taken.empty(); ++k) {
       const TrainConfig train_config = train_config_for(config, config.methods[k], 0);
       if ((train_config.method == TrainMethod::mode && config.mode.target == ModeTarget::marginal) || with_test) {
         // The fused ensemble kernel steps to the joint mode only, and held-out
@@ -263,7 +281,7 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress,
         EngineOptions options;
         options.quiet = true;
         auto engine = make_engine(Backend::cuda, options);
-        for (int r = 0; r < config.runs; ++r) run_job(k * config.runs + r, *engine);
+        for (int r : taken) run_job(k * config.runs + r, *engine);
         continue;
       }
       std::vector<TrainResult> trained;
@@ -277,19 +295,24 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress,
         EngineOptions options;
         options.quiet = true;
         auto engine = make_engine(Backend::cuda, options);
-        for (int r = 0; r < config.runs; ++r) run_job(k * config.runs + r, *engine);
+        for (int r : taken) run_job(k * config.runs + r, *engine);
         continue;
       }
-      for (int r = 0; r < config.runs; ++r) {
-        StudyRun& run = result.runs[k * config.runs + r];
-        run.history = std::move(trained[r].history);
-        run.seconds = trained[r].seconds;
-        finished(run, trained[r].model);
+      for (std::size_t q = 0; q < taken.size(); ++q) {
+        StudyRun& run = result.runs[k * config.runs + taken[q]];
+        run.history = std::move(trained[q].history);
+        run.seconds = trained[q].seconds;
+        finished(run, trained[q].model);
       }
     }
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
 
+void summarize_study(StudyResult& result) {
+  const StudyConfig& config = result.config;
+  const bool with_test = !config.test_data.empty();
   for (TrainMethod method : config.methods) {
     std::vector<double> finals, tests;
     MethodSummary summary;
@@ -312,8 +335,9 @@ StudyResult run_study(const StudyConfig& config, const StudyProgress& progress,
     if (with_test) summary.median_final_test_mean_log_likelihood = median_of(tests);
     result.summary[method] = summary;
   }
-  return result;
 }
+
+}  // namespace detail
 
 std::string study_csv_text(const std::vector<StudyRun>& runs, bool with_test) {
   std::ostringstream out;

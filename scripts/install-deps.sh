@@ -20,6 +20,9 @@ packages=(
   clang
   libclang-rt-dev
   libomp-dev
+  # MPI scale-out (MARBM_MPI) and the distributed tests under mpiexec
+  libopenmpi-dev
+  openmpi-bin
 )
 
 missing=()

@@ -7,6 +7,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "marbm/communicator.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
 
@@ -34,6 +35,15 @@ namespace {
 // Messages can carry user input (a file name with a line break, say), so
 // they go through print_error, which keeps them to one line.
 int fail(const std::string& message, int status) { return marbm::cli::print_error(message, status); }
+
+// A command that failed on one rank of an MPI run ends them all: the others
+// would wait for it in a collective.
+int end_run(int status) {
+  if (marbm::launched_by_mpi() && marbm::world_communicator()->size() > 1) {
+    marbm::world_communicator()->abort(status);
+  }
+  return status;
+}
 
 }  // namespace
 
@@ -84,12 +94,12 @@ int main(int argc, char** argv) {
     }
     return fail("no command given (see marbm --help)", 2);
   } catch (const marbm::UsageError& e) {
-    return fail(e.what(), 2);
+    return end_run(fail(e.what(), 2));
   } catch (const marbm::Error& e) {
-    return fail(e.what(), 1);
+    return end_run(fail(e.what(), 1));
   } catch (const std::bad_alloc&) {
-    return fail("out of memory", 1);
+    return end_run(fail("out of memory", 1));
   } catch (const std::exception& e) {
-    return fail(e.what(), 1);
+    return end_run(fail(e.what(), 1));
   }
 }

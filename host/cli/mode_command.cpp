@@ -5,6 +5,9 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/distributed.hpp"
+#include "marbm/communicator.hpp"
+#include "marbm/distributed.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
 #include "marbm/mode.hpp"
@@ -48,7 +51,9 @@ int run_mode(const ModeOptions& options) {
   config.max_enumerated_units = options.max_enumerated_units;
   const bool fell_back = config.backend == Backend::automatic && cuda_devices().empty();
   if (fell_back) config.backend = Backend::cpu;
-  const ModeResult result = find_mode(rbm, config);
+  // Under mpiexec the replicas are shared among the ranks; rank 0 prints.
+  const ModeResult result = find_mode(rbm, config, *world_communicator());
+  const OtherRanksQuiet quiet;
   // After the search, so that a refused configuration gets its error line alone.
   if (fell_back) print_note("no usable CUDA device; searched on the cpu");
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -15,6 +16,8 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "detail/files.hpp"
+#include "marbm/communicator.hpp"
+#include "marbm/distributed.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
 #include "marbm/model_io.hpp"
@@ -164,37 +167,48 @@ int run_study_command(StudyOptions& options, const CLI::App& app) {
     print_note("no usable CUDA device; the study runs on the cpu");
   }
   options.mode_words.apply_to(config.mode);
-  prepare_output_folder(options.out);
+  // Under mpiexec the runs are shared among the ranks; rank 0 writes.
+  Communicator& comm = *world_communicator();
+  const bool writer = comm.rank() == 0;
+  if (writer) prepare_output_folder(options.out);
   // One writer per folder: a second study into it is refused at once.
-  const detail::FolderLock lock(options.out, "marbm study");
-  detail::remove_stale_temporaries(options.out);
+  std::optional<detail::FolderLock> lock;
+  if (writer) lock.emplace(options.out, "marbm study");
+  if (writer) detail::remove_stale_temporaries(options.out);
 
   // kl.csv is rewritten as runs finish: from the start until the last output
   // is complete, a marker says the outputs are partial or from different
   // studies, and the old plot, which cannot match the new curves, is
-  // removed first.
+  // removed first. Under mpiexec rank 0 writes, and its partial kl.csv has
+  // its own runs until the others' arrive at the end; every rank saves the
+  // models of its own runs (--keep-models).
   const std::filesystem::path dir(options.out);
   const std::string csv = (dir / "kl.csv").string();
   const std::string png = (dir / "kl.png").string();
   const std::string marker = (dir / incomplete_marker).string();
   const std::filesystem::path models = dir / "models";
-  if (options.keep_models) {
+  if (options.keep_models && writer) {
     std::error_code error;
     std::filesystem::create_directory(models, error);
     MARBM_EXPECTS(!error, RuntimeFailure, "--keep-models: cannot create the folder '" + models.string() + "': " +
                                               error.message());
   }
-  detail::write_file_atomically(marker,
-                                "A study is writing kl.csv, summary.json and kl.png here, or did not finish;\n"
-                                "they may be partial or come from different studies.\n",
-                                "marker");
   std::error_code ignored;
-  std::filesystem::remove(png, ignored);
+  if (writer) {
+    detail::write_file_atomically(marker,
+                                  "A study is writing kl.csv, summary.json and kl.png here, or did not finish;\n"
+                                  "they may be partial or come from different studies.\n",
+                                  "marker");
+    std::filesystem::remove(png, ignored);
+  }
+  // The models folder exists before any rank saves into it.
+  comm.barrier();
 
-  PartialCsv partial(csv, config);
+  std::optional<PartialCsv> partial;
+  if (writer) partial.emplace(csv, config);
   ProgressLine progress("study", static_cast<long>(config.methods.size()) * config.runs);
   auto on_run = [&](const StudyRun& run, const Rbm& model) {
-    partial.add(run);
+    if (partial) partial->add(run);
     if (!options.keep_models) return;
     Metadata metadata;
     metadata["created_by"] = "marbm study " + version();
@@ -211,12 +225,13 @@ int run_study_command(StudyOptions& options, const CLI::App& app) {
              model, metadata);
   };
   const StudyResult result = run_study(
-      config,
+      config, comm,
       [&](int done, int) {
-        if (progress.enabled()) progress.update(done, "runs");
+        if (writer && progress.enabled()) progress.update(done, "runs");
       },
       on_run);
   progress.finish();
+  if (!writer) return 0;
 
   write_study_csv(result, csv);
   write_study_summary(result, (dir / "summary.json").string());

@@ -12,6 +12,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/distributed.hpp"
 #include "marbm/checkpoint.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
@@ -287,7 +288,9 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
     }
   }
 
-  auto engine = make_engine_for(options.backend, options.threads, options.json);
+  // Under mpiexec: data-parallel across the ranks, rank 0 reports and writes.
+  auto engine = distribute_training_engine(make_engine_for(options.backend, options.threads, options.json));
+  const OtherRanksQuiet quiet;
   // A held-out AIS estimate runs where training does (same results either way, up to rounding).
   held_out_options.ais.backend = engine->backend();
   Rbm initial = init ? *init : Rbm::random(n, m, options.init_sigma, options.seed);
@@ -357,7 +360,7 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
     metadata["iterations_planned"] = std::to_string(total);
     metadata["checkpoint_args"] = recorded_arguments(arguments).dump();
     metadata["checkpoint_cli_history"] = history.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    save_checkpoint(options.out, checkpoint, metadata);
+    if (writes_outputs()) save_checkpoint(options.out, checkpoint, metadata);
   };
 
   TrainResult result;
@@ -372,7 +375,7 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
     partial.history = diverged.history;
     Metadata metadata = make_metadata(options, config, data, *engine, partial, diverged.last_finite_iteration);
     metadata["diverged_at"] = std::to_string(diverged.noticed_at);
-    save_rbm(options.out, partial.model, metadata);
+    if (writes_outputs()) save_rbm(options.out, partial.model, metadata);
     throw RuntimeFailure(std::string(diverged.what()) + "; wrote the last finite model (after " +
                          std::to_string(diverged.last_finite_iteration) + " updates) to " + options.out);
   }
@@ -382,7 +385,7 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
 
   Metadata final_metadata = make_metadata(options, config, data, *engine, result, total);
   if (resume) final_metadata["resumed_from"] = std::to_string(resume->iteration);
-  save_rbm(options.out, result.model, final_metadata);
+  if (writes_outputs()) save_rbm(options.out, result.model, final_metadata);
 
   TrainMetrics last;
   if (!result.history.empty()) last = result.history.back();

@@ -1,12 +1,54 @@
 // The CPU engine: the reference implementation of Engine (BLAS + OpenMP).
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <span>
+#include <vector>
 
 #include "marbm/engine.hpp"
 
 namespace marbm::detail {
 
 std::unique_ptr<Engine> make_cpu_engine(const EngineOptions& options);
+
+/// Rows of one block of a data-parallel gradient: statistics are summed per
+/// block and the blocks in block order, so that the sum does not depend on
+/// how the blocks are shared among ranks.
+inline constexpr int gradient_block_rows = 64;
+
+/// What the CPU engine offers the data-parallel engine (host/data_parallel.cpp):
+/// the statistics of some blocks of a step, and the update from a gradient.
+/// Each block's statistics are n x m + n + m float64 values (weights
+/// row-major, visible bias, hidden bias), already scaled by +-1/rows.
+class BlockwiseGradientEngine {
+ public:
+  virtual ~BlockwiseGradientEngine() = default;
+
+  /// Positive-phase statistics of the step's batch blocks [first_block,
+  /// last_block) (block b: batch positions 64 b .. 64 b + 63), scaled by
+  /// 1/batch; for cd also the negative statistics of the same rows' chains
+  /// (scaled by -1/batch) in `negative`. Random numbers are those of the
+  /// batch position (row index within the whole batch), so every block is the
+  /// same whichever rank computes it.
+  virtual void batch_block_statistics(const UpdateStep& step, int first_block, int last_block,
+                                      std::vector<double>& positive, std::vector<double>& negative) = 0;
+
+  /// Starts this rank's share [first, last) of `total` persistent chains,
+  /// each chain as reset_persistent_chains would start chain `first + c`.
+  virtual void reset_chain_share(int total, int first, int last, std::uint64_t seed) = 0;
+  /// Negative statistics (scaled by -1/total) of this rank's chains, advanced
+  /// k sweeps; one block per 64 chains of the whole population (the share
+  /// must start on a block boundary).
+  virtual void chain_block_statistics(const UpdateStep& step, std::vector<double>& negative) = 0;
+  /// Sets this rank's share [first, first + count) of `total` chains to
+  /// `states` (count x n, 0/1; count may be 0): a resumed checkpoint.
+  virtual void set_chain_share(int total, int first, std::span<const std::uint8_t> states) = 0;
+  /// The chains of this rank's share (count x n, 0/1).
+  virtual std::vector<std::uint8_t> chain_share_states() const = 0;
+
+  /// Applies `gradient` as update() applies its own (momentum, decay).
+  virtual void apply_gradient(const UpdateStep& step, const Gradient& gradient) = 0;
+};
 
 }  // namespace marbm::detail
