@@ -20,6 +20,12 @@ packages=(
   clang
   libclang-rt-dev
   libomp-dev
+  # the Python module and its tests (nanobind itself comes from PyPI, below)
+  python3-dev
+  python3-pip
+  python3-numpy
+  python3-pytest
+  python3-sklearn
 )
 
 missing=()
@@ -29,8 +35,10 @@ for package in "${packages[@]}"; do
   fi
 done
 
+here="$(dirname "${BASH_SOURCE[0]}")"
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
+  "$here/install-python-deps.sh"
   exit 0
 fi
 
@@ -47,3 +55,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${run_as_root[@]}" apt-get update
 "${run_as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+"$here/install-python-deps.sh"
