@@ -27,6 +27,7 @@ from ._marbm import (
     study,
     train,
     version,
+    write_tiles_png,
 )
 
 from typing import TYPE_CHECKING
@@ -60,6 +61,7 @@ __all__ = [
     "study",
     "train",
     "version",
+    "write_tiles_png",
 ]
 
 

@@ -92,6 +92,9 @@ class Rbm:
     def __copy__(self) -> Rbm: ...
     def __deepcopy__(self, memo: Any) -> Rbm: ...
     def __eq__(self, other: object) -> bool: ...
+    def __getstate__(self) -> tuple[int, int, bytes, bytes, bytes]:
+        """Pickling: the sizes and the float32 parameters."""
+    def __setstate__(self, state: tuple[int, int, bytes, bytes, bytes]) -> None: ...
 
 class TrainResult:
     """What train() returns."""
@@ -273,6 +276,11 @@ def study(
     Returns {'methods': {name: {'iteration': (E,), 'kl': (runs, E), 'p_mode': (runs, E),
     'seconds': (runs,), 'diverged_at': (runs,) (-1: finished), 'median_final_kl', 'min_final_kl',
     'max_final_kl'}}, 'seconds': wall time}. Mode options as in train()."""
+
+def write_tiles_png(path: str, tiles: npt.ArrayLike, columns: int = 0, border: int = 1) -> None:
+    """Writes tiles of shape (count, height, width), values in [0, 1] (0 black, 1 white, others clipped),
+    as one 8-bit grayscale PNG grid with `columns` tiles per row (0: about square) and a mid-gray
+    frame of `border` pixels, as `marbm show` and `marbm sample` draw them."""
 
 def version() -> str:
     """marbm's version string."""

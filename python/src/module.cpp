@@ -27,6 +27,7 @@
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/held_out.hpp"
+#include "marbm/image.hpp"
 #include "marbm/mode.hpp"
 #include "marbm/model_io.hpp"
 #include "marbm/random.hpp"
@@ -802,6 +803,27 @@ NB_MODULE(_marbm, m) {
       .def("__copy__", [](const Rbm& rbm) { return Rbm(rbm); })
       .def("__deepcopy__", [](const Rbm& rbm, nb::handle) { return Rbm(rbm); }, "memo"_a)
       .def("__eq__", [](const Rbm& a, const Rbm& b) { return a == b; }, nb::is_operator())
+      .def("__getstate__",
+           [](const Rbm& rbm) {
+             return nb::make_tuple(
+                 rbm.n_visible(), rbm.n_hidden(),
+                 nb::bytes(reinterpret_cast<const char*>(rbm.weights().data()), rbm.weights().size_bytes()),
+                 nb::bytes(reinterpret_cast<const char*>(rbm.visible_bias().data()), rbm.visible_bias().size_bytes()),
+                 nb::bytes(reinterpret_cast<const char*>(rbm.hidden_bias().data()), rbm.hidden_bias().size_bytes()));
+           })
+      .def("__setstate__",
+           [](Rbm& rbm, const nb::tuple& state) {
+             if (state.size() != 5) throw UsageError("Rbm state: expected 5 items");
+             new (&rbm) Rbm(nb::cast<int>(state[0]), nb::cast<int>(state[1]));
+             auto fill = [](std::span<float> out, nb::handle item, const char* what) {
+               const auto bytes = nb::cast<nb::bytes>(item);
+               if (bytes.size() != out.size_bytes()) throw DataError(std::string("Rbm state: wrong size of ") + what);
+               std::memcpy(out.data(), bytes.c_str(), out.size_bytes());
+             };
+             fill(rbm.weights(), state[2], "weights");
+             fill(rbm.visible_bias(), state[3], "visible_bias");
+             fill(rbm.hidden_bias(), state[4], "hidden_bias");
+           })
       .def("__repr__", [](const Rbm& rbm) {
         return "marbm.Rbm(n_visible=" + std::to_string(rbm.n_visible()) +
                ", n_hidden=" + std::to_string(rbm.n_hidden()) + ")";
@@ -1072,6 +1094,31 @@ NB_MODULE(_marbm, m) {
         "lr"_a = 0.2, "k"_a = 1, "eval_every"_a = 200, "seed"_a = 1, "init_sigma"_a = 0.01, "backend"_a = "cpu",
         "threads"_a = 0, "kwargs"_a,
         "Exact-KL study as `marbm study`: per method the KL curves of every run as numpy arrays.");
+
+  // ------------------------------------------------------------ pictures
+  m.def(
+      "write_tiles_png",
+      [](const std::string& path, const AnyArray& tiles, int columns, int border) {
+        if (tiles.ndim() != 3) throw UsageError("tiles: expected a 3-dimensional array (count, height, width)");
+        const std::size_t count = tiles.shape(0), height = tiles.shape(1), width = tiles.shape(2);
+        MARBM_EXPECTS(columns >= 0, UsageError, "columns must be >= 0, got " + std::to_string(columns));
+        MARBM_EXPECTS(border >= 0 && border <= 64, UsageError, "border must be in [0, 64], got " + std::to_string(border));
+        if (tiles.device_type() != nb::device::cpu::value) throw UsageError("tiles: pass a CPU array");
+        // Read through a 2-D view of the same memory: count rows of height * width values.
+        const std::int64_t strides[2] = {tiles.stride(0), tiles.stride(2)};
+        if (tiles.stride(1) != tiles.stride(2) * static_cast<std::int64_t>(width)) {
+          throw UsageError("tiles: each tile must be contiguous (use numpy.ascontiguousarray)");
+        }
+        const std::size_t shape[2] = {count, height * width};
+        AnyArray flat(tiles.data(), 2, shape, nb::handle(), strides, tiles.dtype());
+        const auto values = read_floats(flat, count, height * width, true, "tiles");
+        const GrayImage image = tile_grid(values, static_cast<int>(count),
+                                          TileShape{static_cast<int>(width), static_cast<int>(height)}, columns, border);
+        write_png(path, image);
+      },
+      "path"_a, "tiles"_a, "columns"_a = 0, "border"_a = 1,
+      "Writes tiles (count, height, width) with values in [0, 1] (0 black, 1 white) as one 8-bit grayscale PNG grid "
+      "with `columns` tiles per row (0: about square), as `marbm show` and `marbm sample` draw them.");
 
   // ------------------------------------------------------------ about the build
   m.def("version", &version, "marbm's version string.");

@@ -41,6 +41,39 @@ def test_parameters_are_views_of_the_library_memory():
     assert w.ctypes.data == address and w[2, 3] == np.float32(1.25)
 
 
+class DLPackOnly:
+    """An object that offers its memory only through DLPack (no buffer protocol)."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __dlpack__(self, **kwargs):
+        return self.array.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self.array.__dlpack_device__()
+
+
+def test_dlpack_in_and_out_without_torch():
+    rbm = marbm.Rbm.random(5, 3, sigma=0.2, seed=4)
+    shared = np.from_dlpack(rbm.weights)
+    assert shared.ctypes.data == rbm._address("weights")
+    states = all_states(5)
+    np.testing.assert_array_equal(rbm.free_energy(DLPackOnly(states)), rbm.free_energy(states))
+    data = np.array([[0, 1, 1, 0, 1], [1, 0, 0, 1, 0]], np.uint8)
+    a = marbm.train(DLPackOnly(data), hidden=2, iters=10, batch=2, seed=1)
+    b = marbm.train(data, hidden=2, iters=10, batch=2, seed=1)
+    assert a.model == b.model
+
+
+def test_pickle_round_trip():
+    import pickle
+
+    rbm = marbm.Rbm.random(4, 3, sigma=0.5, seed=8)
+    again = pickle.loads(pickle.dumps(rbm))
+    assert again == rbm and again._address("weights") != rbm._address("weights")
+
+
 def test_random_is_deterministic_and_from_arrays_copies():
     a = marbm.Rbm.random(4, 3, sigma=0.5, seed=11)
     b = marbm.Rbm.random(4, 3, sigma=0.5, seed=11)
@@ -191,3 +224,16 @@ def test_version_and_cuda_queries():
     assert isinstance(devices, list)
     if not marbm.cuda_compiled():
         assert devices == []
+
+
+def test_write_tiles_png(tmp_path):
+    tiles = np.zeros((6, 4, 3), np.float32)
+    tiles[:, 0, :] = 1.0
+    path = tmp_path / "tiles.png"
+    marbm.write_tiles_png(str(path), tiles, columns=3, border=1)
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    # IHDR: width = 3 columns x (3 + 1) + 1, height = 2 rows x (4 + 1) + 1
+    assert int.from_bytes(data[16:20], "big") == 13 and int.from_bytes(data[20:24], "big") == 11
+    with pytest.raises(marbm.UsageError, match="3-dimensional"):
+        marbm.write_tiles_png(str(path), np.zeros((4, 3)))
