@@ -2,7 +2,8 @@
 # Installs the Debian packages marbm's build and tests need, when missing.
 # apt-get update runs only when something has to be installed. Needs root
 # (or sudo) only in that case. The CUDA toolkit is not a Debian package here:
-# without it the build simply leaves the CUDA engine out.
+# without it the build simply leaves the CUDA engine out. Then it runs
+# install-python-deps.sh (nanobind from PyPI, as the user, into .deps/python).
 set -euo pipefail
 
 packages=(
