@@ -140,7 +140,13 @@ def write_page(args, results, batches_per_epoch, wall):
     add(f"- machine: {cpu_model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}; "
         f"training on {results['cd'][0][0].backend}; the machine was shared with other builds, so times are "
         f"indicative (CPU seconds are given too)")
-    add(f"- command: `PYTHONPATH=build/python python3 examples/mnist_20x20.py --seeds {args.seeds}`")
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(marbm.__file__)))
+    if package_parent.startswith(ROOT + os.sep):
+        prefix = f"PYTHONPATH={os.path.relpath(package_parent, ROOT)} "
+    else:
+        prefix = ""  # the installed package (pip install .)
+    add(f"- command: `{prefix}python3 examples/mnist_20x20.py {' '.join(sys.argv[1:])}`".rstrip() + " (from the "
+        "repository root)")
     add(f"- whole run: {wall:.0f} s wall")
     add("")
     add("Setup (the authors' PyTorch class): MNIST test-set images 0..8,999 for training and 9,000..9,999 held out, "
