@@ -94,3 +94,13 @@ def test_pipeline_with_grid_search():
     assert search.best_params_["rbm__n_components"] in (16, 48)
     # Features from the RBM carry the digit classes far above chance (0.1).
     assert search.best_score_ > 0.6
+
+
+def test_verbose_prints_the_exact_log_likelihood_per_epoch(capsys):
+    rng = np.random.RandomState(1)
+    X = (rng.rand(30, 8) < 0.4).astype(np.float64)
+    marbm.BernoulliRBM(n_components=4, n_iter=3, batch_size=10, verbose=1, random_state=0).fit(X)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[BernoulliRBM]")]
+    # One line at the start and one after each of the 3 epochs (3 updates each).
+    assert [line.split(",")[0] for line in lines] == [f"[BernoulliRBM] update {u}" for u in (0, 3, 6, 9)]
+    assert all("mean log-likelihood -" in line for line in lines)
