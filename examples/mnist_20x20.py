@@ -145,8 +145,8 @@ def write_page(args, results, batches_per_epoch, wall):
         prefix = f"PYTHONPATH={os.path.relpath(package_parent, ROOT)} "
     else:
         prefix = ""  # the installed package (pip install .)
-    add(f"- command: `{prefix}python3 examples/mnist_20x20.py {' '.join(sys.argv[1:])}`".rstrip() + " (from the "
-        "repository root)")
+    command = " ".join([f"{prefix}python3 examples/mnist_20x20.py"] + sys.argv[1:])
+    add(f"- command: `{command}` (from the repository root)")
     add(f"- whole run: {wall:.0f} s wall")
     add("")
     add("Setup (the authors' PyTorch class): MNIST test-set images 0..8,999 for training and 9,000..9,999 held out, "
