@@ -202,7 +202,12 @@ Dataset read_dataset(nb::handle source, const std::string& what) {
     if (!nb::try_cast(numpy.attr("asarray")(source), array)) {
       throw UsageError(what + ": expected a data spec (str) or an array of 0/1 rows");
     }
+    if (array.ndim() != 2) {
+      throw UsageError(what + ": expected a 2-dimensional array of rows, got " + std::to_string(array.ndim()) +
+                       " dimensions");
+    }
     States states = read_states(array, what);
+    if (states.rows == 0 || states.cols == 0) throw UsageError(what + ": the array has no rows or no columns");
     Dataset data;
     data.n_rows = static_cast<int>(states.rows);
     data.n_cols = static_cast<int>(states.cols);

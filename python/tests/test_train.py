@@ -136,6 +136,12 @@ def test_bad_data_raises_data_errors():
         marbm.train("no-such-spec:3", hidden=3, iters=1)
     with pytest.raises(marbm.UsageError, match="2-dimensional"):
         marbm.train(np.zeros(6, np.uint8), hidden=3, iters=1)
+    with pytest.raises(marbm.UsageError, match="2-dimensional"):
+        marbm.train([0, 1, 1], hidden=3, iters=1)
+    with pytest.raises(marbm.UsageError, match="no rows"):
+        marbm.train(np.zeros((0, 4), np.uint8), hidden=3, iters=1)
+    with pytest.raises(marbm.UsageError, match="expected a data spec"):
+        marbm.train(object(), hidden=3, iters=1)
     with pytest.raises(marbm.DataError, match="test_data: rows have 5 values"):
         marbm.train(BARS, hidden=3, iters=1, test_data=np.zeros((2, 5), np.uint8))
 
