@@ -118,7 +118,7 @@ class BernoulliRBM(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self.backend = backend
         self.threads = threads
 
-    # ------------------------------------------------------------ helpers
+    # ------------------------------------------------------------ internals
     def _binary(self, X):
         return np.ascontiguousarray(X >= self.threshold)
 
