@@ -2,7 +2,8 @@
 # Installs the Debian packages marbm's build and tests need, when missing.
 # apt-get update runs only when something has to be installed. Needs root
 # (or sudo) only in that case. The CUDA toolkit is not a Debian package here:
-# without it the build simply leaves the CUDA engine out.
+# without it the build simply leaves the CUDA engine out. Then it runs
+# install-python-deps.sh (nanobind from PyPI, as the user, into .deps/python).
 set -euo pipefail
 
 packages=(
@@ -23,6 +24,12 @@ packages=(
   # MPI scale-out (MARBM_MPI) and the distributed tests under mpiexec
   libopenmpi-dev
   openmpi-bin
+  # the Python module and its tests (nanobind itself comes from PyPI, below)
+  python3-dev
+  python3-pip
+  python3-numpy
+  python3-pytest
+  python3-sklearn
 )
 
 missing=()
@@ -32,8 +39,10 @@ for package in "${packages[@]}"; do
   fi
 done
 
+here="$(dirname "${BASH_SOURCE[0]}")"
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
+  "$here/install-python-deps.sh"
   exit 0
 fi
 
@@ -50,3 +59,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${run_as_root[@]}" apt-get update
 "${run_as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+"$here/install-python-deps.sh"
