@@ -386,6 +386,21 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     });
   }
 
+  // out (n x m, float64) += scale * v^T p, rows in order; rows of v are
+  // mostly 0/1, so zero entries are skipped.
+  static void add_outer_product(const float* v, const float* p, int rows, int n, int m, double scale, double* out) {
+    for (int r = 0; r < rows; ++r) {
+      const float* vr = v + static_cast<std::size_t>(r) * n;
+      const float* pr = p + static_cast<std::size_t>(r) * m;
+      for (int i = 0; i < n; ++i) {
+        if (vr[i] == 0.0f) continue;
+        const double x = scale * vr[i];
+        double* oi = out + static_cast<std::size_t>(i) * m;
+        for (int j = 0; j < m; ++j) oi[j] += x * pr[j];
+      }
+    }
+  }
+
   // weight_gradient_ (+)= scale * v^T p for v rows x n, p rows x m. The loop
   // path sums in float64 (weight_sum_ carries the sum across the positive and
   // negative phases); sgemm sums in float32 with blocked accumulation.
@@ -406,16 +421,7 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     } else if (!weight_sum_valid_) {
       for (std::size_t k = 0; k < weight_sum_.size(); ++k) sum[k] = g[k];
     }
-    for (int r = 0; r < rows; ++r) {
-      const float* vr = v + static_cast<std::size_t>(r) * n;
-      const float* pr = p + static_cast<std::size_t>(r) * m;
-      for (int i = 0; i < n; ++i) {
-        if (vr[i] == 0.0f) continue;
-        const double x = scale * vr[i];
-        double* si = sum + static_cast<std::size_t>(i) * m;
-        for (int j = 0; j < m; ++j) si[j] += x * pr[j];
-      }
-    }
+    add_outer_product(v, p, rows, n, m, scale, sum);
     for (std::size_t k = 0; k < weight_sum_.size(); ++k) g[k] = static_cast<float>(sum[k]);
     weight_sum_valid_ = true;
   }
@@ -593,16 +599,7 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
                         block_product_.data(), m, thread_count());
       for (std::size_t k = 0; k < block_product_.size(); ++k) weights[k] = block_product_[k];
     } else {
-      for (int r = 0; r < rows; ++r) {
-        const float* vr = v + static_cast<std::size_t>(r) * n;
-        const float* pr = p + static_cast<std::size_t>(r) * m;
-        for (int i = 0; i < n; ++i) {
-          if (vr[i] == 0.0f) continue;
-          const double x = scale * vr[i];
-          double* wi = weights + static_cast<std::size_t>(i) * m;
-          for (int j = 0; j < m; ++j) wi[j] += x * pr[j];
-        }
-      }
+      add_outer_product(v, p, rows, n, m, scale, weights);
     }
     double* visible = weights + static_cast<std::size_t>(n) * m;
     double* hidden = visible + n;

@@ -110,6 +110,20 @@ struct Replicas {
 // the result does not depend on the thread count) and counts the replicas at
 // the best energy (within 1e-9 relative). The polished warm start, when given,
 // is a candidate too, so a search never returns worse than where it started.
+// The warm start, polished, replaces the replicas' best when it is lower.
+void keep_polished_warm_start(const ModeSearchConfig& config, const DescentPolish& polish, ModeResult& result) {
+  if (config.warm_visible.empty()) return;
+  std::vector<std::uint8_t> v = config.warm_visible;
+  std::vector<std::uint8_t> h = config.warm_hidden;
+  DescentPolish::Scratch scratch;
+  const double e = polish.run(v.data(), h.data(), scratch);
+  if (e < result.energy) {
+    result.visible = std::move(v);
+    result.hidden = std::move(h);
+    result.energy = e;
+  }
+}
+
 ModeResult finish(const Rbm& rbm, const ModeSearchConfig& config, Replicas& replicas, int steps,
                   std::chrono::steady_clock::time_point start) {
   std::vector<double> energy(static_cast<std::size_t>(replicas.count));
@@ -128,17 +142,7 @@ ModeResult finish(const Rbm& rbm, const ModeSearchConfig& config, Replicas& repl
   result.visible.assign(replicas.v(best), replicas.v(best) + replicas.n);
   result.hidden.assign(replicas.h(best), replicas.h(best) + replicas.m);
   result.energy = energy[best];
-  if (!config.warm_visible.empty()) {
-    std::vector<std::uint8_t> v = config.warm_visible;
-    std::vector<std::uint8_t> h = config.warm_hidden;
-    DescentPolish::Scratch scratch;
-    const double e = polish.run(v.data(), h.data(), scratch);
-    if (e < result.energy) {
-      result.visible = std::move(v);
-      result.hidden = std::move(h);
-      result.energy = e;
-    }
-  }
+  keep_polished_warm_start(config, polish, result);
   const double tolerance = 1e-9 * std::max(1.0, std::abs(result.energy));
   result.replicas_at_best = static_cast<int>(
       std::count_if(energy.begin(), energy.end(), [&](double e) { return e <= result.energy + tolerance; }));
@@ -562,17 +566,7 @@ ModeResult mode_replicas_distributed(const Rbm& rbm, const ModeSearchConfig& con
   std::memcpy(result.visible.data(), state.data(), static_cast<std::size_t>(n));
   std::memcpy(result.hidden.data(), state.data() + n, static_cast<std::size_t>(m));
   result.energy = winner.value;
-  if (!config.warm_visible.empty()) {
-    std::vector<std::uint8_t> v = config.warm_visible;
-    std::vector<std::uint8_t> h = config.warm_hidden;
-    DescentPolish::Scratch scratch;
-    const double e = polish.run(v.data(), h.data(), scratch);
-    if (e < result.energy) {
-      result.visible = std::move(v);
-      result.hidden = std::move(h);
-      result.energy = e;
-    }
-  }
+  keep_polished_warm_start(config, polish, result);
   const double tolerance = 1e-9 * std::max(1.0, std::abs(result.energy));
   std::vector<double> at_best{static_cast<double>(
       std::count_if(energy.begin(), energy.end(), [&](double e) { return e <= result.energy + tolerance; }))};
