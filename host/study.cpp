@@ -238,7 +238,9 @@ StudyResult run_study_runs(const StudyConfig& config, const std::function<bool(i
     // Independent small runs: one job per core, each with its own
     // single-threaded engine (tiny BLAS calls gain nothing from threads).
     // More threads than processors would only add memory (and contention).
-    const int threads = config.threads > 0 ? std::min(config.threads, omp_get_num_procs()) : omp_get_num_procs();
+    // 0: the OpenMP default, which is OMP_NUM_THREADS when set, else every processor.
+    const int threads = config.threads > 0 ? std::min(config.threads, omp_get_num_procs()) : omp_get_max_threads();
+    result.threads = threads;
     std::exception_ptr failure;
     std::mutex failure_mutex;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
@@ -417,6 +419,7 @@ void write_study_summary(const StudyResult& result, const std::string& path) {
       {"init_sigma", config.init_sigma},
       {"backend", std::string(to_string(config.backend))},
       {"threads", config.threads},
+      {"threads_used", result.threads},
       {"mode",
        {{"p_max", mode.p_max},
         {"alpha", mode.alpha},

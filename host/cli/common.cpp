@@ -1,6 +1,7 @@
 // Shared pieces of the CLI subcommands (see common.hpp).
 #include "cli/common.hpp"
 
+#include <omp.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -177,16 +178,13 @@ Backend parse_backend_option(std::string_view text) {
   throw UsageError("--backend: '" + std::string(text) + "' is not one of cpu|cuda|auto");
 }
 
-std::unique_ptr<Engine> make_engine_for(std::string_view backend_text, int threads, bool quiet) {
-  const Backend backend = parse_backend_option(backend_text);
-  if (backend == Backend::cuda) {
-    if (!cuda_compiled()) {
-      throw CudaError("--backend cuda: this build of marbm has no CUDA engine (configure with MARBM_CUDA=ON)");
-    }
-    if (cuda_devices().empty()) {
-      throw CudaError("--backend cuda: no usable CUDA device (no device, or the driver is missing)");
-    }
-  }
+CLI::Option* add_threads_option(CLI::App& app, int& threads) {
+  return app.add_option("--threads", threads, "CPU threads (0: OMP_NUM_THREADS when set, else all processors)")
+      ->check(integer_at_least(0))
+      ->capture_default_str();
+}
+
+int checked_threads(int threads, bool quiet) {
   // More threads than processors only costs memory (OpenBLAS reserves a
   // buffer per thread) and can hang under an address-space limit.
   const int processors = available_processors();
@@ -199,8 +197,26 @@ std::unique_ptr<Engine> make_engine_for(std::string_view backend_text, int threa
     }
     threads = processors;
   }
+  return threads;
+}
+
+void use_threads(int threads, bool quiet) {
+  const int checked = checked_threads(threads, quiet);
+  if (checked > 0) omp_set_num_threads(checked);
+}
+
+std::unique_ptr<Engine> make_engine_for(std::string_view backend_text, int threads, bool quiet) {
+  const Backend backend = parse_backend_option(backend_text);
+  if (backend == Backend::cuda) {
+    if (!cuda_compiled()) {
+      throw CudaError("--backend cuda: this build of marbm has no CUDA engine (configure with MARBM_CUDA=ON)");
+    }
+    if (cuda_devices().empty()) {
+      throw CudaError("--backend cuda: no usable CUDA device (no device, or the driver is missing)");
+    }
+  }
   EngineOptions options;
-  options.threads = threads;
+  options.threads = checked_threads(threads, quiet);
   options.quiet = quiet;
   return make_engine(backend, options);
 }

@@ -57,6 +57,20 @@ Backend parse_backend_option(std::string_view text);
 /// make_engine_for uses the processors (with a note).
 inline constexpr int max_threads_option = 4096;
 
+/// The one rule for CPU threads: every command takes `--threads N`; 0 (the
+/// default) is OMP_NUM_THREADS when set, else every processor. Adds the
+/// option bound to `threads`.
+CLI::Option* add_threads_option(CLI::App& app, int& threads);
+
+/// The thread count `--threads` asks for, checked: above max_threads_option
+/// refused, above the processors available the processors (with a note
+/// unless `quiet`); 0 stays 0 (the runtime default).
+int checked_threads(int threads, bool quiet);
+
+/// checked_threads, then made the process's OpenMP default (for commands
+/// whose library calls take no thread count); 0 changes nothing.
+void use_threads(int threads, bool quiet);
+
 /// Creates the engine a command asked for. `cuda` without a usable device (or
 /// without the CUDA engine compiled in) throws CudaError with one line saying
 /// so; `auto` falls back to cpu with a one-line notice unless `quiet`.

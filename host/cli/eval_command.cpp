@@ -201,7 +201,7 @@ Runner setup_eval(CLI::App& app) {
       ->capture_default_str();
   app.add_flag("--no-reverse", options->no_reverse, "AIS: forward runs only (no upper side of the bracket)");
   app.add_option("--seed", options->ais_options.seed, "AIS: random seed")->check(integer_at_least(0));
-  app.add_option("--threads", options->ais_options.threads, "AIS: CPU threads (0: all)")->check(integer_at_least(0));
+  add_threads_option(app, options->ais_options.threads);
   app.add_option("--backend", options->backend,
                  "AIS: where the runs go, cpu, cuda (every run at once on the GPU) or auto (cuda when usable)")
       ->check(one_of({"cpu", "cuda", "auto"}))

@@ -28,6 +28,7 @@ struct ModeOptions {
   int max_enumerated_units = 32;
   std::string backend = "auto";
   bool json = false;
+  int threads = 0;
 };
 
 std::string bit_string(const std::vector<std::uint8_t>& state) {
@@ -37,6 +38,7 @@ std::string bit_string(const std::vector<std::uint8_t>& state) {
 }
 
 int run_mode(const ModeOptions& options) {
+  use_threads(options.threads, options.json);
   const Rbm rbm = load_model_option(options.model);
   ModeSearchConfig config;
   config.solver = parse_mode_solver(options.solver);
@@ -104,6 +106,7 @@ Runner setup_mode(CLI::App& app) {
                  "exhaustive refuses a smaller layer beyond this many units (default 32)")
       ->check(integer_at_least(1));
   add_backend_option(app, options->backend);
+  add_threads_option(app, options->threads);
   app.add_flag("--json", options->json, "print one JSON object on stdout");
   return [options, &app] {
     // A variant belongs to simulated bifurcation; with another solver it

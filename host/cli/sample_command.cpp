@@ -224,7 +224,7 @@ Runner setup_sample(CLI::App& app) {
       ->check(writable_file_path());
   app.add_option("--seed", options->seed, "random seed")->check(integer_at_least(0));
   add_backend_option(app, options->backend);
-  app.add_option("--threads", options->threads, "CPU threads (0: the runtime default)")->check(integer_at_least(0));
+  add_threads_option(app, options->threads);
   app.add_flag("--json", options->json, "print one JSON object on stdout");
   return [options] { return run_sample(*options); };
 }

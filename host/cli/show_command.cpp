@@ -149,7 +149,7 @@ Runner setup_show(CLI::App& app) {
   app.add_option("--columns", options->columns, "tiles per row (0: about square)")->check(integer_at_least(0));
   app.add_option("--data", options->data, "data spec for hidden-unit activation statistics");
   add_backend_option(app, options->backend);
-  app.add_option("--threads", options->threads, "CPU threads (0: the runtime default)")->check(integer_at_least(0));
+  add_threads_option(app, options->threads);
   app.add_flag("--json", options->json, "print one JSON object on stdout");
   return [options] { return run_show(*options); };
 }

@@ -286,9 +286,7 @@ Runner setup_study(CLI::App& app) {
       ->check(non_negative_number())
       ->capture_default_str();
   add_backend_option(app, o.backend);
-  app.add_option("--threads", c.threads, "runs in parallel on the cpu backend (0: all cores)")
-      ->check(integer_at_least(0))
-      ->capture_default_str();
+  add_threads_option(app, c.threads)->description("runs in parallel on the cpu backend (0: OMP_NUM_THREADS when set, else all processors)");
   app.add_option("--out", o.out, "output folder (created if missing; its parent must exist)")->required();
   app.add_flag("--no-plot", o.no_plot, "skip kl.png");
   o.mode_words.add_to(app, c.mode);

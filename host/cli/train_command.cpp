@@ -492,9 +492,7 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
       ->capture_default_str()
       ->excludes(init);
   app.add_option("--chains", o.chains, "persistent chains for pcd (0: the batch size)")->check(integer_at_least(0));
-  app.add_option("--threads", o.threads, "CPU threads (0: the runtime default)")
-      ->check(integer_at_least(0))
-      ->capture_default_str();
+  add_threads_option(app, o.threads);
   app.add_option("--exact-max-units", o.exact_max_units,
                  "exact KL only when 2^min(n,m) <= 2^U states (also the exact method's limit)")
       ->check(CLI::Range(1, 40))

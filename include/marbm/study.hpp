@@ -36,7 +36,7 @@ struct StudyConfig {
   std::uint64_t seed = 1;  ///< run r starts from Rbm::random(n, m, init_sigma, seed + r) for every method
   double init_sigma = 0.01;
   Backend backend = Backend::cpu;
-  int threads = 0;         ///< runs in parallel; 0: all cores
+  int threads = 0;         ///< runs in parallel; 0: OMP_NUM_THREADS when set, else all processors
   ModeAssistConfig mode;
   /// Held-out data spec (empty: none): at every evaluation each run also
   /// records the exact mean log-likelihood of these rows, their
@@ -79,6 +79,7 @@ struct StudyResult {
   std::vector<StudyRun> runs;                       ///< ordered by method, then run
   std::map<TrainMethod, MethodSummary> summary;
   double seconds = 0.0;                             ///< wall time of the whole study
+  int threads = 0;                                  ///< runs trained at once on the cpu backend (0 on cuda)
 };
 
 /// Called after each finished run with (runs done, runs in all).
