@@ -116,6 +116,7 @@ TrainConfig train_config_for(const StudyConfig& config, TrainMethod method, int 
   train.seed = config.seed + static_cast<std::uint64_t>(run);
   train.eval_every = config.eval_every;
   train.exact_metrics = true;
+  train.sample_positive_hidden = config.sample_positive_hidden;
   train.mode = config.mode;
   return train;
 }
@@ -417,6 +418,7 @@ void write_study_summary(const StudyResult& result, const std::string& path) {
       {"eval_every", config.eval_every},
       {"seed", config.seed},
       {"init_sigma", config.init_sigma},
+      {"sample_positive_hidden", config.sample_positive_hidden},
       {"backend", std::string(to_string(config.backend))},
       {"threads", config.threads},
       {"threads_used", result.threads},

@@ -289,6 +289,8 @@ Runner setup_study(CLI::App& app) {
   add_threads_option(app, c.threads)->description("runs in parallel on the cpu backend (0: OMP_NUM_THREADS when set, else all processors)");
   app.add_option("--out", o.out, "output folder (created if missing; its parent must exist)")->required();
   app.add_flag("--no-plot", o.no_plot, "skip kl.png");
+  app.add_flag("--sample-positive-hidden", c.sample_positive_hidden,
+               "positive phase with sampled hidden units instead of p(h|v) (as the paper's code)");
   o.mode_words.add_to(app, c.mode);
   return [options, &app] { return run_study_command(*options, app); };
 }

@@ -50,6 +50,7 @@ struct TrainOptions {
   int exact_max_units = 24;
   long checkpoint_every = 0;
   std::string resume;
+  bool sample_positive_hidden = false;
   // Mode-assisted training: numbers in `mode`, words in `mode_words`.
   ModeAssistConfig mode;
   ModeAssistOptions mode_words;
@@ -125,6 +126,7 @@ TrainConfig make_config(const TrainOptions& options, const CLI::App& app) {
   config.seed = options.seed;
   config.eval_every = options.eval_every;
   config.exact.max_enumerated_units = options.exact_max_units;
+  config.sample_positive_hidden = options.sample_positive_hidden;
 
   const bool mode = config.method == TrainMethod::mode;
   const bool uses_chains =
@@ -164,6 +166,7 @@ Metadata make_metadata(const TrainOptions& options, const TrainConfig& config, c
   metadata["batch"] = std::to_string(config.batch_size);
   metadata["iterations"] = std::to_string(total);
   metadata["seed"] = std::to_string(config.seed);
+  if (config.sample_positive_hidden) metadata["sample_positive_hidden"] = "1";
   if (options.init.empty()) {
     metadata["init_sigma"] = exact_text(options.init_sigma);
     metadata["init_visible_bias"] = options.init_visible_bias;
@@ -473,6 +476,8 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--eval-every", o.eval_every, "exact KL / log-likelihood every N updates on stderr (0: at the end)")
       ->check(integer_at_least(0))
       ->capture_default_str();
+  app.add_flag("--sample-positive-hidden", o.sample_positive_hidden,
+               "positive phase with sampled hidden units instead of p(h|v) (as the paper's code)");
   app.add_flag("--json", o.json,
                "print one JSON object on stdout at the end (with --eval-every: one line per evaluation as it "
                "happens, then the summary with the history)");

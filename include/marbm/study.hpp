@@ -35,6 +35,9 @@ struct StudyConfig {
   long eval_every = 200;
   std::uint64_t seed = 1;  ///< run r starts from Rbm::random(n, m, init_sigma, seed + r) for every method
   double init_sigma = 0.01;
+  /// Positive phase with sampled hidden units instead of p(h|v), as the
+  /// paper's code does (TrainConfig::sample_positive_hidden).
+  bool sample_positive_hidden = false;
   Backend backend = Backend::cpu;
   int threads = 0;         ///< runs in parallel; 0: OMP_NUM_THREADS when set, else all processors
   ModeAssistConfig mode;
