@@ -227,6 +227,11 @@ def train(
     callback: Optional[Callable[[dict[str, Any]], None]] = None,
     sample_positive_hidden: bool = False,
     exact_metrics: bool = True,
+    lr_schedule: Literal["constant", "linear", "exponential"] = "constant",
+    lr_final: float = 0.0,
+    checkpoint_every: int = 0,
+    checkpoint: Optional[str] = None,
+    resume: Optional[str] = None,
     base: Literal["cd", "pcd"] = "cd",
     p_max: float = 0.1,
     alpha: float = 20.0,
@@ -251,6 +256,11 @@ def train(
     that evaluation's numbers (exact KL and log-likelihood when 2^min(n, m) <=
     2^exact_max_units, unless exact_metrics=False); an exception it raises stops training and
     propagates. The mode options (base ... mode_steps) apply to method='mode'.
+    lr_schedule 'linear' or 'exponential' goes from lr at the first update to
+    lr_final at the last. checkpoint_every=N writes a checkpoint (model plus
+    the state to continue from) to the file `checkpoint` every N updates;
+    resume=PATH continues the run of such a checkpoint, given the same
+    settings, and ends bit-identical to the run never interrupted.
     Raises UsageError for bad settings, DataError for bad data and
     TrainingDiverged when the parameters become non-finite."""
 

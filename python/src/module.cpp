@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "marbm/ais.hpp"
+#include "marbm/checkpoint.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
@@ -429,6 +430,8 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
                        double momentum, double weight_decay, double init_sigma, const std::string& init_visible_bias,
                        int chains, int threads, int exact_max_units, nb::handle test_data_source,
                        std::optional<std::function<void(nb::dict)>> callback, bool sample_positive_hidden, bool exact_metrics,
+                       const std::string& lr_schedule, double lr_final, long checkpoint_every,
+                       std::optional<std::string> checkpoint, std::optional<std::string> resume,
                        const nb::kwargs& kwargs) {
   const ModeOptions mode_words = mode_options(kwargs, "train");
   TrainConfig config;
@@ -463,6 +466,12 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
   config.exact.max_enumerated_units = exact_max_units;
   config.sample_positive_hidden = sample_positive_hidden;
   config.exact_metrics = exact_metrics;
+  config.learning_rate_schedule = parse_learning_rate_schedule(lr_schedule);
+  config.final_learning_rate = lr_final;
+  MARBM_EXPECTS(checkpoint_every >= 0, UsageError, "checkpoint_every must be >= 0, got " + std::to_string(checkpoint_every));
+  MARBM_EXPECTS(checkpoint_every == 0 || checkpoint, UsageError, "checkpoint_every needs checkpoint=PATH to write to");
+  std::optional<TrainCheckpoint> resumed;
+  if (resume) resumed = load_checkpoint(*resume);
 
   const Dataset data = read_dataset(data_source, "data");
   const int n = data.n_cols;
@@ -525,7 +534,15 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
   {
     nb::gil_scoped_release release;
     try {
-      result = train(*engine, data, initial, config, on_metrics);
+      CheckpointOptions checkpoints;
+      checkpoints.every = checkpoint_every;
+      if (checkpoint_every > 0) {
+        checkpoints.write = [&](const TrainCheckpoint& state) {
+          save_checkpoint(*checkpoint, state, {{"created_by", "marbm (Python) " + version()}});
+        };
+      }
+      if (resumed) checkpoints.resume = &*resumed;
+      result = train(*engine, data, initial, config, on_metrics, checkpoints);
     } catch (const TrainingDiverged& diverged) {
       nb::gil_scoped_acquire gil;
       nb::object error = nb::borrow<nb::object>(training_diverged_type)(diverged.what());
@@ -1090,8 +1107,11 @@ NB_MODULE(_marbm, m) {
         "seed"_a = 0, "backend"_a = "cpu", "eval_every"_a = 0, "momentum"_a = 0.0, "weight_decay"_a = 0.0,
         "init_sigma"_a = 0.01, "init_visible_bias"_a = "data", "chains"_a = 0, "threads"_a = 0,
         "exact_max_units"_a = 24, "test_data"_a = nb::none(), "callback"_a = nb::none(),
-        "sample_positive_hidden"_a = false, "exact_metrics"_a = true, "kwargs"_a,
-        "Trains an RBM as `marbm train` does; mode options (base, p_max, alpha, beta, mode_solver, mode_lr_scale, "
+        "sample_positive_hidden"_a = false, "exact_metrics"_a = true, "lr_schedule"_a = "constant",
+        "lr_final"_a = 0.0, "checkpoint_every"_a = 0, "checkpoint"_a = nb::none(), "resume"_a = nb::none(), "kwargs"_a,
+        "Trains an RBM as `marbm train` does (lr_schedule constant|linear|exponential ending at lr_final; "
+        "checkpoint_every=N writes a checkpoint to the file `checkpoint` every N updates; resume=PATH continues "
+        "such a checkpoint's run, given the same settings, bit for bit); mode options (base, p_max, alpha, beta, mode_solver, mode_lr_scale, "
         "mode_target, mode_step, mode_lr_factor, mode_states, mode_replicas, mode_steps) as keywords.");
 
   m.def("study", &study_py, "data"_a = "shifting-bars:6:3", nb::kw_only(), "hidden"_a = 6,

@@ -169,3 +169,24 @@ def test_study_returns_arrays_per_method():
     np.testing.assert_allclose(result["methods"]["cd"]["kl"][:, 0], result["methods"]["mode"]["kl"][:, 0])
     with pytest.raises(marbm.UsageError):
         marbm.study(BARS, runs=0)
+
+
+def test_schedule_and_checkpoints_resume_bit_identical(tmp_path):
+    settings = dict(hidden=6, method="pcd", chains=5, momentum=0.5, lr=0.1, lr_schedule="exponential",
+                    lr_final=0.01, batch=4, iters=300, seed=7)
+    whole = marbm.train("shifting-bars:6:3", **settings)
+    constant = marbm.train("shifting-bars:6:3", **{**settings, "lr_schedule": "constant"})
+    assert not np.array_equal(whole.model.weights, constant.model.weights)
+    path = str(tmp_path / "run.safetensors")
+    written = marbm.train("shifting-bars:6:3", checkpoint_every=100, checkpoint=path, **settings)
+    assert np.array_equal(written.model.weights, whole.model.weights)
+    # The file holds the checkpoint after update 200 (none is written at the last update).
+    resumed = marbm.train("shifting-bars:6:3", resume=path, **settings)
+    assert np.array_equal(resumed.model.weights, whole.model.weights)
+    assert np.array_equal(resumed.model.hidden_bias, whole.model.hidden_bias)
+    with pytest.raises(marbm.UsageError, match="checkpoint_every needs checkpoint"):
+        marbm.train("shifting-bars:6:3", checkpoint_every=10, **settings)
+    with pytest.raises(marbm.DataError, match="not a training checkpoint"):
+        other = str(tmp_path / "plain.safetensors")
+        marbm.save(other, whole.model)
+        marbm.train("shifting-bars:6:3", resume=other, **settings)
