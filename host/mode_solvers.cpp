@@ -110,6 +110,27 @@ struct Replicas {
 // the result does not depend on the thread count) and counts the replicas at
 // the best energy (within 1e-9 relative). The polished warm start, when given,
 // is a candidate too, so a search never returns worse than where it started.
+// Every replica polished in place (in parallel); their energies.
+std::vector<double> polish_all(const DescentPolish& polish, Replicas& replicas) {
+  std::vector<double> energy(static_cast<std::size_t>(replicas.count));
+#pragma omp parallel
+  {
+    DescentPolish::Scratch scratch;
+#pragma omp for schedule(static)
+    for (int r = 0; r < replicas.count; ++r) energy[r] = polish.run(replicas.v(r), replicas.h(r), scratch);
+  }
+  return energy;
+}
+
+// The first index of the lowest energy.
+int lowest(const std::vector<double>& energy) {
+  int best = 0;
+  for (int r = 1; r < static_cast<int>(energy.size()); ++r) {
+    if (energy[r] < energy[best]) best = r;
+  }
+  return best;
+}
+
 // The warm start, polished, replaces the replicas' best when it is lower.
 void keep_polished_warm_start(const ModeSearchConfig& config, const DescentPolish& polish, ModeResult& result) {
   if (config.warm_visible.empty()) return;
@@ -126,18 +147,9 @@ void keep_polished_warm_start(const ModeSearchConfig& config, const DescentPolis
 
 ModeResult finish(const Rbm& rbm, const ModeSearchConfig& config, Replicas& replicas, int steps,
                   std::chrono::steady_clock::time_point start) {
-  std::vector<double> energy(static_cast<std::size_t>(replicas.count));
   const DescentPolish polish(rbm);
-#pragma omp parallel
-  {
-    DescentPolish::Scratch scratch;
-#pragma omp for schedule(static)
-    for (int r = 0; r < replicas.count; ++r) energy[r] = polish.run(replicas.v(r), replicas.h(r), scratch);
-  }
-  int best = 0;
-  for (int r = 1; r < replicas.count; ++r) {
-    if (energy[r] < energy[best]) best = r;
-  }
+  const std::vector<double> energy = polish_all(polish, replicas);
+  const int best = lowest(energy);
   ModeResult result;
   result.visible.assign(replicas.v(best), replicas.v(best) + replicas.n);
   result.hidden.assign(replicas.h(best), replicas.h(best) + replicas.m);
@@ -538,18 +550,9 @@ ModeResult mode_replicas_distributed(const Rbm& rbm, const ModeSearchConfig& con
     replicas = replicas_of(rbm, trajectory);
     steps = trajectory.steps;
   }
-  std::vector<double> energy(static_cast<std::size_t>(replicas.count));
   const DescentPolish polish(rbm);
-#pragma omp parallel
-  {
-    DescentPolish::Scratch scratch;
-#pragma omp for schedule(static)
-    for (int r = 0; r < replicas.count; ++r) energy[r] = polish.run(replicas.v(r), replicas.h(r), scratch);
-  }
-  int best = 0;
-  for (int r = 1; r < replicas.count; ++r) {
-    if (energy[r] < energy[best]) best = r;
-  }
+  const std::vector<double> energy = polish_all(polish, replicas);
+  const int best = lowest(energy);
   // The lowest energy over the ranks; the lowest rank holds the lowest
   // replica index among equals (ranges are in rank order), as one process picks.
   const MinLocation winner =
