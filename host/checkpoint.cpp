@@ -1,12 +1,12 @@
 // Training checkpoints: TrainCheckpoint in extra safetensors tensors.
 #include "marbm/checkpoint.hpp"
 
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "detail/little_endian.hpp"
 #include "marbm/error.hpp"
 
 namespace marbm {
@@ -17,22 +17,8 @@ namespace {
 constexpr int kHistoryColumns = 11;
 
 template <typename T>
-void append(std::string& out, T value) {
-  using Bits = std::conditional_t<sizeof(T) == 8, std::uint64_t,
-                                  std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint8_t>>;
-  const auto bits = std::bit_cast<Bits>(value);
-  for (std::size_t k = 0; k < sizeof(T); ++k) out.push_back(static_cast<char>((bits >> (8 * k)) & 0xffu));
-}
-
-template <typename T>
 T element(const std::string& bytes, std::size_t index) {
-  using Bits = std::conditional_t<sizeof(T) == 8, std::uint64_t,
-                                  std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint8_t>>;
-  Bits bits = 0;
-  for (std::size_t k = 0; k < sizeof(T); ++k) {
-    bits |= static_cast<Bits>(static_cast<Bits>(static_cast<unsigned char>(bytes[index * sizeof(T) + k])) << (8 * k));
-  }
-  return std::bit_cast<T>(bits);
+  return detail::read_little_endian<T>(reinterpret_cast<const unsigned char*>(bytes.data()) + index * sizeof(T));
 }
 
 template <typename T>
@@ -41,7 +27,7 @@ ExtraTensor tensor(const char* dtype, std::vector<std::uint64_t> shape, const st
   t.dtype = dtype;
   t.shape = std::move(shape);
   t.bytes.reserve(values.size() * sizeof(T));
-  for (const T& x : values) append(t.bytes, x);
+  for (const T& x : values) detail::append_little_endian(t.bytes, x);
   return t;
 }
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "detail/files.hpp"
+#include "detail/little_endian.hpp"
 #include "marbm/error.hpp"
 
 namespace marbm {
@@ -33,20 +34,8 @@ constexpr std::uint64_t max_header_bytes = 100'000'000;
 // refused before any allocation (a corrupt size field, /dev/zero...).
 constexpr std::uint64_t max_tensor_bytes = std::uint64_t{1} << 35;
 
-template <typename T>
-void append_little_endian(std::string& out, T value) {
-  using Bits = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
-  const Bits bits = std::bit_cast<Bits>(value);
-  for (std::size_t k = 0; k < sizeof(T); ++k) out.push_back(static_cast<char>((bits >> (8 * k)) & 0xffu));
-}
-
-template <typename T>
-T read_little_endian(const unsigned char* bytes) {
-  using Bits = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
-  Bits bits = 0;
-  for (std::size_t k = 0; k < sizeof(T); ++k) bits |= static_cast<Bits>(bytes[k]) << (8 * k);
-  return std::bit_cast<T>(bits);
-}
+using detail::append_little_endian;
+using detail::read_little_endian;
 
 struct TensorEntry {
   std::string name;
