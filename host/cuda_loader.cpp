@@ -118,4 +118,20 @@ AisDeviceWeights ais_log_weights_cuda(const AisDeviceRequest& request) {
   return required().ais_log_weights_cuda(request);
 }
 
+int nccl_version() {
+  const CudaLibrary& loaded = library();
+  return loaded.entry ? loaded.entry->nccl_version() : 0;
+}
+
+std::string cuda_pci_bus_id(int device) {
+  const CudaLibrary& loaded = library();
+  return loaded.entry ? loaded.entry->cuda_pci_bus_id(device) : std::string();
+}
+
+std::vector<std::byte> nccl_unique_id() { return required().nccl_unique_id(); }
+
+std::unique_ptr<Engine> make_cuda_data_parallel_engine(const EngineOptions& options, const CudaDataParallelSetup& setup) {
+  return required().make_cuda_data_parallel_engine(options, setup);
+}
+
 }  // namespace marbm::detail

@@ -22,5 +22,9 @@ std::vector<TrainResult> train_ensemble_cuda(const Dataset&, const std::vector<R
 }
 std::string cuda_library_problem() { return "this build of marbm has no CUDA engine"; }
 AisDeviceWeights ais_log_weights_cuda(const AisDeviceRequest&) { no_cuda(); }
+int nccl_version() { return 0; }
+std::string cuda_pci_bus_id(int) { return {}; }
+std::vector<std::byte> nccl_unique_id() { no_cuda(); }
+std::unique_ptr<Engine> make_cuda_data_parallel_engine(const EngineOptions&, const CudaDataParallelSetup&) { no_cuda(); }
 
 }  // namespace marbm::detail

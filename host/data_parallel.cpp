@@ -8,12 +8,22 @@
 // same way, 64-chain blocks per rank. Every rank holds the whole model and
 // data and applies the same update; mode steps search with the replicas
 // shared among the ranks.
+//
+// On GPU ranks (make_cuda_data_parallel_engine) the CUDA engine itself takes
+// its share of the rows and sums the gradient with NCCL (cuda/cuda_engine.cu);
+// here it is only set up: every rank agrees that it can take part, then rank
+// 0 makes NCCL's id and broadcasts it.
+#include <unistd.h>
+
 #include <algorithm>
+#include <climits>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "detail/cpu_engine.hpp"
+#include "detail/cuda_entry.hpp"
 #include "detail/mode_states.hpp"
 #include "marbm/communicator.hpp"
 #include "marbm/distributed.hpp"
@@ -41,7 +51,12 @@ class DataParallelEngine final : public Engine {
   }
 
   Backend backend() const override { return local_->backend(); }
-  std::string description() const override { return local_->description() + " x " + comm_->description(); }
+  std::string description() const override {
+    // Alone (plain `marbm train`), nothing is distributed worth naming.
+    const std::string ranks = comm_->description();
+    return ranks == single_process_communicator()->description() ? local_->description()
+                                                                  : local_->description() + " x " + ranks;
+  }
 
   void set_model(const Rbm& rbm) override {
     local_->set_model(rbm);
@@ -97,28 +112,51 @@ class DataParallelEngine final : public Engine {
     return all;
   }
 
+  // One rank (plain `marbm train`) asks its engine, which keeps to its
+  // thread count: the same bits as the distributed calls, which equal the
+  // single-process ones.
   double log_partition_exact(const ExactOptions& options) override {
+    if (comm_->size() == 1) return local_->log_partition_exact(options);
     return marbm::log_partition_exact(local_->model(), *comm_, options);
   }
 
   // The replicas shared among the ranks; the same mode on every rank.
   ModeResult find_mode(const ModeSearchConfig& config) override {
+    if (comm_->size() == 1) return local_->find_mode(config);
     ModeSearchConfig cpu = config;
     cpu.backend = Backend::cpu;
     return marbm::find_mode(local_->model(), cpu, *comm_);
   }
 
  private:
-  Gradient combined_gradient(const UpdateStep& step) {
+  // The gradient of the step, in gradient_ (kept between updates: at
+  // 784 x 500 fresh arrays cost page faults on every update).
+  const Gradient& combined_gradient(const UpdateStep& step) {
     MARBM_EXPECTS(n_ > 0, UsageError, "update: no model (call set_model first)");
-    const std::size_t length = static_cast<std::size_t>(n_) * m_ + n_ + m_;
+    const std::size_t weights = static_cast<std::size_t>(n_) * m_;
+    const std::size_t length = weights + n_ + m_;
     const std::int64_t batch_blocks = blocks_of(static_cast<std::int64_t>(step.batch_rows.size()));
     MARBM_EXPECTS(batch_blocks >= 1, UsageError, "update: the batch is empty");
     const ItemRange mine = contiguous_share(batch_blocks, comm_->size(), comm_->rank());
     blockwise_->batch_block_statistics(step, static_cast<int>(mine.first), static_cast<int>(mine.last), positive_,
                                        negative_);
-    std::vector<double> sum;
-    if (step.negative == NegativePhase::cd) {
+    Gradient& g = gradient_;
+    g.weights.resize(weights);
+    g.visible_bias.resize(static_cast<std::size_t>(n_));
+    g.hidden_bias.resize(static_cast<std::size_t>(m_));
+    // One rank (what `marbm train` runs): the same ordered sums, straight
+    // into the gradient (no exchange, no fresh arrays).
+    const bool alone = comm_->size() == 1;
+    auto sum_alone = [&](const std::vector<double>& blocks, bool accumulate) {
+      ordered_sum_into(g.weights.data(), blocks, length, 0, weights, accumulate);
+      ordered_sum_into(g.visible_bias.data(), blocks, length, weights, static_cast<std::size_t>(n_), accumulate);
+      ordered_sum_into(g.hidden_bias.data(), blocks, length, weights + n_, static_cast<std::size_t>(m_), accumulate);
+    };
+    std::vector<double>& sum = sum_;
+    if (alone) {
+      sum_alone(positive_, false);
+      if (step.negative == NegativePhase::cd) sum_alone(negative_, true);
+    } else if (step.negative == NegativePhase::cd) {
       // One reduction for both phases: block b carries [data | model]
       // statistics of its rows; each half is still summed in block order.
       const std::size_t blocks = positive_.size() / length;
@@ -135,23 +173,32 @@ class DataParallelEngine final : public Engine {
     } else {
       sum = ordered_block_sum(*comm_, positive_, mine.first, batch_blocks, length);
     }
-    switch (step.negative) {
-      case NegativePhase::cd: break;  // added above
-      case NegativePhase::pcd: {
-        if (chains_total_ == 0) reset_persistent_chains(static_cast<int>(step.batch_rows.size()), step.seed);
-        const std::int64_t chain_blocks = blocks_of(chains_total_);
-        const ItemRange chains = contiguous_share(chain_blocks, comm_->size(), comm_->rank());
-        blockwise_->chain_block_statistics(step, negative_);
+    if (step.negative == NegativePhase::pcd) {
+      if (chains_total_ == 0) reset_persistent_chains(static_cast<int>(step.batch_rows.size()), step.seed);
+      const std::int64_t chain_blocks = blocks_of(chains_total_);
+      const ItemRange chains = contiguous_share(chain_blocks, comm_->size(), comm_->rank());
+      blockwise_->chain_block_statistics(step, negative_);
+      if (alone) {
+        sum_alone(negative_, true);
+      } else {
         add(sum, ordered_block_sum(*comm_, negative_, chains.first, chain_blocks, length));
-        break;
       }
+    }
+    if (!alone) {
+      const auto weights_end = sum.begin() + static_cast<std::ptrdiff_t>(weights);
+      std::copy(sum.begin(), weights_end, g.weights.begin());
+      std::copy(weights_end, weights_end + n_, g.visible_bias.begin());
+      std::copy(weights_end + n_, sum.end(), g.hidden_bias.begin());
+    }
+    switch (step.negative) {
+      case NegativePhase::cd:
+      case NegativePhase::pcd:
+        break;  // added above
       case NegativePhase::exact: {
         const ModelExpectations ex = model_expectations_exact(local_->model(), step.exact);
-        std::vector<double> model_term(length);
-        std::copy(ex.visible_hidden.begin(), ex.visible_hidden.end(), model_term.begin());
-        std::copy(ex.visible.begin(), ex.visible.end(), model_term.begin() + static_cast<std::ptrdiff_t>(n_) * m_);
-        std::copy(ex.hidden.begin(), ex.hidden.end(), model_term.begin() + static_cast<std::ptrdiff_t>(n_) * m_ + n_);
-        for (std::size_t k = 0; k < length; ++k) sum[k] -= model_term[k];
+        for (std::size_t k = 0; k < weights; ++k) g.weights[k] -= ex.visible_hidden[k];
+        for (int i = 0; i < n_; ++i) g.visible_bias[i] -= ex.visible[i];
+        for (int j = 0; j < m_; ++j) g.hidden_bias[j] -= ex.hidden[j];
         break;
       }
       case NegativePhase::mode: {
@@ -162,27 +209,45 @@ class DataParallelEngine final : public Engine {
           const std::uint8_t* h = step.mode_hidden.data() + static_cast<std::size_t>(s) * m_;
           for (int i = 0; i < n_; ++i) {
             if (!v[i]) continue;
-            double* row = sum.data() + static_cast<std::size_t>(i) * m_;
+            double* row = g.weights.data() + static_cast<std::size_t>(i) * m_;
             for (int j = 0; j < m_; ++j) row[j] -= weight * h[j];
           }
-          double* visible = sum.data() + static_cast<std::size_t>(n_) * m_;
-          double* hidden = visible + n_;
-          for (int i = 0; i < n_; ++i) visible[i] -= weight * v[i];
-          for (int j = 0; j < m_; ++j) hidden[j] -= weight * h[j];
+          for (int i = 0; i < n_; ++i) g.visible_bias[i] -= weight * v[i];
+          for (int j = 0; j < m_; ++j) g.hidden_bias[j] -= weight * h[j];
         }
         break;
       }
     }
-    Gradient g;
-    const auto weights_end = sum.begin() + static_cast<std::ptrdiff_t>(n_) * m_;
-    g.weights.assign(sum.begin(), weights_end);
-    g.visible_bias.assign(weights_end, weights_end + n_);
-    g.hidden_bias.assign(weights_end + n_, sum.end());
     return g;
   }
 
   static void add(std::vector<double>& sum, const std::vector<double>& more) {
     for (std::size_t k = 0; k < sum.size(); ++k) sum[k] += more[k];
+  }
+
+  // out[k] (+)= ((b0[first + k] + b1[first + k]) + b2[first + k]) + ... for
+  // k < count over the blocks of `blocks` (whole blocks of `length`):
+  // ordered_block_sum on one rank, bit for bit, without a fresh array; in
+  // cache-sized slices.
+  static void ordered_sum_into(double* out, const std::vector<double>& blocks, std::size_t length, std::size_t first,
+                               std::size_t count, bool accumulate) {
+    const std::size_t block_count = blocks.size() / length;
+    constexpr std::size_t slice = 2048;
+    double partial[slice];
+    for (std::size_t at = 0; at < count; at += slice) {
+      const std::size_t width = std::min(slice, count - at);
+      std::copy_n(blocks.data() + first + at, width, partial);
+      for (std::size_t b = 1; b < block_count; ++b) {
+        const double* block = blocks.data() + b * length + first + at;
+        for (std::size_t k = 0; k < width; ++k) partial[k] += block[k];
+      }
+      double* target = out + at;
+      if (accumulate) {
+        for (std::size_t k = 0; k < width; ++k) target[k] += partial[k];
+      } else {
+        std::copy_n(partial, width, target);
+      }
+    }
   }
 
   std::unique_ptr<Engine> local_;
@@ -191,13 +256,117 @@ class DataParallelEngine final : public Engine {
   int n_ = 0;
   int m_ = 0;
   int chains_total_ = 0;
-  std::vector<double> positive_, negative_, both_;
+  std::vector<double> positive_, negative_, both_, sum_;
+  Gradient gradient_;
 };
 
 }  // namespace
 
 std::unique_ptr<Engine> make_data_parallel_engine(std::unique_ptr<Engine> local, std::shared_ptr<Communicator> comm) {
   return std::make_unique<DataParallelEngine>(std::move(local), std::move(comm));
+}
+
+bool nccl_compiled() {
+#ifdef MARBM_HAVE_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+int nccl_version() { return nccl_compiled() ? detail::nccl_version() : 0; }
+
+namespace {
+
+std::string host_name() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0) return "?";
+  return name;
+}
+
+std::string as_string(const std::vector<std::byte>& bytes) {
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+// Every rank's `problem` (empty: none); the first one, on every rank.
+std::string first_problem(Communicator& comm, const std::string& problem) {
+  for (const auto& part : comm.all_gather(std::as_bytes(std::span<const char>(problem)))) {
+    if (!part.empty()) return as_string(part);
+  }
+  return {};
+}
+
+}  // namespace
+
+int local_rank(Communicator& comm) {
+  const std::string mine = host_name();
+  const auto names = comm.all_gather(std::as_bytes(std::span<const char>(mine)));
+  int local = 0;
+  for (int q = 0; q < comm.rank(); ++q) local += as_string(names[static_cast<std::size_t>(q)]) == mine ? 1 : 0;
+  return local;
+}
+
+std::unique_ptr<Engine> make_cuda_data_parallel_engine(std::shared_ptr<Communicator> comm, const EngineOptions& options) {
+  MARBM_EXPECTS(comm != nullptr, UsageError, "cuda data-parallel engine: no communicator");
+  const std::string rank = "rank " + std::to_string(comm->rank());
+  // NCCL's set-up is collective: a rank that cannot take part would leave
+  // the others waiting in it, so every rank first says whether it can.
+  std::string problem;
+  std::string gpu;
+  if (!cuda_compiled()) {
+    problem = "this build of marbm has no CUDA engine (configure with MARBM_CUDA=ON)";
+  } else if (!nccl_compiled()) {
+    problem = "this build of marbm has no NCCL for summing gradients between GPU ranks (MARBM_NCCL=OFF, or nccl.h "
+              "and libnccl were not found beside the CUDA toolkit)";
+  } else {
+    const std::vector<DeviceInfo> devices = cuda_devices();
+    if (devices.empty()) {
+      problem = rank + " on " + host_name() + " has no usable CUDA device";
+    } else if (options.device < 0 || options.device >= static_cast<int>(devices.size())) {
+      problem = rank + " on " + host_name() + " asks for CUDA device " + std::to_string(options.device) + " of " +
+                std::to_string(devices.size());
+    } else if (nccl_version() == 0) {
+      problem = "NCCL cannot be used: " + detail::cuda_library_problem();
+    } else {
+      const std::string bus = detail::cuda_pci_bus_id(options.device);
+      gpu = host_name() + " " + (bus.empty() ? "device " + std::to_string(options.device) : bus);
+    }
+  }
+  if (const std::string first = first_problem(*comm, problem); !first.empty()) {
+    throw CudaError("data-parallel training on GPUs: " + first);
+  }
+  // NCCL needs one GPU per rank.
+  const auto gpus = comm->all_gather(std::as_bytes(std::span<const char>(gpu)));
+  for (std::size_t q = 0; q < gpus.size(); ++q) {
+    for (std::size_t r = q + 1; r < gpus.size(); ++r) {
+      MARBM_EXPECTS(as_string(gpus[q]) != as_string(gpus[r]), UsageError,
+                    "data-parallel training on GPUs: ranks " + std::to_string(q) + " and " + std::to_string(r) +
+                        " would share the GPU " + as_string(gpus[q]) +
+                        " (NCCL needs one GPU per rank: start at most as many ranks per host as it has GPUs)");
+    }
+  }
+  // Rank 0 makes the id; byte 0 says whether it could.
+  std::vector<std::byte> message(1 + 128);
+  std::string failure;
+  if (comm->rank() == 0) {
+    try {
+      const std::vector<std::byte> id = detail::nccl_unique_id();
+      MARBM_EXPECTS(id.size() == message.size() - 1, RuntimeFailure, "NCCL's unique id has an unexpected size");
+      message[0] = std::byte{1};
+      std::memcpy(message.data() + 1, id.data(), id.size());
+    } catch (const std::exception& error) {
+      failure = error.what();
+    }
+  }
+  comm->broadcast(message, 0);
+  if (message[0] != std::byte{1}) {
+    throw CudaError("data-parallel training on GPUs: rank 0 could not make NCCL's id" +
+                    (failure.empty() ? std::string() : ": " + failure));
+  }
+  detail::CudaDataParallelSetup setup;
+  setup.nccl_unique_id.assign(message.begin() + 1, message.end());
+  setup.comm = std::move(comm);
+  return detail::make_cuda_data_parallel_engine(options, setup);
 }
 
 }  // namespace marbm

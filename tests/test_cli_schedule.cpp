@@ -10,7 +10,9 @@
 
 #include "cli_checks.hpp"
 #include "cli_runner.hpp"
+#include "marbm/communicator.hpp"
 #include "marbm/data.hpp"
+#include "marbm/distributed.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/model_io.hpp"
 #include "marbm/rbm.hpp"
@@ -49,7 +51,10 @@ marbm::Rbm library_run(marbm::LearningRateSchedule schedule, double final_rate) 
   marbm::EngineOptions options;
   options.threads = 1;
   options.quiet = true;
-  auto engine = marbm::make_engine(marbm::Backend::cpu, options);
+  // `marbm train` on the cpu sums each batch as the data-parallel engine of
+  // one rank does (so that mpiexec runs write the same bits).
+  auto engine = marbm::make_data_parallel_engine(marbm::make_engine(marbm::Backend::cpu, options),
+                                                 marbm::single_process_communicator());
   return marbm::train(*engine, data, initial, config).model;
 }
 

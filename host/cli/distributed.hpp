@@ -5,6 +5,7 @@
 #include <iostream>
 #include <memory>
 #include <streambuf>
+#include <string_view>
 
 #include "marbm/engine.hpp"
 
@@ -14,10 +15,14 @@ namespace marbm::cli {
 /// one that writes files and prints results.
 bool writes_outputs();
 
-/// Under an MPI launcher: `engine` wrapped for data-parallel training across
-/// the ranks (make_data_parallel_engine); else `engine` itself. UsageError
-/// when it is not a cpu engine (data-parallel training runs on the cpu).
-std::unique_ptr<Engine> distribute_training_engine(std::unique_ptr<Engine> engine);
+/// The engine of `train` (--backend, --threads; quiet: no notices). On the
+/// cpu always the data-parallel engine (make_data_parallel_engine) over the
+/// run's ranks, a single process included, so that `marbm train` and
+/// `mpiexec -n R marbm train` write the same bits. On cuda under an MPI
+/// launcher the NCCL engine (make_cuda_data_parallel_engine), each rank on
+/// GPU local_rank % device count; `auto` under mpiexec takes cuda only when
+/// every rank can. A lone process on cuda gets the plain CUDA engine.
+std::unique_ptr<Engine> make_training_engine(std::string_view backend, int threads, bool quiet);
 
 /// While alive, ranks other than 0 print nothing on stdout or stderr (every
 /// rank computes the same reports); errors reach stderr after it is gone.

@@ -291,8 +291,8 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
     }
   }
 
-  // Under mpiexec: data-parallel across the ranks, rank 0 reports and writes.
-  auto engine = distribute_training_engine(make_engine_for(options.backend, options.threads, options.json));
+  // Data-parallel across the ranks (one without mpiexec), rank 0 reports and writes.
+  auto engine = make_training_engine(options.backend, options.threads, options.json);
   const OtherRanksQuiet quiet;
   // A held-out AIS estimate runs where training does (same results either way, up to rounding).
   held_out_options.ais.backend = engine->backend();

@@ -6,6 +6,7 @@
 // they when the library cannot be loaded.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "detail/mode_search_config.hpp"
+#include "marbm/communicator.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/ensemble.hpp"
@@ -74,6 +76,31 @@ struct AisDeviceWeights {
 };
 AisDeviceWeights ais_log_weights_cuda(const AisDeviceRequest& request);
 
+/// NCCL's version code in the CUDA engine library (e.g. 22703 for 2.27.3);
+/// 0 when it has no NCCL or cannot be loaded. Never throws.
+int nccl_version();
+
+/// A fresh ncclUniqueId (NCCL_UNIQUE_ID_BYTES bytes), made on rank 0 and
+/// broadcast. Throws CudaError without NCCL.
+std::vector<std::byte> nccl_unique_id();
+
+/// What one rank of data-parallel training on the device needs: the NCCL id
+/// every rank shares, and the communicator of the ranks (host collectives:
+/// chain checkpoints, the mode).
+struct CudaDataParallelSetup {
+  std::vector<std::byte> nccl_unique_id;
+  std::shared_ptr<Communicator> comm;
+};
+
+/// One rank's CUDA engine on options.device whose gradient is summed over the
+/// ranks with NCCL (collective: every rank must call it). Throws CudaError
+/// when there is no device or no NCCL.
+std::unique_ptr<Engine> make_cuda_data_parallel_engine(const EngineOptions& options, const CudaDataParallelSetup& setup);
+
+/// The PCI bus id of `device` ("0000:3b:00.0"), which names the GPU whatever
+/// CUDA_VISIBLE_DEVICES says; empty when unknown. Never throws.
+std::string cuda_pci_bus_id(int device);
+
 /// Why the CUDA engine library cannot be used (empty when it loaded, or was
 /// never asked for). Loads it when not yet tried.
 std::string cuda_library_problem();
@@ -92,6 +119,10 @@ struct CudaEntryPoints {
                                                   const std::vector<std::uint64_t>&, const TrainConfig&,
                                                   const EnsembleMetricsCallback&);
   AisDeviceWeights (*ais_log_weights_cuda)(const AisDeviceRequest&);
+  int (*nccl_version)();
+  std::vector<std::byte> (*nccl_unique_id)();
+  std::unique_ptr<Engine> (*make_cuda_data_parallel_engine)(const EngineOptions&, const CudaDataParallelSetup&);
+  std::string (*cuda_pci_bus_id)(int);
 };
 
 }  // namespace marbm::detail
