@@ -5,6 +5,13 @@
 // A gradient step stacks the positive and negative rows, V = [v_data; v_neg]
 // ((B + P) x n) and H = [p(h|v_data) / B; -p(h|v_neg) / P], so that
 // dW = V^T H is a single GEMM; the bias gradients are two GEMVs.
+//
+// Data-parallel (make_cuda_data_parallel_engine_impl): each rank takes a
+// contiguous share of every batch's rows and of the persistent chains, draws
+// the random numbers those rows draw in the whole batch, scales by the whole
+// batch, and the gradient is summed over the ranks with ncclAllReduce on the
+// engine's stream before the step (nccl_sum.hpp). Mode and exact terms are
+// added by rank 0 only. Every rank then applies the same step.
 #include <cublas_v2.h>
 
 #include <algorithm>
@@ -13,6 +20,8 @@
 #include <vector>
 
 #include "cuda_impl.hpp"
+#include "marbm/communicator.hpp"
+#include "nccl_sum.hpp"
 #include "detail/gibbs_steps.hpp"
 #include "detail/mode_states.hpp"
 #include "device_buffer.cuh"
@@ -39,11 +48,22 @@ class CudaEngine final : public Engine {
     compute_capability_ = std::to_string(properties.major) + std::to_string(properties.minor);
   }
 
+  // One rank of data-parallel training: `comm` carries the host-side
+  // collectives (chains for checkpoints, the mode), NCCL the gradient.
+  CudaEngine(const EngineOptions& options, const CudaDataParallelSetup& setup) : CudaEngine(options) {
+    MARBM_EXPECTS(setup.comm != nullptr, UsageError, "cuda data-parallel engine: no communicator");
+    comm_ = setup.comm;
+    rank_ = comm_->rank();
+    ranks_ = comm_->size();
+    device_sum_ = std::make_unique<DeviceSum>(setup.nccl_unique_id, rank_, ranks_, options.device);
+  }
+
   Backend backend() const override { return Backend::cuda; }
 
   std::string description() const override {
     return "cuda (" + device_name_ + ", device " + std::to_string(options_.device) + ", sm_" + compute_capability_ +
-           (options_.allow_tf32 ? ", TF32 GEMM)" : ", float32 GEMM)");
+           (options_.allow_tf32 ? ", TF32 GEMM)" : ", float32 GEMM)") +
+           (comm_ ? " x NCCL, " + std::to_string(ranks_) + (ranks_ == 1 ? " rank" : " ranks") : std::string());
   }
 
   void set_model(const Rbm& rbm) override {
@@ -59,9 +79,10 @@ class CudaEngine final : public Engine {
       gradient_ = DeviceBuffer<float>(total, stream());
       // Chains of another width no longer fit this model (data of another
       // width is refused at the next update).
-      if (chain_count_ > 0) {
+      if (chain_count_ > 0 || chain_total_ > 0) {
         chains_ = DeviceBuffer<float>();
         chain_count_ = 0;
+        chain_total_ = 0;
       }
     }
     std::vector<float> host(parameter_count());
@@ -75,11 +96,20 @@ class CudaEngine final : public Engine {
 
   std::vector<std::uint8_t> persistent_chain_states() const override {
     activate();
-    if (chain_count_ == 0) return {};
-    const std::vector<float> chains = chains_.to_host();
-    std::vector<std::uint8_t> states(chains.size());
-    for (std::size_t k = 0; k < chains.size(); ++k) states[k] = chains[k] > 0.5f ? 1 : 0;
-    return states;
+    if (chain_total_ == 0) return {};
+    std::vector<std::uint8_t> states;
+    if (chain_count_ > 0) {
+      const std::vector<float> chains = chains_.to_host();
+      states.resize(chains.size());
+      for (std::size_t k = 0; k < chains.size(); ++k) states[k] = chains[k] > 0.5f ? 1 : 0;
+    }
+    if (!comm_) return states;
+    // Every rank's share, in rank order (= chain order).
+    std::vector<std::uint8_t> all;
+    for (const auto& part : comm_->all_gather(std::as_bytes(std::span<const std::uint8_t>(states)))) {
+      for (const std::byte b : part) all.push_back(static_cast<std::uint8_t>(b));
+    }
+    return all;
   }
 
   OptimizerState optimizer_state() const override {
@@ -112,14 +142,17 @@ class CudaEngine final : public Engine {
     require_model("set_persistent_chain_states");
     MARBM_EXPECTS(count >= 1 && states.size() == static_cast<std::size_t>(count) * n_, UsageError,
                   "cuda engine: expected " + std::to_string(count) + " chain rows of " + std::to_string(n_) + " values");
-    std::vector<float> host(states.size());
     for (std::size_t k = 0; k < states.size(); ++k) {
       MARBM_EXPECTS(states[k] <= 1, UsageError, "cuda engine: a chain value is not 0 or 1");
-      host[k] = static_cast<float>(states[k]);
     }
+    const ItemRange share = chain_share(count);
+    std::vector<float> host(static_cast<std::size_t>(share.last - share.first) * n_);
+    for (std::size_t k = 0; k < host.size(); ++k) host[k] = static_cast<float>(states[share.first * n_ + k]);
     chains_ = DeviceBuffer<float>(host.size(), stream());
     chains_.copy_from_host(host);
-    chain_count_ = count;
+    chain_total_ = count;
+    chain_first_ = static_cast<int>(share.first);
+    chain_count_ = static_cast<int>(share.last - share.first);
     resources_.synchronize();
   }
 
@@ -224,6 +257,16 @@ class CudaEngine final : public Engine {
   ModeResult find_mode(const ModeSearchConfig& config) override {
     activate();
     require_model("find_mode");
+    if (!comm_) return find_mode_here(config);
+    // Rank 0 searches; every rank takes its result, so that every rank's
+    // step (whose size depends on the mode's energy) is the same.
+    ModeResult found;
+    if (rank_ == 0) found = find_mode_here(config);
+    return broadcast_mode(found);
+  }
+
+ private:
+  ModeResult find_mode_here(const ModeSearchConfig& config) {
     // The local search runs on the host (a few passes over W per start).
     if (config.solver == ModeSolver::local) return marbm::find_mode(model(), config);
     ModeSearchConfig device_config = config;
@@ -231,7 +274,41 @@ class CudaEngine final : public Engine {
     return find_mode_device(resources_, weights(), visible_bias(), hidden_bias(), n_, m_, device_config);
   }
 
- private:
+  // Rank 0's result on every rank: the sizes, then the values, as bytes.
+  ModeResult broadcast_mode(const ModeResult& mine) {
+    std::int64_t sizes[3] = {static_cast<std::int64_t>(mine.visible.size()),
+                             static_cast<std::int64_t>(mine.hidden.size()),
+                             static_cast<std::int64_t>(mine.minima_energy.size())};
+    comm_->broadcast(std::as_writable_bytes(std::span<std::int64_t>(sizes)), 0);
+    ModeResult result = mine;
+    result.visible.resize(static_cast<std::size_t>(sizes[0]));
+    result.hidden.resize(static_cast<std::size_t>(sizes[1]));
+    result.minima_energy.resize(static_cast<std::size_t>(sizes[2]));
+    result.minima_visible.resize(static_cast<std::size_t>(sizes[2]) * static_cast<std::size_t>(sizes[0]));
+    double numbers[5] = {result.energy, static_cast<double>(result.replicas), static_cast<double>(result.steps),
+                         static_cast<double>(result.replicas_at_best), result.seconds};
+    comm_->broadcast(std::as_writable_bytes(std::span<double>(numbers)), 0);
+    result.energy = numbers[0];
+    result.replicas = static_cast<int>(numbers[1]);
+    result.steps = static_cast<int>(numbers[2]);
+    result.replicas_at_best = static_cast<int>(numbers[3]);
+    result.seconds = numbers[4];
+    comm_->broadcast(std::as_writable_bytes(std::span<std::uint8_t>(result.visible)), 0);
+    comm_->broadcast(std::as_writable_bytes(std::span<std::uint8_t>(result.hidden)), 0);
+    comm_->broadcast(std::as_writable_bytes(std::span<double>(result.minima_energy)), 0);
+    comm_->broadcast(std::as_writable_bytes(std::span<std::uint8_t>(result.minima_visible)), 0);
+    return result;
+  }
+
+  // This rank's contiguous share of `total` rows (all of them on one engine).
+  ItemRange share_of(std::int64_t total, const char* what) const {
+    if (!comm_) return ItemRange{0, total};
+    MARBM_EXPECTS(total >= ranks_, UsageError,
+                  std::string("cuda data-parallel engine: ") + what + " (" + std::to_string(total) +
+                      ") must be at least the number of GPU ranks (" + std::to_string(ranks_) + ")");
+    return contiguous_share(total, ranks_, rank_);
+  }
+  ItemRange chain_share(int total) const { return share_of(total, "the persistent chain count"); }
   cudaStream_t stream() const { return resources_.stream(); }
   // The calling thread's current device may be another one (several engines,
   // several threads): every entry point selects this engine's device first.
@@ -285,14 +362,22 @@ class CudaEngine final : public Engine {
                                  m_, &zero, x, n_));
   }
 
+  // This rank's share of `count` chains, each started as chain first + c of
+  // the whole population.
   void start_chains(int count, std::uint64_t seed) {
-    chains_ = DeviceBuffer<float>(static_cast<std::size_t>(count) * n_, stream());
-    uniform_binary(chains_.data(), count, n_, seed, random_stream(RandomPurpose::persistent_chains, 0), stream());
-    chain_count_ = count;
+    const ItemRange share = chain_share(count);
+    chain_total_ = count;
+    chain_first_ = static_cast<int>(share.first);
+    chain_count_ = static_cast<int>(share.last - share.first);
+    chains_ = DeviceBuffer<float>(static_cast<std::size_t>(chain_count_) * n_, stream());
+    uniform_binary(chains_.data(), chain_count_, n_, seed, random_stream(RandomPurpose::persistent_chains, 0), stream(),
+                   static_cast<std::uint64_t>(chain_first_));
   }
 
-  // Grows the step's scratch buffers to the sizes of this step.
-  void reserve(int positive, int negative) {
+  // Grows the step's scratch buffers to the sizes of this step: `positive`
+  // data rows and `negative` rows here, scaled by 1/positive_total and
+  // -1/negative_total (the whole batch and population).
+  void reserve(int positive, int negative, int positive_total, int negative_total) {
     const std::size_t rows = static_cast<std::size_t>(positive) + negative;
     const std::size_t widest = static_cast<std::size_t>(std::max(positive, negative)) * std::max(n_, m_);
     if (stacked_visible_.size() < rows * n_) stacked_visible_ = DeviceBuffer<float>(rows * n_, stream());
@@ -301,15 +386,20 @@ class CudaEngine final : public Engine {
     const std::size_t chain_hidden = static_cast<std::size_t>(std::max(positive, negative)) * m_;
     if (hidden_samples_.size() < chain_hidden) hidden_samples_ = DeviceBuffer<float>(chain_hidden, stream());
     if (batch_rows_.size() < static_cast<std::size_t>(positive)) batch_rows_ = DeviceBuffer<int>(positive, stream());
-    if (positive != weights_positive_ || negative != weights_negative_) {
+    if (positive != weights_positive_ || negative != weights_negative_ || positive_total != weights_positive_total_ ||
+        negative_total != weights_negative_total_) {
       // Row weights of the stacked rows: 1/B for the data, -1/P for the negative rows.
       row_weights_ = DeviceBuffer<float>(rows, stream());
       ones_ = DeviceBuffer<float>(rows, stream());
-      fill(row_weights_.data(), positive, 1.0f / static_cast<float>(positive), stream());
-      if (negative > 0) fill(row_weights_.data() + positive, negative, -1.0f / static_cast<float>(negative), stream());
+      fill(row_weights_.data(), positive, 1.0f / static_cast<float>(positive_total), stream());
+      if (negative > 0) {
+        fill(row_weights_.data() + positive, negative, -1.0f / static_cast<float>(negative_total), stream());
+      }
       fill(ones_.data(), rows, 1.0f, stream());
       weights_positive_ = positive;
       weights_negative_ = negative;
+      weights_positive_total_ = positive_total;
+      weights_negative_total_ = negative_total;
     }
   }
 
@@ -348,16 +438,25 @@ class CudaEngine final : public Engine {
     const bool chained = step.negative == NegativePhase::cd || step.negative == NegativePhase::pcd;
     if (chained) check_gibbs_steps(step.gibbs_steps, "cuda engine: update");
     const int mode_states = step.negative == NegativePhase::mode ? check_mode_states(step, n_, m_, "cuda engine") : 0;
-    if (step.negative == NegativePhase::pcd && chain_count_ == 0) {
+    if (step.negative == NegativePhase::pcd && chain_total_ == 0) {
       start_chains(static_cast<int>(step.batch_rows.size()), step.seed);
     }
 
-    const int batch = static_cast<int>(step.batch_rows.size());
-    const int negative = step.negative == NegativePhase::cd    ? batch
-                         : step.negative == NegativePhase::pcd ? chain_count_
-                         : step.negative == NegativePhase::mode ? mode_states
+    // This rank's rows of the batch (all of them on one engine); the mode and
+    // exact terms come from rank 0 only, the sum over the ranks adds them once.
+    const int batch_total = static_cast<int>(step.batch_rows.size());
+    const ItemRange rows_here = share_of(batch_total, "the batch size");
+    const int batch = static_cast<int>(rows_here.last - rows_here.first);
+    const auto first_row = static_cast<std::uint64_t>(rows_here.first);
+    const bool root = rank_ == 0;
+    const int negative = step.negative == NegativePhase::cd     ? batch
+                         : step.negative == NegativePhase::pcd  ? chain_count_
+                         : step.negative == NegativePhase::mode ? (root ? mode_states : 0)
                                                                  : 0;
-    reserve(batch, negative);
+    const int negative_total = step.negative == NegativePhase::cd    ? batch_total
+                               : step.negative == NegativePhase::pcd ? chain_total_
+                                                                     : std::max(negative, 1);
+    reserve(batch, negative, batch_total, negative_total);
     float* v_data = stacked_visible_.data();
     float* v_negative = v_data + static_cast<std::size_t>(batch) * n_;
     float* h_data = stacked_hidden_.data();
@@ -366,35 +465,38 @@ class CudaEngine final : public Engine {
     const std::uint64_t random = random_stream(RandomPurpose::gibbs, step.step);
 
     // Positive phase: p(h|v_data) / B (or the samples); h_0 samples feed CD.
-    stage_batch_rows(step.batch_rows);
+    stage_batch_rows(step.batch_rows.subspan(static_cast<std::size_t>(rows_here.first), static_cast<std::size_t>(batch)));
     gather_rows(data_.data(), batch_rows_.data(), batch, n_, v_data, stream());
     hidden_fields(v_data, batch, fields_.data());
     {
       LayerOutputs outputs;
       outputs.samples = step.negative == NegativePhase::cd ? hidden_samples_.data() : nullptr;
       outputs.probabilities = h_data;
-      outputs.scale = 1.0f / static_cast<float>(batch);
+      outputs.scale = 1.0f / static_cast<float>(batch_total);
       outputs.store_samples_as_probabilities = step.sample_positive_hidden;
-      sample_layer(fields_.data(), hidden_bias(), batch, m_, seed, random, 0, outputs, stream());
+      sample_layer(fields_.data(), hidden_bias(), batch, m_, seed, random, 0, outputs, stream(), first_row);
     }
 
     float gradient_beta = 0.0f;
     switch (step.negative) {
       case NegativePhase::cd:
-        run_chain(v_negative, h_negative, batch, step.gibbs_steps, seed, random, 0);
+        run_chain(v_negative, h_negative, batch, batch_total, step.gibbs_steps, seed, random, 0, first_row);
         break;
       case NegativePhase::pcd: {
+        if (negative == 0) break;  // no chains in this rank's share
+        const auto first_chain = static_cast<std::uint64_t>(chain_first_);
         MARBM_CUDA_TRY(cudaMemcpyAsync(v_negative, chains_.data(), sizeof(float) * chains_.size(),
                                        cudaMemcpyDeviceToDevice, stream()));
         hidden_fields(v_negative, negative, fields_.data());
         sample_layer(fields_.data(), hidden_bias(), negative, m_, seed, random, 1, samples_to(hidden_samples_.data()),
-                     stream());
-        run_chain(v_negative, h_negative, negative, step.gibbs_steps, seed, random, 1);
+                     stream(), first_chain);
+        run_chain(v_negative, h_negative, negative, chain_total_, step.gibbs_steps, seed, random, 1, first_chain);
         MARBM_CUDA_TRY(cudaMemcpyAsync(chains_.data(), v_negative, sizeof(float) * chains_.size(),
                                        cudaMemcpyDeviceToDevice, stream()));
         break;
       }
       case NegativePhase::mode: {
+        if (!root) break;
         // K rows v_k and -w_k h_k, and row weights -w_k for the visible
         // bias: dW gets -sum_k w_k v_k h_k^T, da -sum_k w_k v_k, db -sum_k w_k h_k
         // (one state: the -1/P = -1 that reserve() set).
@@ -421,6 +523,7 @@ class CudaEngine final : public Engine {
         break;
       }
       case NegativePhase::exact: {
+        if (!root) break;
         // Model expectations by enumeration on the host, then the positive
         // phase is accumulated onto their negatives (beta = 1).
         const ModelExpectations expectations = model_expectations_exact(model(), step.exact);
@@ -446,27 +549,30 @@ class CudaEngine final : public Engine {
                                  &gradient_beta, gradient_visible, 1));
     MARBM_CUBLAS_TRY(cublasSgemv(resources_.cublas(), CUBLAS_OP_N, m_, rows, &one, h_data, m_, ones_.data(), 1,
                                  &gradient_beta, gradient_hidden, 1));
+    // The sum over the ranks, on the device and this stream: no host copy.
+    if (device_sum_) device_sum_->sum_in_place(gradient_.data(), parameter_count(), stream());
   }
 
   // k sweeps from the hidden samples in hidden_samples_ (h_0): v_s and h_s
   // in half-sweeps 2s - 1 + offset and 2s + offset (offset 0 for cd, 1 for
   // pcd, as on the CPU engine); the last sweep leaves v_k in `v` and
-  // -p(h|v_k) / rows in `h_scaled`.
-  void run_chain(float* v, float* h_scaled, int rows, int steps, std::uint64_t seed, std::uint64_t random,
-                 int offset) {
+  // -p(h|v_k) / total in `h_scaled`. The rows draw as rows first_row.. of
+  // all `total`.
+  void run_chain(float* v, float* h_scaled, int rows, int total, int steps, std::uint64_t seed, std::uint64_t random,
+                 int offset, std::uint64_t first_row) {
     for (int s = 1; s <= steps; ++s) {
       visible_fields(hidden_samples_.data(), rows, fields_.data());
       sample_layer(fields_.data(), visible_bias(), rows, n_, seed, random, 2 * s - 1 + offset, samples_to(v),
-                   stream());
+                   stream(), first_row);
       hidden_fields(v, rows, fields_.data());
       LayerOutputs outputs;
       if (s < steps) {
         outputs.samples = hidden_samples_.data();
       } else {
         outputs.probabilities = h_scaled;
-        outputs.scale = -1.0f / static_cast<float>(rows);
+        outputs.scale = -1.0f / static_cast<float>(total);
       }
-      sample_layer(fields_.data(), hidden_bias(), rows, m_, seed, random, 2 * s + offset, outputs, stream());
+      sample_layer(fields_.data(), hidden_bias(), rows, m_, seed, random, 2 * s + offset, outputs, stream(), first_row);
     }
   }
 
@@ -483,7 +589,13 @@ class CudaEngine final : public Engine {
   int data_rows_ = 0;
   int data_cols_ = 0;
   DeviceBuffer<float> chains_;
-  int chain_count_ = 0;
+  int chain_count_ = 0;  // chains here
+  int chain_total_ = 0;  // chains of all ranks
+  int chain_first_ = 0;  // index of this rank's first chain
+  std::shared_ptr<Communicator> comm_;  // data-parallel only
+  std::unique_ptr<DeviceSum> device_sum_;
+  int rank_ = 0;
+  int ranks_ = 1;
   DeviceBuffer<float> stacked_visible_;
   DeviceBuffer<float> stacked_hidden_;
   DeviceBuffer<float> fields_;
@@ -493,6 +605,8 @@ class CudaEngine final : public Engine {
   DeviceBuffer<float> ones_;
   int weights_positive_ = -1;
   int weights_negative_ = -1;
+  int weights_positive_total_ = -1;
+  int weights_negative_total_ = -1;
   std::vector<float> mode_rows_;
   struct StagingSlot {
     PinnedBuffer<int> rows;
@@ -507,5 +621,10 @@ class CudaEngine final : public Engine {
 }  // namespace
 
 std::unique_ptr<Engine> make_cuda_engine_impl(const EngineOptions& options) { return std::make_unique<CudaEngine>(options); }
+
+std::unique_ptr<Engine> make_cuda_data_parallel_engine_impl(const EngineOptions& options,
+                                                            const CudaDataParallelSetup& setup) {
+  return std::make_unique<CudaEngine>(options, setup);
+}
 
 }  // namespace marbm::detail

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "detail/cuda_entry.hpp"
@@ -23,6 +24,11 @@ std::vector<TrainResult> train_ensemble_cuda_impl(const Dataset& data, const std
                                                   const std::vector<std::uint64_t>& seeds, const TrainConfig& config,
                                                   const EnsembleMetricsCallback& on_metrics);
 AisDeviceWeights ais_log_weights_cuda_impl(const AisDeviceRequest& request);
+std::string cuda_pci_bus_id_impl(int device);
+/// One rank of data-parallel training on the device (cuda_engine.cu), the
+/// gradient summed with NCCL.
+std::unique_ptr<Engine> make_cuda_data_parallel_engine_impl(const EngineOptions& options,
+                                                            const CudaDataParallelSetup& setup);
 
 }  // namespace marbm::detail
 

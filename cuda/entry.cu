@@ -5,11 +5,13 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <string>
 
 #include "cuda_impl.hpp"
 #include "marbm/error.hpp"
 #include "device_buffer.cuh"
 #include "exact_enumeration.cuh"
+#include "nccl_sum.hpp"
 #include "resources.cuh"
 
 namespace marbm::detail {
@@ -36,6 +38,15 @@ std::vector<DeviceInfo> list_cuda_devices_impl() {
     devices.push_back(std::move(info));
   }
   return devices;
+}
+
+std::string cuda_pci_bus_id_impl(int device) {
+  char bus_id[64] = {};
+  if (cudaDeviceGetPCIBusId(bus_id, static_cast<int>(sizeof(bus_id)), device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return {};
+  }
+  return bus_id;
 }
 
 CudaVersions query_cuda_versions_impl() {
@@ -74,6 +85,10 @@ extern "C" const marbm::detail::CudaEntryPoints* marbm_cuda_entry_points() {
       &log_partition_exact_cuda_impl,
       &train_ensemble_cuda_impl,
       &ais_log_weights_cuda_impl,
+      &nccl_version_impl,
+      &nccl_unique_id_impl,
+      &make_cuda_data_parallel_engine_impl,
+      &cuda_pci_bus_id_impl,
   };
   return &table;
 }

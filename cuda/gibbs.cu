@@ -12,7 +12,7 @@ constexpr int kThreads = kGridStrideThreads;
 // One thread per (row, group of four units): one Philox block serves four units.
 __global__ void sample_layer_kernel(const float* pre_activation, const float* __restrict__ bias, int rows,
                                     int width, std::uint64_t seed, std::uint64_t stream, std::uint64_t half_sweep,
-                                    LayerOutputs outputs) {
+                                    LayerOutputs outputs, std::uint64_t first_row) {
   const std::uint64_t groups_per_row = gibbs_random_stride(width) / 4;
   const std::uint64_t groups = groups_per_row * rows;
   for (std::uint64_t group = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; group < groups;
@@ -21,7 +21,7 @@ __global__ void sample_layer_kernel(const float* pre_activation, const float* __
     const int first = static_cast<int>(group % groups_per_row) * 4;
     const float* pre = pre_activation + row * width;
     sample_unit_group(
-        seed, stream, half_sweep, row, width, first, [&](int unit) { return pre[unit] + bias[unit]; },
+        seed, stream, half_sweep, first_row + row, width, first, [&](int unit) { return pre[unit] + bias[unit]; },
         [&](int unit, float p, float sample) {
           const std::uint64_t element = row * width + unit;
           if (outputs.samples != nullptr) outputs.samples[element] = sample;
@@ -57,14 +57,14 @@ __global__ void floats_to_bytes_kernel(const float* __restrict__ source, std::si
 }
 
 __global__ void uniform_binary_kernel(float* __restrict__ values, int rows, int width, std::uint64_t seed,
-                                      std::uint64_t stream) {
+                                      std::uint64_t stream, std::uint64_t first_row) {
   const std::uint64_t groups_per_row = gibbs_random_stride(width) / 4;
   const std::uint64_t groups = groups_per_row * rows;
   for (std::uint64_t group = blockIdx.x * static_cast<std::uint64_t>(blockDim.x) + threadIdx.x; group < groups;
        group += static_cast<std::uint64_t>(gridDim.x) * blockDim.x) {
     const std::uint64_t row = group / groups_per_row;
     const int first = static_cast<int>(group % groups_per_row) * 4;
-    chain_start_group(seed, stream, row, width, first,
+    chain_start_group(seed, stream, first_row + row, width, first,
                       [&](int unit, float value) { values[row * width + unit] = value; });
   }
 }
@@ -92,11 +92,11 @@ __global__ void apply_update_kernel(float* __restrict__ parameters, float* __res
 
 void sample_layer(const float* pre_activation, const float* bias, int rows, int width, std::uint64_t seed,
                   std::uint64_t stream, std::uint64_t half_sweep, const LayerOutputs& outputs,
-                  cudaStream_t cuda_stream) {
+                  cudaStream_t cuda_stream, std::uint64_t first_row) {
   const std::size_t total = static_cast<std::size_t>(rows) * gibbs_random_stride(width);
   if (total == 0) return;
   sample_layer_kernel<<<grid_for(total, 4), kThreads, 0, cuda_stream>>>(pre_activation, bias, rows, width, seed,
-                                                                          stream, half_sweep, outputs);
+                                                                          stream, half_sweep, outputs, first_row);
   MARBM_CUDA_CHECK_LAST();
 }
 
@@ -121,10 +121,10 @@ void floats_to_bytes(const float* source, std::size_t count, std::uint8_t* desti
 }
 
 void uniform_binary(float* values, int rows, int width, std::uint64_t seed, std::uint64_t stream,
-                    cudaStream_t cuda_stream) {
+                    cudaStream_t cuda_stream, std::uint64_t first_row) {
   const std::size_t total = static_cast<std::size_t>(rows) * gibbs_random_stride(width);
   if (total == 0) return;
-  uniform_binary_kernel<<<grid_for(total, 4), kThreads, 0, cuda_stream>>>(values, rows, width, seed, stream);
+  uniform_binary_kernel<<<grid_for(total, 4), kThreads, 0, cuda_stream>>>(values, rows, width, seed, stream, first_row);
   MARBM_CUDA_CHECK_LAST();
 }
 

@@ -39,9 +39,12 @@ struct LayerOutputs {
 /// For every row r and unit u: p = sigmoid(pre_activation[r, u] + bias[u]),
 /// sample = [uniform(seed, stream, gibbs_random_index(half_sweep, r, width, u)) < p]
 /// with marbm::PhiloxStream's uniform (24-bit) on the same counter layout.
-/// pre_activation may alias outputs.probabilities.
+/// pre_activation may alias outputs.probabilities. The rows draw as rows
+/// first_row.. of a larger batch (a data-parallel rank's share), so a share
+/// gets the draws the whole batch's rows would.
 void sample_layer(const float* pre_activation, const float* bias, int rows, int width, std::uint64_t seed,
-                  std::uint64_t stream, std::uint64_t half_sweep, const LayerOutputs& outputs, cudaStream_t cuda_stream);
+                  std::uint64_t stream, std::uint64_t half_sweep, const LayerOutputs& outputs, cudaStream_t cuda_stream,
+                  std::uint64_t first_row = 0);
 
 /// destination[r, :] = source[rows[r], :] as floats (width columns).
 void gather_rows(const std::uint8_t* source, const int* rows, int count, int width, float* destination,
@@ -54,9 +57,9 @@ void floats_to_bytes(const float* source, std::size_t count, std::uint8_t* desti
 
 /// Uniform random binary states (rows x width): value[r, u] = bit 31 of the
 /// Philox word at r * gibbs_random_stride(width) + u (the CPU engine's
-/// persistent-chain start).
+/// persistent-chain start), the rows drawn as rows first_row.. of all chains.
 void uniform_binary(float* values, int rows, int width, std::uint64_t seed, std::uint64_t stream,
-                    cudaStream_t cuda_stream);
+                    cudaStream_t cuda_stream, std::uint64_t first_row = 0);
 
 /// values[i] = value for i < count.
 void fill(float* values, std::size_t count, float value, cudaStream_t stream);

@@ -8,12 +8,15 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <string>
 #include <vector>
 
 #include "cli_checks.hpp"
 #include "cli_runner.hpp"
+#include "marbm/communicator.hpp"
 #include "marbm/data.hpp"
+#include "marbm/distributed.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/model_io.hpp"
@@ -317,6 +320,23 @@ TEST(CliInfo, JsonDescribesTheBuild) {
   // The library always links an OpenMP runtime, so the tool finds it.
   ASSERT_TRUE(json["openmp_threads"].is_number_integer()) << json.dump();
   EXPECT_GE(json["openmp_threads"].get<int>(), 1);
+  // Scale-out: MPI and NCCL as built; NCCL's version only where it loads.
+  ASSERT_TRUE(json["mpi_compiled"].is_boolean() && json["nccl_compiled"].is_boolean()) << json.dump();
+  EXPECT_EQ(json["mpi_compiled"].get<bool>(), marbm::mpi_compiled());
+  EXPECT_EQ(json["nccl_compiled"].get<bool>(), marbm::nccl_compiled());
+  if (!marbm::cuda_compiled()) EXPECT_FALSE(marbm::nccl_compiled());
+  EXPECT_EQ(json["nccl_version"].is_string(), marbm::nccl_version() > 0) << json.dump();
+  if (marbm::nccl_version() > 0) EXPECT_TRUE(std::regex_match(json["nccl_version"].get<std::string>(), std::regex("2\\.[0-9]+\\.[0-9]+")));
+  if (!marbm::nccl_compiled()) EXPECT_EQ(marbm::nccl_version(), 0);
+}
+
+TEST(CliInfo, TextNamesMpiAndNccl) {
+  ScratchFolder scratch;
+  const CliResult run = run_cli({"info"}, scratch);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string expected = std::string("scale-out: MPI ") + (marbm::mpi_compiled() ? "compiled" : "not compiled") +
+                               ", NCCL " + (marbm::nccl_compiled() ? "" : "not compiled");
+  EXPECT_NE(run.out.find(expected), std::string::npos) << run.out;
 }
 
 // ------------------------------------------------------------------ refusals

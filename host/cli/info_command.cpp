@@ -8,6 +8,8 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "marbm/communicator.hpp"
+#include "marbm/distributed.hpp"
 #include "marbm/engine.hpp"
 
 namespace marbm::cli {
@@ -43,6 +45,11 @@ std::string unusable_reason() {
   return "unknown";
 }
 
+// NCCL's version code (major * 10000 + minor * 100 + patch since 2.9) as text.
+std::string nccl_version_text(int code) {
+  return std::to_string(code / 10000) + "." + std::to_string(code / 100 % 100) + "." + std::to_string(code % 100);
+}
+
 int run_info(const InfoOptions& options) {
   const auto devices = cuda_devices();
   const CudaVersions versions = cuda_versions();
@@ -52,6 +59,7 @@ int run_info(const InfoOptions& options) {
   const unsigned hardware_threads = std::thread::hardware_concurrency();
   const char* omp_env = std::getenv("OMP_NUM_THREADS");
   const int openmp_threads = openmp_max_threads();
+  const int nccl = nccl_version();
 
   if (options.json) {
     nlohmann::json out;
@@ -66,6 +74,9 @@ int run_info(const InfoOptions& options) {
     };
     out["cuda_runtime_version"] = version_json(versions.runtime);
     out["cuda_driver_version"] = version_json(versions.driver);
+    out["mpi_compiled"] = mpi_compiled();
+    out["nccl_compiled"] = nccl_compiled();
+    out["nccl_version"] = nccl > 0 ? nlohmann::json(nccl_version_text(nccl)) : nlohmann::json(nullptr);
     out["devices"] = nlohmann::json::array();
     for (const auto& device : devices) {
       out["devices"].push_back({{"ordinal", device.ordinal},
@@ -86,6 +97,13 @@ int run_info(const InfoOptions& options) {
   if (cuda_compiled()) {
     std::cout << " (runtime " << cuda_version_text(versions.runtime) << ", driver supports "
               << cuda_version_text(versions.driver) << ")";
+  }
+  std::cout << '\n';
+  std::cout << "scale-out: MPI " << (mpi_compiled() ? "compiled" : "not compiled") << ", NCCL ";
+  if (nccl > 0) {
+    std::cout << nccl_version_text(nccl) << " (GPU ranks)";
+  } else {
+    std::cout << (nccl_compiled() ? "compiled but not loadable" : "not compiled");
   }
   std::cout << '\n';
   if (devices.empty()) {
