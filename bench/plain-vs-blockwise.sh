@@ -46,8 +46,8 @@ commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "are widened to float64, and the blocks are summed in block order, so a model of BLAS size pays extra"
   echo "passes over its n x m statistics per block, and its GEMMs run on 64-row pieces instead of the whole"
   echo "batch. A tiny model's statistics are float64 loop sums on both paths, so it pays about nothing. This is"
-  echo "the price of the equality with \\`mpiexec\\` runs on the cpu; the library's plain cpu engine"
-  echo "(\\`make_engine(Backend::cpu)\\`, Python's \\`train()\\`) keeps the one-pass sum."
+  echo 'the price of the equality with `mpiexec` runs on the cpu; the library'"'"'s plain cpu engine'
+  echo '(`make_engine(Backend::cpu)`, Python'"'"'s `train()`) keeps the one-pass sum.'
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- commit: $commit"
