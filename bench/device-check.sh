@@ -12,8 +12,8 @@
 # usage: bench/device-check.sh [JOBS]
 # Output: bench/results/device-check-<UTC date and time>.md (and a copy under
 # $OUT when that is set), the raw logs and benchmark JSON beside it.
-# Exit status: 0 only when the build succeeded and every GPU test passed with
-# none skipped.
+# Exit status: 0 only when the build succeeded, every GPU test passed with
+# none skipped, and the NCCL check passed (one rank; two with two GPUs).
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -85,6 +85,54 @@ if [[ $status_build -eq 0 ]]; then
   fi
 fi
 echo "test status: $status_tests"
+
+# NCCL between GPU ranks. On one GPU only one rank can run (NCCL refuses two
+# ranks on one device), so the check is `mpiexec -n 1 marbm train --backend
+# cuda` (NCCL set up, the all-reduce of one rank) against the plain CUDA
+# engine's run: the same tensor bytes. With 2 or more GPUs the two-rank test
+# runs too. A failure here fails the check.
+section "NCCL: mpiexec -n 1 marbm train --backend cuda against the plain engine"
+status_nccl=0
+nccl_version="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("nccl_version") or "")' "$raw-info.json" 2>/dev/null)"
+if [[ -z "$nccl_version" ]]; then
+  echo "not run: this build has no usable NCCL (marbm info)"
+  echo "not run (no NCCL)" >"$raw-nccl.txt"
+  status_nccl=1
+elif ! command -v mpiexec >/dev/null; then
+  echo "not run: no mpiexec on this machine"
+  echo "not run (no mpiexec)" >"$raw-nccl.txt"
+else
+  nccl_args=(train --data bars-and-stripes:4 --hidden 40 --method pcd --chains 50 --batch 30 --iters 300 --seed 3
+             --lr 0.05 --momentum 0.5 --backend cuda --json)
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  timeout "$(budget 60)" mpiexec -n 1 "$build/marbm" "${nccl_args[@]}" --out "$raw-nccl-1.safetensors" \
+    >"$raw-nccl.log" 2>&1 || status_nccl=$?
+  timeout "$(budget 60)" "$build/marbm" "${nccl_args[@]}" --out "$raw-plain.safetensors" >>"$raw-nccl.log" 2>&1 ||
+    status_nccl=$?
+  tail -5 "$raw-nccl.log"
+  if [[ $status_nccl -eq 0 ]]; then
+    python3 - "$raw-nccl-1.safetensors" "$raw-plain.safetensors" <<'PY' || status_nccl=1
+import struct, sys
+def tensors(path):
+    data = open(path, "rb").read()
+    (length,) = struct.unpack("<Q", data[:8])
+    return data[8 + length:]
+same = tensors(sys.argv[1]) == tensors(sys.argv[2])
+print("NCCL, 1 rank, equals the plain CUDA engine bit for bit:", same)
+sys.exit(0 if same else 1)
+PY
+  fi
+  devices_found="$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["devices"]))' "$raw-info.json" 2>/dev/null || echo 0)"
+  if [[ ${devices_found:-0} -ge 2 && $status_nccl -eq 0 ]]; then
+    timeout "$(budget 240)" cmake --build "$build" -j "$jobs" --target marbm_mpi_tests 2>&1 | tail -2
+    timeout "$(budget 120)" ctest --test-dir "$build" -R distributed_nccl_2_gpu_ranks --output-on-failure 2>&1 | tail -15
+    [[ ${PIPESTATUS[0]} -eq 0 ]] || status_nccl=1
+  else
+    echo "2 GPU ranks: not run (${devices_found:-0} device(s); NCCL needs one GPU per rank)"
+  fi
+  [[ $status_nccl -eq 0 ]] && echo "passed (NCCL $nccl_version)" >"$raw-nccl.txt" || echo "FAILED" >"$raw-nccl.txt"
+fi
+echo "nccl status: $status_nccl"
 
 section "gpu benchmarks"
 for bench in "${gpu_benches[@]}"; do
@@ -227,6 +275,13 @@ for b in benchmarks("bench_cuda_ensemble").values():
                  f"one by one {fmt(b.get('single_updates_per_s_per_member'))} ({fmt(speedup, suffix='x')})",
                  "> 1x one by one", met(None if speedup is None else speedup > 1.0)))
 
+try:
+    nccl = open(f"{raw}-nccl.txt").read().strip()
+except OSError:
+    nccl = "not run"
+rows.append(("NCCL: mpiexec -n 1 train --backend cuda = plain CUDA engine (bits)", nccl, "2 ranks need 2 GPUs",
+             "same bits", met(True if nccl.startswith("passed") else (False if nccl == "FAILED" else None))))
+
 info = load(f"{raw}-info.json") or {}
 devices = info.get("devices") or []
 capability = devices[0].get("compute_capability") if devices else "n/a"
@@ -245,4 +300,4 @@ echo "report: $report"
 if [[ -n "${OUT:-}" && -d "${OUT:-}" ]]; then
   cp "$report" "$raw"-*.json "$raw"-*.log "$OUT"/ 2>/dev/null || true
 fi
-[[ $status_build -eq 0 && $status_tests -eq 0 ]]
+[[ $status_build -eq 0 && $status_tests -eq 0 && $status_nccl -eq 0 ]]
