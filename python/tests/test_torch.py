@@ -3,7 +3,7 @@ them, see the README's Python section.
 
 CPU tensors go in and out without copies where the layout allows: the model's parameters are
 tensors over the library's memory, and contiguous uint8 or bool rows are read in place. CUDA
-tensors are tested in test_cuda_tensors.py."""
+tensors are refused (test_cuda_tensors.py)."""
 
 import os
 
