@@ -256,7 +256,12 @@ def train(
     """Trains an RBM with the library's driver, as `marbm train` (same options, `-` spelled `_`).
 
     data: an array of 0/1 rows (numpy, PyTorch CPU tensor, ...) or a data spec
-    ('shifting-bars:6:3', 'idx:PATH@0:9000', ...). The run starts from init
+    ('shifting-bars:6:3', 'idx:PATH@0:9000', ...). A CUDA tensor (uint8 or bool
+    rows with contiguous columns) trains on the CUDA engine of its device
+    (backend 'cuda' or 'auto') without a copy through the host; what needs the
+    rows on the host is then left out (the history's kl and
+    mean_log_likelihood are NaN) and init_visible_bias='data' and test_data are
+    refused. The run starts from init
     (a model to continue) or from Rbm.random(n, hidden, init_sigma, seed) with
     the data's base rates as visible biases (init_visible_bias='data').
     Give iters (updates) or epochs. callback(point) is called at every

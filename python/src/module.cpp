@@ -232,6 +232,44 @@ Dataset read_dataset(nb::handle source, const std::string& what) {
   return data;
 }
 
+// A 2-D array in CUDA device memory as rows the CUDA engine reads where they
+// are (ResidentRows); nullopt for anything else. `keep` holds the array (and
+// with it the producer's memory) for as long as the rows are used.
+std::optional<ResidentRows> cuda_rows(nb::handle source, const std::string& what, AnyArray& keep) {
+  if (nb::isinstance<nb::str>(source) || !nb::try_cast(source, keep)) return std::nullopt;
+  if (keep.device_type() != nb::device::cuda::value) return std::nullopt;
+  if (!cuda_compiled()) {
+    throw UsageError(what + ": the array is on a CUDA device, but this marbm has no CUDA engine (built without "
+                            "nvcc); pass a CPU array");
+  }
+  if (keep.ndim() != 2) {
+    throw UsageError(what + ": expected a 2-dimensional array of rows, got " + std::to_string(keep.ndim()) +
+                     " dimensions");
+  }
+  const auto dtype = keep.dtype();
+  const bool bytes = dtype.lanes == 1 && dtype.bits == 8 &&
+                     (dtype.code == static_cast<std::uint8_t>(nb::dlpack::dtype_code::UInt) ||
+                      dtype.code == static_cast<std::uint8_t>(nb::dlpack::dtype_code::Bool));
+  const std::size_t rows = keep.shape(0), cols = keep.shape(1);
+  if (!bytes || (cols > 1 && keep.stride(1) != 1) || keep.stride(0) < static_cast<std::int64_t>(cols)) {
+    throw UsageError(what + ": rows on a CUDA device must be uint8 or bool with contiguous columns "
+                            "(tensor.to(torch.uint8).contiguous())");
+  }
+  if (rows == 0 || cols == 0) throw UsageError(what + ": the array has no rows or no columns");
+  if (rows > static_cast<std::size_t>(std::numeric_limits<int>::max()) ||
+      cols > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+    throw UsageError(what + ": too many rows or columns");
+  }
+  ResidentRows resident;
+  resident.data = static_cast<const std::uint8_t*>(keep.data());
+  resident.rows = static_cast<int>(rows);
+  resident.cols = static_cast<int>(cols);
+  resident.row_stride = rows > 1 ? keep.stride(0) : static_cast<std::int64_t>(cols);
+  resident.backend = Backend::cuda;
+  resident.device = keep.device_id();
+  return resident;
+}
+
 std::vector<float> read_floats(const AnyArray& array, std::size_t rows, std::size_t cols, bool two_dimensional,
                                const std::string& what) {
   const ArrayReader reader(array, what);
@@ -260,7 +298,7 @@ void check_width(const States& states, int n, const std::string& what, const cha
 
 // ---------------------------------------------------------------- engines
 
-std::unique_ptr<Engine> engine_for(const std::string& backend_text, int threads) {
+std::unique_ptr<Engine> engine_for(const std::string& backend_text, int threads, int device = 0) {
   const Backend backend = parse_backend(backend_text);
   if (backend == Backend::cuda) {
     if (!cuda_compiled()) {
@@ -275,6 +313,7 @@ std::unique_ptr<Engine> engine_for(const std::string& backend_text, int threads)
   const int processors = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   EngineOptions options;
   options.threads = std::min(threads, processors);
+  options.device = device;
   options.quiet = true;
   return make_engine(backend, options);
 }
@@ -486,7 +525,31 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
   std::optional<TrainCheckpoint> resumed;
   if (resume) resumed = load_checkpoint(*resume);
 
-  const Dataset data = read_dataset(data_source, "data");
+  // Rows on a CUDA device go to the CUDA engine where they are (no host
+  // copy); `data` then has their shape only.
+  AnyArray device_array;
+  const std::optional<ResidentRows> resident = cuda_rows(data_source, "data", device_array);
+  Dataset data;
+  if (resident) {
+    const Backend wanted = parse_backend(backend);
+    if (wanted == Backend::cpu || (wanted == Backend::automatic && cuda_devices().empty())) {
+      throw UsageError("data: the array is on CUDA device " + std::to_string(resident->device) +
+                       "; train with backend='cuda', which takes it without a host copy, or pass a CPU array");
+    }
+    if (!init && init_visible_bias == "data") {
+      throw UsageError("data: init_visible_bias='data' reads the rows on the host, and these are on a CUDA device; "
+                       "give init_visible_bias='random' or init=RBM");
+    }
+    if (!test_data_source.is_none()) {
+      throw UsageError("test_data: the held-out metrics compare with the training rows on the host, and these are on "
+                       "a CUDA device");
+    }
+    data.n_rows = resident->rows;
+    data.n_cols = resident->cols;
+    data.description = "cuda array " + std::to_string(resident->rows) + "x" + std::to_string(resident->cols);
+  } else {
+    data = read_dataset(data_source, "data");
+  }
   const int n = data.n_cols;
   if (init) {
     if (init->n_visible() != n) {
@@ -523,14 +586,15 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
     }
   }
 
-  auto engine = engine_for(backend, threads);
+  // Rows on a CUDA device: the CUDA engine on that device.
+  auto engine = engine_for(backend, threads, resident ? resident->device : 0);
   // What the model file and the summary record, as `marbm train` writes them.
   TrainRecord record;
   record.program = "marbm.train";
   record.data = nb::isinstance<nb::str>(data_source) ? nb::cast<std::string>(data_source) : data.description;
   record.data_description = data.description;
   record.data_rows = data.n_rows;
-  record.rows_distinct = static_cast<int>(distinct_rows(data).rows.size()) == data.n_rows;
+  record.rows_distinct = !resident && static_cast<int>(distinct_rows(data).rows.size()) == data.n_rows;
   record.n_visible = n;
   record.n_hidden = m;
   record.init = init ? "model given as init" : "";
@@ -580,7 +644,8 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
         };
       }
       if (resumed) checkpoints.resume = &*resumed;
-      result = train(*engine, data, initial, config, on_metrics, checkpoints);
+      result = resident ? train(*engine, *resident, initial, config, on_metrics, checkpoints)
+                        : train(*engine, data, initial, config, on_metrics, checkpoints);
     } catch (const TrainingDiverged& diverged) {
       // As `marbm train`: the last finite parameters are kept as the output,
       // marked in the metadata as a diverged run's.
