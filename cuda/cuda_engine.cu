@@ -39,6 +39,16 @@ namespace marbm::detail {
 
 namespace {
 
+// The smallest index of a value other than 0 and 1 among `count` bytes, into
+// *first (which starts at the largest value: none found).
+__global__ void first_non_binary_kernel(const std::uint8_t* __restrict__ values, std::size_t count,
+                                        unsigned long long* first) {
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    if (values[i] > 1) atomicMin(first, static_cast<unsigned long long>(i));
+  }
+}
+
 class CudaEngine final : public Engine {
  public:
   explicit CudaEngine(const EngineOptions& options) : options_(options), resources_(options.device, options.allow_tf32) {
@@ -186,6 +196,52 @@ class CudaEngine final : public Engine {
     data_rows_ = data.n_rows;
     data_cols_ = data.n_cols;
     resources_.synchronize();
+  }
+
+  // Rows on this engine's device are copied device to device (a strided
+  // copy into the contiguous data buffer) and checked there; host rows go
+  // through set_data as usual.
+  void set_resident_data(const ResidentRows& rows) override {
+    if (rows.backend != Backend::cuda) {
+      Engine::set_resident_data(rows);
+      return;
+    }
+    activate();
+    MARBM_EXPECTS(rows.device == options_.device, UsageError,
+                  "the training rows are on CUDA device " + std::to_string(rows.device) +
+                      " but the cuda engine runs on device " + std::to_string(options_.device));
+    MARBM_EXPECTS(rows.rows >= 1 && rows.cols >= 1, UsageError, "cuda engine: the resident data have no rows or no columns");
+    MARBM_EXPECTS(rows.data != nullptr && rows.row_stride >= rows.cols, UsageError,
+                  "cuda engine: rows of " + std::to_string(rows.cols) + " bytes need a row stride of at least that, got " +
+                      std::to_string(rows.row_stride));
+    MARBM_EXPECTS(n_ == 0 || rows.cols == n_, UsageError,
+                  "cuda engine: the data set has " + std::to_string(rows.cols) + " columns but the model has " +
+                      std::to_string(n_) + " visible units");
+    // The rows' producer (PyTorch, say) may still be writing them on a stream
+    // of its own, and DLPack named none: wait for all work on the device.
+    MARBM_CUDA_TRY(cudaDeviceSynchronize());
+    const std::size_t count = static_cast<std::size_t>(rows.rows) * rows.cols;
+    DeviceBuffer<std::uint8_t> copy(count, stream());
+    MARBM_CUDA_TRY(cudaMemcpy2DAsync(copy.data(), static_cast<std::size_t>(rows.cols), rows.data,
+                                     static_cast<std::size_t>(rows.row_stride), static_cast<std::size_t>(rows.cols),
+                                     static_cast<std::size_t>(rows.rows), cudaMemcpyDeviceToDevice, stream()));
+    DeviceBuffer<unsigned long long> first(1, stream());
+    MARBM_CUDA_TRY(cudaMemsetAsync(first.data(), 0xff, sizeof(unsigned long long), stream()));
+    const unsigned blocks = static_cast<unsigned>(std::min<std::size_t>((count + 255) / 256, 4096));
+    first_non_binary_kernel<<<blocks, 256, 0, stream()>>>(copy.data(), count, first.data());
+    MARBM_CUDA_CHECK_LAST();
+    unsigned long long bad = 0;
+    MARBM_CUDA_TRY(cudaMemcpyAsync(&bad, first.data(), sizeof bad, cudaMemcpyDeviceToHost, stream()));
+    resources_.synchronize();
+    if (bad != ~0ull) {
+      std::uint8_t value = 0;
+      MARBM_CUDA_TRY(cudaMemcpy(&value, copy.data() + bad, 1, cudaMemcpyDeviceToHost));
+      throw DataError("resident data: row " + std::to_string(bad / rows.cols) + ", column " +
+                      std::to_string(bad % rows.cols) + " is " + std::to_string(value) + "; the values must be 0 or 1");
+    }
+    data_ = std::move(copy);
+    data_rows_ = rows.rows;
+    data_cols_ = rows.cols;
   }
 
   void reset_persistent_chains(int count, std::uint64_t seed) override {

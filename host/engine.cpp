@@ -1,7 +1,9 @@
 // Engine selection, build facts and the small parsers shared by every front end.
 #include "marbm/engine.hpp"
 
+#include <algorithm>
 #include <iostream>
+#include <string>
 
 #include "detail/cpu_engine.hpp"
 #include "detail/cuda_entry.hpp"
@@ -35,6 +37,31 @@ void Engine::set_optimizer_state(const OptimizerState&) {
 
 void Engine::set_persistent_chain_states(std::span<const std::uint8_t>, int) {
   throw UsageError("this engine (" + description() + ") cannot restore persistent chains from a checkpoint");
+}
+
+void Engine::set_resident_data(const ResidentRows& rows) {
+  MARBM_EXPECTS(rows.backend == Backend::cpu, UsageError,
+                "the training rows are in the memory of CUDA device " + std::to_string(rows.device) +
+                    ", which this engine (" + description() + ") cannot read; use the cuda backend on that device");
+  MARBM_EXPECTS(rows.rows >= 1 && rows.cols >= 1, UsageError, "resident data: no rows or no columns");
+  MARBM_EXPECTS(rows.data != nullptr && rows.row_stride >= rows.cols, UsageError,
+                "resident data: rows of " + std::to_string(rows.cols) + " bytes need a row stride of at least that, got " +
+                    std::to_string(rows.row_stride));
+  Dataset data;
+  data.n_rows = rows.rows;
+  data.n_cols = rows.cols;
+  data.description = "resident rows " + std::to_string(rows.rows) + "x" + std::to_string(rows.cols);
+  data.values.resize(static_cast<std::size_t>(rows.rows) * rows.cols);
+  for (int r = 0; r < rows.rows; ++r) {
+    const std::uint8_t* row = rows.data + static_cast<std::ptrdiff_t>(r) * rows.row_stride;
+    for (int c = 0; c < rows.cols; ++c) {
+      MARBM_EXPECTS(row[c] <= 1, DataError,
+                    "resident data: row " + std::to_string(r) + ", column " + std::to_string(c) + " is " +
+                        std::to_string(row[c]) + "; the values must be 0 or 1");
+    }
+    std::copy(row, row + rows.cols, data.values.begin() + static_cast<std::ptrdiff_t>(r) * rows.cols);
+  }
+  set_data(data);
 }
 
 bool cuda_compiled() {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -78,15 +79,25 @@ void check_learning_rate_schedule(const TrainConfig& config, const std::string& 
   throw UsageError(who + ": unknown learning-rate schedule");
 }
 
-void check_config(const TrainConfig& config, const Dataset& data, const Rbm& initial) {
-  MARBM_EXPECTS(initial.n_visible() >= 1 && initial.n_hidden() >= 1, UsageError,
-                "train: the initial model has no units");
+void check_data(const Dataset& data, const Rbm& initial) {
   MARBM_EXPECTS(data.n_rows >= 1, UsageError, "train: the data set '" + data.description + "' has no rows");
   MARBM_EXPECTS(data.n_cols == initial.n_visible(), UsageError,
                 "train: the data set '" + data.description + "' has " + std::to_string(data.n_cols) +
                     " columns, the model has " + std::to_string(initial.n_visible()) + " visible units");
   MARBM_EXPECTS(data.values.size() == static_cast<std::size_t>(data.n_rows) * data.n_cols, DataError,
                 "train: the data set '" + data.description + "' holds the wrong number of values for its size");
+}
+
+void check_resident_data(const ResidentRows& data, const Rbm& initial) {
+  MARBM_EXPECTS(data.rows >= 1, UsageError, "train: the resident data have no rows");
+  MARBM_EXPECTS(data.cols == initial.n_visible(), UsageError,
+                "train: the resident data have " + std::to_string(data.cols) + " columns, the model has " +
+                    std::to_string(initial.n_visible()) + " visible units");
+}
+
+void check_config(const TrainConfig& config, const Rbm& initial) {
+  MARBM_EXPECTS(initial.n_visible() >= 1 && initial.n_hidden() >= 1, UsageError,
+                "train: the initial model has no units");
   initial.check_finite("train: initial model");
   MARBM_EXPECTS(std::isfinite(config.learning_rate) && config.learning_rate > 0, UsageError,
                 "train: learning rate must be finite and > 0, got " + number(config.learning_rate));
@@ -130,7 +141,8 @@ NegativePhase negative_phase_of(const TrainConfig& config) {
 // saturated_hidden). They run at every evaluation, so they are bounded: the
 // cosines among the first 64 hidden units, the saturation on the first 64
 // rows of `data` (O(64 n (64 + m)) work, small beside a training update).
-void collapse_diagnostics(Engine& engine, const Rbm& model, const Dataset& data, TrainMetrics& metrics) {
+// Without host rows (data resident on the engine) the saturation stays NaN.
+void collapse_diagnostics(Engine& engine, const Rbm& model, const Dataset* data, TrainMetrics& metrics) {
   const int n = model.n_visible(), m = model.n_hidden();
   const auto w = model.weights();
   const int units = std::min(m, 64);
@@ -155,9 +167,10 @@ void collapse_diagnostics(Engine& engine, const Rbm& model, const Dataset& data,
     }
     metrics.hidden_similarity = sum / (0.5 * units * (units - 1.0));
   }
-  const int rows = std::min(data.n_rows, 64);
+  if (data == nullptr) return;
+  const int rows = std::min(data->n_rows, 64);
   const std::vector<float> p = engine.hidden_probabilities(
-      std::span<const std::uint8_t>(data.values.data(), static_cast<std::size_t>(rows) * n), rows);
+      std::span<const std::uint8_t>(data->values.data(), static_cast<std::size_t>(rows) * n), rows);
   int constant = 0;
   for (int j = 0; j < m; ++j) {
     bool always_on = true, always_off = true;
@@ -268,11 +281,18 @@ void check_checkpoint(const TrainCheckpoint& checkpoint, const Rbm& initial, lon
 
 }  // namespace
 
-TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const TrainConfig& config,
-                  const MetricsCallback& on_metrics, const CheckpointOptions& checkpoints) {
-  check_config(config, data, initial);
-  const long total = total_iterations(config, data.n_rows);
-  const int batch = effective_batch(config, data.n_rows);
+namespace {
+
+// The training driver. `host` holds the data rows on the host; it is null when
+// they are resident on the engine only (train() on ResidentRows), and then
+// the quantities read from host rows are left out. `load_data` hands the
+// data to the engine.
+TrainResult run_training(Engine& engine, int data_rows, const Dataset* host, const std::function<void()>& load_data,
+                         const Rbm& initial, const TrainConfig& config, const MetricsCallback& on_metrics,
+                         const CheckpointOptions& checkpoints) {
+  check_config(config, initial);
+  const long total = total_iterations(config, data_rows);
+  const int batch = effective_batch(config, data_rows);
   const NegativePhase base = negative_phase_of(config);
   const bool exact_metrics = config.exact_metrics && exact_enumerable(initial, config.exact);
   MARBM_EXPECTS(checkpoints.every >= 0, UsageError,
@@ -287,7 +307,7 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
   const long first = resume ? resume->iteration : 0;
 
   engine.set_model(resume ? resume->model : initial);
-  engine.set_data(data);
+  load_data();
   if (resume) engine.set_optimizer_state(resume->optimizer);
   if (base == NegativePhase::pcd) {
     if (resume) {
@@ -299,7 +319,7 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
   std::optional<detail::ModeAssist> assist;
   if (config.method == TrainMethod::mode) {
     assist.emplace(config, initial.n_visible(), initial.n_hidden(), total);
-    assist->set_start_data(&data);
+    assist->set_start_data(host);
     if (resume) assist->restore(resume->mode);
   }
 
@@ -337,10 +357,12 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
     if (exact_metrics) {
       const double log_z = engine.log_partition_exact(config.exact);
       metrics.log_z = log_z;
-      metrics.kl = kl_divergence(model, data, log_z);
-      metrics.mean_log_likelihood = mean_log_likelihood(model, data, log_z);
+      if (host != nullptr) {
+        metrics.kl = kl_divergence(model, *host, log_z);
+        metrics.mean_log_likelihood = mean_log_likelihood(model, *host, log_z);
+      }
     }
-    collapse_diagnostics(engine, model, data, metrics);
+    collapse_diagnostics(engine, model, host, metrics);
     if (assist) {
       metrics.p_mode = assist->probability(t);
       metrics.mode_steps = assist->steps_taken();
@@ -385,7 +407,7 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
   };
   const bool scheduled = config.learning_rate_schedule != LearningRateSchedule::constant;
 
-  detail::BatchSchedule schedule(data.n_rows, batch, config.seed);
+  detail::BatchSchedule schedule(data_rows, batch, config.seed);
   if (resume) {
     schedule.seek(first);
   } else {
@@ -415,6 +437,22 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
   result.mode_steps = assist ? assist->steps_taken() : 0;
   result.seconds = elapsed();
   return result;
+}
+
+}  // namespace
+
+TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const TrainConfig& config,
+                  const MetricsCallback& on_metrics, const CheckpointOptions& checkpoints) {
+  check_data(data, initial);
+  return run_training(engine, data.n_rows, &data, [&] { engine.set_data(data); }, initial, config, on_metrics,
+                      checkpoints);
+}
+
+TrainResult train(Engine& engine, const ResidentRows& data, const Rbm& initial, const TrainConfig& config,
+                  const MetricsCallback& on_metrics, const CheckpointOptions& checkpoints) {
+  check_resident_data(data, initial);
+  return run_training(engine, data.rows, nullptr, [&] { engine.set_resident_data(data); }, initial, config,
+                      on_metrics, checkpoints);
 }
 
 }  // namespace marbm

@@ -16,6 +16,7 @@
 
 #include "detail/files.hpp"
 #include "marbm/error.hpp"
+#include "marbm/train_record.hpp"
 
 namespace marbm::cli {
 
@@ -128,25 +129,7 @@ CLI::Validator integer_at_least(long long minimum) {
 
 CLI::Validator writable_file_path() {
   return CLI::Validator(
-      [](std::string& text) -> std::string {
-        namespace fs = std::filesystem;
-        if (text.empty()) return "the path is empty";
-        const fs::path path(text);
-        std::error_code error;
-        if (fs::is_directory(path, error)) return "'" + text + "' is a folder, not a file name";
-        fs::path folder = path.parent_path();
-        if (folder.empty()) folder = ".";
-        if (!fs::is_directory(folder, error)) return "folder '" + folder.string() + "' does not exist";
-        if (::access(folder.c_str(), W_OK) != 0) return "folder '" + folder.string() + "' is not writable";
-        // Decided: a read-only file is not replaced (a symlink is followed and
-        // its target replaced, the link kept).
-        const auto status = fs::status(path, error);
-        const bool no_write_bits = fs::exists(status) && (status.permissions() & (fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write)) == fs::perms::none;
-        if (fs::exists(status) && (::access(path.c_str(), W_OK) != 0 || no_write_bits)) {
-          return "'" + text + "' is read-only; it is not replaced";
-        }
-        return {};
-      },
+      [](std::string& text) -> std::string { return output_file_problem(text); },
       "FILE", "writable_file");
 }
 

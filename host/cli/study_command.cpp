@@ -4,23 +4,19 @@
 // experiment of SPEC.md section 8.
 #include <cstdint>
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
-#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
-#include "detail/files.hpp"
 #include "marbm/communicator.hpp"
 #include "marbm/distributed.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
-#include "marbm/model_io.hpp"
 #include "marbm/study.hpp"
 #include "marbm/train.hpp"
 
@@ -37,10 +33,6 @@ struct StudyOptions {
   bool no_plot = false;
   bool keep_models = false;
 };
-
-// Present in a study's folder only while (or because) its outputs were being
-// replaced.
-constexpr const char* incomplete_marker = "INCOMPLETE";
 
 std::vector<TrainMethod> parse_methods(const std::string& text) {
   std::vector<TrainMethod> methods;
@@ -60,26 +52,6 @@ std::vector<TrainMethod> parse_methods(const std::string& text) {
   }
   MARBM_EXPECTS(!methods.empty(), UsageError, "--methods: no method given");
   return methods;
-}
-
-// Creates DIR when missing; its parent must exist so that a typo does not
-// silently create a tree of folders.
-void prepare_output_folder(const std::string& out) {
-  namespace fs = std::filesystem;
-  std::error_code error;
-  // "DIR/" names DIR: without this its parent would be taken as DIR itself.
-  fs::path dir(out);
-  while (!dir.has_filename() && dir.has_relative_path()) dir = dir.parent_path();
-  if (fs::exists(dir, error)) {
-    MARBM_EXPECTS(fs::is_directory(dir, error), UsageError, "--out: '" + out + "' exists and is not a folder");
-    return;
-  }
-  fs::path parent = dir.parent_path();
-  if (parent.empty()) parent = ".";
-  MARBM_EXPECTS(fs::is_directory(parent, error), UsageError,
-                "--out: the parent folder of '" + out + "' does not exist");
-  fs::create_directory(dir, error);
-  MARBM_EXPECTS(!error, UsageError, "--out: cannot create the folder '" + out + "': " + error.message());
 }
 
 std::string fixed(double value, int digits) {
@@ -116,40 +88,6 @@ void print_table(const StudyResult& result) {
             << " s\n";
 }
 
-// Rewrites DIR/kl.csv (atomically: a reader sees the old file or the new one)
-// with the runs finished so far, in method and run order. A rewrite costs
-// time in proportion to the rows, so rewrites are spaced: at least 0.2 s and
-// four times the last rewrite's duration apart; the first finished run is
-// always written, and the caller writes the complete file at the end.
-class PartialCsv {
- public:
-  PartialCsv(std::string path, const StudyConfig& config) : path_(std::move(path)), config_(config) {}
-
-  void add(const StudyRun& run) {
-    runs_.push_back(run);
-    const auto now = std::chrono::steady_clock::now();
-    if (written_ && now - last_ < std::max(std::chrono::duration<double>(0.2), 4.0 * last_duration_)) return;
-    std::vector<StudyRun> ordered = runs_;
-    auto index = [&](const StudyRun& r) {
-      const auto at = std::find(config_.methods.begin(), config_.methods.end(), r.method) - config_.methods.begin();
-      return std::pair<long, int>(at, r.run);
-    };
-    std::sort(ordered.begin(), ordered.end(), [&](const StudyRun& a, const StudyRun& b) { return index(a) < index(b); });
-    detail::write_file_atomically(path_, study_csv_text(ordered, !config_.test_data.empty()), "study CSV");
-    written_ = true;
-    last_ = std::chrono::steady_clock::now();
-    last_duration_ = last_ - now;
-  }
-
- private:
-  std::string path_;
-  const StudyConfig& config_;
-  std::vector<StudyRun> runs_;
-  bool written_ = false;
-  std::chrono::steady_clock::time_point last_;
-  std::chrono::duration<double> last_duration_{0.0};
-};
-
 int run_study_command(StudyOptions& options, const CLI::App& app) {
   StudyConfig& config = options.config;
   config.methods = parse_methods(options.methods);
@@ -170,79 +108,22 @@ int run_study_command(StudyOptions& options, const CLI::App& app) {
   // Under mpiexec the runs are shared among the ranks; rank 0 writes.
   Communicator& comm = *world_communicator();
   const bool writer = comm.rank() == 0;
-  if (writer) prepare_output_folder(options.out);
-  // One writer per folder: a second study into it is refused at once.
-  std::optional<detail::FolderLock> lock;
-  if (writer) lock.emplace(options.out, "marbm study");
-  if (writer) detail::remove_stale_temporaries(options.out);
-
-  // kl.csv is rewritten as runs finish: from the start until the last output
-  // is complete, a marker says the outputs are partial or from different
-  // studies, and the old plot, which cannot match the new curves, is
-  // removed first. Under mpiexec rank 0 writes, and its partial kl.csv has
-  // its own runs until the others' arrive at the end; every rank saves the
-  // models of its own runs (--keep-models).
-  const std::filesystem::path dir(options.out);
-  const std::string csv = (dir / "kl.csv").string();
-  const std::string png = (dir / "kl.png").string();
-  const std::string marker = (dir / incomplete_marker).string();
-  const std::filesystem::path models = dir / "models";
-  if (options.keep_models && writer) {
-    std::error_code error;
-    std::filesystem::create_directory(models, error);
-    MARBM_EXPECTS(!error, RuntimeFailure, "--keep-models: cannot create the folder '" + models.string() + "': " +
-                                              error.message());
-  }
-  std::error_code ignored;
-  if (writer) {
-    detail::write_file_atomically(marker,
-                                  "A study is writing kl.csv, summary.json and kl.png here, or did not finish;\n"
-                                  "they may be partial or come from different studies.\n",
-                                  "marker");
-    std::filesystem::remove(png, ignored);
-  }
-  // The models folder exists before any rank saves into it.
-  comm.barrier();
-
-  std::optional<PartialCsv> partial;
-  if (writer) partial.emplace(csv, config);
+  StudyOutputOptions output;
+  output.folder = options.out;
+  output.plot = !options.no_plot;
+  output.keep_models = options.keep_models;
   ProgressLine progress("study", static_cast<long>(config.methods.size()) * config.runs);
-  auto on_run = [&](const StudyRun& run, const Rbm& model) {
-    if (partial) partial->add(run);
-    if (!options.keep_models) return;
-    Metadata metadata;
-    metadata["created_by"] = "marbm study " + version();
-    metadata["data"] = config.data;
-    metadata["method"] = std::string(to_string(run.method));
-    metadata["run"] = std::to_string(run.run);
-    metadata["seed"] = std::to_string(config.seed + static_cast<std::uint64_t>(run.run));
-    metadata["learning_rate"] = format_number(config.learning_rate, 17);
-    metadata["iterations"] = std::to_string(run.diverged_at >= 0 && !run.history.empty()
-                                                ? run.history.back().iteration
-                                                : config.iterations);
-    if (run.diverged_at >= 0) metadata["diverged_at"] = std::to_string(run.diverged_at);
-    save_rbm((models / (std::string(to_string(run.method)) + "-" + std::to_string(run.run) + ".safetensors")).string(),
-             model, metadata);
-  };
-  const StudyResult result = run_study(
-      config, comm,
-      [&](int done, int) {
-        if (writer && progress.enabled()) progress.update(done, "runs");
-      },
-      on_run);
+  StudyOutputFiles files;
+  const StudyResult result = run_study_in_folder(config, comm, output, &files, [&](int done, int) {
+    if (writer && progress.enabled()) progress.update(done, "runs");
+  });
   progress.finish();
-  if (!writer) return 0;
+  if (!files.written) return 0;
 
-  write_study_csv(result, csv);
-  write_study_summary(result, (dir / "summary.json").string());
-  bool plotted = false;
-  std::string message;
-  if (!options.no_plot) plotted = plot_study(result, csv, png, &message);
-  std::filesystem::remove(marker, ignored);
   print_table(result);
-  if (!options.no_plot && !plotted) print_note(message);
-  std::cout << "wrote " << csv << ", " << (dir / "summary.json").string() << (plotted ? ", " + png : std::string())
-            << (options.keep_models ? ", " + models.string() + "/METHOD-RUN.safetensors" : std::string()) << '\n';
+  if (!options.no_plot && files.png.empty()) print_note(files.plot_message);
+  std::cout << "wrote " << files.csv << ", " << files.summary << (files.png.empty() ? std::string() : ", " + files.png)
+            << (options.keep_models ? ", " + files.models + "/METHOD-RUN.safetensors" : std::string()) << '\n';
   return 0;
 }
 

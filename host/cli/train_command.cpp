@@ -21,6 +21,7 @@
 #include "marbm/held_out.hpp"
 #include "marbm/model_io.hpp"
 #include "marbm/train.hpp"
+#include "marbm/train_record.hpp"
 
 namespace marbm::cli {
 namespace {
@@ -57,15 +58,6 @@ struct TrainOptions {
   LearningRateScheduleOptions schedule;
 };
 
-// Full precision for numbers stored in model metadata, so that a value read
-// back is the value that was used.
-std::string exact_text(double value) {
-  std::ostringstream out;
-  out.precision(17);
-  out << value;
-  return out.str();
-}
-
 // Rough cost (multiply-adds) of one exact evaluation: the Gray-code
 // enumeration of the smaller layer plus the free energies of the data rows.
 double exact_evaluation_cost(int n, int m, int rows) {
@@ -86,16 +78,6 @@ std::string metrics_text(const TrainMetrics& metrics, long total, bool mode) {
   }
   line << "  (" << format_number(metrics.seconds, 3) << " s)";
   return line.str();
-}
-
-// Held-out metrics as JSON keys of `object`.
-void add_held_out(nlohmann::json& object, const HeldOutMetrics& h) {
-  object["test_mean_log_likelihood"] = json_number(h.mean_log_likelihood);
-  object["test_mean_log_likelihood_low"] = json_number(h.mean_log_likelihood_low);
-  object["test_mean_log_likelihood_high"] = json_number(h.mean_log_likelihood_high);
-  object["test_log_z_method"] = h.exact ? "exact" : "ais";
-  object["test_reconstruction_error"] = json_number(h.reconstruction_error);
-  object["free_energy_gap"] = json_number(h.free_energy_gap);
 }
 
 // Held-out metrics for a metrics line; an AIS log-likelihood says it is an estimate.
@@ -148,58 +130,24 @@ TrainConfig make_config(const TrainOptions& options, const CLI::App& app) {
   return config;
 }
 
-Metadata make_metadata(const TrainOptions& options, const TrainConfig& config, const Dataset& data,
-                       const Engine& engine, const TrainResult& result, long total) {
-  Metadata metadata;
-  metadata["created_by"] = "marbm train " + version();
-  metadata["data"] = data.description.empty() ? options.data : data.description;
-  metadata["data_rows"] = std::to_string(data.n_rows);
-  metadata["method"] = std::string(to_string(config.method));
-  metadata["k"] = std::to_string(config.gibbs_steps);
-  metadata["learning_rate"] = exact_text(config.learning_rate);
-  if (config.learning_rate_schedule != LearningRateSchedule::constant) {
-    metadata["learning_rate_schedule"] = std::string(to_string(config.learning_rate_schedule));
-    metadata["final_learning_rate"] = exact_text(config.final_learning_rate);
-  }
-  metadata["momentum"] = exact_text(config.momentum);
-  metadata["weight_decay"] = exact_text(config.weight_decay);
-  metadata["batch"] = std::to_string(config.batch_size);
-  metadata["iterations"] = std::to_string(total);
-  metadata["seed"] = std::to_string(config.seed);
-  if (config.sample_positive_hidden) metadata["sample_positive_hidden"] = "1";
-  if (options.init.empty()) {
-    metadata["init_sigma"] = exact_text(options.init_sigma);
-    metadata["init_visible_bias"] = options.init_visible_bias;
-  } else {
-    metadata["init"] = options.init;
-  }
-  metadata["backend"] = engine.description();
-  metadata["seconds"] = exact_text(result.seconds);
-  if (config.method == TrainMethod::pcd || config.mode.base == NegativePhase::pcd) {
-    metadata["persistent_chains"] = std::to_string(config.persistent_chains);
-  }
-  if (config.method == TrainMethod::mode) {
-    metadata["mode_base"] = options.mode_words.base;
-    metadata["mode_p_max"] = exact_text(config.mode.p_max);
-    metadata["mode_alpha"] = exact_text(config.mode.alpha);
-    metadata["mode_beta"] = exact_text(config.mode.beta);
-    metadata["mode_solver"] = options.mode_words.solver;
-    metadata["mode_lr_scale"] = options.mode_words.lr_scale;
-    metadata["mode_target"] = options.mode_words.target;
-    metadata["mode_step"] = options.mode_words.schedule;
-    metadata["mode_lr_factor"] = exact_text(config.mode.lr_factor);
-    metadata["mode_states"] = std::to_string(config.mode.mode_states);
-    metadata["mode_steps_taken"] = std::to_string(result.mode_steps);
-  }
-  if (!result.history.empty()) {
-    const TrainMetrics& last = result.history.back();
-    if (std::isfinite(last.kl)) metadata["final_kl"] = exact_text(last.kl);
-    if (std::isfinite(last.mean_log_likelihood)) {
-      metadata["final_mean_log_likelihood"] = exact_text(last.mean_log_likelihood);
-    }
-    if (std::isfinite(last.log_z)) metadata["log_z"] = exact_text(last.log_z);
-  }
-  return metadata;
+// What the model file and the JSON summary record about this run.
+TrainRecord make_record(const TrainOptions& options, const Dataset& data, const Engine& engine, int n, int m) {
+  TrainRecord record;
+  record.program = "marbm train";
+  record.data = options.data;
+  record.data_description = data.description;
+  record.data_rows = data.n_rows;
+  // Then KL = -mean log-likelihood - log N: the same number, shifted.
+  record.rows_distinct = static_cast<int>(distinct_rows(data).rows.size()) == data.n_rows;
+  record.n_visible = n;
+  record.n_hidden = m;
+  record.init = options.init;
+  record.init_sigma = options.init_sigma;
+  record.init_visible_bias = options.init_visible_bias;
+  record.test_data = options.test_data;
+  record.out = options.out;
+  record.backend = engine.description();
+  return record;
 }
 
 // A final KL far above that of the uniform model (all parameters 0: more
@@ -294,6 +242,7 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
   // Data-parallel across the ranks (one without mpiexec), rank 0 reports and writes.
   auto engine = make_training_engine(options.backend, options.threads, options.json);
   const OtherRanksQuiet quiet;
+  const TrainRecord record = make_record(options, data, *engine, n, m);
   // A held-out AIS estimate runs where training does (same results either way, up to rounding).
   held_out_options.ais.backend = engine->backend();
   Rbm initial = init ? *init : Rbm::random(n, m, options.init_sigma, options.seed);
@@ -317,17 +266,9 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
     const bool held_out = requested && !options.test_data.empty() && (user_eval_every > 0 || metrics.iteration == total);
     if (held_out) last_held_out = evaluate_held_out(engine->model(), data, test, held_out_options);
     if (requested && options.json && user_eval_every > 0) {
-      nlohmann::json point = {{"event", "evaluation"},
-                              {"iteration", metrics.iteration},
-                              {"kl", json_number(metrics.kl)},
-                              {"mean_log_likelihood", json_number(metrics.mean_log_likelihood)},
-                              {"log_z", json_number(metrics.log_z)},
-                              {"p_mode", json_number(metrics.p_mode)},
-                              {"mode_steps", metrics.mode_steps},
-                              {"seconds", json_number(metrics.seconds)}};
-      if (held_out) add_held_out(point, last_held_out);
-      print_json(point);
-      history.push_back(point);
+      const std::string point = train_evaluation_json(metrics, held_out ? &last_held_out : nullptr);
+      std::cout << point << std::endl;
+      history.push_back(nlohmann::json::parse(point));
     }
     if (requested && !options.json && user_eval_every > 0) {
       progress.clear();
@@ -359,7 +300,7 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
     partial.history = checkpoint.history;
     partial.mode_steps = checkpoint.mode.steps_taken;
     partial.seconds = checkpoint.seconds;
-    Metadata metadata = make_metadata(options, config, data, *engine, partial, checkpoint.iteration);
+    Metadata metadata = train_metadata(record, config, partial, checkpoint.iteration);
     metadata["iterations_planned"] = std::to_string(total);
     metadata["checkpoint_args"] = recorded_arguments(arguments).dump();
     metadata["checkpoint_cli_history"] = history.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -376,7 +317,7 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
     TrainResult partial;
     partial.model = diverged.last_finite_model;
     partial.history = diverged.history;
-    Metadata metadata = make_metadata(options, config, data, *engine, partial, diverged.last_finite_iteration);
+    Metadata metadata = train_metadata(record, config, partial, diverged.last_finite_iteration);
     metadata["diverged_at"] = std::to_string(diverged.noticed_at);
     if (writes_outputs()) save_rbm(options.out, partial.model, metadata);
     throw RuntimeFailure(std::string(diverged.what()) + "; wrote the last finite model (after " +
@@ -386,39 +327,21 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
   result.model.check_finite("trained model (lower --lr?)");
   warn_if_worse_than_uniform(result, data, n, m);
 
-  Metadata final_metadata = make_metadata(options, config, data, *engine, result, total);
+  Metadata final_metadata = train_metadata(record, config, result, total);
   if (resume) final_metadata["resumed_from"] = std::to_string(resume->iteration);
   if (writes_outputs()) save_rbm(options.out, result.model, final_metadata);
 
   TrainMetrics last;
   if (!result.history.empty()) last = result.history.back();
-  // Then KL = -mean log-likelihood - log N: the same number, shifted.
-  const bool rows_distinct = static_cast<int>(distinct_rows(data).rows.size()) == data.n_rows;
   if (options.json) {
-    nlohmann::json out;
-    out["out"] = options.out;
-    out["data"] = options.data;
-    out["method"] = std::string(to_string(config.method));
-    out["n_visible"] = n;
-    out["n_hidden"] = m;
-    out["iterations"] = total;
-    out["seconds"] = result.seconds;
-    out["kl"] = json_number(last.kl);
-    out["rows_distinct"] = rows_distinct;
-    out["mean_log_likelihood"] = json_number(last.mean_log_likelihood);
-    out["log_z"] = json_number(last.log_z);
-    out["backend"] = engine->description();
-    out["seed"] = options.seed;
-    if (mode) out["mode_steps"] = result.mode_steps;
-    if (!options.test_data.empty()) {
-      out["test_data"] = options.test_data;
-      add_held_out(out, last_held_out);
+    std::vector<std::string> points;
+    for (const nlohmann::json& point : history) {
+      points.push_back(point.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
-    if (user_eval_every > 0) {
-      out["event"] = "summary";
-      out["history"] = history;
-    }
-    print_json(out);
+    std::cout << train_summary_json(record, config, result, total,
+                                    options.test_data.empty() ? nullptr : &last_held_out,
+                                    user_eval_every > 0 ? &points : nullptr)
+              << std::endl;
   } else {
     std::cout << "trained " << to_string(config.method) << ' ' << n << 'x' << m << " on " << options.data << ": "
               << total << " updates in " << format_number(result.seconds, 3) << " s on "
@@ -428,7 +351,7 @@ int run_train(const TrainOptions& options, const CLI::App& app, const TrainCheck
       // which for distinct rows is log N.
       std::cout << "mean log-likelihood " << format_number(last.mean_log_likelihood) << "  kl "
                 << format_number(last.kl);
-      if (rows_distinct) {
+      if (record.rows_distinct) {
         std::cout << " (the " << data.n_rows << " rows are distinct: kl = -mean log-likelihood - log " << data.n_rows
                   << ")";
       }

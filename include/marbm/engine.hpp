@@ -73,6 +73,19 @@ struct OptimizerState {
   std::vector<float> hidden_bias;   ///< m
 };
 
+/// Rows of 0/1 bytes where an engine computes, for training data that should
+/// not pass through another copy: host memory (backend cpu), or the memory of
+/// a CUDA device (backend cuda; a PyTorch CUDA tensor's, say). Row r starts at
+/// data + r * row_stride; its cols bytes must each be 0 or 1.
+struct ResidentRows {
+  const std::uint8_t* data = nullptr;
+  int rows = 0;
+  int cols = 0;
+  std::int64_t row_stride = 0;   ///< bytes from one row to the next (>= cols)
+  Backend backend = Backend::cpu;  ///< where the memory is: cpu (host) or cuda
+  int device = 0;                ///< the CUDA device ordinal (backend cuda)
+};
+
 /// An engine holds one model, its optimiser state, a data set and persistent
 /// chains. Methods are synchronous from the caller's point of view unless
 /// noted; they throw UsageError for bad arguments and CudaError on device
@@ -92,6 +105,14 @@ class Engine {
 
   /// The training data; batch_rows index its rows. Column count must equal n.
   virtual void set_data(const Dataset& data) = 0;
+  /// The training data from where this engine computes: the CUDA engine
+  /// takes rows on its own device device to device (no host copy), after the
+  /// device's pending work (the producer's) has finished, and checks the
+  /// values there. The default takes host rows through set_data. UsageError
+  /// for rows in memory this engine cannot read (another device, or a device
+  /// for an engine without one) or a bad shape; DataError for a value other
+  /// than 0 and 1.
+  virtual void set_resident_data(const ResidentRows& rows);
 
   /// Starts `count` persistent chains, visible states uniform random from
   /// Philox (seed, persistent_chains stream).

@@ -18,3 +18,4 @@
 #include "marbm/rbm.hpp"
 #include "marbm/study.hpp"
 #include "marbm/train.hpp"
+#include "marbm/train_record.hpp"

@@ -114,4 +114,35 @@ void write_study_summary(const StudyResult& result, const std::string& path);
 bool plot_study(const StudyResult& result, const std::string& csv_path, const std::string& png_path,
                 std::string* message);
 
+
+class Communicator;
+
+/// Where and what run_study_in_folder writes.
+struct StudyOutputOptions {
+  std::string folder;                ///< created when missing; its parent must exist
+  std::string folder_option = "--out";  ///< how messages name the folder's argument
+  bool plot = true;                  ///< kl.png (through gnuplot)
+  bool keep_models = false;          ///< each run's final model as folder/models/METHOD-RUN.safetensors
+  std::string program = "marbm study";  ///< the kept models' created_by: this, a space and version()
+};
+
+/// What run_study_in_folder wrote (on rank 0; nothing on the other ranks).
+struct StudyOutputFiles {
+  bool written = false;
+  std::string csv, summary;
+  std::string png;           ///< empty when no plot was asked for or plotting failed
+  std::string plot_message;  ///< why plotting failed (no gnuplot, say)
+  std::string models;        ///< the kept models' folder; empty unless keep_models
+};
+
+/// run_study(config, comm) writing its outputs into a folder, as `marbm
+/// study --out DIR` does: kl.csv (rewritten atomically as runs finish),
+/// summary.json and kl.png, each replaced atomically; while they are being
+/// replaced the folder holds a file INCOMPLETE, and an old kl.png is removed
+/// first. One study per folder at a time (RuntimeFailure otherwise). Rank 0
+/// writes; every rank saves its own runs' models. Collective. Throws as
+/// run_study does, UsageError for a bad folder.
+StudyResult run_study_in_folder(const StudyConfig& config, Communicator& comm, const StudyOutputOptions& options,
+                                StudyOutputFiles* files = nullptr, const StudyProgress& progress = {});
+
 }  // namespace marbm

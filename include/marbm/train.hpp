@@ -211,6 +211,16 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
 TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const TrainConfig& config,
                   const MetricsCallback& on_metrics, const CheckpointOptions& checkpoints);
 
+/// train() on rows resident where the engine computes (Engine::set_resident_data),
+/// such as a CUDA tensor on the CUDA engine's device, which never pass through
+/// the host. The updates are those of train() on the same rows as a Dataset;
+/// what train() reads from host rows is left out: the exact KL and
+/// log-likelihood and the saturation diagnostic stay NaN (log Z is still
+/// computed when enumerable and exact_metrics is set), and the mode search's
+/// local solver starts from no data rows.
+TrainResult train(Engine& engine, const ResidentRows& data, const Rbm& initial, const TrainConfig& config,
+                  const MetricsCallback& on_metrics = {}, const CheckpointOptions& checkpoints = {});
+
 /// Sets the visible biases of `rbm` to the data's base rates,
 /// a_i = log(p_i / (1 - p_i)) with p_i = (ones in column i + 1) / (rows + 2)
 /// (Hinton's practical guide; also the base model of AIS, SPEC.md section 6).

@@ -120,6 +120,13 @@ class TrainResult:
     @property
     def backend(self) -> str:
         """The engine that trained, in words, e.g. 'cpu (2 threads, OpenBLAS)'."""
+    @property
+    def summary(self) -> dict[str, Any]:
+        """What `marbm train --json` prints at the end, as a dict with the same keys: out, data,
+        method, n_visible, n_hidden, iterations, seconds, kl, rows_distinct, mean_log_likelihood,
+        log_z (None where not finite), backend, seed, mode_steps (method 'mode'), with test_data
+        the held-out metrics, and with eval_every > 0 event 'summary' and history, the list of
+        evaluation objects as --json prints them."""
 
 def load(path: str, with_metadata: bool = False) -> Any:
     """Reads a safetensors model file (float32 or float64 tensors).
@@ -232,6 +239,7 @@ def train(
     checkpoint_every: int = 0,
     checkpoint: Optional[str] = None,
     resume: Optional[str] = None,
+    out: Optional[str] = None,
     base: Literal["cd", "pcd"] = "cd",
     p_max: float = 0.1,
     alpha: float = 20.0,
@@ -248,7 +256,12 @@ def train(
     """Trains an RBM with the library's driver, as `marbm train` (same options, `-` spelled `_`).
 
     data: an array of 0/1 rows (numpy, PyTorch CPU tensor, ...) or a data spec
-    ('shifting-bars:6:3', 'idx:PATH@0:9000', ...). The run starts from init
+    ('shifting-bars:6:3', 'idx:PATH@0:9000', ...). A CUDA tensor (uint8 or bool
+    rows with contiguous columns) trains on the CUDA engine of its device
+    (backend 'cuda' or 'auto') without a copy through the host; what needs the
+    rows on the host is then left out (the history's kl and
+    mean_log_likelihood are NaN) and init_visible_bias='data' and test_data are
+    refused. The run starts from init
     (a model to continue) or from Rbm.random(n, hidden, init_sigma, seed) with
     the data's base rates as visible biases (init_visible_bias='data').
     Give iters (updates) or epochs. callback(point) is called at every
@@ -258,9 +271,13 @@ def train(
     propagates. The mode options (base ... mode_steps) apply to method='mode'.
     lr_schedule 'linear' or 'exponential' goes from lr at the first update to
     lr_final at the last. checkpoint_every=N writes a checkpoint (model plus
-    the state to continue from) to the file `checkpoint` every N updates;
-    resume=PATH continues the run of such a checkpoint, given the same
-    settings, and ends bit-identical to the run never interrupted.
+    the state to continue from) to the file `checkpoint` (else `out`) every N
+    updates; resume=PATH continues the run of such a checkpoint, given the
+    same settings, and ends bit-identical to the run never interrupted.
+    out=PATH writes the trained model there atomically (safetensors) with the
+    metadata `marbm train --out` writes (a diverged run: its last finite
+    model, marked diverged_at); the path is checked before training. The
+    result's summary is what `marbm train --json` prints.
     Raises UsageError for bad settings, DataError for bad data and
     TrainingDiverged when the parameters become non-finite."""
 
@@ -279,13 +296,31 @@ def study(
     init_sigma: float = 0.01,
     backend: Backend = "cpu",
     threads: int = 0,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    chains: int = 0,
+    test_data: Optional[str] = None,
+    lr_schedule: Literal["constant", "linear", "exponential"] = "constant",
+    lr_final: float = 0.0,
+    sample_positive_hidden: bool = False,
+    out: Optional[str] = None,
+    plot: bool = True,
+    keep_models: bool = False,
     **mode_options: Any,
 ) -> dict[str, Any]:
-    """An exact-KL study, as `marbm study`: runs of every method, run r of each from the same start.
+    """An exact-KL study, as `marbm study` (same options, `-` spelled `_`): runs of every method,
+    run r of each from the same start.
 
     Returns {'methods': {name: {'iteration': (E,), 'kl': (runs, E), 'p_mode': (runs, E),
     'seconds': (runs,), 'diverged_at': (runs,) (-1: finished), 'median_final_kl', 'min_final_kl',
-    'max_final_kl'}}, 'seconds': wall time}. Mode options as in train()."""
+    'max_final_kl', and with test_data 'test_mean_log_likelihood': (runs, E) and
+    'median_final_test_mean_log_likelihood'}}, 'seconds': wall time, 'threads_used'}.
+    out=DIR writes DIR/kl.csv, DIR/summary.json and DIR/kl.png with the library code of
+    `marbm study --out DIR` (the same bytes for the same settings, but for the timings in
+    summary.json); plot=False leaves the plot out, keep_models=True saves every run's final model
+    as DIR/models/METHOD-RUN.safetensors. The result then has 'files': {'csv', 'summary', 'png'
+    (None without a plot), 'plot_message' (why not, when plotting failed), 'models'}.
+    Mode options as in train()."""
 
 def write_tiles_png(path: str, tiles: npt.ArrayLike, columns: int = 0, border: int = 1) -> None:
     """Writes tiles of shape (count, height, width), values in [0, 1] (0 black, 1 white, others clipped),

@@ -23,6 +23,7 @@
 
 #include "marbm/ais.hpp"
 #include "marbm/checkpoint.hpp"
+#include "marbm/communicator.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/error.hpp"
@@ -35,6 +36,7 @@
 #include "marbm/rbm.hpp"
 #include "marbm/study.hpp"
 #include "marbm/train.hpp"
+#include "marbm/train_record.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -230,6 +232,44 @@ Dataset read_dataset(nb::handle source, const std::string& what) {
   return data;
 }
 
+// A 2-D array in CUDA device memory as rows the CUDA engine reads where they
+// are (ResidentRows); nullopt for anything else. `keep` holds the array (and
+// with it the producer's memory) for as long as the rows are used.
+std::optional<ResidentRows> cuda_rows(nb::handle source, const std::string& what, AnyArray& keep) {
+  if (nb::isinstance<nb::str>(source) || !nb::try_cast(source, keep)) return std::nullopt;
+  if (keep.device_type() != nb::device::cuda::value) return std::nullopt;
+  if (!cuda_compiled()) {
+    throw UsageError(what + ": the array is on a CUDA device, but this marbm has no CUDA engine (built without "
+                            "nvcc); pass a CPU array");
+  }
+  if (keep.ndim() != 2) {
+    throw UsageError(what + ": expected a 2-dimensional array of rows, got " + std::to_string(keep.ndim()) +
+                     " dimensions");
+  }
+  const auto dtype = keep.dtype();
+  const bool bytes = dtype.lanes == 1 && dtype.bits == 8 &&
+                     (dtype.code == static_cast<std::uint8_t>(nb::dlpack::dtype_code::UInt) ||
+                      dtype.code == static_cast<std::uint8_t>(nb::dlpack::dtype_code::Bool));
+  const std::size_t rows = keep.shape(0), cols = keep.shape(1);
+  if (!bytes || (cols > 1 && keep.stride(1) != 1) || keep.stride(0) < static_cast<std::int64_t>(cols)) {
+    throw UsageError(what + ": rows on a CUDA device must be uint8 or bool with contiguous columns "
+                            "(tensor.to(torch.uint8).contiguous())");
+  }
+  if (rows == 0 || cols == 0) throw UsageError(what + ": the array has no rows or no columns");
+  if (rows > static_cast<std::size_t>(std::numeric_limits<int>::max()) ||
+      cols > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+    throw UsageError(what + ": too many rows or columns");
+  }
+  ResidentRows resident;
+  resident.data = static_cast<const std::uint8_t*>(keep.data());
+  resident.rows = static_cast<int>(rows);
+  resident.cols = static_cast<int>(cols);
+  resident.row_stride = rows > 1 ? keep.stride(0) : static_cast<std::int64_t>(cols);
+  resident.backend = Backend::cuda;
+  resident.device = keep.device_id();
+  return resident;
+}
+
 std::vector<float> read_floats(const AnyArray& array, std::size_t rows, std::size_t cols, bool two_dimensional,
                                const std::string& what) {
   const ArrayReader reader(array, what);
@@ -258,7 +298,7 @@ void check_width(const States& states, int n, const std::string& what, const cha
 
 // ---------------------------------------------------------------- engines
 
-std::unique_ptr<Engine> engine_for(const std::string& backend_text, int threads) {
+std::unique_ptr<Engine> engine_for(const std::string& backend_text, int threads, int device = 0) {
   const Backend backend = parse_backend(backend_text);
   if (backend == Backend::cuda) {
     if (!cuda_compiled()) {
@@ -273,6 +313,7 @@ std::unique_ptr<Engine> engine_for(const std::string& backend_text, int threads)
   const int processors = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   EngineOptions options;
   options.threads = std::min(threads, processors);
+  options.device = device;
   options.quiet = true;
   return make_engine(backend, options);
 }
@@ -412,6 +453,7 @@ struct PyTrainResult {
   long mode_steps = 0;
   double seconds = 0.0;
   std::string backend;
+  nb::dict summary;
 };
 
 // Python exception types, made at import.
@@ -432,7 +474,7 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
                        std::optional<std::function<void(nb::dict)>> callback, bool sample_positive_hidden, bool exact_metrics,
                        const std::string& lr_schedule, double lr_final, long checkpoint_every,
                        std::optional<std::string> checkpoint, std::optional<std::string> resume,
-                       const nb::kwargs& kwargs) {
+                       std::optional<std::string> out_path, const nb::kwargs& kwargs) {
   const ModeOptions mode_words = mode_options(kwargs, "train");
   TrainConfig config;
   config.method = parse_train_method(method);
@@ -469,11 +511,45 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
   config.learning_rate_schedule = parse_learning_rate_schedule(lr_schedule);
   config.final_learning_rate = lr_final;
   MARBM_EXPECTS(checkpoint_every >= 0, UsageError, "checkpoint_every must be >= 0, got " + std::to_string(checkpoint_every));
-  MARBM_EXPECTS(checkpoint_every == 0 || checkpoint, UsageError, "checkpoint_every needs checkpoint=PATH to write to");
+  // As `marbm train --checkpoint-every`: without a file of their own the checkpoints replace `out`.
+  if (checkpoint_every > 0 && !checkpoint) checkpoint = out_path;
+  MARBM_EXPECTS(checkpoint_every == 0 || checkpoint, UsageError,
+                "checkpoint_every needs checkpoint=PATH (or out=PATH) to write to");
+  // Refused before training, so that a run's result is not lost at the end.
+  for (const auto& [name, path] : {std::pair<const char*, const std::optional<std::string>&>{"out", out_path},
+                                   std::pair<const char*, const std::optional<std::string>&>{"checkpoint", checkpoint}}) {
+    if (!path) continue;
+    const std::string problem = output_file_problem(*path);
+    if (!problem.empty()) throw UsageError(std::string(name) + ": " + problem);
+  }
   std::optional<TrainCheckpoint> resumed;
   if (resume) resumed = load_checkpoint(*resume);
 
-  const Dataset data = read_dataset(data_source, "data");
+  // Rows on a CUDA device go to the CUDA engine where they are (no host
+  // copy); `data` then has their shape only.
+  AnyArray device_array;
+  const std::optional<ResidentRows> resident = cuda_rows(data_source, "data", device_array);
+  Dataset data;
+  if (resident) {
+    const Backend wanted = parse_backend(backend);
+    if (wanted == Backend::cpu || (wanted == Backend::automatic && cuda_devices().empty())) {
+      throw UsageError("data: the array is on CUDA device " + std::to_string(resident->device) +
+                       "; train with backend='cuda', which takes it without a host copy, or pass a CPU array");
+    }
+    if (!init && init_visible_bias == "data") {
+      throw UsageError("data: init_visible_bias='data' reads the rows on the host, and these are on a CUDA device; "
+                       "give init_visible_bias='random' or init=RBM");
+    }
+    if (!test_data_source.is_none()) {
+      throw UsageError("test_data: the held-out metrics compare with the training rows on the host, and these are on "
+                       "a CUDA device");
+    }
+    data.n_rows = resident->rows;
+    data.n_cols = resident->cols;
+    data.description = "cuda array " + std::to_string(resident->rows) + "x" + std::to_string(resident->cols);
+  } else {
+    data = read_dataset(data_source, "data");
+  }
   const int n = data.n_cols;
   if (init) {
     if (init->n_visible() != n) {
@@ -510,17 +586,37 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
     }
   }
 
-  auto engine = engine_for(backend, threads);
+  // Rows on a CUDA device: the CUDA engine on that device.
+  auto engine = engine_for(backend, threads, resident ? resident->device : 0);
+  // What the model file and the summary record, as `marbm train` writes them.
+  TrainRecord record;
+  record.program = "marbm.train";
+  record.data = nb::isinstance<nb::str>(data_source) ? nb::cast<std::string>(data_source) : data.description;
+  record.data_description = data.description;
+  record.data_rows = data.n_rows;
+  record.rows_distinct = !resident && static_cast<int>(distinct_rows(data).rows.size()) == data.n_rows;
+  record.n_visible = n;
+  record.n_hidden = m;
+  record.init = init ? "model given as init" : "";
+  record.init_sigma = init_sigma;
+  record.init_visible_bias = init_visible_bias;
+  if (test) record.test_data = nb::isinstance<nb::str>(test_data_source) ? nb::cast<std::string>(test_data_source)
+                                                                         : test->description;
+  record.out = out_path.value_or("");
+  record.backend = engine->description();
   Rbm initial = init ? *init : Rbm::random(n, m, init_sigma, seed);
   if (!init && init_visible_bias == "data") set_base_rate_visible_bias(initial, data);
 
   std::vector<nb::dict> points;  // touched only with the GIL held
+  std::vector<std::string> json_points;  // the evaluations as `marbm train --json` prints them
+  std::optional<HeldOutMetrics> last_held_out;
   auto on_metrics = [&](const TrainMetrics& metrics) {
     const bool requested = metrics.iteration == total || metrics.iteration == 0 ||
                            (eval_every > 0 && metrics.iteration % eval_every == 0);
     if (!requested) return;
     std::optional<HeldOutMetrics> held_out;
-    if (test) held_out = evaluate_held_out(engine->model(), data, *test, held_out_options);
+    if (test) held_out = last_held_out = evaluate_held_out(engine->model(), data, *test, held_out_options);
+    if (eval_every > 0) json_points.push_back(train_evaluation_json(metrics, held_out ? &*held_out : nullptr));
     nb::gil_scoped_acquire gil;
     nb::dict point = metrics_dict(metrics);
     if (held_out) add_held_out(point, *held_out);
@@ -538,14 +634,33 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
       checkpoints.every = checkpoint_every;
       if (checkpoint_every > 0) {
         checkpoints.write = [&](const TrainCheckpoint& state) {
-          save_checkpoint(*checkpoint, state, {{"created_by", "marbm (Python) " + version()}});
+          TrainResult partial;
+          partial.history = state.history;
+          partial.mode_steps = state.mode.steps_taken;
+          partial.seconds = state.seconds;
+          Metadata metadata = train_metadata(record, config, partial, state.iteration);
+          metadata["iterations_planned"] = std::to_string(total);
+          save_checkpoint(*checkpoint, state, metadata);
         };
       }
       if (resumed) checkpoints.resume = &*resumed;
-      result = train(*engine, data, initial, config, on_metrics, checkpoints);
+      result = resident ? train(*engine, *resident, initial, config, on_metrics, checkpoints)
+                        : train(*engine, data, initial, config, on_metrics, checkpoints);
     } catch (const TrainingDiverged& diverged) {
+      // As `marbm train`: the last finite parameters are kept as the output,
+      // marked in the metadata as a diverged run's.
+      std::string message = diverged.what();
+      if (out_path) {
+        TrainResult partial;
+        partial.history = diverged.history;
+        Metadata metadata = train_metadata(record, config, partial, diverged.last_finite_iteration);
+        metadata["diverged_at"] = std::to_string(diverged.noticed_at);
+        save_rbm(*out_path, diverged.last_finite_model, metadata);
+        message += "; wrote the last finite model (after " + std::to_string(diverged.last_finite_iteration) +
+                   " updates) to " + *out_path;
+      }
       nb::gil_scoped_acquire gil;
-      nb::object error = nb::borrow<nb::object>(training_diverged_type)(diverged.what());
+      nb::object error = nb::borrow<nb::object>(training_diverged_type)(message);
       error.attr("noticed_at") = diverged.noticed_at;
       error.attr("last_finite_iteration") = diverged.last_finite_iteration;
       error.attr("last_finite_model") = nb::cast(diverged.last_finite_model);
@@ -554,6 +669,16 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
       throw nb::python_error();
     }
   }
+  result.model.check_finite("trained model (lower lr?)");
+  if (out_path) {
+    Metadata metadata = train_metadata(record, config, result, total);
+    if (resumed) metadata["resumed_from"] = std::to_string(resumed->iteration);
+    save_rbm(*out_path, result.model, metadata);
+  }
+  const std::string summary = train_summary_json(record, config, result, total,
+                                                 last_held_out ? &*last_held_out : nullptr,
+                                                 eval_every > 0 ? &json_points : nullptr);
+  out.summary = nb::cast<nb::dict>(nb::module_::import_("json").attr("loads")(summary));
   out.model = std::move(result.model);
   out.history = columns(points);
   out.iterations = total;
@@ -567,7 +692,10 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
 
 nb::dict study_py(nb::handle data_source, int hidden, const std::vector<std::string>& methods, int runs, long iters,
                   int batch, double lr, int k, long eval_every, std::uint64_t seed, double init_sigma,
-                  const std::string& backend, int threads, const nb::kwargs& kwargs) {
+                  const std::string& backend, int threads, double momentum, double weight_decay, int chains,
+                  std::optional<std::string> test_data, const std::string& lr_schedule, double lr_final,
+                  bool sample_positive_hidden, std::optional<std::string> out_folder, bool plot, bool keep_models,
+                  const nb::kwargs& kwargs) {
   const ModeOptions mode_words = mode_options(kwargs, "study");
   StudyConfig config;
   if (nb::isinstance<nb::str>(data_source)) {
@@ -590,11 +718,37 @@ nb::dict study_py(nb::handle data_source, int hidden, const std::vector<std::str
   MARBM_EXPECTS(threads >= 0, UsageError, "threads must be >= 0, got " + std::to_string(threads));
   config.threads = threads;
   config.mode = mode_words.config();
+  config.momentum = momentum;
+  config.weight_decay = weight_decay;
+  const bool uses_chains =
+      std::find(config.methods.begin(), config.methods.end(), TrainMethod::pcd) != config.methods.end() ||
+      (std::find(config.methods.begin(), config.methods.end(), TrainMethod::mode) != config.methods.end() &&
+       config.mode.base == NegativePhase::pcd);
+  MARBM_EXPECTS(chains >= 0, UsageError, "chains must be >= 0, got " + std::to_string(chains));
+  if (chains != 0 && !uses_chains) throw UsageError("chains applies only to the pcd method or mode with base='pcd'");
+  config.persistent_chains = chains;
+  config.test_data = test_data.value_or("");
+  config.learning_rate_schedule = parse_learning_rate_schedule(lr_schedule);
+  config.final_learning_rate = lr_final;
+  config.sample_positive_hidden = sample_positive_hidden;
+  if (keep_models && !out_folder) throw UsageError("keep_models needs out=DIR to save the models into");
 
   StudyResult result;
+  StudyOutputFiles files;
   {
     nb::gil_scoped_release release;
-    result = run_study(config);
+    if (out_folder) {
+      // The files of `marbm study --out DIR`, written by the same library code.
+      StudyOutputOptions output;
+      output.folder = *out_folder;
+      output.folder_option = "out";
+      output.plot = plot;
+      output.keep_models = keep_models;
+      output.program = "marbm.study";
+      result = run_study_in_folder(config, *single_process_communicator(), output, &files);
+    } else {
+      result = run_study(config);
+    }
   }
   nb::object numpy = nb::module_::import_("numpy");
   nb::dict out;
@@ -637,10 +791,34 @@ nb::dict study_py(nb::handle data_source, int hidden, const std::vector<std::str
     d["median_final_kl"] = summary.median_final_kl;
     d["min_final_kl"] = summary.min_final_kl;
     d["max_final_kl"] = summary.max_final_kl;
+    if (!config.test_data.empty()) {
+      std::vector<double> test_ll(rows * points, nan);
+      for (std::size_t r = 0; r < rows; ++r) {
+        const std::vector<double>& values = method_runs[r]->test_mean_log_likelihood;
+        std::copy(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(std::min(values.size(), points)),
+                  test_ll.begin() + static_cast<std::ptrdiff_t>(r * points));
+      }
+      d["test_mean_log_likelihood"] = to_numpy_object(std::move(test_ll), {rows, points});
+      d["median_final_test_mean_log_likelihood"] = summary.median_final_test_mean_log_likelihood;
+    }
     per_method[nb::str(std::string(to_string(method)).c_str())] = d;
   }
   out["methods"] = per_method;
   out["seconds"] = result.seconds;
+  out["threads_used"] = result.threads;
+  if (files.written) {
+    nb::dict written;
+    written["csv"] = files.csv;
+    written["summary"] = files.summary;
+    written["png"] = files.png.empty() ? nb::none() : nb::cast(files.png);
+    if (!files.png.empty() || !plot) {
+      written["plot_message"] = nb::none();
+    } else {
+      written["plot_message"] = files.plot_message;
+    }
+    written["models"] = files.models.empty() ? nb::none() : nb::cast(files.models);
+    out["files"] = written;
+  }
   return out;
 }
 
@@ -1100,7 +1278,10 @@ NB_MODULE(_marbm, m) {
       .def_ro("iterations", &PyTrainResult::iterations, "Updates made.")
       .def_ro("mode_steps", &PyTrainResult::mode_steps, "Mode steps taken (method 'mode').")
       .def_ro("seconds", &PyTrainResult::seconds, "Training wall time.")
-      .def_ro("backend", &PyTrainResult::backend, "The engine that trained, in words.");
+      .def_ro("backend", &PyTrainResult::backend, "The engine that trained, in words.")
+      .def_ro("summary", &PyTrainResult::summary,
+              "What `marbm train --json` prints at the end, as a dict (non-finite numbers as None; with "
+              "eval_every > 0 also event 'summary' and the history of evaluation objects).");
 
   m.def("train", &train_py, "data"_a, nb::kw_only(), "hidden"_a = nb::none(), "init"_a = nb::none(),
         "method"_a = "cd", "k"_a = 1, "lr"_a = 0.1, "batch"_a = 100, "iters"_a = nb::none(), "epochs"_a = nb::none(),
@@ -1108,17 +1289,24 @@ NB_MODULE(_marbm, m) {
         "init_sigma"_a = 0.01, "init_visible_bias"_a = "data", "chains"_a = 0, "threads"_a = 0,
         "exact_max_units"_a = 24, "test_data"_a = nb::none(), "callback"_a = nb::none(),
         "sample_positive_hidden"_a = false, "exact_metrics"_a = true, "lr_schedule"_a = "constant",
-        "lr_final"_a = 0.0, "checkpoint_every"_a = 0, "checkpoint"_a = nb::none(), "resume"_a = nb::none(), "kwargs"_a,
-        "Trains an RBM as `marbm train` does (lr_schedule constant|linear|exponential ending at lr_final; "
-        "checkpoint_every=N writes a checkpoint to the file `checkpoint` every N updates; resume=PATH continues "
+        "lr_final"_a = 0.0, "checkpoint_every"_a = 0, "checkpoint"_a = nb::none(), "resume"_a = nb::none(),
+        "out"_a = nb::none(), "kwargs"_a,
+        "Trains an RBM as `marbm train` does (out=PATH writes the model with the same metadata as --out, "
+        "atomically; the result's summary is what --json prints; lr_schedule constant|linear|exponential ending "
+        "at lr_final; checkpoint_every=N writes a checkpoint to the file `checkpoint` (else `out`) every N "
+        "updates; resume=PATH continues "
         "such a checkpoint's run, given the same settings, bit for bit); mode options (base, p_max, alpha, beta, mode_solver, mode_lr_scale, "
         "mode_target, mode_step, mode_lr_factor, mode_states, mode_replicas, mode_steps) as keywords.");
 
   m.def("study", &study_py, "data"_a = "shifting-bars:6:3", nb::kw_only(), "hidden"_a = 6,
         "methods"_a = std::vector<std::string>{"cd", "mode"}, "runs"_a = 10, "iters"_a = 20000, "batch"_a = 6,
         "lr"_a = 0.2, "k"_a = 1, "eval_every"_a = 200, "seed"_a = 1, "init_sigma"_a = 0.01, "backend"_a = "cpu",
-        "threads"_a = 0, "kwargs"_a,
-        "Exact-KL study as `marbm study`: per method the KL curves of every run as numpy arrays.");
+        "threads"_a = 0, "momentum"_a = 0.0, "weight_decay"_a = 0.0, "chains"_a = 0, "test_data"_a = nb::none(),
+        "lr_schedule"_a = "constant", "lr_final"_a = 0.0, "sample_positive_hidden"_a = false, "out"_a = nb::none(),
+        "plot"_a = true, "keep_models"_a = false, "kwargs"_a,
+        "Exact-KL study as `marbm study`: per method the KL curves of every run as numpy arrays. With out=DIR it "
+        "also writes DIR/kl.csv, DIR/summary.json and DIR/kl.png (plot=False: no plot; keep_models=True: "
+        "DIR/models/METHOD-RUN.safetensors) exactly as `marbm study --out DIR` does.");
 
   // ------------------------------------------------------------ pictures
   m.def(
@@ -1144,6 +1332,15 @@ NB_MODULE(_marbm, m) {
       "path"_a, "tiles"_a, "columns"_a = 0, "border"_a = 1,
       "Writes tiles (count, height, width) with values in [0, 1] (0 black, 1 white) as one 8-bit grayscale PNG grid "
       "with `columns` tiles per row (0: about square), as `marbm show` and `marbm sample` draw them.");
+
+  m.def(
+      "_read_address",
+      [](const AnyArray& array) -> std::uintptr_t {
+        return reinterpret_cast<std::uintptr_t>(read_states(array, "array").data);
+      },
+      "array"_a,
+      "Address of the memory marbm reads 0/1 states from: the array's own when its layout allows, else a "
+      "checked copy's (for tests of zero-copy input).");
 
   // ------------------------------------------------------------ about the build
   m.def("version", &version, "marbm's version string.");

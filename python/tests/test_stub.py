@@ -41,6 +41,17 @@ def test_train_keywords_match_the_stub():
     for keyword in ("hidden", "init", "method", "k", "lr", "batch", "iters", "epochs", "seed", "backend",
                     "eval_every", "momentum", "weight_decay", "init_sigma", "init_visible_bias", "chains",
                     "threads", "exact_max_units", "test_data", "callback", "sample_positive_hidden",
-                    "exact_metrics"):
+                    "exact_metrics", "lr_schedule", "lr_final", "checkpoint_every", "checkpoint", "resume", "out"):
+        assert keyword in stub_keywords
+        assert keyword in doc
+
+
+def test_study_keywords_match_the_stub():
+    node = stub_names()["study"]
+    stub_keywords = {a.arg for a in node.args.kwonlyargs}
+    doc = _marbm.study.__doc__ or ""
+    for keyword in ("hidden", "methods", "runs", "iters", "batch", "lr", "k", "eval_every", "seed", "init_sigma",
+                    "backend", "threads", "momentum", "weight_decay", "chains", "test_data", "lr_schedule",
+                    "lr_final", "sample_positive_hidden", "out", "plot", "keep_models"):
         assert keyword in stub_keywords
         assert keyword in doc
