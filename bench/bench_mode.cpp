@@ -1,29 +1,38 @@
-// Ground-state search on the CPU: throughput (Google Benchmark) and
-// time-to-solution TTS99 against the exact ground state.
+// Ground-state search on the CPU: throughput (Google Benchmark) and the runs
+// behind time-to-solution TTS99 (bench/peers/compare-mode.sh).
 //
 //   bench_mode                       Google Benchmark: one search per iteration,
 //                                    spin updates/s and the per-replica hit rate
-//   bench_mode --tts [--sizes=8,16,24] [--count=20] [--steps-grid]
-//                                    TTS99 per solver and size, one line each
-//   bench_mode --write-instances=DIR [--sizes=...] [--count=...]
-//                                    the same instances as safetensors files with
-//                                    their exact ground energy, for the peers
+//   bench_mode --write-instances=DIR [--sizes=8,12,16,24] [--count=20] [--exact-max=24]
+//                                    the instances as model files, and for sizes up
+//                                    to --exact-max their exact ground energy
+//                                    (DIR/exact.tsv)
+//   bench_mode --reference=DIR [--reference-steps=2000] [--reference-replicas=256]
+//                                    long runs of every solver: the lowest energy
+//                                    each finds per instance (REF lines)
+//   bench_mode --tts=DIR [--steps=3,5,...] [--replicas=128] [--solvers=...]
+//                                    per solver, steps setting and instance: the
+//                                    replicas reaching the energy of
+//                                    DIR/reference.tsv and the CPU seconds (RUN lines)
 //
-// TTS99 = t_run * log(0.01) / log(1 - p), p the share of replicas (over all
-// instances of a size) whose polished state has the exact ground energy and
-// t_run the time of one replica (search time / replicas): the expected time
-// to reach the ground state with 99% probability by independent repeats.
-// Run with OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 for the one-thread figures.
-// --tts times with the process CPU clock (the peers script does the same), so
-// figures from a busy machine stay comparable: one thread, CPU time = work.
+// bench/peers/summarise_tts.py turns RUN lines into per-instance TTS99 =
+// t_run log(0.01) / log(1 - p_i), p_i the share of instance i's replicas whose
+// polished state has the reference energy and t_run the CPU time per replica.
+// Run with OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 for the one-thread figures;
+// times are process CPU seconds (the peers script does the same), so figures
+// from a busy machine stay comparable: one thread, CPU time = work.
 #include <benchmark/benchmark.h>
 
 #include <time.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -54,10 +63,14 @@ struct Solver {
   const char* name;
   ModeSolver solver;
   SbVariant variant;
+  ModePolish polish = ModePolish::descent;
 };
 const Solver solvers[] = {{"marbm-sb-discrete", ModeSolver::sb, SbVariant::discrete},
                           {"marbm-sb-ballistic", ModeSolver::sb, SbVariant::ballistic},
-                          {"marbm-sa", ModeSolver::sa, SbVariant::discrete}};
+                          {"marbm-sa", ModeSolver::sa, SbVariant::discrete},
+                          {"marbm-sb-discrete-collapsed", ModeSolver::sb, SbVariant::discrete, ModePolish::collapsed},
+                          {"marbm-sb-ballistic-collapsed", ModeSolver::sb, SbVariant::ballistic, ModePolish::collapsed},
+                          {"marbm-sa-collapsed", ModeSolver::sa, SbVariant::discrete, ModePolish::collapsed}};
 
 double cpu_seconds() {
   timespec now{};
@@ -66,12 +79,6 @@ double cpu_seconds() {
 }
 
 bool reached(double energy, double ground) { return energy <= ground + 1e-9 * std::max(1.0, std::abs(ground)); }
-
-double tts99(double p, double t_run) {
-  if (p <= 0.0) return std::numeric_limits<double>::infinity();
-  if (p >= 1.0) return t_run;
-  return t_run * std::log(0.01) / std::log1p(-p);
-}
 
 // ------------------------------------------------------------ Google Benchmark
 
@@ -106,77 +113,171 @@ void bm_mode_exhaustive(benchmark::State& state) {
 
 // ------------------------------------------------------------ TTS and instances
 
-std::vector<int> parse_sizes(std::string_view text) {
-  std::vector<int> sizes;
+std::vector<int> parse_list(std::string_view text) {
+  std::vector<int> values;
   while (!text.empty()) {
     const auto comma = text.find(',');
-    sizes.push_back(std::atoi(std::string(text.substr(0, comma)).c_str()));
+    values.push_back(std::atoi(std::string(text.substr(0, comma)).c_str()));
     if (comma == std::string_view::npos) break;
     text.remove_prefix(comma + 1);
   }
-  return sizes;
+  return values;
 }
 
-int run_tts(const std::vector<int>& sizes, int count, bool steps_grid) {
-  std::printf("# TTS\tsolver\tsize\tsteps\treplicas\tp_replica\tt_run_s\ttts99_s\tinstances_solved\n");
+std::string instance_path(const std::string& folder, int n, int k) {
+  return folder + "/n" + std::to_string(n) + "_k" + std::to_string(k) + ".safetensors";
+}
+
+// DIR/reference.tsv: "size<TAB>instance<TAB>energy<TAB>source" per instance
+// (bench/peers/reference_tts.py writes it from the exact energies and the
+// reference runs).
+std::map<std::pair<int, int>, double> read_reference(const std::string& folder) {
+  std::map<std::pair<int, int>, double> reference;
+  std::ifstream in(folder + "/reference.tsv");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    int n = 0, k = 0;
+    double energy = 0.0;
+    if (fields >> n >> k >> energy) reference[{n, k}] = energy;
+  }
+  return reference;
+}
+
+double tts99(double p, double t_run) {
+  if (p <= 0.0) return std::numeric_limits<double>::infinity();
+  if (p >= 1.0) return t_run;
+  return t_run * std::log(0.01) / std::log1p(-p);
+}
+
+// The grid of a solver stops once its median TTS99 (over settings that solve
+// every instance) has risen at two settings in a row after its lowest: the
+// TTS of longer runs only grows from there (the same rule as peers_mode.py).
+bool past_the_minimum(std::vector<double> tts, double& best_median, int& worse) {
+  std::sort(tts.begin(), tts.end());
+  if (std::isinf(tts.back())) return false;  // not every instance solved
+  const std::size_t half = tts.size() / 2;
+  const double median = tts.size() % 2 ? tts[half] : 0.5 * (tts[half - 1] + tts[half]);
+  if (median < best_median) {
+    best_median = median;
+    worse = 0;
+    return false;
+  }
+  return ++worse >= 2;
+}
+
+struct Run {
+  double seconds = 0.0;  // process CPU seconds of the call
+  ModeResult result;
+};
+
+Run timed_search(const Rbm& rbm, const Solver& solver, int steps, int replicas, std::uint64_t seed) {
+  ModeSearchConfig config;
+  config.solver = solver.solver;
+  config.sb_variant = solver.variant;
+  config.polish = solver.polish;
+  config.steps = steps;
+  config.replicas = replicas;
+  config.seed = seed;
+  const double start = cpu_seconds();
+  Run run;
+  run.result = find_mode(rbm, config);
+  run.seconds = cpu_seconds() - start;
+  return run;
+}
+
+// One line per solver, setting and instance: the replicas that reached the
+// reference energy, the CPU seconds of the call and the best energy found.
+// A best energy below the reference means the reference is wrong: exit 1.
+// The steps grid of a solver stops after the first setting at which every
+// replica of every instance reached the reference (longer runs only cost
+// more), or when past_the_minimum says so.
+int run_tts(const std::string& folder, const std::vector<int>& sizes, int count, const std::vector<int>& grid,
+            int replicas, const std::vector<std::string>& only) {
+  const auto reference = read_reference(folder);
+  std::printf("# RUN\tsolver\tsize\tsteps\tinstance\treplicas\thits\tcpu_s\tbest_energy\n");
   for (int n : sizes) {
     std::vector<Rbm> models;
     std::vector<double> ground;
     for (int k = 0; k < count; ++k) {
-      models.push_back(instance(n, k));
-      ground.push_back(mode_exhaustive(models.back()).energy);
+      const auto found = reference.find({n, k});
+      if (found == reference.end()) {
+        std::fprintf(stderr, "bench_mode: %s/reference.tsv has no energy for size %d instance %d\n", folder.c_str(), n, k);
+        return 1;
+      }
+      models.push_back(load_rbm(instance_path(folder, n, k)));
+      ground.push_back(found->second);
     }
     for (const Solver& solver : solvers) {
-      // Steps: the default, or a grid around it (TTS is often lowest for
-      // shorter runs than the reliable default).
-      std::vector<int> steps_list = {0};
-      if (steps_grid) steps_list = {3, 5, 10, 20, 50, 100, 200};
-      for (int steps : steps_list) {
-        ModeSearchConfig config;
-        config.solver = solver.solver;
-        config.sb_variant = solver.variant;
-        config.steps = steps;
-        double seconds = 0.0;
-        long replicas = 0, hits = 0;
-        int solved = 0, used_steps = 0, used_replicas = 0;
+      if (!only.empty() && std::find(only.begin(), only.end(), solver.name) == only.end()) continue;
+      double best_median = std::numeric_limits<double>::infinity();
+      int worse = 0;
+      for (int steps : grid) {
+        bool all_hit = true;
+        std::vector<double> tts;
         for (int k = 0; k < count; ++k) {
-          config.seed = static_cast<std::uint64_t>(k);
-          const double start = cpu_seconds();
-          const ModeResult result = find_mode(models[k], config);
-          seconds += cpu_seconds() - start;
-          replicas += result.replicas;
-          used_steps = result.steps;
-          used_replicas = result.replicas;
-          if (reached(result.energy, ground[k])) {
-            hits += result.replicas_at_best;
-            ++solved;
+          const Run run = timed_search(models[k], solver, steps, replicas, static_cast<std::uint64_t>(k));
+          const ModeResult& result = run.result;
+          if (result.energy < ground[k] - 1e-6 * std::max(1.0, std::abs(ground[k]))) {
+            std::fprintf(stderr,
+                         "bench_mode: %s found energy %.17g below the reference %.17g on size %d instance %d: the "
+                         "reference is wrong\n",
+                         solver.name, result.energy, ground[k], n, k);
+            return 1;
           }
+          const int hits = reached(result.energy, ground[k]) ? result.replicas_at_best : 0;
+          all_hit = all_hit && hits == result.replicas;
+          tts.push_back(tts99(static_cast<double>(hits) / result.replicas, run.seconds / result.replicas));
+          std::printf("RUN\t%s\t%d\t%d\t%d\t%d\t%d\t%.6e\t%.17g\n", solver.name, n, result.steps, k, result.replicas,
+                      hits, run.seconds, result.energy);
         }
-        const double p = static_cast<double>(hits) / static_cast<double>(replicas);
-        const double t_run = seconds / static_cast<double>(replicas);
-        std::printf("TTS\t%s\t%d\t%d\t%d\t%.4f\t%.3e\t%.3e\t%d/%d\n", solver.name, n, used_steps, used_replicas, p,
-                    t_run, tts99(p, t_run), solved, count);
         std::fflush(stdout);
+        if (all_hit || past_the_minimum(tts, best_median, worse)) break;
       }
     }
   }
   return 0;
 }
 
-int write_instances(const std::string& folder, const std::vector<int>& sizes, int count) {
+// Long runs of every marbm solver (different seeds from the timed runs), one
+// line per solver and instance: the lowest energy found. The reference of a
+// size beyond exhaustive enumeration is the lowest over these and the peers'.
+int run_reference(const std::string& folder, const std::vector<int>& sizes, int count, int steps, int replicas) {
+  std::printf("# REF\tsolver\tsize\tinstance\tenergy\tcpu_s\n");
+  for (int n : sizes) {
+    for (int k = 0; k < count; ++k) {
+      const Rbm rbm = load_rbm(instance_path(folder, n, k));
+      for (const Solver& solver : solvers) {
+        const Run run = timed_search(rbm, solver, steps, replicas, 1000000 + static_cast<std::uint64_t>(k));
+        std::printf("REF\t%s\t%d\t%d\t%.17g\t%.3f\n", solver.name, n, k, run.result.energy, run.seconds);
+      }
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
+// The instances as model files; for sizes up to `exact_max` per layer their
+// exact ground energy (mode_exhaustive) in DIR/exact.tsv.
+int write_instances(const std::string& folder, const std::vector<int>& sizes, int count, int exact_max) {
   std::filesystem::create_directories(folder);
+  std::ofstream exact(folder + "/exact.tsv", std::ios::app);
   for (int n : sizes) {
     for (int k = 0; k < count; ++k) {
       const Rbm rbm = instance(n, k);
-      const ModeResult exact = mode_exhaustive(rbm);
-      char energy[64];
-      std::snprintf(energy, sizeof energy, "%.17g", exact.energy);
-      const std::string path = folder + "/n" + std::to_string(n) + "_k" + std::to_string(k) + ".safetensors";
-      save_rbm(path, rbm, {{"ground_energy", energy}, {"instance", std::to_string(k)}});
+      save_rbm(instance_path(folder, n, k), rbm, {{"instance", std::to_string(k)}});
+      if (n <= exact_max) {
+        char line[128];
+        std::snprintf(line, sizeof line, "%d\t%d\t%.17g\texact\n", n, k, mode_exhaustive(rbm).energy);
+        exact << line;
+      }
     }
-    std::printf("wrote %d instances of %d x %d to %s\n", count, n, n, folder.c_str());
+    exact.flush();
+    std::printf("wrote %d instances of %d x %d to %s%s\n", count, n, n, folder.c_str(),
+                n <= exact_max ? " with their exact ground energy" : "");
   }
-  return 0;
+  return exact ? 0 : 1;
 }
 
 }  // namespace
@@ -187,39 +288,69 @@ BENCHMARK_CAPTURE(bm_mode_search, sa, solvers[2])->Arg(16)->Arg(24)->Arg(32)->Un
 BENCHMARK(bm_mode_exhaustive)->Arg(16)->Arg(20)->Arg(24)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
-  std::vector<int> sizes = {8, 12, 16, 20, 24};
-  int count = 20;
-  bool tts = false, steps_grid = false;
-  std::string instances_folder;
+  std::vector<int> sizes = {8, 12, 16, 24};
+  std::vector<int> grid = {3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000};
+  std::vector<std::string> only;
+  int count = 20, replicas = 128, exact_max = 24, reference_steps = 2000, reference_replicas = 256;
+  std::string tts_folder, reference_folder, instances_folder;
   std::vector<char*> rest = {argv[0]};
   for (int k = 1; k < argc; ++k) {
     const std::string_view arg = argv[k];
-    if (arg == "--tts") {
-      tts = true;
-    } else if (arg == "--steps-grid") {
-      steps_grid = true;
-    } else if (arg.starts_with("--sizes=")) {
-      sizes = parse_sizes(arg.substr(8));
-    } else if (arg.starts_with("--count=")) {
-      count = std::atoi(std::string(arg.substr(8)).c_str());
+    auto value = [&](std::string_view key) { return std::string(arg.substr(key.size())); };
+    if (arg.starts_with("--tts=")) {
+      tts_folder = value("--tts=");
+    } else if (arg.starts_with("--reference=")) {
+      reference_folder = value("--reference=");
     } else if (arg.starts_with("--write-instances=")) {
-      instances_folder = std::string(arg.substr(18));
+      instances_folder = value("--write-instances=");
+    } else if (arg.starts_with("--sizes=")) {
+      sizes = parse_list(value("--sizes="));
+    } else if (arg.starts_with("--steps=")) {
+      grid = parse_list(value("--steps="));
+    } else if (arg.starts_with("--count=")) {
+      count = std::atoi(value("--count=").c_str());
+    } else if (arg.starts_with("--replicas=")) {
+      replicas = std::atoi(value("--replicas=").c_str());
+    } else if (arg.starts_with("--exact-max=")) {
+      exact_max = std::atoi(value("--exact-max=").c_str());
+    } else if (arg.starts_with("--reference-steps=")) {
+      reference_steps = std::atoi(value("--reference-steps=").c_str());
+    } else if (arg.starts_with("--reference-replicas=")) {
+      reference_replicas = std::atoi(value("--reference-replicas=").c_str());
+    } else if (arg.starts_with("--solvers=")) {
+      std::string list = value("--solvers=");
+      for (std::size_t at = 0; at <= list.size();) {
+        const std::size_t comma = std::min(list.find(',', at), list.size());
+        only.push_back(list.substr(at, comma - at));
+        at = comma + 1;
+      }
     } else {
       rest.push_back(argv[k]);
     }
   }
   for (int n : sizes) {
-    if (n < 1 || n > 30) {
-      std::fprintf(stderr, "bench_mode: --sizes: %d is outside 1..30 (the exact ground state is enumerated)\n", n);
+    if (n < 1 || n > 256) {
+      std::fprintf(stderr, "bench_mode: --sizes: %d is outside 1..256\n", n);
       return 2;
     }
   }
-  if (count < 1) {
-    std::fprintf(stderr, "bench_mode: --count must be at least 1\n");
+  if (exact_max > 30) {
+    std::fprintf(stderr, "bench_mode: --exact-max above 30 would enumerate for hours\n");
     return 2;
   }
-  if (!instances_folder.empty()) return write_instances(instances_folder, sizes, count);
-  if (tts) return run_tts(sizes, count, steps_grid);
+  if (count < 1 || replicas < 1 || reference_steps < 1 || reference_replicas < 1 || grid.empty() ||
+      std::any_of(grid.begin(), grid.end(), [](int s) { return s < 1; })) {
+    std::fprintf(stderr, "bench_mode: --count, --replicas, --steps and the reference settings must be positive\n");
+    return 2;
+  }
+  try {
+    if (!instances_folder.empty()) return write_instances(instances_folder, sizes, count, exact_max);
+    if (!reference_folder.empty()) return run_reference(reference_folder, sizes, count, reference_steps, reference_replicas);
+    if (!tts_folder.empty()) return run_tts(tts_folder, sizes, count, grid, replicas, only);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "bench_mode: %s\n", error.what());
+    return 1;
+  }
   int rest_count = static_cast<int>(rest.size());
   benchmark::Initialize(&rest_count, rest.data());
   if (benchmark::ReportUnrecognizedArguments(rest_count, rest.data())) return 2;

@@ -38,6 +38,16 @@ std::string_view to_string(ModeSolver solver) {
   return "?";
 }
 
+ModePolish parse_mode_polish(std::string_view text) {
+  if (text == "descent") return ModePolish::descent;
+  if (text == "collapsed") return ModePolish::collapsed;
+  throw UsageError("unknown polish '" + std::string(text) + "' (expected descent or collapsed)");
+}
+
+std::string_view to_string(ModePolish polish) {
+  return polish == ModePolish::collapsed ? "collapsed" : "descent";
+}
+
 namespace {
 
 // The best state of the enumeration over one contiguous block of Gray-code
@@ -309,6 +319,8 @@ ModeResult find_mode(const Rbm& rbm, const ModeSearchConfig& config) {
     backend = detail::list_cuda_devices().empty() ? Backend::cpu : Backend::cuda;
   }
   if (backend == Backend::cuda) {
+    MARBM_EXPECTS(config.polish == ModePolish::descent, UsageError,
+                  "mode search: the collapsed polish runs on the CPU only (use the descent polish or --backend cpu)");
     ModeSearchConfig device_config = config;
     device_config.backend = Backend::cuda;
     return detail::find_mode_cuda(rbm, device_config);

@@ -177,6 +177,27 @@ void full_state(const CollapsedForm& form, const std::uint8_t* s, std::vector<st
 
 }  // namespace
 
+struct CollapsedPolish::Form : CollapsedForm {
+  using CollapsedForm::CollapsedForm;
+};
+
+CollapsedPolish::CollapsedPolish(const Rbm& rbm) : form_(std::make_unique<Form>(rbm)) {}
+CollapsedPolish::~CollapsedPolish() = default;
+
+double CollapsedPolish::run(std::uint8_t* visible, std::uint8_t* hidden, Scratch& scratch) const {
+  const CollapsedForm& form = *form_;
+  std::uint8_t* smaller = form.hidden_smaller ? hidden : visible;
+  std::uint8_t* other = form.hidden_smaller ? visible : hidden;
+  Scratch& s = scratch;
+  ::marbm::detail::Scratch descent{std::move(s.field), std::move(s.positive)};
+  const double energy = descend(form, smaller, descent);
+  // descend keeps u = d + C^T s in step with s: the other layer's optimum.
+  for (int i = 0; i < form.f; ++i) other[i] = descent.field[i] > 0.0 ? 1 : 0;
+  s.field = std::move(descent.field);
+  s.positive = std::move(descent.positive);
+  return energy;
+}
+
 ModeResult mode_local_cpu(const Rbm& rbm, const ModeSearchConfig& config) {
   const auto start_time = std::chrono::steady_clock::now();
   const int n = rbm.n_visible();

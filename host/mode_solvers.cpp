@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -111,13 +112,20 @@ struct Replicas {
 // the best energy (within 1e-9 relative). The polished warm start, when given,
 // is a candidate too, so a search never returns worse than where it started.
 // Every replica polished in place (in parallel); their energies.
-std::vector<double> polish_all(const DescentPolish& polish, Replicas& replicas) {
+std::vector<double> polish_all(const Rbm& rbm, const ModeSearchConfig& config, const DescentPolish& polish,
+                               Replicas& replicas) {
   std::vector<double> energy(static_cast<std::size_t>(replicas.count));
+  const bool collapsed = config.polish == ModePolish::collapsed && replicas.count > 0;
+  const std::unique_ptr<CollapsedPolish> descent = collapsed ? std::make_unique<CollapsedPolish>(rbm) : nullptr;
 #pragma omp parallel
   {
     DescentPolish::Scratch scratch;
+    CollapsedPolish::Scratch collapsed_scratch;
 #pragma omp for schedule(static)
-    for (int r = 0; r < replicas.count; ++r) energy[r] = polish.run(replicas.v(r), replicas.h(r), scratch);
+    for (int r = 0; r < replicas.count; ++r) {
+      energy[r] = polish.run(replicas.v(r), replicas.h(r), scratch);
+      if (descent) energy[r] = descent->run(replicas.v(r), replicas.h(r), collapsed_scratch);
+    }
   }
   return energy;
 }
@@ -148,7 +156,7 @@ void keep_polished_warm_start(const ModeSearchConfig& config, const DescentPolis
 ModeResult finish(const Rbm& rbm, const ModeSearchConfig& config, Replicas& replicas, int steps,
                   std::chrono::steady_clock::time_point start) {
   const DescentPolish polish(rbm);
-  const std::vector<double> energy = polish_all(polish, replicas);
+  const std::vector<double> energy = polish_all(rbm, config, polish, replicas);
   const int best = lowest(energy);
   ModeResult result;
   result.visible.assign(replicas.v(best), replicas.v(best) + replicas.n);
@@ -551,7 +559,7 @@ ModeResult mode_replicas_distributed(const Rbm& rbm, const ModeSearchConfig& con
     steps = trajectory.steps;
   }
   const DescentPolish polish(rbm);
-  const std::vector<double> energy = polish_all(polish, replicas);
+  const std::vector<double> energy = polish_all(rbm, config, polish, replicas);
   const int best = lowest(energy);
   // The lowest energy over the ranks; the lowest rank holds the lowest
   // replica index among equals (ranges are in rank order), as one process picks.

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "detail/mode_search_config.hpp"
@@ -53,6 +54,29 @@ class DescentPolish {
   std::vector<double> weights_transposed_;  // m x n
   std::vector<double> visible_bias_;
   std::vector<double> hidden_bias_;
+};
+
+/// The collapsed descent (ModePolish::collapsed) after the block descent:
+/// single flips of the smaller layer, each re-optimising the whole other
+/// layer, steepest first, until none lowers E (host/mode_local.cpp, the
+/// local solver's descent). Thread-safe: each thread passes its own Scratch.
+class CollapsedPolish {
+ public:
+  struct Scratch {
+    std::vector<double> field;
+    std::vector<double> positive;
+  };
+  explicit CollapsedPolish(const Rbm& rbm);
+  ~CollapsedPolish();
+  CollapsedPolish(const CollapsedPolish&) = delete;
+  CollapsedPolish& operator=(const CollapsedPolish&) = delete;
+  /// Descends from (visible, hidden) in place, the other layer left at its
+  /// optimum; returns E of the result.
+  double run(std::uint8_t* visible, std::uint8_t* hidden, Scratch& scratch) const;
+
+ private:
+  struct Form;
+  std::unique_ptr<Form> form_;
 };
 
 /// SB or SA replicas (config.solver) on the CPU across the ranks of `comm`:

@@ -24,6 +24,7 @@ struct ModeOptions {
   double time_step = 0.0;
   double beta_hot = 0.0;
   double beta_cold = 0.0;
+  std::string polish = "descent";
   long long seed = 0;
   int max_enumerated_units = 32;
   std::string backend = "auto";
@@ -49,6 +50,7 @@ int run_mode(const ModeOptions& options) {
   config.time_step = options.time_step;
   config.beta_hot = options.beta_hot;
   config.beta_cold = options.beta_cold;
+  config.polish = parse_mode_polish(options.polish);
   config.seed = static_cast<std::uint64_t>(options.seed);
   config.max_enumerated_units = options.max_enumerated_units;
   const bool fell_back = config.backend == Backend::automatic && cuda_devices().empty();
@@ -101,6 +103,10 @@ Runner setup_mode(CLI::App& app) {
       ->check(non_negative_number());
   app.add_option("--beta-cold", options->beta_cold, "annealing final inverse temperature (0: from the parameters)")
       ->check(non_negative_number());
+  app.add_option("--polish", options->polish,
+                 "sb and sa: descent | collapsed (descent, then single flips of the smaller layer; cpu only; "
+                 "default descent)")
+      ->check(one_of({"descent", "collapsed"}));
   app.add_option("--seed", options->seed, "random seed")->check(integer_at_least(0));
   app.add_option("--max-enumerated-units", options->max_enumerated_units,
                  "exhaustive refuses a smaller layer beyond this many units (default 32)")
@@ -113,6 +119,9 @@ Runner setup_mode(CLI::App& app) {
     // would be silently ignored.
     if (app.count("--variant") > 0 && options->solver != "sb") {
       throw UsageError("--variant applies only to --solver sb (got --solver " + options->solver + ")");
+    }
+    if (app.count("--polish") > 0 && options->solver != "sb" && options->solver != "sa") {
+      throw UsageError("--polish applies only to --solver sb or sa (got --solver " + options->solver + ")");
     }
     return run_mode(*options);
   };

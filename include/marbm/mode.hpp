@@ -40,6 +40,20 @@ enum class SbVariant {
   discrete,   ///< dSB: field from sign(x)
 };
 
+/// The polish every sb / sa replica gets before the best one is chosen.
+enum class ModePolish {
+  /// Block descent: h = argmin E(v, .), v = argmin E(., h) until nothing
+  /// changes (polish_descent).
+  descent,
+  /// The block descent, then steepest single flips of the smaller layer, each
+  /// re-optimising the whole other layer, until none lowers E: fewer, lower
+  /// local minima for a few passes over W more. CPU only.
+  collapsed,
+};
+/// Parses "descent" | "collapsed"; throws UsageError otherwise.
+ModePolish parse_mode_polish(std::string_view text);
+std::string_view to_string(ModePolish polish);
+
 /// Options of a ground-state search. Zero means "choose by size" for the
 /// fields documented so.
 struct ModeSearchConfig {
@@ -52,6 +66,7 @@ struct ModeSearchConfig {
   double time_step = 0.0;       ///< SB dt; 0: default
   double beta_hot = 0.0;        ///< SA initial inverse temperature; 0: derived from parameters
   double beta_cold = 0.0;       ///< SA final inverse temperature; 0: derived from parameters
+  ModePolish polish = ModePolish::descent;  ///< sb, sa: the polish of every replica
   std::uint64_t seed = 0;
   int max_enumerated_units = 32;  ///< exhaustive refuses beyond 2^this states
   /// Optional warm start (both empty or both sized to the layers): one
