@@ -579,80 +579,177 @@ double kl_divergence_exact(const Rbm& rbm, const Dataset& data, const ExactOptio
   return kl_divergence(rbm, data, log_partition_exact(rbm, options));
 }
 
+namespace {
+
+// Sums of p(state) times the other layer's conditionals, by enumerated unit:
+// cross[j][i] = sum over states with unit j on of p * p(other unit i on | state).
+struct ExpectationSums {
+  std::vector<double> cross, enumerated, other_layer;
+  ExpectationSums(int k, int other)
+      : cross(static_cast<std::size_t>(k) * other, 0.0), enumerated(k, 0.0), other_layer(other, 0.0) {}
+  // Adds one set of totals to every enumerated unit that is on in `bits`.
+  void add_to_units(std::uint64_t bits, const double* weighted, double probability, int other) {
+    for (; bits != 0; bits &= bits - 1) {
+      const int j = std::countr_zero(bits);
+      enumerated[j] += probability;
+      double* row = cross.data() + static_cast<std::size_t>(j) * other;
+      for (int i = 0; i < other; ++i) row[i] += weighted[i];
+    }
+  }
+};
+
+struct ExpectationScratch {
+  std::vector<double> field, terms, weighted, chunk_weighted, block_exp, values, probability, mantissa, low_weighted,
+      low_probability, block_weighted;
+  std::vector<std::int64_t> exponent;
+  ExpectationScratch(const Layout& layout, const ProductPlan& product)
+      : field(layout.other),
+        terms(layout.other),
+        weighted(layout.other),
+        chunk_weighted(layout.other),
+        block_exp(product.stride, 0.0),
+        values(std::size_t{1} << product.low_bits),
+        probability(values.size()),
+        mantissa(values.size()),
+        low_weighted(values.size() * product.stride),
+        low_probability(values.size()),
+        block_weighted(product.stride),
+        exponent(values.size()) {}
+};
+
+// One chunk by blocks of the product kernel (as chunk_by_products), or false
+// when a field may leave the window. The states' conditionals are E / (1 + E)
+// with the same E = B T; totals are kept per low subset, per block and per
+// chunk, and each is added to the units that are on throughout it.
+bool chunk_expectations_by_products(const Layout& layout, const ProductPlan& product, const ChunkPlan& plan,
+                                    std::uint64_t base, double linear, double log_z, ExpectationScratch& scratch,
+                                    ExpectationSums& acc) {
+  double* field = scratch.field.data();
+  double high = 0.0;
+  for (int i = 0; i < layout.other; ++i) {
+    const double top = field[i] + product.block_high[i] + product.low_high[i];
+    if (top > field_window || field[i] + product.block_low[i] < -field_window) return false;
+    high = std::max(high, top);
+  }
+  const int group = static_cast<int>(std::min(1.0e6, std::floor(1022.0 / (high * 1.4426950408889634 + 1.0))));
+  const int g = product.low_bits, states = 1 << g, other = layout.other, stride = product.stride;
+  std::fill(scratch.low_weighted.begin(), scratch.low_weighted.end(), 0.0);
+  std::fill(scratch.low_probability.begin(), scratch.low_probability.end(), 0.0);
+  std::fill(scratch.chunk_weighted.begin(), scratch.chunk_weighted.end(), 0.0);
+  double chunk_probability = 0.0;
+  std::uint64_t block_bits = 0;  // the Gray-code state of the block units
+  const std::uint64_t blocks = plan.chunk_states >> g;
+  for (std::uint64_t block = 0; block < blocks; ++block) {
+    if (block > 0) {
+      int unit = 0;
+      bool on = false;
+      gray_step(block, unit, on);
+      unit += g;
+      block_bits ^= std::uint64_t{1} << unit;
+      linear += on ? layout.enumerated_bias[unit] : -layout.enumerated_bias[unit];
+      detail::add_signed(field, layout.column(unit), on ? 1.0 : -1.0, other);
+    }
+    detail::exp_array(field, scratch.block_exp.data(), other);
+    detail::one_plus_products(scratch.block_exp.data(), product.table.data(), stride, states, group,
+                              scratch.mantissa.data(), scratch.exponent.data());
+    // log p(state) = value - log Z, then p.
+    detail::log_products(scratch.mantissa.data(), scratch.exponent.data(), linear - log_z, product.low_linear.data(),
+                         scratch.values.data(), states);
+    exp_shifted_into(scratch.values.data(), 0.0, scratch.probability.data(), states);
+    std::fill(scratch.block_weighted.begin(), scratch.block_weighted.end(), 0.0);
+    detail::add_weighted_conditionals(scratch.block_exp.data(), product.table.data(), stride, states,
+                                      scratch.probability.data(), scratch.low_weighted.data(),
+                                      scratch.block_weighted.data());
+    const double block_probability = sum_of(scratch.probability.data(), states);
+    for (int s = 0; s < states; ++s) scratch.low_probability[s] += scratch.probability[s];
+    acc.add_to_units(block_bits, scratch.block_weighted.data(), block_probability, other);
+    for (int i = 0; i < other; ++i) scratch.chunk_weighted[i] += scratch.block_weighted[i];
+    chunk_probability += block_probability;
+  }
+  for (int s = 1; s < states; ++s)
+    acc.add_to_units(static_cast<std::uint64_t>(s), scratch.low_weighted.data() + static_cast<std::size_t>(s) * stride,
+                     scratch.low_probability[s], other);
+  for (int i = 0; i < other; ++i) acc.other_layer[i] += scratch.chunk_weighted[i];
+  acc.add_to_units(base, scratch.chunk_weighted.data(), chunk_probability, other);
+  return true;
+}
+
+// One chunk state by state, with softplus and sigmoid per unit.
+void chunk_expectations_by_softplus(const Layout& layout, const ChunkPlan& plan, std::uint64_t base, double linear,
+                                    double log_z, ExpectationScratch& scratch, ExpectationSums& acc) {
+  const int other = layout.other;
+  double* field = scratch.field.data();
+  double* terms = scratch.terms.data();
+  double* weighted = scratch.weighted.data();
+  std::uint64_t low = 0;  // the Gray-code state of the chunk's low bits
+  // Units above the chunk bits are constant over the chunk: their terms
+  // are the chunk's totals, added once at its end.
+  std::fill(scratch.chunk_weighted.begin(), scratch.chunk_weighted.end(), 0.0);
+  double chunk_probability = 0.0;
+  for (std::uint64_t t = 0; t < plan.chunk_states; ++t) {
+    if (t == 0) {
+      detail::softplus_array(field, terms, other);
+    } else {
+      int unit = 0;
+      bool on = false;
+      gray_step(t, unit, on);
+      low ^= std::uint64_t{1} << unit;
+      linear += on ? layout.enumerated_bias[unit] : -layout.enumerated_bias[unit];
+      detail::step_softplus_array(field, layout.column(unit), on ? 1.0 : -1.0, terms, other);
+    }
+    const double spsum = sum_of(terms, other);
+    // The state's marginal probability; the other layer's conditionals
+    // given the state are exact sigmoids of its fields.
+    const double p = std::exp(linear + spsum - log_z);
+    sigmoid_into(field, p, weighted, other);
+    for (int i = 0; i < other; ++i) scratch.chunk_weighted[i] += weighted[i];
+    chunk_probability += p;
+    acc.add_to_units(low, weighted, p, other);
+  }
+  for (int i = 0; i < other; ++i) acc.other_layer[i] += scratch.chunk_weighted[i];
+  acc.add_to_units(base, scratch.chunk_weighted.data(), chunk_probability, other);
+}
+
+}  // namespace
+
 ModelExpectations model_expectations_exact(const Rbm& rbm, const ExactOptions& options) {
   check_limit(rbm, options);
   const Layout layout = make_layout(rbm, rbm.n_hidden() <= rbm.n_visible());
   const double log_z = log_partition_gray(layout);
   const int k = layout.k, other = layout.other;
   const ChunkPlan plan = plan_chunks(k);
+  const ProductPlan product = make_product_plan(layout, plan.chunk_bits);
 
-  // Chunks are grouped into a fixed number of blocks, each with its own
-  // accumulators, summed in block order: bounded memory and results that do
+  // Chunks are grouped into a fixed number of shares, each with its own
+  // accumulators, summed in share order: bounded memory and results that do
   // not depend on the thread count.
-  const std::int64_t blocks = std::min<std::int64_t>(plan.chunks, 64);
+  const std::int64_t shares = std::min<std::int64_t>(plan.chunks, 64);
   const std::size_t cross_size = static_cast<std::size_t>(k) * other;
-  struct Accumulators {
-    std::vector<double> cross, enumerated, other_layer;
-  };
-  std::vector<Accumulators> block_sums(static_cast<std::size_t>(blocks));
+  std::vector<ExpectationSums> share_sums(static_cast<std::size_t>(shares), ExpectationSums(0, 0));
 
 #pragma omp parallel if (plan.chunks > 1)
   {
-    std::vector<double> field(other), terms(other), weighted(other), chunk_weighted(other);
+    ExpectationScratch scratch(layout, product);
 #pragma omp for schedule(dynamic, 1)
-    for (std::int64_t block = 0; block < blocks; ++block) {
-      Accumulators acc{std::vector<double>(cross_size, 0.0), std::vector<double>(k, 0.0),
-                       std::vector<double>(other, 0.0)};
-      const std::int64_t first_chunk = plan.chunks * block / blocks;
-      const std::int64_t last_chunk = plan.chunks * (block + 1) / blocks;
+    for (std::int64_t share = 0; share < shares; ++share) {
+      ExpectationSums acc(k, other);
+      const std::int64_t first_chunk = plan.chunks * share / shares;
+      const std::int64_t last_chunk = plan.chunks * (share + 1) / shares;
       for (std::int64_t chunk = first_chunk; chunk < last_chunk; ++chunk) {
         const std::uint64_t base = static_cast<std::uint64_t>(chunk) << plan.chunk_bits;
         double linear = 0.0;
-        start_chunk(layout, base, field.data(), linear);
-        std::uint64_t low = 0;  // the Gray-code state of the chunk's low bits
-        // Units above the chunk bits are constant over the chunk: their terms
-        // are the chunk's totals, added once at its end.
-        std::fill(chunk_weighted.begin(), chunk_weighted.end(), 0.0);
-        double chunk_probability = 0.0;
-        for (std::uint64_t t = 0; t < plan.chunk_states; ++t) {
-          if (t == 0) {
-            detail::softplus_array(field.data(), terms.data(), other);
-          } else {
-            int unit = 0;
-            bool on = false;
-            gray_step(t, unit, on);
-            low ^= std::uint64_t{1} << unit;
-            linear += on ? layout.enumerated_bias[unit] : -layout.enumerated_bias[unit];
-            detail::step_softplus_array(field.data(), layout.column(unit), on ? 1.0 : -1.0, terms.data(), other);
-          }
-          const double spsum = sum_of(terms.data(), other);
-          // The state's marginal probability; the other layer's conditionals
-          // given the state are exact sigmoids of its fields.
-          const double p = std::exp(linear + spsum - log_z);
-          sigmoid_into(field.data(), p, weighted.data(), other);
-          for (int i = 0; i < other; ++i) chunk_weighted[i] += weighted[i];
-          chunk_probability += p;
-          for (std::uint64_t bits = low; bits != 0; bits &= bits - 1) {
-            const int j = std::countr_zero(bits);
-            acc.enumerated[j] += p;
-            double* row = acc.cross.data() + static_cast<std::size_t>(j) * other;
-            for (int i = 0; i < other; ++i) row[i] += weighted[i];
-          }
-        }
-        for (int i = 0; i < other; ++i) acc.other_layer[i] += chunk_weighted[i];
-        for (std::uint64_t bits = base; bits != 0; bits &= bits - 1) {
-          const int j = std::countr_zero(bits);
-          acc.enumerated[j] += chunk_probability;
-          double* row = acc.cross.data() + static_cast<std::size_t>(j) * other;
-          for (int i = 0; i < other; ++i) row[i] += chunk_weighted[i];
+        start_chunk(layout, base, scratch.field.data(), linear);
+        if (!product.usable ||
+            !chunk_expectations_by_products(layout, product, plan, base, linear, log_z, scratch, acc)) {
+          chunk_expectations_by_softplus(layout, plan, base, linear, log_z, scratch, acc);
         }
       }
-      block_sums[static_cast<std::size_t>(block)] = std::move(acc);
+      share_sums[static_cast<std::size_t>(share)] = std::move(acc);
     }
   }
 
   std::vector<double> cross(cross_size, 0.0), enumerated(k, 0.0), other_layer(other, 0.0);
-  for (const Accumulators& acc : block_sums) {
+  for (const ExpectationSums& acc : share_sums) {
     for (std::size_t q = 0; q < cross_size; ++q) cross[q] += acc.cross[q];
     for (int j = 0; j < k; ++j) enumerated[j] += acc.enumerated[j];
     for (int i = 0; i < other; ++i) other_layer[i] += acc.other_layer[i];

@@ -156,6 +156,23 @@ void log_products(const double* __restrict mantissa, const std::int64_t* __restr
 }
 
 MARBM_VECTOR_CLONES
+void add_weighted_conditionals(const double* __restrict base, const double* __restrict table, int stride, int states,
+                               const double* __restrict probability, double* __restrict weighted,
+                               double* __restrict block_weighted) {
+  for (int s = 0; s < states; ++s) {
+    const double* row = table + static_cast<std::size_t>(s) * stride;
+    double* out = weighted + static_cast<std::size_t>(s) * stride;
+    const double p = probability[s];
+    for (int i = 0; i < stride; ++i) {
+      const double e = base[i] * row[i];
+      const double term = p * (e / (1.0 + e));
+      out[i] += term;
+      block_weighted[i] += term;
+    }
+  }
+}
+
+MARBM_VECTOR_CLONES
 void add_signed(double* __restrict field, const double* __restrict column, double sign, int count) {
   for (int i = 0; i < count; ++i) field[i] += sign * column[i];
 }

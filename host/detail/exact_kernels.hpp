@@ -43,6 +43,13 @@ void one_plus_products(const double* base, const double* table, int stride, int 
 void log_products(const double* mantissa, const std::int64_t* exponent, double offset, const double* addend,
                   double* out, int count);
 
+/// For the block's states s < states, with E_si = base[i] * table[s * stride + i]
+/// and the other layer's conditional p(unit i on | state s) = E_si / (1 + E_si):
+/// adds probability[s] * E_si / (1 + E_si) to weighted[s * stride + i] and to
+/// block_weighted[i], for i < stride (padded entries add 0).
+void add_weighted_conditionals(const double* base, const double* table, int stride, int states,
+                               const double* probability, double* weighted, double* block_weighted);
+
 /// field[i] += sign * column[i] (sign +1 or -1, exact negation).
 void add_signed(double* field, const double* column, double sign, int count);
 
