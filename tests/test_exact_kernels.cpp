@@ -217,5 +217,56 @@ TEST(ExactKernels, ChunkBoundariesAgreeWithDirectAtAnyThreadCount) {
   EXPECT_TRUE(close_relative(log_partition_exact(wide), log_partition_direct(wide, 0), 1e-12));
 }
 
+// Model expectations from a from-scratch sum over the enumerated layer in
+// long double, for odd widths, several blocks and chunks, visible
+// enumeration, and a huge-weight unit that sends some chunks to the per-state path.
+void expect_expectations_match(const Rbm& rbm) {
+  const int n = rbm.n_visible(), m = rbm.n_hidden();
+  const bool hidden = m <= n;
+  const int k = hidden ? m : n, other = hidden ? n : m;
+  const long double log_z = log_partition_long_double(rbm);
+  std::vector<long double> enumerated(k, 0.0L), other_mean(other, 0.0L), cross(static_cast<std::size_t>(k) * other, 0.0L);
+  std::vector<long double> field(other);
+  for (std::uint64_t state = 0; state < (std::uint64_t{1} << k); ++state) {
+    long double value = 0.0L;
+    for (int i = 0; i < other; ++i) field[i] = hidden ? rbm.visible_bias()[i] : rbm.hidden_bias()[i];
+    for (int j = 0; j < k; ++j) {
+      if (!((state >> j) & 1u)) continue;
+      value += hidden ? rbm.hidden_bias()[j] : rbm.visible_bias()[j];
+      for (int i = 0; i < other; ++i) field[i] += hidden ? rbm.weight(i, j) : rbm.weight(j, i);
+    }
+    for (int i = 0; i < other; ++i) value += softplus_reference(field[i]);
+    const long double p = std::exp(value - log_z);
+    for (int i = 0; i < other; ++i) {
+      const long double conditional = 1.0L / (1.0L + std::exp(-field[i]));
+      other_mean[i] += p * conditional;
+      for (int j = 0; j < k; ++j)
+        if ((state >> j) & 1u) cross[static_cast<std::size_t>(j) * other + i] += p * conditional;
+    }
+    for (int j = 0; j < k; ++j)
+      if ((state >> j) & 1u) enumerated[j] += p;
+  }
+  const ModelExpectations ex = model_expectations_exact(rbm);
+  const auto& enumerated_out = hidden ? ex.hidden : ex.visible;
+  const auto& other_out = hidden ? ex.visible : ex.hidden;
+  for (int j = 0; j < k; ++j) EXPECT_NEAR(enumerated_out[j], static_cast<double>(enumerated[j]), 1e-13) << n << "x" << m << " unit " << j;
+  for (int i = 0; i < other; ++i) EXPECT_NEAR(other_out[i], static_cast<double>(other_mean[i]), 1e-13) << n << "x" << m << " other " << i;
+  for (int j = 0; j < k; ++j)
+    for (int i = 0; i < other; ++i) {
+      const std::size_t q = hidden ? static_cast<std::size_t>(i) * m + j : static_cast<std::size_t>(j) * m + i;
+      EXPECT_NEAR(ex.visible_hidden[q], static_cast<double>(cross[static_cast<std::size_t>(j) * other + i]), 1e-13)
+          << n << "x" << m << " pair " << j << ", " << i;
+    }
+}
+
+TEST(ExactKernels, ModelExpectationsMatchLongDoubleSums) {
+  expect_expectations_match(Rbm::random(13, 7, 0.9, 1));   // one block, padded width
+  expect_expectations_match(Rbm::random(21, 12, 0.6, 2));  // several blocks, 4 chunks of 2^10
+  expect_expectations_match(Rbm::random(5, 11, 0.8, 3));   // the visible layer enumerated
+  Rbm huge = Rbm::random(9, 12, 0.5, 4);
+  for (int i = 0; i < 9; ++i) huge.weight(i, 11) = (i % 2 ? 1.0f : -1.0f) * 700.0f;  // half the chunks leave the window
+  expect_expectations_match(huge);
+}
+
 }  // namespace
 }  // namespace marbm
