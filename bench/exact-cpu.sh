@@ -60,7 +60,8 @@ field() { echo "$1" | cut -d' ' -f"$2"; }
 rate() { awk -v s="$1" -v t="$2" 'BEGIN { printf "%.1f", 2^s / t / 1e6 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 reldiff() {
-  awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; printf "%.1e", d / m }'
+  awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b;
+    if (d == 0) printf "0 (same bits)"; else printf "%.1e", d / m }'
 }
 
 rows=""
@@ -73,13 +74,19 @@ for bits in 20 28; do
     else
       before_cells="not run | | |"
     fi
-    rows+="| 2^$bits x 64 | $threads | $(field "$a" 2) | $(field "$a" 3) | $(rate "$bits" "$(field "$a" 2)") | $(rate "$bits" "$(field "$a" 3)") | $before_cells |"$'\n'
+    rows+="| 2^$bits x 64 | $threads | $(printf %.13f "$(field "$a" 1)") | $(field "$a" 2) | $(field "$a" 3) | $(rate "$bits" "$(field "$a" 2)") | $(rate "$bits" "$(field "$a" 3)") | $before_cells |"$'\n'
   done
 done
 
 a28="$(field "${result[after,28,2]}" 2)"
+c28="$(field "${result[after,28,2]}" 3)"
 target28="met"
-awk -v t="$a28" 'BEGIN { exit !(t < 8) }' || target28="missed by $(awk -v t="$a28" 'BEGIN { printf "%.1f", t - 8 }') s"
+if ! awk -v t="$a28" 'BEGIN { exit !(t < 8) }'; then
+  target28="missed by $(awk -v t="$a28" 'BEGIN { printf "%.1f", t - 8 }') s at this load. The run used $c28 CPU
+seconds over its 2 threads; on 2 idle cores that would be about $(awk -v c="$c28" 'BEGIN { printf "%.1f", c / 2 }') s wall,
+an estimate from CPU time, not a measurement: the cores were busy with other work (load above), so the
+2 threads got well under 2 cores"
+fi
 numpy_section="No Python with numpy was found (set PYTHON or run bench/peers/setup-venv.sh): not measured."
 if [[ -n "$numpy_line" ]]; then
   nw="$(field "$numpy_line" 2)"
@@ -107,10 +114,14 @@ end, on 2 cores, so wall times are inflated by other people's work; CPU seconds 
 are the steadier figure. Model: \`Rbm::random(64, m, 0.5, 1)\`, the m hidden units enumerated, 64 visible
 units summed (\`bench/exact_time.cpp\`). Fastest of 5 (after) and 3 (before) runs at 2^20, one run at 2^28.
 
-| states x units | threads | after: wall s | CPU s | M states/s (wall) | M states/CPU s | before: wall s | CPU s | speed-up (wall) | log Z relative difference |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| states x units | threads | log Z (after) | after: wall s | CPU s | M states/s (wall) | M states/CPU s | before: wall s | CPU s | speed-up (wall) | log Z relative difference |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 $rows
-Target 2^28 x 64 in under 8 s wall on the 2 cores: **$a28 s, $target28** (at the load above).
+Target 2^28 x 64 in under 8 s wall on the 2 cores: **$a28 s, $target28**.
+
+Threads: chunks are shared dynamically between threads, and a thread's CPU time is its own work, so 2
+threads doing the same total CPU seconds as 1 means the work is split, not duplicated. Whether that
+halves the wall time depends on a second core being free: with a load average above the 2 cores, it is not.
 
 $numpy_section
 
@@ -121,5 +132,8 @@ and an add per unit, the products renormalised through their exponent bits, and 
 multiplicatively from state to state, so the error does not grow with the enumeration; chunks whose fields
 could leave +-690 (huge weights) fall back to the per-unit softplus. Chunks of 2^10..2^14 states restart
 from exact fields, independent of the thread count (results are bit-identical at any thread count).
+Model expectations (the exact-gradient negative phase) use the same blocks; log-likelihood and KL only need
+log Z. Accuracy (\`ExactKernels.*\` in tests/test_exact_kernels.cpp, against long double): the vector exp
+and softplus within 2 ulp, log Z within 1e-14 relative of a long double enumeration on 108 models.
 PAGE
 cat "$root/bench/results/exact-cpu.md"

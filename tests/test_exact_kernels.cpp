@@ -154,7 +154,7 @@ TEST(ExactKernels, LogPartitionMatchesLongDoubleBruteForce) {
   // beyond one block (64 states) and one chunk (2^10).
   double worst = 0.0;
   for (const int other : {1, 3, 7, 8, 9, 17, 33, 64, 70}) {
-    for (const int k : {1, 2, 5, 6, 7, 11, 12}) {
+    for (const int k : {1, 2, 5, 6, 7, 11}) {
       for (const double sigma : {0.3, 2.0}) {
         const Rbm rbm = Rbm::random(other, k, sigma, 100 + other * 31 + k);
         const long double reference = log_partition_long_double(rbm);
@@ -199,12 +199,13 @@ TEST(ExactKernels, HugeWeightsAndMixedChunksAgreeWithDirect) {
   EXPECT_TRUE(close_relative(log_partition_exact(rbm), log_partition_direct(rbm, 1), 1e-12));
 }
 
-// Enumerated layers around the chunk sizes (2^10 .. 2^14 states a chunk) and
+// Enumerated layers around the chunk sizes (2^10 states a chunk up to k = 16,
+// 2^11 at k = 17) and
 // visible enumeration, at 1 and 2 threads, bit-identical.
 TEST(ExactKernels, ChunkBoundariesAgreeWithDirectAtAnyThreadCount) {
   const int saved = omp_get_max_threads();
   for (const int k : {10, 11, 16, 17}) {
-    const Rbm rbm = Rbm::random(40, k, 0.6, 3 * k);
+    const Rbm rbm = Rbm::random(20, k, 0.6, 3 * k);
     omp_set_num_threads(1);
     const double one = log_partition_exact(rbm);
     omp_set_num_threads(2);
