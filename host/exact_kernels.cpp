@@ -10,29 +10,60 @@ namespace marbm::detail {
 
 namespace {
 
-// Eight doubles, as GCC and Clang's vector extensions: one AVX-512 register,
-// two AVX2 registers or four SSE2 registers depending on the clone, with the
-// same arithmetic (no contraction to fused multiply-adds under ISO C++), so
-// every clone gives the same bits.
-typedef double Doubles __attribute__((vector_size(64)));
-typedef std::uint64_t Words __attribute__((vector_size(64)));
-typedef std::int64_t Integers __attribute__((vector_size(64)));
-static_assert(sizeof(Doubles) == product_lanes * sizeof(double));
+// Four doubles, as GCC and Clang's vector extensions: one AVX2 register, or
+// two SSE2 registers in the baseline clone. The AVX2 and AVX-512 versions may
+// fuse multiply-adds, so the last bits can differ between CPU types (as for
+// every clone in detail/fast_math.hpp); on one machine they never depend on
+// the thread count.
+typedef double Quad __attribute__((vector_size(32)));
+typedef std::uint64_t QuadWords __attribute__((vector_size(32)));
+typedef std::int64_t QuadIntegers __attribute__((vector_size(32)));
+static_assert(product_lanes % 4 == 0);
 
-// By reference: a function returning a 64-byte vector would have a
-// different ABI in each clone.
-inline void load(Doubles& v, const double* p) { std::memcpy(&v, p, sizeof v); }
+// By reference: a function returning a 32-byte vector would have a
+// different ABI in the baseline clone. Eight-lane rows (product_lanes) are
+// two of these.
+inline void load(Quad& v, const double* p) { std::memcpy(&v, p, sizeof v); }
 
 // Moves the exponent of every lane (all >= 1, finite) into `exponent` and
 // leaves the mantissa in [1, 2).
-inline void renormalise(Doubles& p, Integers& exponent) {
-  Words bits;
+inline void renormalise(Quad& p, QuadIntegers& exponent) {
+  QuadWords bits;
   std::memcpy(&bits, &p, sizeof bits);
-  exponent += (Integers)(bits >> 52);
+  exponent += (QuadIntegers)(bits >> 52);
   exponent -= 1023;
   bits = (bits & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
   std::memcpy(&p, &bits, sizeof p);
 }
+
+// The product kernel is compiled for AVX2 and the baseline as four-lane
+// vectors, and separately for AVX-512 as eight-lane ones (target_clones
+// cannot give one clone a different body), picked once from the CPU's flags.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__) && \
+    !defined(MARBM_NO_VECTOR_CLONES)
+#define MARBM_QUAD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define MARBM_OCT_KERNEL 1
+#else
+#define MARBM_QUAD_CLONES
+#define MARBM_OCT_KERNEL 0
+#endif
+
+#if MARBM_OCT_KERNEL
+typedef double Oct __attribute__((vector_size(64)));
+typedef std::uint64_t OctWords __attribute__((vector_size(64)));
+typedef std::int64_t OctIntegers __attribute__((vector_size(64)));
+
+__attribute__((target("arch=x86-64-v4"))) inline void load(Oct& v, const double* p) { std::memcpy(&v, p, sizeof v); }
+
+__attribute__((target("arch=x86-64-v4"))) inline void renormalise(Oct& p, OctIntegers& exponent) {
+  OctWords bits;
+  std::memcpy(&bits, &p, sizeof bits);
+  exponent += (OctIntegers)(bits >> 52);
+  exponent -= 1023;
+  bits = (bits & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
+  std::memcpy(&p, &bits, sizeof p);
+}
+#endif
 
 // log1p(y) for y in [0, 1] as 2 atanh(z), z = y / (2 + y), with the two
 // roundings that dominate detail::log1p_unit taken out: 2 + y is rounded,
@@ -90,45 +121,107 @@ void softplus_array(const double* __restrict x, double* __restrict out, int coun
   for (int i = 0; i < count; ++i) out[i] = softplus_accurate(x[i]);
 }
 
-MARBM_VECTOR_CLONES
-void one_plus_products(const double* __restrict base, const double* __restrict table, int stride, int states,
+namespace {
+
+MARBM_QUAD_CLONES
+void one_plus_products_quad(const double* __restrict base, const double* __restrict table, int stride, int states,
                        int group_vectors, double* __restrict mantissa, std::int64_t* __restrict exponent) {
   const int vectors = stride / product_lanes;
   for (int s = 0; s < states; ++s) {
     const double* row = table + static_cast<std::size_t>(s) * stride;
-    // Two accumulators so consecutive multiplies do not wait on each other.
-    Doubles p0 = {1, 1, 1, 1, 1, 1, 1, 1}, p1 = p0;
-    Integers e = {0, 0, 0, 0, 0, 0, 0, 0};
+    // Four accumulators of four lanes (one AVX2 register each), so
+    // consecutive multiplies do not wait on each other: the halves of even
+    // lane groups go to p0 and p1, those of odd ones to p2 and p3.
+    Quad p0 = {1, 1, 1, 1}, p1 = p0, p2 = p0, p3 = p0;
+    QuadIntegers e = {0, 0, 0, 0};
     int v = 0;
     while (v < vectors) {
       const int end = v + group_vectors < vectors ? v + group_vectors : vectors;
-      Doubles b0, t0, b1, t1;
+      Quad b0, t0, b1, t1, b2, t2, b3, t3;
       for (; v + 2 <= end; v += 2) {
-        load(b0, base + v * product_lanes);
-        load(t0, row + v * product_lanes);
-        load(b1, base + (v + 1) * product_lanes);
-        load(t1, row + (v + 1) * product_lanes);
-        const Doubles e0 = b0 * t0, e1 = b1 * t1;
+        const double* bp = base + v * product_lanes;
+        const double* tp = row + v * product_lanes;
+        load(b0, bp), load(t0, tp), load(b1, bp + 4), load(t1, tp + 4);
+        load(b2, bp + 8), load(t2, tp + 8), load(b3, bp + 12), load(t3, tp + 12);
+        const Quad e0 = b0 * t0, e1 = b1 * t1, e2 = b2 * t2, e3 = b3 * t3;
+        p0 = p0 + p0 * e0;
+        p1 = p1 + p1 * e1;
+        p2 = p2 + p2 * e2;
+        p3 = p3 + p3 * e3;
+      }
+      if (v < end) {
+        const double* bp = base + v * product_lanes;
+        const double* tp = row + v * product_lanes;
+        load(b0, bp), load(t0, tp), load(b1, bp + 4), load(t1, tp + 4);
+        const Quad e0 = b0 * t0, e1 = b1 * t1;
+        p0 = p0 + p0 * e0;
+        p1 = p1 + p1 * e1;
+        ++v;
+      }
+      renormalise(p0, e);
+      renormalise(p1, e);
+      renormalise(p2, e);
+      renormalise(p3, e);
+    }
+    // Sixteen mantissas in [1, 2): their product stays below 2^16.
+    const Quad p = (p0 * p1) * (p2 * p3);
+    mantissa[s] = (p[0] * p[1]) * (p[2] * p[3]);
+    exponent[s] = (e[0] + e[1]) + (e[2] + e[3]);
+  }
+}
+
+#if MARBM_OCT_KERNEL
+// The same with eight lanes (one AVX-512 register) and two accumulators;
+// lanes l and l + 4 of p0 (p1) hold what lane l of the quad version's p0 and
+// p1 (p2 and p3) hold, combined in the same order.
+__attribute__((target("arch=x86-64-v4")))
+void one_plus_products_oct(const double* __restrict base, const double* __restrict table, int stride, int states,
+                           int group_vectors, double* __restrict mantissa, std::int64_t* __restrict exponent) {
+  const int vectors = stride / product_lanes;
+  for (int s = 0; s < states; ++s) {
+    const double* row = table + static_cast<std::size_t>(s) * stride;
+    Oct p0 = {1, 1, 1, 1, 1, 1, 1, 1}, p1 = p0;
+    OctIntegers e = {0, 0, 0, 0, 0, 0, 0, 0};
+    int v = 0;
+    while (v < vectors) {
+      const int end = v + group_vectors < vectors ? v + group_vectors : vectors;
+      Oct b0, t0, b1, t1;
+      for (; v + 2 <= end; v += 2) {
+        load(b0, base + v * product_lanes), load(t0, row + v * product_lanes);
+        load(b1, base + (v + 1) * product_lanes), load(t1, row + (v + 1) * product_lanes);
+        const Oct e0 = b0 * t0, e1 = b1 * t1;
         p0 = p0 + p0 * e0;
         p1 = p1 + p1 * e1;
       }
       if (v < end) {
-        load(b0, base + v * product_lanes);
-        load(t0, row + v * product_lanes);
-        const Doubles e0 = b0 * t0;
+        load(b0, base + v * product_lanes), load(t0, row + v * product_lanes);
+        const Oct e0 = b0 * t0;
         p0 = p0 + p0 * e0;
         ++v;
       }
       renormalise(p0, e);
       renormalise(p1, e);
     }
-    // Sixteen mantissas in [1, 2): their product stays below 2^16.
-    const Doubles p = p0 * p1;
-    double m = ((p[0] * p[1]) * (p[2] * p[3])) * ((p[4] * p[5]) * (p[6] * p[7]));
-    std::int64_t total = ((e[0] + e[1]) + (e[2] + e[3])) + ((e[4] + e[5]) + (e[6] + e[7]));
-    mantissa[s] = m;
+    double q[4];
+    for (int l = 0; l < 4; ++l) q[l] = (p0[l] * p0[l + 4]) * (p1[l] * p1[l + 4]);
+    mantissa[s] = (q[0] * q[1]) * (q[2] * q[3]);
+    std::int64_t total = 0;
+    for (int l = 0; l < 8; ++l) total += e[l];
     exponent[s] = total;
   }
+}
+#endif
+
+}  // namespace
+
+void one_plus_products(const double* base, const double* table, int stride, int states, int group_vectors,
+                       double* mantissa, std::int64_t* exponent) {
+#if MARBM_OCT_KERNEL
+  static const bool oct = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  if (oct) return one_plus_products_oct(base, table, stride, states, group_vectors, mantissa, exponent);
+#endif
+  one_plus_products_quad(base, table, stride, states, group_vectors, mantissa, exponent);
 }
 
 MARBM_VECTOR_CLONES
