@@ -106,6 +106,14 @@ void read_tensor(const std::string& path, const TensorEntry& entry, const unsign
   }
 }
 
+// The same tensor's values in float64, without rounding.
+void read_tensor_wide(const TensorEntry& entry, const unsigned char* buffer, std::vector<double>& out) {
+  const unsigned char* data = buffer + entry.begin;
+  for (std::size_t k = 0; k < out.size(); ++k)
+    out[k] = entry.dtype == "F32" ? static_cast<double>(read_little_endian<float>(data + 4 * k))
+                                  : read_little_endian<double>(data + 8 * k);
+}
+
 // Reads exactly `count` bytes, or fewer at the end of the file.
 std::string read_bytes(std::ifstream& in, std::uint64_t count) {
   std::string bytes(static_cast<std::size_t>(count), '\0');
@@ -208,7 +216,10 @@ void save_rbm(const std::string& path, const Rbm& rbm, const Metadata& metadata,
 
 namespace {
 
-Rbm load_rbm_unchecked(const std::string& path, Metadata* metadata, ExtraTensors* extra) {
+// `wide`, when given, also receives the parameters in float64 and whether
+// any of the three tensors is F64.
+Rbm load_rbm_unchecked(const std::string& path, Metadata* metadata, ExtraTensors* extra, RbmFloat64* wide = nullptr,
+                       bool* any_float64 = nullptr) {
   std::error_code ec;
   MARBM_EXPECTS(std::filesystem::exists(path, ec), DataError, path + ": no such file");
   MARBM_EXPECTS(!std::filesystem::is_directory(path, ec), DataError, path + ": is a directory, not a model file");
@@ -331,6 +342,18 @@ Rbm load_rbm_unchecked(const std::string& path, Metadata* metadata, ExtraTensors
   read_tensor(path, visible_bias, buffer, rbm.visible_bias());
   read_tensor(path, hidden_bias, buffer, rbm.hidden_bias());
   rbm.check_finite(path.c_str());
+  if (wide) {
+    wide->n_visible = static_cast<int>(n);
+    wide->n_hidden = static_cast<int>(m);
+    wide->weights.resize(n * m);
+    wide->visible_bias.resize(n);
+    wide->hidden_bias.resize(m);
+    read_tensor_wide(weights, buffer, wide->weights);
+    read_tensor_wide(visible_bias, buffer, wide->visible_bias);
+    read_tensor_wide(hidden_bias, buffer, wide->hidden_bias);
+  }
+  if (any_float64)
+    *any_float64 = weights.dtype == "F64" || visible_bias.dtype == "F64" || hidden_bias.dtype == "F64";
   if (extra) {
     extra->clear();
     for (const TensorEntry& e : entries) {
@@ -355,6 +378,20 @@ Rbm load_rbm_unchecked(const std::string& path, Metadata* metadata, ExtraTensors
 }  // namespace
 
 Rbm load_rbm(const std::string& path, Metadata* metadata) { return load_rbm(path, metadata, nullptr); }
+
+RbmFloat64 load_rbm_float64(const std::string& path, bool* any_float64) {
+  RbmFloat64 wide;
+  try {
+    load_rbm_unchecked(path, nullptr, nullptr, &wide, any_float64);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw DataError(path + ": not enough memory to load the model");
+  } catch (const std::exception& e) {
+    throw DataError(path + ": cannot be read as a model (" + detail::printable(e.what()) + ")");
+  }
+  return wide;
+}
 
 Rbm load_rbm(const std::string& path, Metadata* metadata, ExtraTensors* extra) {
   // Every failure leaves as a marbm::Error, whatever the library below threw.

@@ -14,6 +14,7 @@
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/mode.hpp"
+#include "marbm/model_io.hpp"
 
 namespace marbm::cli {
 namespace {
@@ -44,6 +45,10 @@ int run_eval(const EvalOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   Metadata metadata;
   const Rbm rbm = load_model_option(options.model, &metadata);
+  // A file with float64 tensors is evaluated exactly in float64; load_rbm
+  // rounded it to float32 for everything else.
+  bool float64_file = false;
+  const RbmFloat64 wide = load_rbm_float64(options.model, &float64_file);
   const int n = rbm.n_visible();
   const int m = rbm.n_hidden();
 
@@ -68,6 +73,7 @@ int run_eval(const EvalOptions& options) {
                  std::to_string(options.max_units) + "; estimating log Z by AIS" +
                  (with_data ? std::string() : " from a uniform base rate (--data gives a closer one)"));
     }
+    if (float64_file) print_note(options.model + ": float64 parameters rounded to float32 for AIS");
     AisOptions ais_options = options.ais_options;
     ais_options.reverse = !options.no_reverse;
     ais_options.backend = parse_backend_option(options.backend);
@@ -87,7 +93,7 @@ int run_eval(const EvalOptions& options) {
     z.high = z.ais.high();
   } else {
     z.method = "exact";
-    z.log_z = z.low = z.high = log_partition_exact(rbm, exact);
+    z.log_z = z.low = z.high = float64_file ? log_partition_exact(wide, exact) : log_partition_exact(rbm, exact);
   }
   const double log_z = z.log_z;
   // With an estimated log Z the log-likelihood has a bracket too; its ends
@@ -96,10 +102,15 @@ int run_eval(const EvalOptions& options) {
   double kl = 0.0;
   bool rows_distinct = false;  // then KL = -mean log-likelihood - log N, nothing more
   if (with_data) {
-    mean_ll = mean_log_likelihood(rbm, data, log_z);
-    mean_ll_low = std::isfinite(z.high) ? mean_log_likelihood(rbm, data, z.high) : -std::numeric_limits<double>::infinity();
-    mean_ll_high = std::isfinite(z.low) ? mean_log_likelihood(rbm, data, z.low) : std::numeric_limits<double>::infinity();
-    kl = kl_divergence(rbm, data, log_z);
+    // Exact in float64 from a float64 file; AIS brackets from the float32 model it ran on.
+    const bool wide_exact = float64_file && z.method == "exact";
+    auto mean_ll_at = [&](double at) {
+      return wide_exact ? mean_log_likelihood(wide, data, at) : mean_log_likelihood(rbm, data, at);
+    };
+    mean_ll = mean_ll_at(log_z);
+    mean_ll_low = std::isfinite(z.high) ? mean_ll_at(z.high) : -std::numeric_limits<double>::infinity();
+    mean_ll_high = std::isfinite(z.low) ? mean_ll_at(z.low) : std::numeric_limits<double>::infinity();
+    kl = wide_exact ? kl_divergence(wide, data, log_z) : kl_divergence(rbm, data, log_z);
     rows_distinct = static_cast<int>(distinct_rows(data).rows.size()) == data.n_rows;
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "marbm/exact.hpp"
 #include "marbm/rbm.hpp"
 
 namespace marbm {
@@ -38,6 +39,12 @@ void save_rbm(const std::string& path, const Rbm& rbm, const Metadata& metadata,
 /// file on a missing file, bad header, wrong shapes or dtypes, truncated data
 /// or non-finite parameters. Fills `metadata` when given.
 Rbm load_rbm(const std::string& path, Metadata* metadata = nullptr);
+
+/// The model's parameters as the file holds them: F64 tensors without
+/// rounding (F32 ones widened exactly), for exact evaluation in float64.
+/// Checked and throwing as load_rbm. `any_float64`, when given, is set to
+/// whether any of the three tensors is F64 (load_rbm rounds those to float32).
+RbmFloat64 load_rbm_float64(const std::string& path, bool* any_float64 = nullptr);
 
 /// load_rbm that also returns every other tensor of the file in `extra`
 /// (checked like the model's: dtype one of ExtraTensor's, bytes matching the
