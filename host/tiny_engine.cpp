@@ -14,6 +14,11 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define MARBM_TINY_X86 1
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 warns inside its own AVX-512 intrinsics (their undefined
+// pass-through operands).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #endif
 
 namespace marbm::detail {
@@ -70,6 +75,46 @@ __attribute__((target("avx2"))) void philox_words_avx2(const PhiloxStream& strea
     const auto words = stream.block(first + b);
     std::memcpy(out + 4 * b, words.data(), sizeof words);
   }
+}
+
+// Eight blocks at a time on CPUs with AVX-512F; the rest as above.
+__attribute__((target("avx512f"))) void philox_words_avx512(const PhiloxStream& stream, std::uint64_t first,
+                                                            std::size_t count, std::uint32_t* out) {
+  constexpr std::uint32_t w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;
+  const std::uint64_t seed = stream.seed(), id = stream.stream();
+  __m512i k0[10], k1[10];
+  for (int r = 0; r < 10; ++r) {
+    k0[r] = _mm512_set1_epi64(static_cast<std::uint32_t>(static_cast<std::uint32_t>(seed) + static_cast<std::uint32_t>(r) * w0));
+    k1[r] = _mm512_set1_epi64(
+        static_cast<std::uint32_t>(static_cast<std::uint32_t>(seed >> 32) + static_cast<std::uint32_t>(r) * w1));
+  }
+  const __m512i m0 = _mm512_set1_epi64(0xD2511F53u), m1 = _mm512_set1_epi64(0xCD9E8D57u);
+  const __m512i low = _mm512_set1_epi64(0xFFFFFFFFu);
+  const __m512i c2_start = _mm512_set1_epi64(static_cast<std::uint32_t>(id));
+  const __m512i c3_start = _mm512_set1_epi64(static_cast<std::uint32_t>(id >> 32));
+  const __m512i first_four = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+  const __m512i last_four = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+  std::size_t b = 0;
+  for (; b + 8 <= count; b += 8) {
+    const __m512i index = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(first + b)),
+                                           _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+    __m512i c0 = index, c1 = _mm512_srli_epi64(index, 32), c2 = c2_start, c3 = c3_start;
+    for (int r = 0; r < 10; ++r) {
+      const __m512i p0 = _mm512_mul_epu32(c0, m0);
+      const __m512i p1 = _mm512_mul_epu32(c2, m1);
+      c0 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p1, 32), c1), k0[r]);
+      c1 = p1;
+      c2 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p0, 32), c3), k1[r]);
+      c3 = p0;
+    }
+    const __m512i t01 = _mm512_or_si512(_mm512_and_si512(c0, low), _mm512_slli_epi64(c1, 32));
+    const __m512i t23 = _mm512_or_si512(_mm512_and_si512(c2, low), _mm512_slli_epi64(c3, 32));
+    const __m512i even = _mm512_unpacklo_epi64(t01, t23);  // blocks 0, 2, 4, 6
+    const __m512i odd = _mm512_unpackhi_epi64(t01, t23);   // blocks 1, 3, 5, 7
+    _mm512_storeu_si512(out + 4 * b, _mm512_permutex2var_epi64(even, first_four, odd));
+    _mm512_storeu_si512(out + 4 * b + 16, _mm512_permutex2var_epi64(even, last_four, odd));
+  }
+  if (b < count) philox_words_avx2(stream, first + b, count - b, out + 4 * b);
 }
 
 // ------------------------------------------------------------ expf replica
@@ -154,11 +199,69 @@ __attribute__((target("avx2,fma"))) void sigmoid_avx2(float* x, std::size_t coun
   for (; k < count; ++k) x[k] = scalar_sigmoid(x[k]);
 }
 
+// The same replica eight lanes at a time (AVX-512F: the same operations
+// on wider registers, so the same bits).
+__attribute__((target("avx512f,avx2,fma"))) inline __m256 exp8_replica(__m256 x) {
+  const __m512d invln2 = _mm512_set1_pd(std::bit_cast<double>(exp2f_invln2_scaled));
+  const __m512d shift = _mm512_set1_pd(std::bit_cast<double>(exp2f_shift));
+  const __m512d xd = _mm512_cvtps_pd(x);
+  __m512d kd = _mm512_fmadd_pd(invln2, xd, shift);
+  const __m512i ki = _mm512_castpd_si512(kd);
+  kd = _mm512_sub_pd(kd, shift);
+  const __m512d r = _mm512_fmsub_pd(invln2, xd, kd);
+  const __m512i slot = _mm512_and_si512(ki, _mm512_set1_epi64(31));
+  __m512i t = _mm512_i64gather_epi64(slot, exp2f_table, 8);
+  t = _mm512_add_epi64(t, _mm512_slli_epi64(ki, 47));
+  const __m512d s = _mm512_castsi512_pd(t);
+  const __m512d z = _mm512_fmadd_pd(r, _mm512_set1_pd(std::bit_cast<double>(exp2f_poly[0])),
+                                    _mm512_set1_pd(std::bit_cast<double>(exp2f_poly[1])));
+  const __m512d r2 = _mm512_mul_pd(r, r);
+  __m512d y = _mm512_fmadd_pd(r, _mm512_set1_pd(std::bit_cast<double>(exp2f_poly[2])), _mm512_set1_pd(1.0));
+  y = _mm512_fmadd_pd(z, r2, y);
+  y = _mm512_mul_pd(y, s);
+  return _mm512_cvtpd_ps(y);
+}
+
+__attribute__((target("avx512f,avx2,fma"))) void exp_replica_avx512(const float* x, float* out, std::size_t count) {
+  std::size_t k = 0;
+  for (; k + 8 <= count; k += 8) {
+    const __m256 v = _mm256_loadu_ps(x + k);
+    _mm256_storeu_ps(out + k, exp8_replica(v));
+    if (special_lanes(v) != 0) {
+      for (int q = 0; q < 8; ++q) {
+        if (!(std::fabs(x[k + q]) < 88.0f)) out[k + q] = std::exp(x[k + q]);
+      }
+    }
+  }
+  for (; k < count; ++k) out[k] = std::exp(x[k]);
+}
+
+__attribute__((target("avx512f,avx2,fma"))) void sigmoid_avx512(float* x, std::size_t count) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  std::size_t k = 0;
+  for (; k + 8 <= count; k += 8) {
+    const __m256 v = _mm256_xor_ps(_mm256_loadu_ps(x + k), sign);  // -x
+    __m256 e = exp8_replica(v);
+    if (special_lanes(v) != 0) {
+      alignas(32) float lanes[8], values[8];
+      _mm256_store_ps(lanes, v);
+      _mm256_store_ps(values, e);
+      for (int q = 0; q < 8; ++q) {
+        if (!(std::fabs(lanes[q]) < 88.0f)) values[q] = std::exp(lanes[q]);
+      }
+      e = _mm256_load_ps(values);
+    }
+    _mm256_storeu_ps(x + k, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+  }
+  for (; k < count; ++k) x[k] = scalar_sigmoid(x[k]);
+}
+
 // The replica is used only where it reproduces this process's std::exp: on
 // a grid over (-88, 88), around 0 and on pseudo-random inputs. (glibc picks
 // its variant by the same CPU features, so on glibc these agree everywhere;
 // the check keeps another libm from changing results.)
-bool replica_agrees() {
+bool replica_agrees(void (*replica)(const float*, float*, std::size_t)) {
   std::vector<float> x;
   for (int k = -8800; k <= 8800; ++k) x.push_back(static_cast<float>(k) * 0.01f);
   for (int k = -2000; k <= 2000; ++k) x.push_back(static_cast<float>(k) * 1e-6f);
@@ -169,7 +272,7 @@ bool replica_agrees() {
     if (std::fabs(value) < 88.0f) x.push_back(value);
   }
   std::vector<float> got(x.size());
-  exp_replica_avx2(x.data(), got.data(), x.size());
+  replica(x.data(), got.data(), x.size());
   for (std::size_t k = 0; k < x.size(); ++k) {
     if (std::bit_cast<std::uint32_t>(got[k]) != std::bit_cast<std::uint32_t>(std::exp(x[k]))) return false;
   }
@@ -177,9 +280,16 @@ bool replica_agrees() {
 }
 
 bool cpu_has_avx2() { return __builtin_cpu_supports("avx2") != 0; }
+bool cpu_has_avx512() { return __builtin_cpu_supports("avx512f") != 0; }
 
 bool fast_exp_usable() {
-  static const bool usable = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && replica_agrees();
+  static const bool usable =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && replica_agrees(exp_replica_avx2);
+  return usable;
+}
+
+bool wide_exp_usable() {
+  static const bool usable = fast_exp_usable() && cpu_has_avx512() && replica_agrees(exp_replica_avx512);
   return usable;
 }
 
@@ -187,6 +297,7 @@ bool fast_exp_usable() {
 
 bool cpu_has_avx2() { return false; }
 bool fast_exp_usable() { return false; }
+bool wide_exp_usable() { return false; }
 
 #endif
 
@@ -196,6 +307,10 @@ bool tiny_fast_exp() { return fast_exp_usable(); }
 
 void tiny_exp_replica(const float* x, float* out, std::size_t count) {
 #ifdef MARBM_TINY_X86
+  if (wide_exp_usable()) {
+    exp_replica_avx512(x, out, count);
+    return;
+  }
   if (fast_exp_usable()) {
     exp_replica_avx2(x, out, count);
     return;
@@ -206,6 +321,10 @@ void tiny_exp_replica(const float* x, float* out, std::size_t count) {
 
 void tiny_sigmoid(float* x, std::size_t count) {
 #ifdef MARBM_TINY_X86
+  if (wide_exp_usable()) {
+    sigmoid_avx512(x, count);
+    return;
+  }
   if (fast_exp_usable()) {
     sigmoid_avx2(x, count);
     return;
@@ -216,7 +335,11 @@ void tiny_sigmoid(float* x, std::size_t count) {
 
 void philox_words(const PhiloxStream& stream, std::uint64_t first, std::size_t count, std::uint32_t* out) {
 #ifdef MARBM_TINY_X86
-  static const bool avx2 = cpu_has_avx2();
+  static const bool avx512 = cpu_has_avx512(), avx2 = cpu_has_avx2();
+  if (avx512) {
+    philox_words_avx512(stream, first, count, out);
+    return;
+  }
   if (avx2) {
     philox_words_avx2(stream, first, count, out);
     return;

@@ -5,11 +5,13 @@
 // It computes exactly what the general CPU engine computes for such a model,
 // in the same order, and draws the same Philox words for the same draws: the
 // parameters after any sequence of updates are bit-identical to the general
-// path's (tests/test_tiny_engine.cpp). What it does differently: Philox
-// blocks four at a time and the sigmoid's exp four at a time (AVX2 + FMA, a
-// replica of glibc's expf that is checked against std::exp once per process
-// and not used where it disagrees), W^T kept for the visible fields, no
-// allocation once the sizes settle.
+// path's (tests/test_tiny_engine.cpp). What it does differently: rows padded
+// to 8 or 16 units and summed as vectors (AVX2 where the CPU has it, never
+// FMA), W^T kept for the visible fields, Philox blocks four or eight at a
+// time (AVX2, AVX-512F), the sigmoid's exp four or eight at a time by a
+// replica of glibc's expf (its FMA variant, operation for operation) that
+// is checked against std::exp once per process and not used where it
+// disagrees, and no allocation once the sizes settle.
 #pragma once
 
 #include <cstdint>
