@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -132,11 +133,13 @@ double final_kl(const StudyRun& run) {
   return run.history.empty() ? std::numeric_limits<double>::quiet_NaN() : run.history.back().kl;
 }
 
+// As `out << std::setprecision(9) << value` writes it (printf's %.9g), by
+// std::to_chars: a study's CSV holds thousands of numbers.
 std::string format_number(double value) {
   if (std::isnan(value)) return "nan";
-  std::ostringstream out;
-  out << std::setprecision(9) << value;
-  return out.str();
+  char text[64];
+  const auto end = std::to_chars(text, text + sizeof text, value, std::chars_format::general, 9).ptr;
+  return std::string(text, end);
 }
 
 }  // namespace
