@@ -206,6 +206,9 @@ int run_study_command(StudyOptions& options, const CLI::App& app) {
 
   std::optional<PartialCsv> partial;
   if (writer) partial.emplace(csv, config);
+  // gnuplot starts now, so that its start-up overlaps the runs.
+  std::optional<EarlyPlotter> early;
+  if (writer && !options.no_plot) early.emplace(png);
   ProgressLine progress("study", static_cast<long>(config.methods.size()) * config.runs);
   auto on_run = [&](const StudyRun& run, const Rbm& model) {
     if (partial) partial->add(run);
@@ -237,7 +240,7 @@ int run_study_command(StudyOptions& options, const CLI::App& app) {
   write_study_summary(result, (dir / "summary.json").string());
   bool plotted = false;
   std::string message;
-  if (!options.no_plot) plotted = plot_study(result, csv, png, &message);
+  if (!options.no_plot) plotted = plot_study(result, csv, png, &message, early ? &*early : nullptr);
   std::filesystem::remove(marker, ignored);
   print_table(result);
   if (!options.no_plot && !plotted) print_note(message);
