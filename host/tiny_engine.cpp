@@ -94,8 +94,7 @@ __attribute__((target("avx512f"))) void philox_words_avx512(const PhiloxStream& 
   const __m512i c3_start = _mm512_set1_epi64(static_cast<std::uint32_t>(id >> 32));
   const __m512i first_four = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
   const __m512i last_four = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
-  std::size_t b = 0;
-  for (; b + 8 <= count; b += 8) {
+  for (std::size_t b = 0; b < count; b += 8) {
     const __m512i index = _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(first + b)),
                                            _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
     __m512i c0 = index, c1 = _mm512_srli_epi64(index, 32), c2 = c2_start, c3 = c3_start;
@@ -111,10 +110,18 @@ __attribute__((target("avx512f"))) void philox_words_avx512(const PhiloxStream& 
     const __m512i t23 = _mm512_or_si512(_mm512_and_si512(c2, low), _mm512_slli_epi64(c3, 32));
     const __m512i even = _mm512_unpacklo_epi64(t01, t23);  // blocks 0, 2, 4, 6
     const __m512i odd = _mm512_unpackhi_epi64(t01, t23);   // blocks 1, 3, 5, 7
-    _mm512_storeu_si512(out + 4 * b, _mm512_permutex2var_epi64(even, first_four, odd));
-    _mm512_storeu_si512(out + 4 * b + 16, _mm512_permutex2var_epi64(even, last_four, odd));
+    const __m512i head = _mm512_permutex2var_epi64(even, first_four, odd);  // blocks 0..3
+    const __m512i tail = _mm512_permutex2var_epi64(even, last_four, odd);   // blocks 4..7
+    if (b + 8 <= count) {
+      _mm512_storeu_si512(out + 4 * b, head);
+      _mm512_storeu_si512(out + 4 * b + 16, tail);
+    } else {
+      // The last, partial group: two 64-bit lanes per block.
+      const int left = static_cast<int>(count - b);
+      _mm512_mask_storeu_epi64(out + 4 * b, static_cast<__mmask8>((1u << (2 * std::min(left, 4))) - 1), head);
+      _mm512_mask_storeu_epi64(out + 4 * b + 16, static_cast<__mmask8>((1u << (2 * std::max(left - 4, 0))) - 1), tail);
+    }
   }
-  if (b < count) philox_words_avx2(stream, first + b, count - b, out + 4 * b);
 }
 
 // ------------------------------------------------------------ expf replica
@@ -209,8 +216,14 @@ __attribute__((target("avx512f,avx2,fma"))) inline __m256 exp8_replica(__m256 x)
   const __m512i ki = _mm512_castpd_si512(kd);
   kd = _mm512_sub_pd(kd, shift);
   const __m512d r = _mm512_fmsub_pd(invln2, xd, kd);
-  const __m512i slot = _mm512_and_si512(ki, _mm512_set1_epi64(31));
-  __m512i t = _mm512_i64gather_epi64(slot, exp2f_table, 8);
+  // T[ki mod 32] from the table held in four registers: entries 0..15 and
+  // 16..31 by permutes on the low four bits, bit 4 picks between them.
+  const __m512i t0 = _mm512_loadu_si512(exp2f_table), t1 = _mm512_loadu_si512(exp2f_table + 8);
+  const __m512i t2 = _mm512_loadu_si512(exp2f_table + 16), t3 = _mm512_loadu_si512(exp2f_table + 24);
+  const __m512i low_half = _mm512_permutex2var_epi64(t0, ki, t1);
+  const __m512i high_half = _mm512_permutex2var_epi64(t2, ki, t3);
+  const __mmask8 upper = _mm512_test_epi64_mask(ki, _mm512_set1_epi64(16));
+  __m512i t = _mm512_mask_blend_epi64(upper, low_half, high_half);
   t = _mm512_add_epi64(t, _mm512_slli_epi64(ki, 47));
   const __m512d s = _mm512_castsi512_pd(t);
   const __m512d z = _mm512_fmadd_pd(r, _mm512_set1_pd(std::bit_cast<double>(exp2f_poly[0])),
