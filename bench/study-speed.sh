@@ -104,7 +104,18 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a / b }'; }
   echo
   echo "The original code (the paper authors' numpy + dimod implementation of the same study) took"
   echo "$original_seconds s on this machine kind, one thread, measured when the 1,000x target was set; it was not"
-  echo "rerun here. The target, >= 1,000x, is a study of at most 0.44 s wall including the plot."
+  echo "rerun here. The target, >= 1,000x, is a study of at most 0.436 s wall including the plot."
+  echo
+  awk -v w="$wall_after" -v c="$cpu_after" -v o="$original_seconds" 'BEGIN {
+    t = o / 1000
+    if (w <= t) {
+      printf "Target met: %.3f s wall <= %.3f s.\n", w, t
+    } else {
+      printf "Target missed on wall time by %.3f s (%.0fx instead of 1,000x). ", w - t, o / w
+      if (c <= t) printf "The CPU time, %.3f s, is within it: on this shared machine the wall time waits for the cores.\n", c
+      else printf "The CPU time, %.3f s, misses it too, by %.3f s.\n", c, c - t
+    }
+  }'
   echo
   if [[ "$instr_after" != "n/a" ]]; then
     echo "Instructions (callgrind, repeatable whatever the load) of the same study with 2,000 updates per run,"
