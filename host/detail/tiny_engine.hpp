@@ -49,6 +49,7 @@ struct TinyWorkspace {
   std::vector<float> visible, hidden, hidden_sample;
   std::vector<float> chain, chain_hidden, chain_sample, chain_visible_prob;
   std::vector<float> weight_gradient;
+  std::vector<double> positive_hidden, negative_hidden;  // hidden rows in float64
   std::vector<std::uint32_t> words;
 };
 
