@@ -142,7 +142,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a / b }'; }
   }'
   echo
   if [[ "$instr_after" != "n/a" ]]; then
-    echo "Instructions (callgrind, repeatable whatever the load) of the same study with 2,000 updates per run,"
+    echo "Instructions (callgrind, repeatable whatever the load; valgrind runs the AVX2 code, not the AVX-512) of the same study with 2,000 updates per run,"
     echo "the same 101 evaluations per run and no plot: $instr_after in all for 40,000 updates."
     if [[ -n "$baseline" ]]; then
       instr_before="$(instructions "$baseline/marbm")"
