@@ -29,6 +29,7 @@
 #include "detail/cpu_engine.hpp"
 #include "detail/gibbs_steps.hpp"
 #include "detail/mode_states.hpp"
+#include "detail/tiny_engine.hpp"
 #include "marbm/error.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/mode.hpp"
@@ -80,7 +81,7 @@ class OmpThreadScope {
 
 class CpuEngine final : public Engine, public BlockwiseGradientEngine {
  public:
-  explicit CpuEngine(const EngineOptions& options) : threads_(options.threads) {
+  CpuEngine(const EngineOptions& options, bool tiny_path) : threads_(options.threads), tiny_path_(tiny_path) {
     MARBM_EXPECTS(options.threads >= 0, UsageError,
                   "engine threads must be >= 0 (0 keeps the default), got " + str(options.threads));
   }
@@ -229,6 +230,18 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
   }
 
   void update(const UpdateStep& step) override {
+    if (tiny_path_ && tiny_model(n_, m_) && step.negative != NegativePhase::exact) {
+      // Tiny models: the same update, computed without the general path's
+      // overheads (detail/tiny_engine.hpp).
+      validate_step(step);
+      if (step.negative == NegativePhase::pcd && chain_count_ == 0)
+        reset_persistent_chains(static_cast<int>(step.batch_rows.size()), step.seed);
+      tiny_.update({n_, m_, rbm_.weights().data(), rbm_.visible_bias().data(), rbm_.hidden_bias().data(),
+                    weight_velocity_.data(), visible_velocity_.data(), hidden_velocity_.data(), data_.data(),
+                    chains_.data(), chain_count_},
+                   step);
+      return;
+    }
     compute_gradient(step);
     apply_update(step);
   }
@@ -676,6 +689,8 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
   std::vector<float> block_product_;
 
   int threads_ = 0;
+  bool tiny_path_ = true;
+  TinyTrainer tiny_;
   Rbm rbm_;
   int n_ = 0;
   int m_ = 0;
@@ -696,6 +711,8 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
 
 }  // namespace
 
-std::unique_ptr<Engine> make_cpu_engine(const EngineOptions& options) { return std::make_unique<CpuEngine>(options); }
+std::unique_ptr<Engine> make_cpu_engine(const EngineOptions& options, bool tiny_path) {
+  return std::make_unique<CpuEngine>(options, tiny_path);
+}
 
 }  // namespace marbm::detail

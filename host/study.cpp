@@ -4,11 +4,13 @@
 
 #include <fcntl.h>
 #include <omp.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -132,11 +134,13 @@ double final_kl(const StudyRun& run) {
   return run.history.empty() ? std::numeric_limits<double>::quiet_NaN() : run.history.back().kl;
 }
 
+// As `out << std::setprecision(9) << value` writes it (printf's %.9g), by
+// std::to_chars: a study's CSV holds thousands of numbers.
 std::string format_number(double value) {
   if (std::isnan(value)) return "nan";
-  std::ostringstream out;
-  out << std::setprecision(9) << value;
-  return out.str();
+  char text[64];
+  const auto end = std::to_chars(text, text + sizeof text, value, std::chars_format::general, 9).ptr;
+  return std::string(text, end);
 }
 
 }  // namespace
@@ -618,10 +622,98 @@ int run_gnuplot(const std::string& folder, const std::string& script, const std:
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
+// Writes all of `text` to `fd`; false when the reader has gone (EPIPE) or
+// another error. SIGPIPE is blocked meanwhile and a pending one consumed, so
+// a gnuplot that died early cannot kill the process.
+bool write_all_to_pipe(int fd, const std::string& text) {
+  sigset_t pipe_signal, saved;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_signal, &saved);
+  bool ok = true;
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t wrote = ::write(fd, text.data() + done, text.size() - done);
+    if (wrote < 0) {
+      if (errno == EINTR) continue;
+      ok = false;
+      break;
+    }
+    done += static_cast<std::size_t>(wrote);
+  }
+  if (!ok) {
+    const timespec zero{0, 0};
+    while (sigtimedwait(&pipe_signal, nullptr, &zero) > 0) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  return ok;
+}
+
+int wait_for(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
 }  // namespace
 
+EarlyPlotter::EarlyPlotter(const std::string& png_path) {
+  namespace fs = std::filesystem;
+  try {
+    fs::path folder = fs::path(detail::replacement_target(png_path, "plot")).parent_path();
+    if (folder.empty()) folder = ".";
+    const fs::path base = folder / "plot";
+    folder_ = folder.string();
+    temporary_png_ = fs::path(detail::temporary_name(base.string(), ".png")).filename().string();
+    log_ = fs::path(detail::temporary_name(base.string(), ".log")).filename().string();
+  } catch (...) {
+    return;  // plot_study reports the problem
+  }
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return;
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return;
+  }
+  if (pid == 0) {
+    // Only async-signal-safe calls between fork and exec.
+    if (::chdir(folder_.c_str()) != 0) ::_exit(126);
+    const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, STDOUT_FILENO);
+      ::dup2(fd, STDERR_FILENO);
+    }
+    ::dup2(fds[0], STDIN_FILENO);
+    char* const argv[] = {const_cast<char*>("gnuplot"), nullptr};
+    ::execvp("gnuplot", argv);
+    ::_exit(127);
+  }
+  ::close(fds[0]);
+  pid_ = pid;
+  pipe_ = fds[1];
+}
+
+void EarlyPlotter::stop() noexcept {
+  if (pipe_ >= 0) ::close(pipe_);  // end of input: gnuplot exits
+  pipe_ = -1;
+  if (pid_ > 0) wait_for(pid_);
+  pid_ = -1;
+  if (!folder_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove(std::filesystem::path(folder_) / temporary_png_, ignored);
+    std::filesystem::remove(std::filesystem::path(folder_) / log_, ignored);
+  }
+}
+
+EarlyPlotter::~EarlyPlotter() { stop(); }
+
 bool plot_study(const StudyResult& result, const std::string& csv_path, const std::string& png_path,
-                std::string* message) {
+                std::string* message, EarlyPlotter* early) {
   namespace fs = std::filesystem;
   auto fail = [&](const std::string& text) {
     if (message) *message = text;
@@ -649,6 +741,34 @@ bool plot_study(const StudyResult& result, const std::string& csv_path, const st
     fs::remove(error_path, ignored);
   };
   std::string last_error;
+  if (early != nullptr && early->pid_ > 0 && fs::path(early->folder_) == folder) {
+    // The gnuplot started ahead: the first choice of terminal goes down its pipe.
+    const fs::path early_png = folder / early->temporary_png_;
+    const bool sent = write_all_to_pipe(early->pipe_, gnuplot_script(result, early->temporary_png_, "pngcairo enhanced"));
+    ::close(early->pipe_);
+    early->pipe_ = -1;
+    const int status = wait_for(early->pid_);
+    early->pid_ = -1;
+    std::error_code error;
+    const bool written = sent && fs::exists(early_png, error) && fs::file_size(early_png, error) > 0;
+    if (status == 127) {
+      early->stop();
+      clean_up();
+      return fail("gnuplot not found: no plot written (the curves are in " + csv_path + ")");
+    }
+    if (status == 0 && written) {
+      fs::rename(early_png, target, error);
+      const bool moved = !error;
+      early->stop();
+      clean_up();
+      if (!moved) return fail("cannot move the plot into place at '" + png_path + "'");
+      return true;
+    }
+    std::ifstream log(folder / early->log_);
+    std::getline(log, last_error);
+    log.close();
+    early->stop();
+  }
   // pngcairo draws antialiased transparent bands; plain png (libgd) is the
   // fallback for gnuplot builds without cairo.
   for (const std::string terminal : {"pngcairo enhanced", "png enhanced"}) {

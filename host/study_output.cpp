@@ -129,6 +129,9 @@ StudyResult run_study_in_folder(const StudyConfig& config, Communicator& comm, c
 
   std::optional<PartialCsv> partial;
   if (writer) partial.emplace(csv, config);
+  // gnuplot starts now, so that its start-up overlaps the runs.
+  std::optional<EarlyPlotter> early;
+  if (writer && options.plot) early.emplace(png);
   auto on_run = [&](const StudyRun& run, const Rbm& model) {
     if (partial) partial->add(run);
     if (!options.keep_models) return;
@@ -155,7 +158,7 @@ StudyResult run_study_in_folder(const StudyConfig& config, Communicator& comm, c
     written.written = true;
     written.csv = csv;
     written.summary = summary;
-    if (options.plot && plot_study(result, csv, png, &written.plot_message)) written.png = png;
+    if (options.plot && plot_study(result, csv, png, &written.plot_message, early ? &*early : nullptr)) written.png = png;
     if (options.keep_models) written.models = models.string();
     std::filesystem::remove(marker, ignored);
   }

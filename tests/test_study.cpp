@@ -11,6 +11,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -671,6 +673,39 @@ TEST(Study, SamplePositiveHiddenReachesEveryRun) {
     const TrainResult expected = train(*engine, data, initial, train_config);
     EXPECT_NE(expected.history.back().kl, run.history.back().kl) << to_string(run.method) << " run " << run.run;
   }
+}
+
+}  // namespace
+}  // namespace marbm
+
+namespace marbm {
+namespace {
+
+// The CSV's numbers are written as a stream with precision 9 writes them
+// (printf's %.9g), whatever way the text is produced.
+TEST(StudyCsv, NumbersAreWrittenWithNineSignificantDigits) {
+  StudyRun run;
+  run.method = TrainMethod::cd;
+  run.run = 2;
+  const std::vector<double> values = {0.0,     -0.0,     1.0,       0.1,         1.0 / 3.0,   123456789.0, 1234567890.0,
+                                      1e-5,    1.5e-5,   0.0001,    6.02214076e23, -2.5e-300, 1e300,       0.30000000000000004,
+                                      0.108347, 0.010131, 2.0 / 7.0, 99999999.95, 999999999.5, std::numeric_limits<double>::infinity()};
+  for (std::size_t k = 0; k < values.size(); ++k) {
+    TrainMetrics metrics;
+    metrics.iteration = static_cast<long>(k);
+    metrics.kl = values[k];
+    metrics.p_mode = values[values.size() - 1 - k];
+    run.history.push_back(metrics);
+  }
+  std::ostringstream expected;
+  expected << "method,run,iteration,kl,p_mode,status\n";
+  for (std::size_t k = 0; k < values.size(); ++k) {
+    std::ostringstream kl, p;
+    kl << std::setprecision(9) << values[k];
+    p << std::setprecision(9) << values[values.size() - 1 - k];
+    expected << "cd,2," << k << ',' << kl.str() << ',' << p.str() << ",ok\n";
+  }
+  EXPECT_EQ(study_csv_text({run}, false), expected.str());
 }
 
 }  // namespace

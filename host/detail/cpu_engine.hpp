@@ -10,7 +10,10 @@
 
 namespace marbm::detail {
 
-std::unique_ptr<Engine> make_cpu_engine(const EngineOptions& options);
+/// `tiny_path`: models with n, m <= tiny_max_units update through the tiny
+/// path (detail/tiny_engine.hpp), bit-identical to the general loops; false
+/// keeps every update on the general path (tests compare the two).
+std::unique_ptr<Engine> make_cpu_engine(const EngineOptions& options, bool tiny_path = true);
 
 /// Rows of one block of a data-parallel gradient: statistics are summed per
 /// block and the blocks in block order, so that the sum does not depend on

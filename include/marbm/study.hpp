@@ -109,10 +109,31 @@ std::string study_csv_text(const std::vector<StudyRun>& runs, bool with_test);
 void write_study_csv(const StudyResult& result, const std::string& path);
 /// DIR/summary.json: keyed by method name plus "settings".
 void write_study_summary(const StudyResult& result, const std::string& path);
+/// gnuplot started ahead of a study's plot, waiting for its script on a
+/// pipe, so that its start-up (loading its libraries, a good part of a
+/// 6 x 6 study's time) overlaps the runs. Hand it to plot_study. Never
+/// throws: when it cannot start, plot_study starts gnuplot as usual. An
+/// unused one ends its gnuplot on destruction.
+class EarlyPlotter {
+ public:
+  explicit EarlyPlotter(const std::string& png_path);
+  ~EarlyPlotter();
+  EarlyPlotter(const EarlyPlotter&) = delete;
+  EarlyPlotter& operator=(const EarlyPlotter&) = delete;
+
+ private:
+  friend bool plot_study(const StudyResult&, const std::string&, const std::string&, std::string*, EarlyPlotter*);
+  void stop() noexcept;
+  int pid_ = -1;
+  int pipe_ = -1;
+  std::string folder_, temporary_png_, log_;
+};
+
 /// DIR/kl.png through gnuplot: returns false and sets `message` when no
-/// plotter is available or it failed (the CSV is still valid).
+/// plotter is available or it failed (the CSV is still valid). `early`: a
+/// gnuplot already started for `png_path`.
 bool plot_study(const StudyResult& result, const std::string& csv_path, const std::string& png_path,
-                std::string* message);
+                std::string* message, EarlyPlotter* early = nullptr);
 
 
 class Communicator;
