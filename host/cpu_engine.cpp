@@ -766,11 +766,29 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
                       gradient.visible_bias.size() == static_cast<std::size_t>(n_) &&
                       gradient.hidden_bias.size() == static_cast<std::size_t>(m_),
                   UsageError, "apply_gradient: the gradient's sizes are not the model's");
-    for (std::size_t k = 0; k < weight_gradient_.size(); ++k) weight_gradient_[k] = static_cast<float>(gradient.weights[k]);
+    // apply_update's arithmetic on float(gradient) in one pass: no float32
+    // copy of the gradient written and read again.
+    const float lr = static_cast<float>(step.learning_rate);
+    const float momentum = static_cast<float>(step.momentum);
+    const float decay = static_cast<float>(step.weight_decay);
+    float* w = rbm_.weights().data();
+    float* vw = weight_velocity_.data();
+    const double* g = gradient.weights.data();
+    const long size = static_cast<long>(gradient.weights.size());
+    parallel_for(size, size >= 4 * parallel_threshold, [&](long k) {
+      vw[k] = momentum * vw[k] + lr * (static_cast<float>(g[k]) - decay * w[k]);
+      w[k] += vw[k];
+    });
     visible_gradient_ = gradient.visible_bias;
     hidden_gradient_ = gradient.hidden_bias;
-    weight_sum_valid_ = false;
-    apply_update(step);
+    auto update_bias = [&](std::span<float> bias, std::vector<float>& velocity, const std::vector<double>& grad) {
+      for (std::size_t k = 0; k < bias.size(); ++k) {
+        velocity[k] = momentum * velocity[k] + lr * static_cast<float>(grad[k]);
+        bias[k] += velocity[k];
+      }
+    };
+    update_bias(rbm_.visible_bias(), visible_velocity_, visible_gradient_);
+    update_bias(rbm_.hidden_bias(), hidden_velocity_, hidden_gradient_);
   }
 
   int chain_total_ = 0;  // data-parallel: chains in all ranks' shares
