@@ -587,14 +587,18 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
   // Where block statistics go: each block into its own slot of `blocks`
   // (sized by the caller; for an exchange between ranks), or, without
   // `blocks`, into one running sum: the first block stored, the next ones
-  // added in block order (ordered_block_sum's arithmetic, bit for bit).
+  // added in block order (ordered_block_sum's arithmetic, bit for bit). The
+  // running sum's sgemm products wait in pairs, so that one pass adds two
+  // (finish_sum flushes the last).
   struct BlockTarget {
     std::vector<double>* blocks = nullptr;
     std::size_t next = 0;  // slot of the next block
     double* weights = nullptr;
     double* visible = nullptr;
     double* hidden = nullptr;
-    bool started = false;
+    bool started = false;          // the bias sums hold a block
+    bool weights_started = false;  // the weight sum holds a block
+    int pending = 0;               // sgemm products waiting in block_products_[0, pending)
   };
 
   // dst[k] = src[k] (store) or dst[k] += src[k] (add), widened to float64:
@@ -614,6 +618,34 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     });
   }
 
+  // The pending products into the running weight sum, in block order:
+  // (sum + a) + b, or a + b when the sum holds nothing yet (float64).
+  void flush_products(BlockTarget& target) const {
+    if (target.pending == 0) return;
+    const std::size_t count = static_cast<std::size_t>(n_) * m_;
+    double* dst = target.weights;
+    const float* a = block_products_[0].data();
+    if (target.pending == 1) {
+      store_or_add(a, dst, count, target.weights_started);
+    } else {
+      const float* b = block_products_[1].data();
+      const bool add = target.weights_started;
+      constexpr std::size_t chunk = 8192;
+      const long chunks = static_cast<long>((count + chunk - 1) / chunk);
+      parallel_for(chunks, static_cast<long>(count) >= parallel_threshold, [&](long c) {
+        const std::size_t begin = static_cast<std::size_t>(c) * chunk;
+        const std::size_t end = std::min(count, begin + chunk);
+        if (add) {
+          for (std::size_t k = begin; k < end; ++k) dst[k] = (dst[k] + static_cast<double>(a[k])) + static_cast<double>(b[k]);
+        } else {
+          for (std::size_t k = begin; k < end; ++k) dst[k] = static_cast<double>(a[k]) + static_cast<double>(b[k]);
+        }
+      });
+    }
+    target.pending = 0;
+    target.weights_started = true;
+  }
+
   // One block's statistics: scale * (v^T p, sum v, sum p) over `rows` rows,
   // the visible sums of rows >= flip_from scaled by -scale (cd's chain rows,
   // whose p the caller negated). The weight part by one sgemm (float32) when
@@ -623,7 +655,8 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     const std::size_t weight_count = static_cast<std::size_t>(n) * m;
     double *weights, *visible, *hidden;
     bool add = false;
-    if (target.blocks != nullptr) {
+    const bool running = target.blocks == nullptr;
+    if (!running) {
       double* slot = target.blocks->data() + target.next * block_length();
       ++target.next;
       weights = slot;
@@ -638,17 +671,31 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     }
     const long work = static_cast<long>(rows) * n * m;
     if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
-      block_product_.resize(weight_count);
+      std::vector<float>& product = block_products_[running ? target.pending : 0];
+      product.resize(weight_count);
       partitioned_sgemm(CblasTrans, CblasNoTrans, n, m, rows, static_cast<float>(scale), v, n, p, m, 0.0f,
-                        block_product_.data(), m, thread_count());
-      store_or_add(block_product_.data(), weights, weight_count, add);
-    } else if (!add) {
-      std::fill(weights, weights + weight_count, 0.0);
-      add_outer_product(v, p, rows, n, m, scale, weights);
+                        product.data(), m, thread_count());
+      if (!running) {
+        store_or_add(product.data(), weights, weight_count, false);
+      } else if (++target.pending == 2) {
+        flush_products(target);
+      }
     } else {
-      block_weights_.assign(weight_count, 0.0);
-      add_outer_product(v, p, rows, n, m, scale, block_weights_.data());
-      store_or_add(block_weights_.data(), weights, weight_count, true);
+      // Loop path (float64): earlier products first, then this block.
+      bool weights_add = false;
+      if (running) {
+        flush_products(target);
+        weights_add = target.weights_started;
+        target.weights_started = true;
+      }
+      if (!weights_add) {
+        std::fill(weights, weights + weight_count, 0.0);
+        add_outer_product(v, p, rows, n, m, scale, weights);
+      } else {
+        block_weights_.assign(weight_count, 0.0);
+        add_outer_product(v, p, rows, n, m, scale, block_weights_.data());
+        store_or_add(block_weights_.data(), weights, weight_count, true);
+      }
     }
     block_bias_.assign(static_cast<std::size_t>(n) + m, 0.0);
     double* visible_sum = block_bias_.data();
@@ -743,6 +790,7 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     MARBM_EXPECTS(batch_blocks_total >= 1, UsageError, "update: the batch is empty");
     BlockTarget target = sum_target(sum);
     batch_blocks(step, 0, batch_blocks_total, target);
+    flush_products(target);
   }
 
   void chain_block_statistics(const UpdateStep& step, std::vector<double>& blocks) override {
@@ -758,6 +806,7 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
                   "chain_statistics_sum: this engine does not hold every chain");
     BlockTarget target = sum_target(sum);
     chain_blocks(step, target);
+    flush_products(target);
   }
 
   void apply_gradient(const UpdateStep& step, const Gradient& gradient) override {
@@ -793,7 +842,7 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
 
   int chain_total_ = 0;  // data-parallel: chains in all ranks' shares
   int chain_first_ = 0;  // data-parallel: index of this share's first chain
-  std::vector<float> block_product_;     // data-parallel: a block's sgemm product
+  std::vector<float> block_products_[2];  // data-parallel: sgemm products of blocks (a pair waits to be added)
   std::vector<double> block_weights_;    // data-parallel: a block's loop-path product
   std::vector<double> block_bias_;       // data-parallel: a block's bias sums
   std::vector<float> stacked_hidden_;    // data-parallel cd: [h0; -p(h | v_k)] of a block
