@@ -671,14 +671,15 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     }
     const long work = static_cast<long>(rows) * n * m;
     if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
+      if (running && target.pending == 2) flush_products(target);
       std::vector<float>& product = block_products_[running ? target.pending : 0];
       product.resize(weight_count);
       partitioned_sgemm(CblasTrans, CblasNoTrans, n, m, rows, static_cast<float>(scale), v, n, p, m, 0.0f,
                         product.data(), m, thread_count());
       if (!running) {
         store_or_add(product.data(), weights, weight_count, false);
-      } else if (++target.pending == 2) {
-        flush_products(target);
+      } else {
+        ++target.pending;  // added when a third product needs the room, or by the caller
       }
     } else {
       // Loop path (float64): earlier products first, then this block.
@@ -815,19 +816,30 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
                       gradient.visible_bias.size() == static_cast<std::size_t>(n_) &&
                       gradient.hidden_bias.size() == static_cast<std::size_t>(m_),
                   UsageError, "apply_gradient: the gradient's sizes are not the model's");
-    // apply_update's arithmetic on float(gradient) in one pass: no float32
-    // copy of the gradient written and read again.
+    const double* g = gradient.weights.data();
+    momentum_pass(step, [g](std::size_t k) { return g[k]; });
+    apply_bias_gradient(step, gradient);
+  }
+
+  // apply_update's arithmetic on the weights with gradient float(grad(k)),
+  // in one pass: no float32 copy of the gradient written and read again.
+  template <typename Grad>
+  void momentum_pass(const UpdateStep& step, const Grad& grad) {
     const float lr = static_cast<float>(step.learning_rate);
     const float momentum = static_cast<float>(step.momentum);
     const float decay = static_cast<float>(step.weight_decay);
     float* w = rbm_.weights().data();
     float* vw = weight_velocity_.data();
-    const double* g = gradient.weights.data();
-    const long size = static_cast<long>(gradient.weights.size());
+    const long size = static_cast<long>(weight_velocity_.size());
     parallel_for(size, size >= 4 * parallel_threshold, [&](long k) {
-      vw[k] = momentum * vw[k] + lr * (static_cast<float>(g[k]) - decay * w[k]);
+      vw[k] = momentum * vw[k] + lr * (static_cast<float>(grad(static_cast<std::size_t>(k))) - decay * w[k]);
       w[k] += vw[k];
     });
+  }
+
+  void apply_bias_gradient(const UpdateStep& step, const Gradient& gradient) {
+    const float lr = static_cast<float>(step.learning_rate);
+    const float momentum = static_cast<float>(step.momentum);
     visible_gradient_ = gradient.visible_bias;
     hidden_gradient_ = gradient.hidden_bias;
     auto update_bias = [&](std::span<float> bias, std::vector<float>& velocity, const std::vector<double>& grad) {
@@ -838,6 +850,39 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     };
     update_bias(rbm_.visible_bias(), visible_velocity_, visible_gradient_);
     update_bias(rbm_.hidden_bias(), hidden_velocity_, hidden_gradient_);
+  }
+
+  void apply_batch_statistics(const UpdateStep& step, Gradient& sum) override {
+    MARBM_EXPECTS(step.negative == NegativePhase::cd, UsageError,
+                  "apply_batch_statistics: the gradient of a cd step only");
+    const int batch_blocks_total =
+        (static_cast<int>(step.batch_rows.size()) + gradient_block_rows - 1) / gradient_block_rows;
+    MARBM_EXPECTS(batch_blocks_total >= 1, UsageError, "update: the batch is empty");
+    BlockTarget target = sum_target(sum);
+    batch_blocks(step, 0, batch_blocks_total, target);
+    // The weight sum's last pass (the pending products, in block order)
+    // inside the momentum pass: the same float64 sum, then float().
+    const double* dst = target.weights;
+    const bool started = target.weights_started;
+    const float* a = block_products_[0].data();
+    const float* b = block_products_[1].data();
+    if (target.pending == 0) {
+      momentum_pass(step, [dst](std::size_t k) { return dst[k]; });
+    } else if (target.pending == 1) {
+      if (started) {
+        momentum_pass(step, [dst, a](std::size_t k) { return dst[k] + static_cast<double>(a[k]); });
+      } else {
+        momentum_pass(step, [a](std::size_t k) { return static_cast<double>(a[k]); });
+      }
+    } else if (started) {
+      momentum_pass(step, [dst, a, b](std::size_t k) {
+        return (dst[k] + static_cast<double>(a[k])) + static_cast<double>(b[k]);
+      });
+    } else {
+      momentum_pass(step, [a, b](std::size_t k) { return static_cast<double>(a[k]) + static_cast<double>(b[k]); });
+    }
+    target.pending = 0;
+    apply_bias_gradient(step, sum);
   }
 
   int chain_total_ = 0;  // data-parallel: chains in all ranks' shares

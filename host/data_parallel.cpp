@@ -93,7 +93,15 @@ class DataParallelEngine final : public Engine {
 
   Gradient gradient(const UpdateStep& step) override { return combined_gradient(step); }
 
-  void update(const UpdateStep& step) override { blockwise_->apply_gradient(step, combined_gradient(step)); }
+  void update(const UpdateStep& step) override {
+    // One rank, cd: the gradient's last pass is the update's.
+    if (comm_->size() == 1 && step.negative == NegativePhase::cd) {
+      MARBM_EXPECTS(n_ > 0, UsageError, "update: no model (call set_model first)");
+      blockwise_->apply_batch_statistics(step, gradient_);
+      return;
+    }
+    blockwise_->apply_gradient(step, combined_gradient(step));
+  }
 
   std::vector<float> hidden_probabilities(std::span<const std::uint8_t> visible, int batch) override {
     return local_->hidden_probabilities(visible, batch);

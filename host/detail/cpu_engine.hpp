@@ -57,6 +57,11 @@ class BlockwiseGradientEngine {
 
   /// Applies `gradient` as update() applies its own (momentum, decay).
   virtual void apply_gradient(const UpdateStep& step, const Gradient& gradient) = 0;
+  /// For a cd step on one rank: apply_gradient(step, g) for g the
+  /// batch_statistics_sum of the step, with the weight sum's last pass
+  /// inside the update's (the same bits; `sum` is workspace: its weights
+  /// are not the gradient afterwards, its biases are).
+  virtual void apply_batch_statistics(const UpdateStep& step, Gradient& sum) = 0;
 };
 
 }  // namespace marbm::detail
