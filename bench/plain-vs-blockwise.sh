@@ -63,7 +63,7 @@ commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "gradient is never written. What is left of the difference: a zero-fill of each block's product inside"
   echo "sgemm (the plain engine's second product accumulates), the copies that stack a block's data and chain"
   echo "rows, and the update reading two float32 products instead of one float32 gradient; the GEMMs and the"
-  echo "sampling are the same work (the plain engine's sgemm calls are cut into 64-row pieces too). Repeated"
+  echo "sampling are the same work (both engines run every product as 64-row pieces of its result). Repeated"
   echo "runs on the shared machine differ by a few percentage points, so the 10% line is within the noise. A"
   echo "tiny model's statistics are float64 loop sums on both paths. The library's plain cpu engine"
   echo '(`make_engine(Backend::cpu)`, Python'"'"'s `train()`) keeps the one-pass float32 sum.'
