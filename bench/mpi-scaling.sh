@@ -103,7 +103,7 @@ ordered_cpu=$(value "$work/reduce.json" ordered_block_sum_cpu_seconds)
   echo
   echo "- MPI_Allreduce of the $values-float gradient: $allreduce s"
   echo "- the deterministic ordered sum of 6 float64 blocks of that length (the data-parallel engine's"
-  echo "  reduction; for CD each block carries data and model statistics, twice the length):"
+  echo "  reduction, one block per 64 batch rows; for CD a block holds data minus model statistics):"
   echo "  $ordered s wall, $ordered_cpu s CPU on the slower rank"
   echo
   echo "With the load average above the core count, every rank of a data-parallel update waits for the"

@@ -2,9 +2,9 @@
 // data-parallel runs (bench/plain-vs-blockwise.sh): CD-1 updates of the plain
 // cpu engine (one pass over the batch) against the data-parallel engine with
 // one rank (64-row blocks, float64 statistics summed in block order), both on
-// one thread, alternated. Prints one JSON object.
+// THREADS threads (default 1), alternated. Prints one JSON object.
 //
-//   plain_vs_blockwise N M BATCH UPDATES REPEATS
+//   plain_vs_blockwise N M BATCH UPDATES REPEATS [THREADS]
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
@@ -44,9 +44,11 @@ int parse(const char* text, const char* what) {
 }
 
 int run(int argc, char** argv) {
-  MARBM_EXPECTS(argc == 6, marbm::UsageError, "usage: plain_vs_blockwise N M BATCH UPDATES REPEATS");
+  MARBM_EXPECTS(argc == 6 || argc == 7, marbm::UsageError,
+                "usage: plain_vs_blockwise N M BATCH UPDATES REPEATS [THREADS]");
   const int n = parse(argv[1], "N"), m = parse(argv[2], "M"), batch = parse(argv[3], "BATCH");
   const int updates = parse(argv[4], "UPDATES"), repeats = parse(argv[5], "REPEATS");
+  const int threads = argc == 7 ? parse(argv[6], "THREADS") : 1;
   // Rows with MNIST's share of ink (about 13% of units on), drawn from Philox.
   marbm::Dataset data;
   data.n_rows = std::max(batch, 1024);
@@ -57,7 +59,7 @@ int run(int argc, char** argv) {
     data.values.push_back(stream.uniform_double(k) < 0.13 ? 1 : 0);
   }
   marbm::EngineOptions options;
-  options.threads = 1;
+  options.threads = threads;
   options.quiet = true;
   marbm::TrainConfig config;
   config.method = marbm::TrainMethod::cd;
@@ -78,10 +80,10 @@ int run(int argc, char** argv) {
     }
   }
   const double p = median(plain), b = median(blockwise);
-  std::printf("{\"n\": %d, \"m\": %d, \"batch\": %d, \"updates\": %d, \"repeats\": %d, "
+  std::printf("{\"n\": %d, \"m\": %d, \"batch\": %d, \"threads\": %d, \"updates\": %d, \"repeats\": %d, "
               "\"plain_cpu_seconds_per_update\": %.6g, \"blockwise_cpu_seconds_per_update\": %.6g, "
               "\"ratio\": %.4f}\n",
-              n, m, batch, updates, repeats, p, b, b / p);
+              n, m, batch, threads, updates, repeats, p, b, b / p);
   return 0;
 }
 

@@ -597,45 +597,147 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
 
   std::size_t block_length() const { return static_cast<std::size_t>(n_) * m_ + n_ + m_; }
 
-  // Appends one block's statistics: scale * (v^T p, sum v, sum p) over `rows`
-  // rows. The weight part by sgemm (float32, one call of <= 64 rows) when the
-  // model is BLAS-sized, else in float64 loops; the same on every rank.
-  void append_block(const float* v, const float* p, int rows, double scale, std::vector<double>& out) {
-    const std::size_t at = out.size();
-    out.resize(at + block_length(), 0.0);
-    double* weights = out.data() + at;
-    const int n = n_, m = m_;
-    const long work = static_cast<long>(rows) * n * m;
-    if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
-      block_product_.resize(static_cast<std::size_t>(n) * m);
-      partitioned_sgemm(CblasTrans, CblasNoTrans, n, m, rows, static_cast<float>(scale), v, n, p, m, 0.0f,
-                        block_product_.data(), m, thread_count());
-      for (std::size_t k = 0; k < block_product_.size(); ++k) weights[k] = block_product_[k];
-    } else {
-      add_outer_product(v, p, rows, n, m, scale, weights);
-    }
-    double* visible = weights + static_cast<std::size_t>(n) * m;
-    double* hidden = visible + n;
-    for (int r = 0; r < rows; ++r) {
-      for (int i = 0; i < n; ++i) visible[i] += scale * v[static_cast<std::size_t>(r) * n + i];
-      for (int j = 0; j < m; ++j) hidden[j] += scale * p[static_cast<std::size_t>(r) * m + j];
-    }
+  // Where block statistics go: each block into its own slot of `blocks`
+  // (sized by the caller; for an exchange between ranks), or, without
+  // `blocks`, into one running sum: the first block stored, the next ones
+  // added in block order (ordered_block_sum's arithmetic, bit for bit). The
+  // running sum's sgemm products wait in pairs, so that one pass adds two
+  // (finish_sum flushes the last).
+  struct BlockTarget {
+    std::vector<double>* blocks = nullptr;
+    std::size_t next = 0;  // slot of the next block
+    double* weights = nullptr;
+    double* visible = nullptr;
+    double* hidden = nullptr;
+    bool started = false;          // the bias sums hold a block
+    bool weights_started = false;  // the weight sum holds a block
+    int pending = 0;               // sgemm products waiting in block_products_[0, pending)
+  };
+
+  // dst[k] = src[k] (store) or dst[k] += src[k] (add), widened to float64:
+  // one pass, element-wise (threads do not change bits).
+  template <typename T>
+  void store_or_add(const T* src, double* dst, std::size_t count, bool add) const {
+    constexpr std::size_t chunk = 8192;
+    const long chunks = static_cast<long>((count + chunk - 1) / chunk);
+    parallel_for(chunks, static_cast<long>(count) >= parallel_threshold, [&](long c) {
+      const std::size_t begin = static_cast<std::size_t>(c) * chunk;
+      const std::size_t end = std::min(count, begin + chunk);
+      if (add) {
+        for (std::size_t k = begin; k < end; ++k) dst[k] += static_cast<double>(src[k]);
+      } else {
+        for (std::size_t k = begin; k < end; ++k) dst[k] = static_cast<double>(src[k]);
+      }
+    });
   }
 
-  void batch_block_statistics(const UpdateStep& step, int first_block, int last_block, std::vector<double>& positive,
-                              std::vector<double>& negative) override {
+  // The pending products into the running weight sum, in block order:
+  // (sum + a) + b, or a + b when the sum holds nothing yet (float64).
+  void flush_products(BlockTarget& target) const {
+    if (target.pending == 0) return;
+    const std::size_t count = static_cast<std::size_t>(n_) * m_;
+    double* dst = target.weights;
+    const float* a = block_products_[0].data();
+    if (target.pending == 1) {
+      store_or_add(a, dst, count, target.weights_started);
+    } else {
+      const float* b = block_products_[1].data();
+      const bool add = target.weights_started;
+      constexpr std::size_t chunk = 8192;
+      const long chunks = static_cast<long>((count + chunk - 1) / chunk);
+      parallel_for(chunks, static_cast<long>(count) >= parallel_threshold, [&](long c) {
+        const std::size_t begin = static_cast<std::size_t>(c) * chunk;
+        const std::size_t end = std::min(count, begin + chunk);
+        if (add) {
+          for (std::size_t k = begin; k < end; ++k) dst[k] = (dst[k] + static_cast<double>(a[k])) + static_cast<double>(b[k]);
+        } else {
+          for (std::size_t k = begin; k < end; ++k) dst[k] = static_cast<double>(a[k]) + static_cast<double>(b[k]);
+        }
+      });
+    }
+    target.pending = 0;
+    target.weights_started = true;
+  }
+
+  // One block's statistics: scale * (v^T p, sum v, sum p) over `rows` rows,
+  // the visible sums of rows >= flip_from scaled by -scale (cd's chain rows,
+  // whose p the caller negated). The weight part by one sgemm (float32) when
+  // the model is BLAS-sized, else in float64 loops; the same on every rank.
+  void put_block(const float* v, const float* p, int rows, int flip_from, double scale, BlockTarget& target) {
+    const int n = n_, m = m_;
+    const std::size_t weight_count = static_cast<std::size_t>(n) * m;
+    double *weights, *visible, *hidden;
+    bool add = false;
+    const bool running = target.blocks == nullptr;
+    if (!running) {
+      double* slot = target.blocks->data() + target.next * block_length();
+      ++target.next;
+      weights = slot;
+      visible = slot + weight_count;
+      hidden = visible + n;
+    } else {
+      weights = target.weights;
+      visible = target.visible;
+      hidden = target.hidden;
+      add = target.started;
+      target.started = true;
+    }
+    const long work = static_cast<long>(rows) * n * m;
+    if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
+      if (running && target.pending == 2) flush_products(target);
+      std::vector<float>& product = block_products_[running ? target.pending : 0];
+      product.resize(weight_count);
+      partitioned_sgemm(CblasTrans, CblasNoTrans, n, m, rows, static_cast<float>(scale), v, n, p, m, 0.0f,
+                        product.data(), m, thread_count());
+      if (!running) {
+        store_or_add(product.data(), weights, weight_count, false);
+      } else {
+        ++target.pending;  // added when a third product needs the room, or by the caller
+      }
+    } else {
+      // Loop path (float64): earlier products first, then this block.
+      bool weights_add = false;
+      if (running) {
+        flush_products(target);
+        weights_add = target.weights_started;
+        target.weights_started = true;
+      }
+      if (!weights_add) {
+        std::fill(weights, weights + weight_count, 0.0);
+        add_outer_product(v, p, rows, n, m, scale, weights);
+      } else {
+        block_weights_.assign(weight_count, 0.0);
+        add_outer_product(v, p, rows, n, m, scale, block_weights_.data());
+        store_or_add(block_weights_.data(), weights, weight_count, true);
+      }
+    }
+    block_bias_.assign(static_cast<std::size_t>(n) + m, 0.0);
+    double* visible_sum = block_bias_.data();
+    double* hidden_sum = visible_sum + n;
+    for (int r = 0; r < rows; ++r) {
+      const double s = r < flip_from ? scale : -scale;
+      for (int i = 0; i < n; ++i) visible_sum[i] += s * v[static_cast<std::size_t>(r) * n + i];
+      for (int j = 0; j < m; ++j) hidden_sum[j] += scale * p[static_cast<std::size_t>(r) * m + j];
+    }
+    store_or_add(visible_sum, visible, static_cast<std::size_t>(n), add);
+    store_or_add(hidden_sum, hidden, static_cast<std::size_t>(m), add);
+  }
+
+  // The batch blocks [first_block, last_block) into `target`. For cd a
+  // block is one product: [v0; v_k]^T [h0; -p(h | v_k)] * 1/batch.
+  void batch_blocks(const UpdateStep& step, int first_block, int last_block, BlockTarget& target) {
     validate_step(step);
     const int batch = static_cast<int>(step.batch_rows.size());
     const PhiloxStream random(step.seed, random_stream(RandomPurpose::gibbs, step.step));
-    positive.clear();
-    negative.clear();
     const bool cd = step.negative == NegativePhase::cd;
     const bool need_h0 = step.sample_positive_hidden || cd;
     for (int block = first_block; block < last_block; ++block) {
       const int first = block * gradient_block_rows;
       const int rows = std::min(gradient_block_rows, batch - first);
       MARBM_EXPECTS(rows >= 1, UsageError, "batch_block_statistics: block " + str(block) + " is past the batch");
-      batch_visible_.resize(static_cast<std::size_t>(rows) * n_);
+      // Data rows, then (cd) the chain rows, in one matrix for the product.
+      const int stacked = cd ? 2 * rows : rows;
+      batch_visible_.resize(static_cast<std::size_t>(stacked) * n_);
       for (int r = 0; r < rows; ++r) {
         const float* src = data_.data() + static_cast<std::size_t>(step.batch_rows[first + r]) * n_;
         std::copy(src, src + n_, batch_visible_.data() + static_cast<std::size_t>(r) * n_);
@@ -648,27 +750,77 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
       }
       const float* positive_hidden =
           step.sample_positive_hidden ? batch_hidden_sample_.data() : batch_hidden_.data();
-      append_block(batch_visible_.data(), positive_hidden, rows, 1.0 / batch, positive);
-      if (cd) {
-        negative_visible_.assign(batch_visible_.begin(), batch_visible_.end());
-        run_chain(negative_visible_.data(), rows, step.gibbs_steps, random, 0, batch_hidden_sample_.data(), first);
-        append_block(negative_visible_.data(), chain_hidden_.data(), rows, -1.0 / batch, negative);
+      if (!cd) {
+        put_block(batch_visible_.data(), positive_hidden, rows, rows, 1.0 / batch, target);
+        continue;
       }
+      const std::size_t half = static_cast<std::size_t>(rows) * n_;
+      float* chain = batch_visible_.data() + half;
+      std::copy(batch_visible_.data(), batch_visible_.data() + half, chain);
+      run_chain(chain, rows, step.gibbs_steps, random, 0, batch_hidden_sample_.data(), first);
+      const std::size_t hidden_half = static_cast<std::size_t>(rows) * m_;
+      stacked_hidden_.resize(2 * hidden_half);
+      std::copy(positive_hidden, positive_hidden + hidden_half, stacked_hidden_.data());
+      for (std::size_t k = 0; k < hidden_half; ++k) stacked_hidden_[hidden_half + k] = -chain_hidden_[k];
+      put_block(batch_visible_.data(), stacked_hidden_.data(), stacked, rows, 1.0 / batch, target);
     }
   }
 
-  void chain_block_statistics(const UpdateStep& step, std::vector<double>& negative) override {
+  void chain_blocks(const UpdateStep& step, BlockTarget& target) {
     validate_step(step);
     MARBM_EXPECTS(chain_total_ >= 1 && (chain_count_ == 0 || chain_first_ % gradient_block_rows == 0), UsageError,
                   "chain_block_statistics: no chain share starting on a block boundary (reset_chain_share)");
     const PhiloxStream random(step.seed, random_stream(RandomPurpose::gibbs, step.step));
-    negative.clear();
     for (int first = 0; first < chain_count_; first += gradient_block_rows) {
       const int rows = std::min(gradient_block_rows, chain_count_ - first);
       float* chain = chains_.data() + static_cast<std::size_t>(first) * n_;
       run_chain(chain, rows, step.gibbs_steps, random, 1, nullptr, chain_first_ + first);
-      append_block(chain, chain_hidden_.data(), rows, -1.0 / chain_total_, negative);
+      put_block(chain, chain_hidden_.data(), rows, rows, -1.0 / chain_total_, target);
     }
+  }
+
+  BlockTarget sum_target(Gradient& sum) const {
+    sum.weights.resize(static_cast<std::size_t>(n_) * m_);
+    sum.visible_bias.resize(static_cast<std::size_t>(n_));
+    sum.hidden_bias.resize(static_cast<std::size_t>(m_));
+    BlockTarget target;
+    target.weights = sum.weights.data();
+    target.visible = sum.visible_bias.data();
+    target.hidden = sum.hidden_bias.data();
+    return target;
+  }
+
+  void batch_block_statistics(const UpdateStep& step, int first_block, int last_block,
+                              std::vector<double>& blocks) override {
+    blocks.resize(static_cast<std::size_t>(std::max(last_block - first_block, 0)) * block_length());
+    BlockTarget target;
+    target.blocks = &blocks;
+    batch_blocks(step, first_block, last_block, target);
+  }
+
+  void batch_statistics_sum(const UpdateStep& step, Gradient& sum) override {
+    const int batch_blocks_total =
+        (static_cast<int>(step.batch_rows.size()) + gradient_block_rows - 1) / gradient_block_rows;
+    MARBM_EXPECTS(batch_blocks_total >= 1, UsageError, "update: the batch is empty");
+    BlockTarget target = sum_target(sum);
+    batch_blocks(step, 0, batch_blocks_total, target);
+    flush_products(target);
+  }
+
+  void chain_block_statistics(const UpdateStep& step, std::vector<double>& blocks) override {
+    blocks.resize(static_cast<std::size_t>((chain_count_ + gradient_block_rows - 1) / gradient_block_rows) *
+                  block_length());
+    BlockTarget target;
+    target.blocks = &blocks;
+    chain_blocks(step, target);
+  }
+
+  void chain_statistics_sum(const UpdateStep& step, Gradient& sum) override {
+    MARBM_EXPECTS(chain_count_ >= 1 && chain_count_ == chain_total_, UsageError,
+                  "chain_statistics_sum: this engine does not hold every chain");
+    BlockTarget target = sum_target(sum);
+    chain_blocks(step, target);
+    flush_products(target);
   }
 
   void apply_gradient(const UpdateStep& step, const Gradient& gradient) override {
@@ -677,16 +829,93 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
                       gradient.visible_bias.size() == static_cast<std::size_t>(n_) &&
                       gradient.hidden_bias.size() == static_cast<std::size_t>(m_),
                   UsageError, "apply_gradient: the gradient's sizes are not the model's");
-    for (std::size_t k = 0; k < weight_gradient_.size(); ++k) weight_gradient_[k] = static_cast<float>(gradient.weights[k]);
+    const double* g = gradient.weights.data();
+    momentum_pass(step, [g](std::size_t k) { return g[k]; });
+    apply_bias_gradient(step, gradient);
+  }
+
+  // apply_update's arithmetic on the weights with gradient float(grad(k)),
+  // in one pass: no float32 copy of the gradient written and read again.
+  template <typename Grad>
+  void momentum_pass(const UpdateStep& step, const Grad& grad) {
+    const float lr = static_cast<float>(step.learning_rate);
+    const float momentum = static_cast<float>(step.momentum);
+    const float decay = static_cast<float>(step.weight_decay);
+    float* w = rbm_.weights().data();
+    float* vw = weight_velocity_.data();
+    const std::size_t size = weight_velocity_.size();
+    // In chunks with the factors in locals: a loop the compiler vectorises
+    // (stores through vw cannot change them).
+    constexpr std::size_t chunk = 8192;
+    const long chunks = static_cast<long>((size + chunk - 1) / chunk);
+    parallel_for(chunks, size >= 4 * static_cast<std::size_t>(parallel_threshold), [&](long c) {
+      const float l = lr, mu = momentum, d = decay;
+      const std::size_t begin = static_cast<std::size_t>(c) * chunk;
+      const std::size_t end = std::min(size, begin + chunk);
+      float* __restrict wk = w;
+      float* __restrict vk = vw;
+      for (std::size_t k = begin; k < end; ++k) {
+        const float v = mu * vk[k] + l * (static_cast<float>(grad(k)) - d * wk[k]);
+        vk[k] = v;
+        wk[k] += v;
+      }
+    });
+  }
+
+  void apply_bias_gradient(const UpdateStep& step, const Gradient& gradient) {
+    const float lr = static_cast<float>(step.learning_rate);
+    const float momentum = static_cast<float>(step.momentum);
     visible_gradient_ = gradient.visible_bias;
     hidden_gradient_ = gradient.hidden_bias;
-    weight_sum_valid_ = false;
-    apply_update(step);
+    auto update_bias = [&](std::span<float> bias, std::vector<float>& velocity, const std::vector<double>& grad) {
+      for (std::size_t k = 0; k < bias.size(); ++k) {
+        velocity[k] = momentum * velocity[k] + lr * static_cast<float>(grad[k]);
+        bias[k] += velocity[k];
+      }
+    };
+    update_bias(rbm_.visible_bias(), visible_velocity_, visible_gradient_);
+    update_bias(rbm_.hidden_bias(), hidden_velocity_, hidden_gradient_);
+  }
+
+  void apply_batch_statistics(const UpdateStep& step, Gradient& sum) override {
+    MARBM_EXPECTS(step.negative == NegativePhase::cd, UsageError,
+                  "apply_batch_statistics: the gradient of a cd step only");
+    const int batch_blocks_total =
+        (static_cast<int>(step.batch_rows.size()) + gradient_block_rows - 1) / gradient_block_rows;
+    MARBM_EXPECTS(batch_blocks_total >= 1, UsageError, "update: the batch is empty");
+    BlockTarget target = sum_target(sum);
+    batch_blocks(step, 0, batch_blocks_total, target);
+    // The weight sum's last pass (the pending products, in block order)
+    // inside the momentum pass: the same float64 sum, then float().
+    const double* dst = target.weights;
+    const bool started = target.weights_started;
+    const float* a = block_products_[0].data();
+    const float* b = block_products_[1].data();
+    if (target.pending == 0) {
+      momentum_pass(step, [dst](std::size_t k) { return dst[k]; });
+    } else if (target.pending == 1) {
+      if (started) {
+        momentum_pass(step, [dst, a](std::size_t k) { return dst[k] + static_cast<double>(a[k]); });
+      } else {
+        momentum_pass(step, [a](std::size_t k) { return static_cast<double>(a[k]); });
+      }
+    } else if (started) {
+      momentum_pass(step, [dst, a, b](std::size_t k) {
+        return (dst[k] + static_cast<double>(a[k])) + static_cast<double>(b[k]);
+      });
+    } else {
+      momentum_pass(step, [a, b](std::size_t k) { return static_cast<double>(a[k]) + static_cast<double>(b[k]); });
+    }
+    target.pending = 0;
+    apply_bias_gradient(step, sum);
   }
 
   int chain_total_ = 0;  // data-parallel: chains in all ranks' shares
   int chain_first_ = 0;  // data-parallel: index of this share's first chain
-  std::vector<float> block_product_;
+  std::vector<float> block_products_[2];  // data-parallel: sgemm products of blocks (a pair waits to be added)
+  std::vector<double> block_weights_;    // data-parallel: a block's loop-path product
+  std::vector<double> block_bias_;       // data-parallel: a block's bias sums
+  std::vector<float> stacked_hidden_;    // data-parallel cd: [h0; -p(h | v_k)] of a block
 
   int threads_ = 0;
   bool tiny_path_ = true;

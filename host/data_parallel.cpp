@@ -93,7 +93,15 @@ class DataParallelEngine final : public Engine {
 
   Gradient gradient(const UpdateStep& step) override { return combined_gradient(step); }
 
-  void update(const UpdateStep& step) override { blockwise_->apply_gradient(step, combined_gradient(step)); }
+  void update(const UpdateStep& step) override {
+    // One rank, cd: the gradient's last pass is the update's.
+    if (comm_->size() == 1 && step.negative == NegativePhase::cd) {
+      MARBM_EXPECTS(n_ > 0, UsageError, "update: no model (call set_model first)");
+      blockwise_->apply_batch_statistics(step, gradient_);
+      return;
+    }
+    blockwise_->apply_gradient(step, combined_gradient(step));
+  }
 
   std::vector<float> hidden_probabilities(std::span<const std::uint8_t> visible, int batch) override {
     return local_->hidden_probabilities(visible, batch);
@@ -137,58 +145,34 @@ class DataParallelEngine final : public Engine {
     const std::size_t length = weights + n_ + m_;
     const std::int64_t batch_blocks = blocks_of(static_cast<std::int64_t>(step.batch_rows.size()));
     MARBM_EXPECTS(batch_blocks >= 1, UsageError, "update: the batch is empty");
-    const ItemRange mine = contiguous_share(batch_blocks, comm_->size(), comm_->rank());
-    blockwise_->batch_block_statistics(step, static_cast<int>(mine.first), static_cast<int>(mine.last), positive_,
-                                       negative_);
     Gradient& g = gradient_;
-    g.weights.resize(weights);
-    g.visible_bias.resize(static_cast<std::size_t>(n_));
-    g.hidden_bias.resize(static_cast<std::size_t>(m_));
-    // One rank (what `marbm train` runs): the same ordered sums, straight
-    // into the gradient (no exchange, no fresh arrays).
+    // One rank (what `marbm train` runs): the engine adds the blocks in
+    // block order straight into the gradient (no vector per block, no
+    // exchange): the bits of ordered_block_sum.
     const bool alone = comm_->size() == 1;
-    auto sum_alone = [&](const std::vector<double>& blocks, bool accumulate) {
-      ordered_sum_into(g.weights.data(), blocks, length, 0, weights, accumulate);
-      ordered_sum_into(g.visible_bias.data(), blocks, length, weights, static_cast<std::size_t>(n_), accumulate);
-      ordered_sum_into(g.hidden_bias.data(), blocks, length, weights + n_, static_cast<std::size_t>(m_), accumulate);
-    };
-    std::vector<double>& sum = sum_;
     if (alone) {
-      sum_alone(positive_, false);
-      if (step.negative == NegativePhase::cd) sum_alone(negative_, true);
-    } else if (step.negative == NegativePhase::cd) {
-      // One reduction for both phases: block b carries [data | model]
-      // statistics of its rows; each half is still summed in block order.
-      const std::size_t blocks = positive_.size() / length;
-      both_.resize(2 * positive_.size());
-      for (std::size_t b = 0; b < blocks; ++b) {
-        std::copy_n(positive_.begin() + static_cast<std::ptrdiff_t>(b * length), length,
-                    both_.begin() + static_cast<std::ptrdiff_t>(2 * b * length));
-        std::copy_n(negative_.begin() + static_cast<std::ptrdiff_t>(b * length), length,
-                    both_.begin() + static_cast<std::ptrdiff_t>((2 * b + 1) * length));
-      }
-      const std::vector<double> halves = ordered_block_sum(*comm_, both_, mine.first, batch_blocks, 2 * length);
-      sum.assign(halves.begin(), halves.begin() + static_cast<std::ptrdiff_t>(length));
-      for (std::size_t k = 0; k < length; ++k) sum[k] += halves[length + k];
+      blockwise_->batch_statistics_sum(step, g);
     } else {
-      sum = ordered_block_sum(*comm_, positive_, mine.first, batch_blocks, length);
+      const ItemRange mine = contiguous_share(batch_blocks, comm_->size(), comm_->rank());
+      blockwise_->batch_block_statistics(step, static_cast<int>(mine.first), static_cast<int>(mine.last), blocks_);
+      // For cd a block already holds data minus model statistics: one
+      // reduction for both phases.
+      copy_into(g, ordered_block_sum(*comm_, blocks_, mine.first, batch_blocks, length));
     }
     if (step.negative == NegativePhase::pcd) {
       if (chains_total_ == 0) reset_persistent_chains(static_cast<int>(step.batch_rows.size()), step.seed);
-      const std::int64_t chain_blocks = blocks_of(chains_total_);
-      const ItemRange chains = contiguous_share(chain_blocks, comm_->size(), comm_->rank());
-      blockwise_->chain_block_statistics(step, negative_);
       if (alone) {
-        sum_alone(negative_, true);
+        blockwise_->chain_statistics_sum(step, chain_sum_);
+        add_into(g, chain_sum_);
       } else {
-        add(sum, ordered_block_sum(*comm_, negative_, chains.first, chain_blocks, length));
+        const std::int64_t chain_blocks = blocks_of(chains_total_);
+        const ItemRange chains = contiguous_share(chain_blocks, comm_->size(), comm_->rank());
+        blockwise_->chain_block_statistics(step, blocks_);
+        const std::vector<double> sum = ordered_block_sum(*comm_, blocks_, chains.first, chain_blocks, length);
+        Gradient& more = chain_sum_;
+        copy_into(more, sum);
+        add_into(g, more);
       }
-    }
-    if (!alone) {
-      const auto weights_end = sum.begin() + static_cast<std::ptrdiff_t>(weights);
-      std::copy(sum.begin(), weights_end, g.weights.begin());
-      std::copy(weights_end, weights_end + n_, g.visible_bias.begin());
-      std::copy(weights_end + n_, sum.end(), g.hidden_bias.begin());
     }
     switch (step.negative) {
       case NegativePhase::cd:
@@ -221,33 +205,22 @@ class DataParallelEngine final : public Engine {
     return g;
   }
 
-  static void add(std::vector<double>& sum, const std::vector<double>& more) {
-    for (std::size_t k = 0; k < sum.size(); ++k) sum[k] += more[k];
+  // g = sum (n x m weights, visible bias, hidden bias in one vector).
+  void copy_into(Gradient& g, const std::vector<double>& sum) const {
+    const std::size_t weights = static_cast<std::size_t>(n_) * m_;
+    g.weights.resize(weights);
+    g.visible_bias.resize(static_cast<std::size_t>(n_));
+    g.hidden_bias.resize(static_cast<std::size_t>(m_));
+    const auto weights_end = sum.begin() + static_cast<std::ptrdiff_t>(weights);
+    std::copy(sum.begin(), weights_end, g.weights.begin());
+    std::copy(weights_end, weights_end + n_, g.visible_bias.begin());
+    std::copy(weights_end + n_, sum.end(), g.hidden_bias.begin());
   }
 
-  // out[k] (+)= ((b0[first + k] + b1[first + k]) + b2[first + k]) + ... for
-  // k < count over the blocks of `blocks` (whole blocks of `length`):
-  // ordered_block_sum on one rank, bit for bit, without a fresh array; in
-  // cache-sized slices.
-  static void ordered_sum_into(double* out, const std::vector<double>& blocks, std::size_t length, std::size_t first,
-                               std::size_t count, bool accumulate) {
-    const std::size_t block_count = blocks.size() / length;
-    constexpr std::size_t slice = 2048;
-    double partial[slice];
-    for (std::size_t at = 0; at < count; at += slice) {
-      const std::size_t width = std::min(slice, count - at);
-      std::copy_n(blocks.data() + first + at, width, partial);
-      for (std::size_t b = 1; b < block_count; ++b) {
-        const double* block = blocks.data() + b * length + first + at;
-        for (std::size_t k = 0; k < width; ++k) partial[k] += block[k];
-      }
-      double* target = out + at;
-      if (accumulate) {
-        for (std::size_t k = 0; k < width; ++k) target[k] += partial[k];
-      } else {
-        std::copy_n(partial, width, target);
-      }
-    }
+  static void add_into(Gradient& g, const Gradient& more) {
+    for (std::size_t k = 0; k < g.weights.size(); ++k) g.weights[k] += more.weights[k];
+    for (std::size_t k = 0; k < g.visible_bias.size(); ++k) g.visible_bias[k] += more.visible_bias[k];
+    for (std::size_t k = 0; k < g.hidden_bias.size(); ++k) g.hidden_bias[k] += more.hidden_bias[k];
   }
 
   std::unique_ptr<Engine> local_;
@@ -256,8 +229,8 @@ class DataParallelEngine final : public Engine {
   int n_ = 0;
   int m_ = 0;
   int chains_total_ = 0;
-  std::vector<double> positive_, negative_, both_, sum_;
-  Gradient gradient_;
+  std::vector<double> blocks_;  // this rank's blocks of a phase (several ranks)
+  Gradient gradient_, chain_sum_;
 };
 
 }  // namespace

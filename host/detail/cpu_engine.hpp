@@ -28,14 +28,19 @@ class BlockwiseGradientEngine {
  public:
   virtual ~BlockwiseGradientEngine() = default;
 
-  /// Positive-phase statistics of the step's batch blocks [first_block,
-  /// last_block) (block b: batch positions 64 b .. 64 b + 63), scaled by
-  /// 1/batch; for cd also the negative statistics of the same rows' chains
-  /// (scaled by -1/batch) in `negative`. Random numbers are those of the
-  /// batch position (row index within the whole batch), so every block is the
-  /// same whichever rank computes it.
+  /// Statistics of the step's batch blocks [first_block, last_block) (block
+  /// b: batch positions 64 b .. 64 b + 63), one block after another in
+  /// `blocks`: the positive phase scaled by 1/batch, and for cd minus the
+  /// same rows' chains' statistics (one product over the block's data and
+  /// chain rows). Random numbers are those of the batch position (row index
+  /// within the whole batch), so every block is the same whichever rank
+  /// computes it.
   virtual void batch_block_statistics(const UpdateStep& step, int first_block, int last_block,
-                                      std::vector<double>& positive, std::vector<double>& negative) = 0;
+                                      std::vector<double>& blocks) = 0;
+  /// All of the batch's blocks summed in block order ((b0 + b1) + b2 ...)
+  /// into `sum`: the bits of ordered_block_sum over batch_block_statistics'
+  /// blocks, without a vector per block (one rank).
+  virtual void batch_statistics_sum(const UpdateStep& step, Gradient& sum) = 0;
 
   /// Starts this rank's share [first, last) of `total` persistent chains,
   /// each chain as reset_persistent_chains would start chain `first + c`.
@@ -43,7 +48,10 @@ class BlockwiseGradientEngine {
   /// Negative statistics (scaled by -1/total) of this rank's chains, advanced
   /// k sweeps; one block per 64 chains of the whole population (the share
   /// must start on a block boundary).
-  virtual void chain_block_statistics(const UpdateStep& step, std::vector<double>& negative) = 0;
+  virtual void chain_block_statistics(const UpdateStep& step, std::vector<double>& blocks) = 0;
+  /// This rank's chain blocks summed in block order into `sum`, as
+  /// batch_statistics_sum (one rank, holding every chain).
+  virtual void chain_statistics_sum(const UpdateStep& step, Gradient& sum) = 0;
   /// Sets this rank's share [first, first + count) of `total` chains to
   /// `states` (count x n, 0/1; count may be 0): a resumed checkpoint.
   virtual void set_chain_share(int total, int first, std::span<const std::uint8_t> states) = 0;
@@ -52,6 +60,11 @@ class BlockwiseGradientEngine {
 
   /// Applies `gradient` as update() applies its own (momentum, decay).
   virtual void apply_gradient(const UpdateStep& step, const Gradient& gradient) = 0;
+  /// For a cd step on one rank: apply_gradient(step, g) for g the
+  /// batch_statistics_sum of the step, with the weight sum's last pass
+  /// inside the update's (the same bits; `sum` is workspace: its weights
+  /// are not the gradient afterwards, its biases are).
+  virtual void apply_batch_statistics(const UpdateStep& step, Gradient& sum) = 0;
 };
 
 }  // namespace marbm::detail
