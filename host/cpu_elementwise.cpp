@@ -222,17 +222,19 @@ MARBM_AVX2 inline __m256 logistic8(__m256 x) {
   return _mm256_blendv_ps(s, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
+// Lanes [0, count) of eight, count < 8 (masked loads never touch the others,
+// and unlike a copy through a buffer they cause no store-forwarding stall).
+MARBM_AVX2 inline __m256i lane_mask(std::size_t count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 // Loads `count` (< 8) floats, the rest zero.
 MARBM_AVX2 inline __m256 load_partial(const float* x, std::size_t count) {
-  alignas(32) float buffer[8] = {};
-  std::memcpy(buffer, x, count * sizeof(float));
-  return _mm256_load_ps(buffer);
+  return _mm256_maskload_ps(x, lane_mask(count));
 }
 
 MARBM_AVX2 inline void store_partial(float* out, __m256 value, std::size_t count) {
-  alignas(32) float buffer[8];
-  _mm256_store_ps(buffer, value);
-  std::memcpy(out, buffer, count * sizeof(float));
+  _mm256_maskstore_ps(out, lane_mask(count), value);
 }
 
 MARBM_AVX2 inline __m256 load_field(const float* x, const float* bias, std::size_t k, std::size_t n) {
