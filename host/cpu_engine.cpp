@@ -526,7 +526,8 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
 
   // Runs k sweeps from chain (rows x n, overwritten with v_k) starting with
   // half-sweep `first_half_sweep`; leaves p(h | v_k) in chain_hidden_.
-  // When `initial_hidden` is given it is h_0 (already sampled).
+  // When `initial_hidden` is given it is h_0 (already sampled) and the chain's
+  // rows are not read before the first visible half-sweep writes them.
   void run_chain(float* chain, int rows, int k, const PhiloxStream& random, std::uint64_t first_half_sweep,
                  const float* initial_hidden, int row_offset = 0) {
     const std::size_t hidden_size = static_cast<std::size_t>(rows) * m_;
@@ -584,7 +585,8 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     // Negative phase.
     switch (step.negative) {
       case NegativePhase::cd: {
-        negative_visible_.assign(batch_visible_.begin(), batch_visible_.end());
+        // The chain starts from h_0 (k >= 1): its first half-sweep writes v_1.
+        negative_visible_.resize(batch_visible_.size());
         run_chain(negative_visible_.data(), batch, step.gibbs_steps, random, 0, batch_hidden_sample_.data());
         if (blocked_weights) {
           subtract_bias_samples(negative_visible_.data(), batch);
@@ -762,7 +764,7 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
           step.sample_positive_hidden ? batch_hidden_sample_.data() : batch_hidden_.data();
       append_block(batch_visible_.data(), positive_hidden, rows, 1.0 / batch, positive);
       if (cd) {
-        negative_visible_.assign(batch_visible_.begin(), batch_visible_.end());
+        negative_visible_.resize(batch_visible_.size());  // written by the chain's first half-sweep
         run_chain(negative_visible_.data(), rows, step.gibbs_steps, random, 0, batch_hidden_sample_.data(), first);
         append_block(negative_visible_.data(), chain_hidden_.data(), rows, -1.0 / batch, negative);
       }
