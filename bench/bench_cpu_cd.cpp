@@ -20,6 +20,7 @@
 #include <numeric>
 #include <vector>
 
+#include "detail/cpu_elementwise.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/random.hpp"
@@ -73,6 +74,52 @@ Floor sgemm_seconds(int n, int m, int batch, int repetitions, int threads) {
   return best;
 }
 
+// Seconds, on this thread, of an update's elementwise passes alone with the
+// given kernels: p(h|v0) and h0 drawn (100 x 500), v1 drawn (100 x 784), p(h|v1)
+// (100 x 500); best of five runs of 20.
+double elementwise_seconds(const marbm::detail::ElementwiseKernels& kernels, int n, int m, int batch) {
+  std::vector<float> hidden(static_cast<std::size_t>(batch) * m), visible(static_cast<std::size_t>(batch) * n),
+      states(static_cast<std::size_t>(batch) * n);
+  for (std::size_t k = 0; k < hidden.size(); ++k) hidden[k] = static_cast<float>(k % 97) * 0.1f - 4.8f;
+  for (std::size_t k = 0; k < visible.size(); ++k) visible[k] = static_cast<float>(k % 89) * 0.1f - 4.4f;
+  std::vector<float> p(hidden.size());
+  auto once = [&] {
+    for (int r = 0; r < batch; ++r) {
+      const std::size_t h = static_cast<std::size_t>(r) * m, v = static_cast<std::size_t>(r) * n;
+      kernels.logistic_sample(hidden.data() + h, nullptr, p.data() + h, states.data() + h, m, 3, 5, h);
+      kernels.logistic_sample(visible.data() + v, nullptr, nullptr, states.data() + v, n, 3, 5, v);
+      kernels.logistic(hidden.data() + h, nullptr, p.data() + h, m);
+    }
+  };
+  double best = 1e30;
+  for (int trial = 0; trial < 5; ++trial) {
+    const double start = process_cpu_seconds();
+    for (int r = 0; r < 20; ++r) once();
+    benchmark::DoNotOptimize(states.data());
+    best = std::min(best, (process_cpu_seconds() - start) / 20);
+  }
+  return best;
+}
+
+// Seconds of the momentum update pass over the n x m weights alone (best of five runs of 20).
+double update_pass_seconds(int n, int m) {
+  const std::size_t size = static_cast<std::size_t>(n) * m;
+  std::vector<float> w(size, 0.01f), velocity(size, 0.0f), g(size, 0.001f);
+  double best = 1e30;
+  for (int trial = 0; trial < 5; ++trial) {
+    const double start = process_cpu_seconds();
+    for (int r = 0; r < 20; ++r) {
+      for (std::size_t k = 0; k < size; ++k) {
+        velocity[k] = 0.0f * velocity[k] + 0.01f * (g[k] - 0.0f * w[k]);
+        w[k] += velocity[k];
+      }
+      benchmark::DoNotOptimize(w.data());
+    }
+    best = std::min(best, (process_cpu_seconds() - start) / 20);
+  }
+  return best;
+}
+
 const char* openblas_threading() {
   switch (openblas_get_parallel()) {
     case 0: return "sequential";
@@ -118,8 +165,17 @@ void BM_CpuCd1Update_784x500_Batch100(benchmark::State& state) {
   // The same in process CPU time (all threads), which a shared machine's load disturbs less.
   state.counters["sgemm_cpu_ms"] = floor_times.cpu * 1e3;
   state.counters["update_cpu_ms"] = update_cpu_seconds * 1e3;
+  // Parts of the update on one thread: its elementwise passes with the
+  // kernels the engine uses and with the baseline ones, and the update pass.
+  if (threads == 1) {
+    state.counters["elementwise_ms"] = elementwise_seconds(marbm::detail::elementwise_kernels(), n, m, batch) * 1e3;
+    state.counters["elementwise_baseline_ms"] =
+        elementwise_seconds(marbm::detail::baseline_elementwise_kernels(), n, m, batch) * 1e3;
+    state.counters["update_pass_ms"] = update_pass_seconds(n, m) * 1e3;
+  }
   state.counters["gflops"] = 5.0 * 2.0 * n * m * batch / update_seconds * 1e-9;
-  state.SetLabel(engine->description() + ", OpenBLAS " + openblas_threading());
+  state.SetLabel(engine->description() + ", OpenBLAS " + openblas_threading() + ", kernels " +
+                 marbm::detail::elementwise_kernels().name);
 }
 BENCHMARK(BM_CpuCd1Update_784x500_Batch100)
     ->ArgName("threads")

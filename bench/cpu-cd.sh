@@ -64,7 +64,7 @@ def load(path):
 
 
 m = statistics.median
-rows, raw, label = [], [], ""
+rows, raw, label, parts = [], [], "", {"elementwise_ms": [], "elementwise_baseline_ms": [], "update_pass_ms": []}
 for threads in (1, 2):
     upd, floor, cpu, floor_cpu, tupd, tcpu = [], [], [], [], [], []
     for r in range(1, rounds + 1):
@@ -72,6 +72,9 @@ for threads in (1, 2):
         upd.append(b["update_ms"]); floor.append(b["sgemm_ms"])
         cpu.append(b["update_cpu_ms"]); floor_cpu.append(b["sgemm_cpu_ms"])
         label = b.get("label", "")
+        for key in parts:
+            if key in b:
+                parts[key].append(b[key])
         line = (f"| {r} | {threads} | {b['update_ms']:.2f} | {b['sgemm_ms']:.2f} | {b['update_cpu_ms']:.2f} | "
                 f"{b['sgemm_cpu_ms']:.2f} |")
         tp = f"{work}/torch-{r}-{threads}.json"
@@ -127,6 +130,11 @@ five runs of 20.
 {nl.join(rows)}
 
 Targets: update / floor <= 1.15 at 1 and 2 threads; marbm >= 1.5x PyTorch at 1 thread.
+
+Parts of the update, each alone on one thread (CPU ms, medians): the elementwise passes (logistic,
+Philox words and draws of p(h|v0), v1 and p(h|v1)) with the kernels the engine picked,
+{m(parts['elementwise_ms']):.3f}, and with the plain C++ ones, {m(parts['elementwise_baseline_ms']):.3f};
+the momentum update pass over the 392,000 weights, {m(parts['update_pass_ms']):.3f}.
 
 Times are medians over the rounds of wall time per update; "CPU" is process CPU time per update
 (all threads, spinning included), which the other work on a shared machine disturbs less at 1
