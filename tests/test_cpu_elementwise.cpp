@@ -14,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "cli_runner.hpp"
 #include "detail/cpu_elementwise.hpp"
+#include "marbm/model_io.hpp"
 #include "marbm/random.hpp"
 
 namespace marbm {
@@ -208,6 +210,35 @@ TEST(CpuElementwise, TheEngineRunsTheBestKernelsThisCpuHas) {
   const char* disabled = std::getenv("MARBM_NO_AVX2");
   const bool off = disabled != nullptr && disabled[0] != '\0' && std::string(disabled) != "0";
   EXPECT_STREQ(detail::elementwise_kernels().name, avx2 != nullptr && !off ? "avx2" : "baseline");
+}
+
+TEST(CpuElementwise, PlainAndVectorKernelsTrainTheSameBits) {
+  // The same training run with the kernels this CPU picks and, in a second
+  // process, with MARBM_NO_AVX2=1: the models agree bit for bit, on a model
+  // large enough for the tiled BLAS path (64 x 300, batch 64, 2 threads) and
+  // on the 6 x 6 loop path.
+  if (avx2_or_skip() == nullptr) GTEST_SKIP() << "this CPU has no AVX2 + FMA: one set of kernels only";
+  if (std::getenv("MARBM_NO_AVX2") != nullptr) GTEST_SKIP() << "MARBM_NO_AVX2 is set for the whole run";
+  const test::ScratchFolder scratch;
+  const std::vector<std::vector<std::string>> runs = {
+      {"train", "--data", "shifting-bars:64:8", "--hidden", "300", "--method", "cd", "--batch", "64", "--lr", "0.1",
+       "--iters", "40", "--seed", "5", "--threads", "2"},
+      {"train", "--data", "shifting-bars:6:3", "--hidden", "6", "--method", "pcd", "--chains", "6", "--batch", "6",
+       "--iters", "300", "--seed", "7", "--threads", "1"}};
+  for (std::size_t k = 0; k < runs.size(); ++k) {
+    std::vector<Rbm> models;
+    for (const bool plain : {false, true}) {
+      std::vector<std::string> arguments = runs[k];
+      const std::string out = scratch.file("model-" + std::to_string(k) + (plain ? "-plain" : "-vector") + ".safetensors");
+      arguments.insert(arguments.end(), {"--out", out});
+      if (plain) ::setenv("MARBM_NO_AVX2", "1", 1);
+      const test::CliResult result = test::run_program(MARBM_CLI_PATH, arguments, scratch);
+      if (plain) ::unsetenv("MARBM_NO_AVX2");
+      ASSERT_EQ(result.exit_code, 0) << test::describe(result);
+      models.push_back(load_rbm(out));
+    }
+    EXPECT_EQ(models[0], models[1]) << "run " << k;
+  }
 }
 
 }  // namespace
