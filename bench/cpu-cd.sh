@@ -86,13 +86,16 @@ for threads in (1, 2):
         else:
             line += " - | - |"
         raw.append(line)
-    summary[threads] = {"wall": m(upd) / m(floor), "cpu": m(cpu) / m(floor_cpu), "cpu_ms": m(cpu),
-                        "floor_cpu_ms": m(floor_cpu), "torch": m(tupd) / m(upd) if tupd else None,
-                        "torch_cpu": m(tcpu) / m(cpu) if tupd else None}
-    torch_cols = (f"{m(tupd):.2f} | {m(tcpu):.2f} | {m(tupd) / m(upd):.2f}x | {m(tcpu) / m(cpu):.2f}x"
+    # Ratios per round (runs close in time share the load), then their median.
+    ratio = lambda a, b: m([x / y for x, y in zip(a, b)])
+    summary[threads] = {"wall": ratio(upd, floor), "cpu": ratio(cpu, floor_cpu), "cpu_ms": m(cpu),
+                        "floor_cpu_ms": m(floor_cpu), "torch": ratio(tupd, upd) if tupd else None,
+                        "torch_cpu": ratio(tcpu, cpu) if tupd else None}
+    sm = summary[threads]
+    torch_cols = (f"{m(tupd):.2f} | {m(tcpu):.2f} | {sm['torch']:.2f}x | {sm['torch_cpu']:.2f}x"
                   if tupd else "not measured | - | - | -")
-    rows.append(f"| {threads} | {m(upd):.2f} | {1e3 / m(upd):.0f} | {m(floor):.2f} | {m(upd) / m(floor):.2f} | "
-                f"{m(cpu):.2f} | {m(floor_cpu):.2f} | {m(cpu) / m(floor_cpu):.2f} | {torch_cols} |")
+    rows.append(f"| {threads} | {m(upd):.2f} | {1e3 / m(upd):.0f} | {m(floor):.2f} | {sm['wall']:.2f} | "
+                f"{m(cpu):.2f} | {m(floor_cpu):.2f} | {sm['cpu']:.2f} | {torch_cols} |")
 
 torch_version = "not installed (bench/peers/setup-venv.sh)"
 for p in sorted(glob.glob(f"{work}/torch-*.json")):
@@ -173,7 +176,8 @@ Philox words and draws of p(h|v0), v1 and p(h|v1)) with the kernels the engine p
 {m(parts['elementwise_ms']):.3f}, and with the plain C++ ones, {m(parts['elementwise_baseline_ms']):.3f};
 the momentum update pass over the 392,000 weights, {m(parts['update_pass_ms']):.3f}.
 
-Times are medians over the rounds of wall time per update; "CPU" is process CPU time per update
+Times are medians over the rounds of wall time per update, ratios the medians of the rounds' ratios
+(runs of one round are close in time and share the load); "CPU" is process CPU time per update
 (all threads, spinning included), which the other work on a shared machine disturbs less at 1
 thread. Every round (ms per update):
 
