@@ -44,7 +44,9 @@ OMP_NUM_THREADS=1 "$bench" --benchmark_filter='ShiftingBars6x6' --benchmark_repe
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if ! git -C "$root" diff --quiet HEAD 2>/dev/null; then commit="$commit (with uncommitted changes)"; fi
+if ! git -C "$root" diff --quiet HEAD -- . ':!bench/results/cpu-cd.md' 2>/dev/null; then
+  commit="$commit (with uncommitted changes)"
+fi
 export CPU_CD_WORK="$work" CPU_CD_ROUNDS="$rounds" CPU_CD_PAGE="$root/bench/results/cpu-cd.md"
 export CPU_CD_DATE="$(date -u '+%Y-%m-%d %H:%M UTC')" CPU_CD_COMMIT="$commit"
 export CPU_CD_MACHINE="$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB"
