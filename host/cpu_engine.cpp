@@ -70,6 +70,9 @@ constexpr int weight_blocks = 4;
 
 int round_up4(int x) { return (x + 3) & ~3; }
 
+// The logistic of the plain-loop path for tiny models.
+float logistic_libm(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
 // Width of a tile's column block for an output layer of `width` units: the
 // whole layer below 256 units, else an even number of blocks of 128 to 256
 // columns (multiples of 4: each block starts a Philox block), so that two
@@ -452,7 +455,15 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
           o[i] = acc;
         }
       }
-      finish(r, r + 1, 0, width);
+      // Tiny models keep the C library's 1 / (1 + expf(-x)), so that their
+      // trajectories (the reference study's among them) stay those they were.
+      for (int k = 0; k < width; ++k) o[k] = logistic_libm(o[k]);
+      if (draws.random != nullptr) {
+        // Rows narrower than a vector of Philox blocks draw with the plain kernel (the same numbers).
+        const ElementwiseKernels& row_kernels = width >= 32 ? kernels : baseline_elementwise_kernels();
+        row_kernels.sample(o, draws.state + static_cast<std::size_t>(r) * width, width, draws.random->seed(),
+                       draws.random->stream(), offset + static_cast<std::uint64_t>(r + draws.row_offset) * stride);
+      }
     });
   }
 
