@@ -11,6 +11,11 @@ The same work as bench_cuda_engine:
 Times are CUDA-event times after a warm-up. Prints a table and, with --json,
 writes the figures for bench/device-check.sh. Without torch or a device it
 says so and exits 0 (the figures are then missing, not invented).
+
+With --cpu THREADS it times instead the CPU engine's benchmark update
+(bench_cpu_cd): CD-1 of a 784 x 500 RBM at batch 100 on 1,000 random rows of
+density 0.13, in float32 on the CPU with torch.set_num_threads(THREADS),
+process CPU and wall time over at least --seconds (bench/cpu-cd.sh).
 """
 import argparse
 import json
@@ -69,6 +74,49 @@ def cd1_benchmark(torch, batch, repetitions=200):
     return {"batch": batch, "update_us": seconds * 1e6, "updates_per_s": 1.0 / seconds}
 
 
+def cd1_cpu_benchmark(torch, threads, seconds, batch=100):
+    import time
+    torch.set_num_threads(threads)
+    gen = torch.Generator()
+    gen.manual_seed(1)
+    n, m, lr, rows = 784, 500, 0.01, 1000
+    W = 0.01 * torch.randn(n, m, generator=gen)
+    a = torch.zeros(n)
+    b = torch.zeros(m)
+    data = (torch.rand(rows, n, generator=gen) < 0.13).float()
+    state = {"t": 0}
+
+    def update():
+        t = state["t"]
+        state["t"] = t + 1
+        first = (t * batch) % (rows - batch + 1)
+        v0 = data[first:first + batch]
+        ph0 = torch.sigmoid(torch.addmm(b, v0, W))
+        h0 = (torch.rand(ph0.shape, generator=gen) < ph0).float()
+        pv1 = torch.sigmoid(torch.addmm(a, h0, W.t()))
+        v1 = (torch.rand(pv1.shape, generator=gen) < pv1).float()
+        ph1 = torch.sigmoid(torch.addmm(b, v1, W))
+        W.add_(v0.t() @ ph0 - v1.t() @ ph1, alpha=lr / batch)
+        a.add_(v0.mean(0) - v1.mean(0), alpha=lr)
+        b.add_(ph0.mean(0) - ph1.mean(0), alpha=lr)
+
+    with torch.no_grad():
+        for _ in range(20):
+            update()
+        count = 0
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        while True:
+            for _ in range(10):
+                update()
+            count += 10
+            wall = time.perf_counter() - wall0
+            if wall >= seconds:
+                break
+        cpu = time.process_time() - cpu0
+    return {"threads": threads, "updates": count, "update_ms": wall / count * 1e3,
+            "updates_per_s": count / wall, "cpu_ms_per_update": cpu / count * 1e3}
+
+
 def ensemble_benchmark(torch, members=1000, iterations=2000):
     device = torch.device("cuda")
     gen = torch.Generator(device=device)
@@ -101,7 +149,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--cpu", type=int, metavar="THREADS",
+                        help="time the CPU CD-1 update (784 x 500, batch 100) on THREADS threads instead")
+    parser.add_argument("--seconds", type=float, default=3.0, help="with --cpu: time at least this long")
     args = parser.parse_args()
+    if args.cpu is not None:
+        return cpu_main(args)
     result = {"available": False}
     try:
         import torch
@@ -130,6 +183,25 @@ def main():
         print(f"{'ensemble 1,000 x 6x6 CD-1':<34}{e['update_us']:>15.1f} us{e['updates_per_s_per_rbm']:>16.0f} per RBM")
     else:
         print(f"torch_reference: skipped ({result['reason']})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+def cpu_main(args):
+    try:
+        import torch
+    except ImportError as error:
+        print(f"torch_reference: skipped (torch not importable: {error})")
+        result = {"available": False, "reason": f"torch not importable: {error}"}
+    else:
+        row = cd1_cpu_benchmark(torch, args.cpu, args.seconds)
+        result = {"available": True, "torch": torch.__version__, "mkldnn": torch.backends.mkldnn.is_available(),
+                  "blas": torch.__config__.show().count("BLAS_INFO=mkl") and "mkl" or "other", "cd1_cpu": row}
+        print(f"PyTorch {torch.__version__} CPU, {row['threads']} thread(s): CD-1 784x500 batch 100 "
+              f"{row['update_ms']:.3f} ms per update, {row['updates_per_s']:.1f} updates/s, "
+              f"{row['cpu_ms_per_update']:.3f} CPU ms per update")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -18,20 +18,20 @@ constexpr int block_rows = 64;
 // single-threaded sgemm. (784 x 500 x 100 is 39M multiply-adds.)
 constexpr double parallel_multiply_adds = 64.0 * 1024 * 1024;
 
+}  // namespace
+
 // OpenBLAS keeps one process-wide thread count: 1, so that each block is
 // summed the same way whichever OpenMP thread computes it. (Engines made
 // concurrently, a study's, must not race on it.)
-void single_threaded_blas() {
+void use_single_threaded_blas() {
   static std::mutex mutex;
   std::lock_guard lock(mutex);
   if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
 }
 
-}  // namespace
-
 void partitioned_sgemm(CBLAS_TRANSPOSE trans_a, CBLAS_TRANSPOSE trans_b, int m, int n, int k, float alpha,
                        const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc, int threads) {
-  single_threaded_blas();
+  use_single_threaded_blas();
   const int blocks = (m + block_rows - 1) / block_rows;
   const bool large = static_cast<double>(m) * n * k >= parallel_multiply_adds;
   const int team = large ? std::max(1, std::min(threads > 0 ? threads : omp_get_max_threads(), blocks)) : 1;

@@ -26,7 +26,9 @@
 #include <vector>
 
 #include "detail/blas.hpp"
+#include "detail/cpu_elementwise.hpp"
 #include "detail/cpu_engine.hpp"
+#include "detail/fast_math.hpp"
 #include "detail/gibbs_steps.hpp"
 #include "detail/mode_states.hpp"
 #include "detail/tiny_engine.hpp"
@@ -53,12 +55,68 @@ constexpr long blas_min_weights = 512;
 constexpr long parallel_threshold = 128 * 1024;
 // Half-sweeps occupy the high bits of the Philox index (see the file comment).
 constexpr int half_sweep_shift = 40;
-
-float logistic(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+// A BLAS-sized half-sweep runs as tiles of up to tile_rows rows by a block of
+// columns: the tile's product (single-threaded sgemm), then its bias-added
+// fields go through the logistic and the draws in one pass while the tile is
+// in cache. Tiles are fixed by the shape alone, so the bits of the result do
+// not depend on which thread computes a tile, and they run on the engine's
+// threads when the half-sweep has at least parallel_tile_work multiply-adds
+// (784 x 500 at batch 100 has 39 million).
+constexpr int tile_rows = 128;
+constexpr long parallel_tile_work = 4L * 1024 * 1024;
+// The weight gradient v0^T p0 - v1^T p1 runs in four blocks of rows of the
+// gradient (visible units; a multiple of 8 rows each), each block's update of
+// W following at once while the block is in cache.
+constexpr int weight_blocks = 4;
 
 int round_up4(int x) { return (x + 3) & ~3; }
 
+// The logistic of the plain-loop path for tiny models.
+float logistic_libm(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// Width of a tile's column block for an output layer of `width` units: the
+// whole layer below 256 units, else an even number of blocks of 128 to 256
+// columns (multiples of 4: each block starts a Philox block), so that two
+// threads get equal shares while each sgemm call stays large (every call packs
+// its rows of the input again).
+int column_block_width(int width) {
+  if (width < 256) return width;
+  const int blocks = 2 * ((width + 511) / 512);
+  return round_up4((width + blocks - 1) / blocks);
+}
+
+// out[k] += scale * x[r][k] for rows r in order: float64 sums of the bias
+// gradients. Vectorised across k, so the order of each sum stays the rows'.
+MARBM_VECTOR_CLONES
+void add_scaled_rows(const float* __restrict x, int rows, int width, double scale, double* __restrict out) {
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + static_cast<std::size_t>(r) * width;
+    for (int k = 0; k < width; ++k) out[k] += scale * xr[k];
+  }
+}
+
+// velocity = momentum velocity + lr (grad - decay W), W += velocity.
+MARBM_VECTOR_CLONES
+void momentum_step(float* __restrict w, float* __restrict velocity, const float* __restrict g, std::size_t count,
+                   float lr, float momentum, float decay) {
+  for (std::size_t k = 0; k < count; ++k) {
+    velocity[k] = momentum * velocity[k] + lr * (g[k] - decay * w[k]);
+    w[k] += velocity[k];
+  }
+}
+
 std::string str(long long x) { return std::to_string(x); }
+
+// Bernoulli draws of one half-sweep: state = [u < p] with u the Philox
+// uniform of (row, unit, half_sweep). `row_offset`: the rows are rows
+// row_offset.. of the whole batch (a block of a data-parallel step) and
+// draw those rows' numbers.
+struct Draws {
+  const PhiloxStream* random = nullptr;  // null: no draws
+  std::uint64_t half_sweep = 0;
+  int row_offset = 0;
+  float* state = nullptr;  // rows x width
+};
 
 // Sets the calling thread's OpenMP team size for one call and restores it:
 // exact enumeration and the mode solvers open their own parallel regions,
@@ -221,7 +279,7 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
   }
 
   Gradient gradient(const UpdateStep& step) override {
-    compute_gradient(step);
+    compute_gradient(step, false);
     Gradient g;
     g.weights.assign(weight_gradient_.begin(), weight_gradient_.end());
     g.visible_bias = visible_gradient_;
@@ -242,8 +300,8 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
                    step);
       return;
     }
-    compute_gradient(step);
-    apply_update(step);
+    const bool weights_updated = compute_gradient(step, true);
+    apply_update(step, weights_updated);
   }
 
   std::vector<float> hidden_probabilities(std::span<const std::uint8_t> visible, int batch) override {
@@ -262,10 +320,9 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     const PhiloxStream random(seed, random_stream(RandomPurpose::gibbs, stream));
     std::vector<float> hp(static_cast<std::size_t>(batch) * m_), h(hp.size()), vp(v.size());
     for (int s = 0; s < steps; ++s) {
-      hidden_given_visible(v.data(), batch, hp.data());
-      sample(hp.data(), h.data(), batch, m_, random, 2 * static_cast<std::uint64_t>(s));
-      visible_given_hidden(h.data(), batch, vp.data());
-      sample(vp.data(), v.data(), batch, n_, random, 2 * static_cast<std::uint64_t>(s) + 1);
+      hidden_given_visible(v.data(), batch, hp.data(), {&random, 2 * static_cast<std::uint64_t>(s), 0, h.data()}, false);
+      visible_given_hidden(h.data(), batch, vp.data(), {&random, 2 * static_cast<std::uint64_t>(s) + 1, 0, v.data()},
+                           false);
     }
     std::vector<std::uint8_t> out(v.size());
     for (std::size_t k = 0; k < v.size(); ++k) out[k] = v[k] != 0.0f ? 1 : 0;
@@ -303,6 +360,19 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     }
   }
 
+  // body(t) for every tile t in [0, tiles): on the engine's threads, tiles
+  // handed out in turn, when `parallel` holds; else in order on this thread.
+  template <typename Body>
+  void parallel_tiles(int tiles, bool parallel, const Body& body) const {
+    const int threads = parallel ? std::min(thread_count(), tiles) : 1;
+    if (threads > 1) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+      for (int t = 0; t < tiles; ++t) body(t);
+    } else {
+      for (int t = 0; t < tiles; ++t) body(t);
+    }
+  }
+
   void require_model(const char* what) const {
     MARBM_EXPECTS(n_ > 0, UsageError, std::string(what) + ": the engine has no model (call set_model first)");
   }
@@ -323,78 +393,89 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     return v;
   }
 
-  // out (rows x m) = sigmoid(v W + b) for v rows x n.
-  void hidden_given_visible(const float* v, int rows, float* out) const {
-    const float* w = rbm_.weights().data();
-    const float* b = rbm_.hidden_bias().data();
-    const int n = n_, m = m_;
-    const long work = static_cast<long>(rows) * n * m;
-    if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
-      for (int r = 0; r < rows; ++r) std::copy(b, b + m, out + static_cast<std::size_t>(r) * m);
-      partitioned_sgemm(CblasNoTrans, CblasNoTrans, rows, m, n, 1.0f, v, n, w, m, 1.0f, out, m, thread_count());
-      parallel_for(rows, static_cast<long>(rows) * m >= parallel_threshold, [&](int r) {
-        float* o = out + static_cast<std::size_t>(r) * m;
-        for (int j = 0; j < m; ++j) o[j] = logistic(o[j]);
-      });
-      return;
-    }
-    parallel_for(rows, static_cast<long>(rows) * m >= parallel_threshold, [&](int r) {
-      float* o = out + static_cast<std::size_t>(r) * m;
-      const float* vr = v + static_cast<std::size_t>(r) * n;
-      std::copy(b, b + m, o);
-      for (int i = 0; i < n; ++i) {
-        if (vr[i] == 0.0f) continue;
-        const float x = vr[i];
-        const float* wi = w + static_cast<std::size_t>(i) * m;
-        for (int j = 0; j < m; ++j) o[j] += x * wi[j];
-      }
-      for (int j = 0; j < m; ++j) o[j] = logistic(o[j]);
-    });
+  // out (rows x m) = sigmoid(v W + b) for v rows x n; with draws, draws.state
+  // = Bernoulli(out). keep = false: out is scratch (p is not stored).
+  void hidden_given_visible(const float* v, int rows, float* out, const Draws& draws = {}, bool keep = true) const {
+    conditional(true, v, rows, out, draws, keep);
   }
 
-  // out (rows x n) = sigmoid(h W^T + a) for h rows x m.
-  void visible_given_hidden(const float* h, int rows, float* out) const {
-    const float* w = rbm_.weights().data();
-    const float* a = rbm_.visible_bias().data();
-    const int n = n_, m = m_;
-    const long work = static_cast<long>(rows) * n * m;
-    if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
-      for (int r = 0; r < rows; ++r) std::copy(a, a + n, out + static_cast<std::size_t>(r) * n);
-      partitioned_sgemm(CblasNoTrans, CblasTrans, rows, n, m, 1.0f, h, m, w, m, 1.0f, out, n, thread_count());
-      parallel_for(rows, static_cast<long>(rows) * n >= parallel_threshold, [&](int r) {
-        float* o = out + static_cast<std::size_t>(r) * n;
-        for (int i = 0; i < n; ++i) o[i] = logistic(o[i]);
-      });
-      return;
-    }
-    parallel_for(rows, static_cast<long>(rows) * n >= parallel_threshold, [&](int r) {
-      float* o = out + static_cast<std::size_t>(r) * n;
-      const float* hr = h + static_cast<std::size_t>(r) * m;
-      for (int i = 0; i < n; ++i) {
-        const float* wi = w + static_cast<std::size_t>(i) * m;
-        float acc = a[i];
-        for (int j = 0; j < m; ++j) acc += hr[j] * wi[j];
-        o[i] = logistic(acc);
-      }
-    });
+  // out (rows x n) = sigmoid(h W^T + a) for h rows x m; draws and keep as above.
+  void visible_given_hidden(const float* h, int rows, float* out, const Draws& draws = {}, bool keep = true) const {
+    conditional(false, h, rows, out, draws, keep);
   }
 
-  // state = [u < p] with u the Philox uniform of (row, unit, half_sweep).
-  // `row_offset`: the rows are rows row_offset.. of the whole batch (a block
-  // of a data-parallel step) and draw those rows' numbers.
-  void sample(const float* p, float* state, int rows, int width, const PhiloxStream& random,
-              std::uint64_t half_sweep, int row_offset = 0) const {
+  void conditional(bool to_hidden, const float* in, int rows, float* out, const Draws& draws, bool keep) const {
+    const float* w = rbm_.weights().data();
+    const int n = n_, m = m_;
+    const int width = to_hidden ? m : n;
+    const int depth = to_hidden ? n : m;
+    const float* bias = to_hidden ? rbm_.hidden_bias().data() : rbm_.visible_bias().data();
+    const ElementwiseKernels& kernels = elementwise_kernels();
     const std::uint64_t stride = static_cast<std::uint64_t>(round_up4(width));
-    const std::uint64_t offset = half_sweep << half_sweep_shift;
-    parallel_for(rows, static_cast<long>(rows) * width >= parallel_threshold, [&](int r) {
-      const std::size_t row = static_cast<std::size_t>(r) * width;
-      const std::uint64_t base = offset + static_cast<std::uint64_t>(r + row_offset) * stride;
-      for (int u = 0; u < width; u += 4) {
-        const auto words = random.block((base + u) >> 2);
-        const int count = std::min(4, width - u);
-        for (int q = 0; q < count; ++q) {
-          state[row + u + q] = PhiloxStream::to_uniform(words[q]) < p[row + u + q] ? 1.0f : 0.0f;
+    const std::uint64_t offset = draws.half_sweep << half_sweep_shift;
+    // Rows [r0, r1), columns [c0, c1) of out hold fields: logistic (and draws) in one pass.
+    auto finish = [&](int r0, int r1, int c0, int c1) {
+      for (int r = r0; r < r1; ++r) {
+        float* o = out + static_cast<std::size_t>(r) * width + c0;
+        if (draws.random != nullptr) {
+          const std::uint64_t base = offset + static_cast<std::uint64_t>(r + draws.row_offset) * stride + c0;
+          kernels.logistic_sample(o, nullptr, keep ? o : nullptr, draws.state + static_cast<std::size_t>(r) * width + c0,
+                                  c1 - c0, draws.random->seed(), draws.random->stream(), base);
+        } else {
+          kernels.logistic(o, nullptr, o, c1 - c0);
         }
+      }
+    };
+    const long work = static_cast<long>(rows) * n * m;
+    if (work >= blas_threshold && static_cast<long>(n) * m >= blas_min_weights) {
+      use_single_threaded_blas();
+      const int block = column_block_width(width);
+      const int column_blocks = (width + block - 1) / block;
+      const int tiles = (rows + tile_rows - 1) / tile_rows * column_blocks;
+      parallel_tiles(tiles, work >= parallel_tile_work, [&](int t) {
+        const int r0 = t / column_blocks * tile_rows, r1 = std::min(rows, r0 + tile_rows);
+        const int c0 = t % column_blocks * block, c1 = std::min(width, c0 + block);
+        float* c = out + static_cast<std::size_t>(r0) * width + c0;
+        for (int r = r0; r < r1; ++r) std::copy(bias + c0, bias + c1, out + static_cast<std::size_t>(r) * width + c0);
+        const float* a = in + static_cast<std::size_t>(r0) * depth;
+        if (to_hidden) {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, c1 - c0, n, 1.0f, a, n, w + c0, m, 1.0f, c, m);
+        } else {
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, c1 - c0, m, 1.0f, a, m,
+                      w + static_cast<std::size_t>(c0) * m, m, 1.0f, c, n);
+        }
+        finish(r0, r1, c0, c1);
+      });
+      return;
+    }
+    parallel_for(rows, static_cast<long>(rows) * width >= parallel_threshold, [&](int r) {
+      float* o = out + static_cast<std::size_t>(r) * width;
+      if (to_hidden) {
+        const float* vr = in + static_cast<std::size_t>(r) * n;
+        std::copy(bias, bias + m, o);
+        for (int i = 0; i < n; ++i) {
+          if (vr[i] == 0.0f) continue;
+          const float x = vr[i];
+          const float* wi = w + static_cast<std::size_t>(i) * m;
+          for (int j = 0; j < m; ++j) o[j] += x * wi[j];
+        }
+      } else {
+        const float* hr = in + static_cast<std::size_t>(r) * m;
+        for (int i = 0; i < n; ++i) {
+          const float* wi = w + static_cast<std::size_t>(i) * m;
+          float acc = bias[i];
+          for (int j = 0; j < m; ++j) acc += hr[j] * wi[j];
+          o[i] = acc;
+        }
+      }
+      // Tiny models keep the C library's 1 / (1 + expf(-x)), so that their
+      // trajectories (the reference study's among them) stay those they were.
+      for (int k = 0; k < width; ++k) o[k] = logistic_libm(o[k]);
+      if (draws.random != nullptr) {
+        // Rows narrower than a vector of Philox blocks draw with the plain kernel (the same numbers).
+        const ElementwiseKernels& row_kernels = width >= 32 ? kernels : baseline_elementwise_kernels();
+        row_kernels.sample(o, draws.state + static_cast<std::size_t>(r) * width, width, draws.random->seed(),
+                       draws.random->stream(), offset + static_cast<std::uint64_t>(r + draws.row_offset) * stride);
       }
     });
   }
@@ -441,10 +522,7 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
 
   // Bias gradients in float64: sum over rows of v and p, times scale.
   static void accumulate_mean(const float* x, int rows, int width, double scale, std::vector<double>& out) {
-    for (int r = 0; r < rows; ++r) {
-      const float* xr = x + static_cast<std::size_t>(r) * width;
-      for (int k = 0; k < width; ++k) out[k] += scale * xr[k];
-    }
+    add_scaled_rows(x, rows, width, scale, out.data());
   }
 
   void validate_step(const UpdateStep& step) const {
@@ -472,7 +550,8 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
 
   // Runs k sweeps from chain (rows x n, overwritten with v_k) starting with
   // half-sweep `first_half_sweep`; leaves p(h | v_k) in chain_hidden_.
-  // When `initial_hidden` is given it is h_0 (already sampled).
+  // When `initial_hidden` is given it is h_0 (already sampled) and the chain's
+  // rows are not read before the first visible half-sweep writes them.
   void run_chain(float* chain, int rows, int k, const PhiloxStream& random, std::uint64_t first_half_sweep,
                  const float* initial_hidden, int row_offset = 0) {
     const std::size_t hidden_size = static_cast<std::size_t>(rows) * m_;
@@ -483,19 +562,30 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
       const std::uint64_t half = first_half_sweep + 2 * static_cast<std::uint64_t>(s);
       const float* h = initial_hidden;
       if (s > 0 || h == nullptr) {
-        hidden_given_visible(chain, rows, chain_hidden_.data());
-        sample(chain_hidden_.data(), chain_sample_.data(), rows, m_, random, half, row_offset);
+        hidden_given_visible(chain, rows, chain_hidden_.data(), {&random, half, row_offset, chain_sample_.data()}, false);
         h = chain_sample_.data();
       }
-      visible_given_hidden(h, rows, chain_visible_prob_.data());
-      sample(chain_visible_prob_.data(), chain, rows, n_, random, half + 1, row_offset);
+      visible_given_hidden(h, rows, chain_visible_prob_.data(), {&random, half + 1, row_offset, chain}, false);
     }
     hidden_given_visible(chain, rows, chain_hidden_.data());
   }
 
-  void compute_gradient(const UpdateStep& step) {
+  bool blas_sized(int rows) const {
+    return static_cast<long>(rows) * n_ * m_ >= blas_threshold && static_cast<long>(n_) * m_ >= blas_min_weights;
+  }
+
+  // The gradient of `step` into weight_gradient_ and the bias gradients.
+  // With `fuse_update`, the CD/PCD weight update may run inside the weight
+  // gradient's blocks (returns true when it did; the biases are left to
+  // apply_update).
+  bool compute_gradient(const UpdateStep& step, bool fuse_update) {
     validate_step(step);
     const int batch = static_cast<int>(step.batch_rows.size());
+    // CD and PCD with both products BLAS-sized: the weight gradient of both
+    // phases at the end, in one pass of blocks.
+    const bool sampled = step.negative == NegativePhase::cd || step.negative == NegativePhase::pcd;
+    const int negative_rows = step.negative == NegativePhase::pcd && chain_count_ > 0 ? chain_count_ : batch;
+    const bool blocked_weights = sampled && blas_sized(batch) && blas_sized(negative_rows);
     const PhiloxStream random(step.seed, random_stream(RandomPurpose::gibbs, step.step));
 
     // Positive phase: the batch rows and p(h | v) (or a sample of it).
@@ -505,14 +595,12 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
       std::copy(src, src + n_, batch_visible_.data() + static_cast<std::size_t>(r) * n_);
     }
     batch_hidden_.resize(static_cast<std::size_t>(batch) * m_);
-    hidden_given_visible(batch_visible_.data(), batch, batch_hidden_.data());
     const bool need_h0 = step.sample_positive_hidden || step.negative == NegativePhase::cd;
-    if (need_h0) {
-      batch_hidden_sample_.resize(batch_hidden_.size());
-      sample(batch_hidden_.data(), batch_hidden_sample_.data(), batch, m_, random, 0);
-    }
+    batch_hidden_sample_.resize(need_h0 ? batch_hidden_.size() : 0);
+    hidden_given_visible(batch_visible_.data(), batch, batch_hidden_.data(),
+                         need_h0 ? Draws{&random, 0, 0, batch_hidden_sample_.data()} : Draws{});
     const float* positive_hidden = step.sample_positive_hidden ? batch_hidden_sample_.data() : batch_hidden_.data();
-    accumulate_outer(batch_visible_.data(), positive_hidden, batch, 1.0 / batch, false);
+    if (!blocked_weights) accumulate_outer(batch_visible_.data(), positive_hidden, batch, 1.0 / batch, false);
     std::fill(visible_gradient_.begin(), visible_gradient_.end(), 0.0);
     std::fill(hidden_gradient_.begin(), hidden_gradient_.end(), 0.0);
     accumulate_mean(batch_visible_.data(), batch, n_, 1.0 / batch, visible_gradient_);
@@ -521,14 +609,27 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     // Negative phase.
     switch (step.negative) {
       case NegativePhase::cd: {
-        negative_visible_.assign(batch_visible_.begin(), batch_visible_.end());
+        // The chain starts from h_0 (k >= 1): its first half-sweep writes v_1.
+        negative_visible_.resize(batch_visible_.size());
         run_chain(negative_visible_.data(), batch, step.gibbs_steps, random, 0, batch_hidden_sample_.data());
+        if (blocked_weights) {
+          subtract_bias_samples(negative_visible_.data(), batch);
+          blocked_weight_gradient(batch_visible_.data(), positive_hidden, batch, negative_visible_.data(), batch,
+                                  fuse_update ? &step : nullptr);
+          return fuse_update;
+        }
         subtract_samples(negative_visible_.data(), batch);
         break;
       }
       case NegativePhase::pcd: {
         if (chain_count_ == 0) reset_persistent_chains(batch, step.seed);
         run_chain(chains_.data(), chain_count_, step.gibbs_steps, random, 1, nullptr);
+        if (blocked_weights) {
+          subtract_bias_samples(chains_.data(), chain_count_);
+          blocked_weight_gradient(batch_visible_.data(), positive_hidden, batch, chains_.data(), chain_count_,
+                                  fuse_update ? &step : nullptr);
+          return fuse_update;
+        }
         subtract_samples(chains_.data(), chain_count_);
         break;
       }
@@ -562,27 +663,66 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
         break;
       }
     }
+    return false;
   }
 
   // Negative statistics of `rows` chains: sampled v_k and p(h | v_k) (in chain_hidden_).
   void subtract_samples(const float* visible, int rows) {
     accumulate_outer(visible, chain_hidden_.data(), rows, -1.0 / rows, true);
+    subtract_bias_samples(visible, rows);
+  }
+
+  void subtract_bias_samples(const float* visible, int rows) {
     accumulate_mean(visible, rows, n_, -1.0 / rows, visible_gradient_);
     accumulate_mean(chain_hidden_.data(), rows, m_, -1.0 / rows, hidden_gradient_);
   }
 
-  void apply_update(const UpdateStep& step) {
+  // weight_gradient_ = v0^T p0 / rows0 - v1^T p1 / rows1 (negatives: p1 in
+  // chain_hidden_) by sgemm in weight_blocks blocks of rows, fixed by the
+  // shape; with `step`, each block's rows of W and their velocity are updated
+  // right after the block.
+  void blocked_weight_gradient(const float* v0, const float* p0, int rows0, const float* v1, int rows1,
+                               const UpdateStep* step) {
+    use_single_threaded_blas();
+    float* g = weight_gradient_.data();
+    const float* p1 = chain_hidden_.data();
+    const int n = n_, m = m_;
+    const float scale0 = static_cast<float>(1.0 / rows0), scale1 = static_cast<float>(-1.0 / rows1);
+    const int block_rows = std::max(8, (n + 8 * weight_blocks - 1) / (8 * weight_blocks) * 8);
+    const int blocks = (n + block_rows - 1) / block_rows;
+    const long work = static_cast<long>(rows0 + rows1) * n * m;
+    parallel_tiles(blocks, work >= parallel_tile_work, [&](int b) {
+      const int i0 = b * block_rows, rows = std::min(block_rows, n - i0);
+      float* gb = g + static_cast<std::size_t>(i0) * m;
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, m, rows0, scale0, v0 + i0, n, p0, m, 0.0f, gb, m);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, m, rows1, scale1, v1 + i0, n, p1, m, 1.0f, gb, m);
+      if (step != nullptr) {
+        update_weights(*step, static_cast<std::size_t>(i0) * m, static_cast<std::size_t>(i0 + rows) * m);
+      }
+    });
+    weight_sum_valid_ = false;
+  }
+
+  // velocity = momentum velocity + lr (grad - decay W), W += velocity, for
+  // weights [first, last).
+  void update_weights(const UpdateStep& step, std::size_t first, std::size_t last) {
+    momentum_step(rbm_.weights().data() + first, weight_velocity_.data() + first, weight_gradient_.data() + first,
+                  last - first, static_cast<float>(step.learning_rate), static_cast<float>(step.momentum),
+                  static_cast<float>(step.weight_decay));
+  }
+
+  // The update of `step` from the gradient; the weights' part unless
+  // `weights_updated` (done already, in the gradient's blocks).
+  void apply_update(const UpdateStep& step, bool weights_updated = false) {
     const float lr = static_cast<float>(step.learning_rate);
     const float momentum = static_cast<float>(step.momentum);
-    const float decay = static_cast<float>(step.weight_decay);
-    float* w = rbm_.weights().data();
-    float* vw = weight_velocity_.data();
-    const float* g = weight_gradient_.data();
     const long size = static_cast<long>(weight_gradient_.size());
-    parallel_for(size, size >= 4 * parallel_threshold, [&](long k) {
-      vw[k] = momentum * vw[k] + lr * (g[k] - decay * w[k]);
-      w[k] += vw[k];
-    });
+    if (!weights_updated) {
+      constexpr long chunk = 16 * 1024;
+      parallel_for((size + chunk - 1) / chunk, size >= 4 * parallel_threshold, [&](long c) {
+        update_weights(step, static_cast<std::size_t>(c * chunk), static_cast<std::size_t>(std::min(size, (c + 1) * chunk)));
+      });
+    }
     auto update_bias = [&](std::span<float> bias, std::vector<float>& velocity, const std::vector<double>& grad) {
       for (std::size_t k = 0; k < bias.size(); ++k) {
         velocity[k] = momentum * velocity[k] + lr * static_cast<float>(grad[k]);
@@ -743,11 +883,9 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
         std::copy(src, src + n_, batch_visible_.data() + static_cast<std::size_t>(r) * n_);
       }
       batch_hidden_.resize(static_cast<std::size_t>(rows) * m_);
-      hidden_given_visible(batch_visible_.data(), rows, batch_hidden_.data());
-      if (need_h0) {
-        batch_hidden_sample_.resize(batch_hidden_.size());
-        sample(batch_hidden_.data(), batch_hidden_sample_.data(), rows, m_, random, 0, first);
-      }
+      batch_hidden_sample_.resize(need_h0 ? batch_hidden_.size() : 0);
+      hidden_given_visible(batch_visible_.data(), rows, batch_hidden_.data(),
+                           need_h0 ? Draws{&random, 0, first, batch_hidden_sample_.data()} : Draws{});
       const float* positive_hidden =
           step.sample_positive_hidden ? batch_hidden_sample_.data() : batch_hidden_.data();
       if (!cd) {

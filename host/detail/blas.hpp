@@ -5,6 +5,10 @@
 
 namespace marbm::detail {
 
+/// Sets OpenBLAS to one thread (process-wide, once): callers that cut a
+/// product into fixed blocks and run them on OpenMP threads call it first.
+void use_single_threaded_blas();
+
 /// cblas_sgemm for row-major C (M x N) = alpha op(A) op(B) + beta C, with C's
 /// rows cut into fixed blocks of 64, each computed by single-threaded BLAS on
 /// one of `threads` OpenMP threads (0: the OpenMP default). The blocks and
