@@ -714,8 +714,6 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
   // The update of `step` from the gradient; the weights' part unless
   // `weights_updated` (done already, in the gradient's blocks).
   void apply_update(const UpdateStep& step, bool weights_updated = false) {
-    const float lr = static_cast<float>(step.learning_rate);
-    const float momentum = static_cast<float>(step.momentum);
     const long size = static_cast<long>(weight_gradient_.size());
     if (!weights_updated) {
       constexpr long chunk = 16 * 1024;
@@ -723,14 +721,7 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
         update_weights(step, static_cast<std::size_t>(c * chunk), static_cast<std::size_t>(std::min(size, (c + 1) * chunk)));
       });
     }
-    auto update_bias = [&](std::span<float> bias, std::vector<float>& velocity, const std::vector<double>& grad) {
-      for (std::size_t k = 0; k < bias.size(); ++k) {
-        velocity[k] = momentum * velocity[k] + lr * static_cast<float>(grad[k]);
-        bias[k] += velocity[k];
-      }
-    };
-    update_bias(rbm_.visible_bias(), visible_velocity_, visible_gradient_);
-    update_bias(rbm_.hidden_bias(), hidden_velocity_, hidden_gradient_);
+    update_biases(step);
   }
 
   // ------------------------------------------------ data-parallel blocks
@@ -1001,10 +992,15 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
   }
 
   void apply_bias_gradient(const UpdateStep& step, const Gradient& gradient) {
-    const float lr = static_cast<float>(step.learning_rate);
-    const float momentum = static_cast<float>(step.momentum);
     visible_gradient_ = gradient.visible_bias;
     hidden_gradient_ = gradient.hidden_bias;
+    update_biases(step);
+  }
+
+  // The biases' momentum update from visible_gradient_ and hidden_gradient_.
+  void update_biases(const UpdateStep& step) {
+    const float lr = static_cast<float>(step.learning_rate);
+    const float momentum = static_cast<float>(step.momentum);
     auto update_bias = [&](std::span<float> bias, std::vector<float>& velocity, const std::vector<double>& grad) {
       for (std::size_t k = 0; k < bias.size(); ++k) {
         velocity[k] = momentum * velocity[k] + lr * static_cast<float>(grad[k]);

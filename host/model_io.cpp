@@ -379,10 +379,14 @@ Rbm load_rbm_unchecked(const std::string& path, Metadata* metadata, ExtraTensors
 
 Rbm load_rbm(const std::string& path, Metadata* metadata) { return load_rbm(path, metadata, nullptr); }
 
-RbmFloat64 load_rbm_float64(const std::string& path, bool* any_float64) {
-  RbmFloat64 wide;
+namespace {
+
+// Runs `load` so that every failure leaves as a marbm::Error, whatever the
+// library below threw.
+template <typename Load>
+auto load_as_model(const std::string& path, const Load& load) {
   try {
-    load_rbm_unchecked(path, nullptr, nullptr, &wide, any_float64);
+    return load();
   } catch (const Error&) {
     throw;
   } catch (const std::bad_alloc&) {
@@ -390,20 +394,20 @@ RbmFloat64 load_rbm_float64(const std::string& path, bool* any_float64) {
   } catch (const std::exception& e) {
     throw DataError(path + ": cannot be read as a model (" + detail::printable(e.what()) + ")");
   }
-  return wide;
+}
+
+}  // namespace
+
+RbmFloat64 load_rbm_float64(const std::string& path, bool* any_float64) {
+  return load_as_model(path, [&] {
+    RbmFloat64 wide;
+    load_rbm_unchecked(path, nullptr, nullptr, &wide, any_float64);
+    return wide;
+  });
 }
 
 Rbm load_rbm(const std::string& path, Metadata* metadata, ExtraTensors* extra) {
-  // Every failure leaves as a marbm::Error, whatever the library below threw.
-  try {
-    return load_rbm_unchecked(path, metadata, extra);
-  } catch (const Error&) {
-    throw;
-  } catch (const std::bad_alloc&) {
-    throw DataError(path + ": not enough memory to load the model");
-  } catch (const std::exception& e) {
-    throw DataError(path + ": cannot be read as a model (" + detail::printable(e.what()) + ")");
-  }
+  return load_as_model(path, [&] { return load_rbm_unchecked(path, metadata, extra); });
 }
 
 }  // namespace marbm
