@@ -195,6 +195,29 @@ States read_states(const AnyArray& array, const std::string& what) {
   return states;
 }
 
+// value(r) for each row r: a float for one state (1-D input), a float64
+// array of `rows` values otherwise.
+template <typename Value>
+nb::object float_per_row(std::size_t rows, bool one_dimensional, const Value& value) {
+  if (one_dimensional) return nb::float_(value(std::size_t{0}));
+  std::vector<double> out(rows);
+  for (std::size_t r = 0; r < rows; ++r) out[r] = value(r);
+  return to_numpy_object(std::move(out), {rows});
+}
+
+// values(row) (`width` numbers) for each row of `states`: a float64 array of
+// shape (width,) for 1-D input, else (rows, width).
+template <typename Values>
+nb::object floats_per_row(const States& states, std::size_t width, const Values& values) {
+  std::vector<double> out(states.rows * width);
+  for (std::size_t r = 0; r < states.rows; ++r) {
+    const auto row = values(states.row(r));
+    std::copy(row.begin(), row.end(), out.begin() + static_cast<std::ptrdiff_t>(r * width));
+  }
+  if (states.one_dimensional) return to_numpy_object(std::move(out), {width});
+  return to_numpy_object(std::move(out), {states.rows, width});
+}
+
 // A data set from a data spec (str) or an array of rows.
 Dataset read_dataset(nb::handle source, const std::string& what) {
   if (nb::isinstance<nb::str>(source)) return load_dataset(nb::cast<std::string>(source));
@@ -948,10 +971,8 @@ NB_MODULE(_marbm, m) {
             check_width(v, rbm.n_visible(), "visible", "visible");
             check_width(h, rbm.n_hidden(), "hidden", "hidden");
             if (v.rows != h.rows) throw UsageError("energy: visible and hidden have different numbers of rows");
-            if (v.one_dimensional && h.one_dimensional) return nb::float_(rbm.energy(v.row(0), h.row(0)));
-            std::vector<double> out(v.rows);
-            for (std::size_t r = 0; r < v.rows; ++r) out[r] = rbm.energy(v.row(r), h.row(r));
-            return to_numpy_object(std::move(out), {v.rows});
+            return float_per_row(v.rows, v.one_dimensional && h.one_dimensional,
+                                 [&](std::size_t r) { return rbm.energy(v.row(r), h.row(r)); });
           },
           "visible"_a, "hidden"_a, "E(v, h) in float64: a float for one state, an array for rows of states.")
       .def(
@@ -959,10 +980,7 @@ NB_MODULE(_marbm, m) {
           [](const Rbm& rbm, const AnyArray& visible) -> nb::object {
             const States v = read_states(visible, "visible");
             check_width(v, rbm.n_visible(), "visible", "visible");
-            if (v.one_dimensional) return nb::float_(rbm.free_energy(v.row(0)));
-            std::vector<double> out(v.rows);
-            for (std::size_t r = 0; r < v.rows; ++r) out[r] = rbm.free_energy(v.row(r));
-            return to_numpy_object(std::move(out), {v.rows});
+            return float_per_row(v.rows, v.one_dimensional, [&](std::size_t r) { return rbm.free_energy(v.row(r)); });
           },
           "visible"_a, "F(v) = -a.v - sum_j softplus(b_j + (W^T v)_j), float64; per row for 2-D input.")
       .def(
@@ -970,14 +988,8 @@ NB_MODULE(_marbm, m) {
           [](const Rbm& rbm, const AnyArray& visible) -> nb::object {
             const States v = read_states(visible, "visible");
             check_width(v, rbm.n_visible(), "visible", "visible");
-            const std::size_t mh = static_cast<std::size_t>(rbm.n_hidden());
-            std::vector<double> out(v.rows * mh);
-            for (std::size_t r = 0; r < v.rows; ++r) {
-              const auto p = rbm.hidden_probabilities(v.row(r));
-              std::copy(p.begin(), p.end(), out.begin() + static_cast<std::ptrdiff_t>(r * mh));
-            }
-            if (v.one_dimensional) return to_numpy_object(std::move(out), {mh});
-            return to_numpy_object(std::move(out), {v.rows, mh});
+            return floats_per_row(v, static_cast<std::size_t>(rbm.n_hidden()),
+                                  [&](auto row) { return rbm.hidden_probabilities(row); });
           },
           "visible"_a, "p(h_j = 1 | v), float64, (n_hidden,) or (rows, n_hidden).")
       .def(
@@ -985,14 +997,8 @@ NB_MODULE(_marbm, m) {
           [](const Rbm& rbm, const AnyArray& hidden) -> nb::object {
             const States h = read_states(hidden, "hidden");
             check_width(h, rbm.n_hidden(), "hidden", "hidden");
-            const std::size_t n = static_cast<std::size_t>(rbm.n_visible());
-            std::vector<double> out(h.rows * n);
-            for (std::size_t r = 0; r < h.rows; ++r) {
-              const auto p = rbm.visible_probabilities(h.row(r));
-              std::copy(p.begin(), p.end(), out.begin() + static_cast<std::ptrdiff_t>(r * n));
-            }
-            if (h.one_dimensional) return to_numpy_object(std::move(out), {n});
-            return to_numpy_object(std::move(out), {h.rows, n});
+            return floats_per_row(h, static_cast<std::size_t>(rbm.n_visible()),
+                                  [&](auto row) { return rbm.visible_probabilities(row); });
           },
           "hidden"_a, "p(v_i = 1 | h), float64, (n_visible,) or (rows, n_visible).")
       .def("uniform_mean_energy", &Rbm::uniform_mean_energy, "Mean energy over all states (SPEC.md section 3).")
@@ -1065,10 +1071,8 @@ NB_MODULE(_marbm, m) {
         ExactOptions options;
         options.max_enumerated_units = max_units;
         const double z = log_z ? *log_z : log_partition_exact(rbm, options);
-        if (v.one_dimensional) return nb::float_(log_probability(rbm, v.row(0), z));
-        std::vector<double> out(v.rows);
-        for (std::size_t r = 0; r < v.rows; ++r) out[r] = log_probability(rbm, v.row(r), z);
-        return to_numpy_object(std::move(out), {v.rows});
+        return float_per_row(v.rows, v.one_dimensional,
+                             [&](std::size_t r) { return log_probability(rbm, v.row(r), z); });
       },
       "rbm"_a, "visible"_a, "log_z"_a = nb::none(), "max_units"_a = 32,
       "log p(v) = -F(v) - log Z per row; log Z exact unless given.");
