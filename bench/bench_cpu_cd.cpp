@@ -25,17 +25,14 @@
 #include "marbm/engine.hpp"
 #include "marbm/random.hpp"
 #include "marbm/train.hpp"
+#include "measure.hpp"
 
 namespace {
 
+using marbm::bench::process_cpu_seconds;
+
 // Seconds per CD-1 update spent in its five products alone: p(h|v0) = v0 W,
 // p(v|h0) = h0 W^T, p(h|v1) = v1 W, and the statistics v0^T p0 and v1^T p1.
-double process_cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
-
 struct Floor {
   double wall = 1e30;  // seconds per update's five sgemm calls, best of five
   double cpu = 1e30;   // process CPU seconds for the same, best of five

@@ -42,10 +42,12 @@
 #include "marbm/model_io.hpp"
 #include "marbm/random.hpp"
 #include "marbm/rbm.hpp"
+#include "measure.hpp"
 
 namespace {
 
 using namespace marbm;
+using marbm::bench::process_cpu_seconds;
 
 // Instance k of size n x n: weights and biases N(0, 1), from the Philox
 // streams of seed 90000 + 1000 n + k (the peers read the same models).
@@ -72,11 +74,6 @@ const Solver solvers[] = {{"marbm-sb-discrete", ModeSolver::sb, SbVariant::discr
                           {"marbm-sb-ballistic-collapsed", ModeSolver::sb, SbVariant::ballistic, ModePolish::collapsed},
                           {"marbm-sa-collapsed", ModeSolver::sa, SbVariant::discrete, ModePolish::collapsed}};
 
-double cpu_seconds() {
-  timespec now{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
-  return static_cast<double>(now.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec);
-}
 
 bool reached(double energy, double ground) { return energy <= ground + 1e-9 * std::max(1.0, std::abs(ground)); }
 
@@ -180,10 +177,10 @@ Run timed_search(const Rbm& rbm, const Solver& solver, int steps, int replicas, 
   config.steps = steps;
   config.replicas = replicas;
   config.seed = seed;
-  const double start = cpu_seconds();
+  const double start = process_cpu_seconds();
   Run run;
   run.result = find_mode(rbm, config);
-  run.seconds = cpu_seconds() - start;
+  run.seconds = process_cpu_seconds() - start;
   return run;
 }
 

@@ -17,31 +17,14 @@
 #include "marbm/error.hpp"
 #include "marbm/random.hpp"
 #include "marbm/train.hpp"
+#include "measure.hpp"
 #include "tool_main.hpp"
 
 namespace {
 
-// CPU seconds of this process: on shared cores a fairer measure than wall time.
-double process_cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
-
-int parse(const char* text, const char* what) {
-  try {
-    const int value = std::stoi(text);
-    MARBM_EXPECTS(value >= 1, marbm::UsageError, std::string(what) + " must be >= 1");
-    return value;
-  } catch (const std::logic_error&) {
-    throw marbm::UsageError(std::string(what) + ": '" + text + "' is not a number");
-  }
-}
+using marbm::bench::median;
+using marbm::bench::process_cpu_seconds;
+int parse(const char* text, const char* what) { return marbm::bench::parse_positive(text, what); }
 
 int run(int argc, char** argv) {
   MARBM_EXPECTS(argc == 6 || argc == 7, marbm::UsageError,
