@@ -279,32 +279,45 @@ struct ChunkScratch {
         exponent(batch) {}
 };
 
-// The chunk's states by the product kernel, or false (nothing done) when a
-// field of the chunk may leave the window.
-bool chunk_by_products(const Layout& layout, const ProductPlan& product, const ChunkPlan& plan, double* field,
-                       double linear, ChunkScratch& scratch, LogSumExp& lse) {
+// How many factors of the product kernel a lane multiplies between
+// renormalisations for a chunk starting at these fields, or 0 when a field of
+// the chunk may leave the window (the chunk then goes by softplus).
+int product_group(const Layout& layout, const ProductPlan& product, const double* field) {
   double high = 0.0;
   for (int i = 0; i < layout.other; ++i) {
     const double top = field[i] + product.block_high[i] + product.low_high[i];
-    if (top > field_window || field[i] + product.block_low[i] < -field_window) return false;
+    if (top > field_window || field[i] + product.block_low[i] < -field_window) return 0;
     high = std::max(high, top);
   }
   // Each factor is below 2^(high log2(e) + 1); a lane's product must stay
   // below 2^1023 between renormalisations.
   const double factor_bits = high * 1.4426950408889634 + 1.0;
-  const int group = static_cast<int>(std::min(1.0e6, std::floor(1022.0 / factor_bits)));
+  return static_cast<int>(std::min(1.0e6, std::floor(1022.0 / factor_bits)));
+}
+
+// The Gray-code step from block-1 to block of the units above the g low bits:
+// fields and linear term follow; returns the unit that flipped.
+int block_step(const Layout& layout, int g, std::uint64_t block, double* field, double& linear) {
+  int unit = 0;
+  bool on = false;
+  gray_step(block, unit, on);
+  unit += g;
+  linear += on ? layout.enumerated_bias[unit] : -layout.enumerated_bias[unit];
+  detail::add_signed(field, layout.column(unit), on ? 1.0 : -1.0, layout.other);
+  return unit;
+}
+
+// The chunk's states by the product kernel, or false (nothing done) when a
+// field of the chunk may leave the window.
+bool chunk_by_products(const Layout& layout, const ProductPlan& product, const ChunkPlan& plan, double* field,
+                       double linear, ChunkScratch& scratch, LogSumExp& lse) {
+  const int group = product_group(layout, product, field);
+  if (group == 0) return false;
   const int g = product.low_bits;
   const int states = 1 << g;
   const std::uint64_t blocks = plan.chunk_states >> g;
   for (std::uint64_t block = 0; block < blocks; ++block) {
-    if (block > 0) {
-      int unit = 0;
-      bool on = false;
-      gray_step(block, unit, on);
-      unit += g;
-      linear += on ? layout.enumerated_bias[unit] : -layout.enumerated_bias[unit];
-      detail::add_signed(field, layout.column(unit), on ? 1.0 : -1.0, layout.other);
-    }
+    if (block > 0) block_step(layout, g, block, field, linear);
     detail::exp_array(field, scratch.block_exp.data(), layout.other);
     detail::one_plus_products(scratch.block_exp.data(), product.table.data(), product.stride, states, group,
                               scratch.mantissa.data(), scratch.exponent.data());
@@ -625,13 +638,8 @@ bool chunk_expectations_by_products(const Layout& layout, const ProductPlan& pro
                                     std::uint64_t base, double linear, double log_z, ExpectationScratch& scratch,
                                     ExpectationSums& acc) {
   double* field = scratch.field.data();
-  double high = 0.0;
-  for (int i = 0; i < layout.other; ++i) {
-    const double top = field[i] + product.block_high[i] + product.low_high[i];
-    if (top > field_window || field[i] + product.block_low[i] < -field_window) return false;
-    high = std::max(high, top);
-  }
-  const int group = static_cast<int>(std::min(1.0e6, std::floor(1022.0 / (high * 1.4426950408889634 + 1.0))));
+  const int group = product_group(layout, product, field);
+  if (group == 0) return false;
   const int g = product.low_bits, states = 1 << g, other = layout.other, stride = product.stride;
   std::fill(scratch.low_weighted.begin(), scratch.low_weighted.end(), 0.0);
   std::fill(scratch.low_probability.begin(), scratch.low_probability.end(), 0.0);
@@ -640,15 +648,7 @@ bool chunk_expectations_by_products(const Layout& layout, const ProductPlan& pro
   std::uint64_t block_bits = 0;  // the Gray-code state of the block units
   const std::uint64_t blocks = plan.chunk_states >> g;
   for (std::uint64_t block = 0; block < blocks; ++block) {
-    if (block > 0) {
-      int unit = 0;
-      bool on = false;
-      gray_step(block, unit, on);
-      unit += g;
-      block_bits ^= std::uint64_t{1} << unit;
-      linear += on ? layout.enumerated_bias[unit] : -layout.enumerated_bias[unit];
-      detail::add_signed(field, layout.column(unit), on ? 1.0 : -1.0, other);
-    }
+    if (block > 0) block_bits ^= std::uint64_t{1} << block_step(layout, g, block, field, linear);
     detail::exp_array(field, scratch.block_exp.data(), other);
     detail::one_plus_products(scratch.block_exp.data(), product.table.data(), stride, states, group,
                               scratch.mantissa.data(), scratch.exponent.data());
