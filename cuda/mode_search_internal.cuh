@@ -54,7 +54,10 @@ ReplicaPlan prepare_replica_kernel(Kernel kernel, ReplicaKernel which, int n, in
 // *step_base + offset. Steps run kGraphSteps at a time as one CUDA graph
 // (captured once per search, then launched again and again, a one-thread
 // kernel advancing *step_base by kGraphSteps after each), the remainder
-// launched directly. `graphs` false (the legacy path, or MARBM_CUDA_SYNC=1,
+// launched directly. A graph is not kept from one search to the next: its
+// kernel arguments (c0, the search's buffers) change with every search, and
+// capturing 16 steps (about 50 nodes) costs little beside the 1,000-2,000
+// steps of a large-model search. `graphs` false (the legacy path, or MARBM_CUDA_SYNC=1,
 // whose synchronisation after each launch a capture cannot take) launches
 // every step directly with *step_base left at 0.
 constexpr int kGraphSteps = 16;
