@@ -13,6 +13,12 @@
 // (safetensors), which bench/peers/sb_gpu_peer.py reads to run the
 // simulated-bifurcation package on the same problem.
 //
+// BM_DeviceModeShared200: a 200 x 200 model with 4,224 replicas (32 per
+// SM of an H100/H200), 1,000 steps: the fused kernels with W shared by the
+// replicas of a block in opted-in shared memory, beside the legacy kernels
+// (MARBM_REPLICA_KERNELS=legacy), which at this size take the cuBLAS path
+// (W does not fit their 48 KiB).
+//
 // Timings exclude the parameter upload and the cuBLAS handle creation: the
 // resources and parameters stay on the device, as in training.
 #include <benchmark/benchmark.h>
@@ -213,6 +219,47 @@ void BM_DeviceModeLarge(benchmark::State& state) {
 }
 BENCHMARK(BM_DeviceModeLarge)
     ->ArgsProduct({{0, 1, 2}, {100, 300, 1000, 2000}})
+    ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// Args: solver (0 dSB, 1 bSB, 2 SA), kernels (0 current, 1 legacy).
+void BM_DeviceModeShared200(benchmark::State& state) {
+  Resources* res = resources();
+  if (res == nullptr) {
+    state.SkipWithError("no usable CUDA device");
+    return;
+  }
+  const int solver = static_cast<int>(state.range(0));
+  const bool legacy = state.range(1) != 0;
+  static const marbm::Rbm rbm = random_model(200, 200, 0.1, 0.1, 2200);
+  const DeviceModel model(*res, rbm);
+  if (legacy) {
+    setenv("MARBM_REPLICA_KERNELS", "legacy", 1);
+  } else {
+    unsetenv("MARBM_REPLICA_KERNELS");
+  }
+  constexpr int kReplicas = 4224;
+  constexpr int kSteps = 1000;
+  double best = std::numeric_limits<double>::infinity();
+  std::uint64_t seed = 1;
+  for (auto _ : state) {
+    marbm::ModeSearchConfig config = config_for(solver, seed++);
+    config.replicas = kReplicas;
+    config.steps = kSteps;
+    const marbm::ModeResult result = model.find(*res, config);
+    state.SetIterationTime(result.seconds);
+    best = std::min(best, result.energy);
+  }
+  unsetenv("MARBM_REPLICA_KERNELS");
+  state.counters["best_energy"] = best;
+  state.counters["replicas"] = kReplicas;
+  state.counters["spin_updates/s"] = benchmark::Counter(static_cast<double>(kReplicas) * kSteps * 400.0,
+                                                        benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(solver_label(solver)) + (legacy ? " legacy" : " current"));
+}
+BENCHMARK(BM_DeviceModeShared200)
+    ->ArgsProduct({{0, 1, 2}, {0, 1}})
     ->Iterations(3)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);

@@ -267,6 +267,18 @@ for solver, label in labels.items():
                  f"peer {fmt(peer_energy, 8)} in {fmt(peer_seconds)} s",
                  "peer's energy or lower in 1/10 of its time", met(ok)))
 
+# 200x200, 4,224 replicas, 1,000 steps: the fused kernels with W shared in
+# opted-in shared memory against the legacy kernels (the cuBLAS path there).
+for solver, label in labels.items():
+    current = find(mode, f"BM_DeviceModeShared200/{solver}/0/")
+    legacy = find(mode, f"BM_DeviceModeShared200/{solver}/1/")
+    ms = current.get("real_time") if current and current.get("time_unit") == "ms" else None
+    legacy_ms = legacy.get("real_time") if legacy and legacy.get("time_unit") == "ms" else None
+    rows.append((f"mode {label} 200x200 shared-W fused, 4224 replicas x 1000 steps (ms)", fmt(ms),
+                 f"legacy {fmt(legacy_ms)} ms; energy {fmt(current.get('best_energy') if current else None, 8)} "
+                 f"(legacy {fmt(legacy.get('best_energy') if legacy else None, 8)})",
+                 "faster than legacy", met(None if ms is None or legacy_ms is None else ms < legacy_ms)))
+
 # Mid-size ensembles: batched strided GEMMs against the same members one by one.
 for b in benchmarks("bench_cuda_ensemble").values():
     speedup = b.get("speedup")

@@ -14,8 +14,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -215,6 +217,77 @@ int device_default_steps(ModeSolver solver, int n, int m) {
 }
 
 }  // namespace
+
+namespace {
+
+__global__ void advance_step_kernel(int* __restrict__ step_base, int by) { *step_base += by; }
+
+// An executable CUDA graph captured from the work `record` enqueues on
+// `stream` (capture mode thread-local: other threads' CUDA calls are not
+// disturbed). A capture that fails midway is ended before the error
+// propagates, so the stream stays usable.
+// An executable graph destroyed while a launch of it is still in flight is
+// freed by the driver once that launch completes (cuGraphExecDestroy).
+class StreamGraph {
+ public:
+  StreamGraph(cudaStream_t stream, const std::function<void()>& record) {
+    MARBM_CUDA_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    cudaGraph_t graph = nullptr;
+    try {
+      record();
+    } catch (...) {
+      MARBM_CUDA_TRY_NOTHROW(cudaStreamEndCapture(stream, &graph));
+      if (graph != nullptr) MARBM_CUDA_TRY_NOTHROW(cudaGraphDestroy(graph));
+      throw;
+    }
+    MARBM_CUDA_TRY(cudaStreamEndCapture(stream, &graph));
+    // cuBLAS (12.2 on) takes its workspace stream-ordered, which a capture
+    // records as allocation nodes: freed at each relaunch, should one outlive
+    // its launch, rather than refusing the relaunch.
+    const cudaError_t made = cudaGraphInstantiate(&exec_, graph, cudaGraphInstantiateFlagAutoFreeOnLaunch);
+    MARBM_CUDA_TRY_NOTHROW(cudaGraphDestroy(graph));
+    MARBM_CUDA_TRY(made);
+  }
+  StreamGraph(const StreamGraph&) = delete;
+  StreamGraph& operator=(const StreamGraph&) = delete;
+  ~StreamGraph() {
+    if (exec_ != nullptr) MARBM_CUDA_TRY_NOTHROW(cudaGraphExecDestroy(exec_));
+  }
+  void launch(cudaStream_t stream) const { MARBM_CUDA_TRY(cudaGraphLaunch(exec_, stream)); }
+
+ private:
+  cudaGraphExec_t exec_ = nullptr;
+};
+
+}  // namespace
+
+bool legacy_replica_kernels() {
+  const char* value = std::getenv("MARBM_REPLICA_KERNELS");
+  if (value == nullptr || *value == '\0' || std::string_view(value) == "current") return false;
+  MARBM_EXPECTS(std::string_view(value) == "legacy", UsageError,
+                "MARBM_REPLICA_KERNELS must be 'current' or 'legacy', got '" + std::string(value) + "'");
+  return true;
+}
+
+void run_step_loop(cudaStream_t stream, int steps, int* step_base, bool graphs,
+                   const std::function<void(int offset)>& record_step) {
+  MARBM_CUDA_TRY(cudaMemsetAsync(step_base, 0, sizeof(int), stream));
+  // Under MARBM_CUDA_SYNC=1 every launch is followed by a device
+  // synchronisation, which a stream capture refuses: steps one by one.
+  if (!graphs || cuda_sync_after_launches() || steps < kGraphSteps) {
+    for (int step = 0; step < steps; ++step) record_step(step);
+    return;
+  }
+  const StreamGraph chunk(stream, [&] {
+    for (int offset = 0; offset < kGraphSteps; ++offset) record_step(offset);
+    advance_step_kernel<<<1, 1, 0, stream>>>(step_base, kGraphSteps);
+    MARBM_CUDA_CHECK_LAST();
+  });
+  const int chunks = steps / kGraphSteps;
+  for (int c = 0; c < chunks; ++c) chunk.launch(stream);
+  // The last steps % kGraphSteps steps directly, from *step_base = chunks x kGraphSteps.
+  for (int offset = 0; offset < steps % kGraphSteps; ++offset) record_step(offset);
+}
 
 void Search::allocate_candidates(int search_replicas) {
   replicas = search_replicas;

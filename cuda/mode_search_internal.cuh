@@ -7,8 +7,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "device_buffer.cuh"
+#include "detail/replica_plan.hpp"
 #include "device_common.cuh"
 #include "launch.cuh"
 #include "marbm/mode.hpp"
@@ -17,8 +19,54 @@
 
 namespace marbm::detail {
 
-// Fused kernels: replicas (warps) per block, and the most units per layer a
-// lane can own (kMaxOwned spins of each layer, strided by the warp size).
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// The replica kernels in use: the current ones (several replicas per block
+// sharing W, unroll by size class, the large-model loop in CUDA graphs) or,
+// with MARBM_REPLICA_KERNELS=legacy, the earlier ones (four replicas per
+// block within the default shared memory, one Philox block per SA draw, dSB
+// fields summed in full each step, the large-model loop launched step by
+// step), kept so that a first device run can tell which of the two is wrong.
+// Any other value is refused (UsageError). Read at every search.
+bool legacy_replica_kernels();
+
+// The launch plan of a fused replica kernel on `device` (detail/replica_plan.hpp)
+// with the kernel's static shared memory. When the plan needs more than the
+// default, the kernel is opted in to all the device allows a block (not just
+// this plan's bytes): the attribute is the kernel's, process-wide, and one
+// value for every search keeps a search in another thread from lowering it
+// between this one's opt-in and launch.
+template <typename Kernel>
+ReplicaPlan prepare_replica_kernel(Kernel kernel, ReplicaKernel which, int n, int m, int replicas, int multiprocessors,
+                                   int device) {
+  const std::size_t static_bytes = static_shared_bytes(kernel);
+  const SharedMemoryLimits limits = shared_memory_limits(device);
+  const ReplicaPlan plan = plan_replica_kernel(which, n, m, replicas, multiprocessors, static_bytes, limits);
+  if (plan.fused && plan.opt_in) {
+    MARBM_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(limits.per_block_opt_in - static_bytes)));
+  }
+  return plan;
+}
+
+// The step loop of a large-model search: `record_step(offset)` enqueues one
+// step on the search's stream whose index the kernels read as
+// *step_base + offset. Steps run kGraphSteps at a time as one CUDA graph
+// (captured once per search, then launched again and again, a one-thread
+// kernel advancing *step_base by kGraphSteps after each), the remainder
+// launched directly. A graph is not kept from one search to the next: its
+// kernel arguments (c0, the search's buffers) change with every search, and
+// capturing 16 steps (about 50 nodes) costs little beside the 1,000-2,000
+// steps of a large-model search. `graphs` false (the legacy path, or MARBM_CUDA_SYNC=1,
+// whose synchronisation after each launch a capture cannot take) launches
+// every step directly with *step_base left at 0.
+constexpr int kGraphSteps = 16;
+void run_step_loop(cudaStream_t stream, int steps, int* step_base, bool graphs,
+                   const std::function<void(int offset)>& record_step);
+
+// Fused kernels (legacy): replicas (warps) per block, and the most units per
+// layer a lane can own (kMaxOwned spins of each layer, strided by the warp
+// size).
 constexpr int kFusedWarps = 4;
 constexpr int kMaxOwned = 8;
 constexpr int kMaxFusedUnits = kWarp * kMaxOwned;

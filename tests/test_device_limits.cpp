@@ -4,11 +4,13 @@
 // reporting of errors caught in destructors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
 #include <string>
 
 #include "detail/destructor_errors.hpp"
 #include "detail/gibbs_steps.hpp"
+#include "detail/replica_plan.hpp"
 #include "detail/shared_memory.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
@@ -64,6 +66,125 @@ TEST(SharedMemoryPlan, FusedEnsembleLayout) {
   EXPECT_EQ(fused_ensemble_shared_bytes(6, 6, 6, 6), (2 * 48 + 6 * 12 + 6 * 6 + 6 * 12 + 12) * sizeof(float));
   // pcd with more chains than the batch: the widest pass is the chains.
   EXPECT_EQ(fused_ensemble_shared_bytes(4, 3, 2, 5), (2 * 19 + 2 * 7 + 5 * 3 + 5 * 7 + 7) * sizeof(float));
+}
+
+// sm_80: 48 KiB without opting in, 163 KiB with; sm_86: 99 KiB.
+constexpr SharedMemoryLimits kSm80{48 * 1024, 163 * 1024};
+constexpr SharedMemoryLimits kSm86{48 * 1024, 99 * 1024};
+constexpr int kH100Sms = 132;
+
+TEST(ReplicaPlan, SizeClassesCoverTheLargerLayer) {
+  EXPECT_EQ(replica_owned_class(1, 1), 1);
+  EXPECT_EQ(replica_owned_class(12, 9), 1);
+  EXPECT_EQ(replica_owned_class(32, 32), 1);
+  EXPECT_EQ(replica_owned_class(33, 2), 2);
+  EXPECT_EQ(replica_owned_class(5, 64), 2);
+  EXPECT_EQ(replica_owned_class(65, 3), 4);
+  EXPECT_EQ(replica_owned_class(128, 128), 4);
+  EXPECT_EQ(replica_owned_class(129, 3), 8);
+  EXPECT_EQ(replica_owned_class(200, 200), 8);
+  EXPECT_EQ(replica_owned_class(256, 256), 8);
+  EXPECT_EQ(replica_owned_class(257, 3), 0);
+  EXPECT_EQ(replica_owned_class(3, 257), 0);
+}
+
+TEST(ReplicaPlan, SharedLayoutByHand) {
+  // 12 x 9: W 12 rows of stride 9 (odd already) = 108 floats; the per-unit
+  // terms and each warp's state 12 + 12 (9 padded to 12) floats.
+  EXPECT_EQ(replica_weight_stride(9), 9);
+  EXPECT_EQ(replica_weight_stride(10), 11);
+  EXPECT_EQ(replica_shared_bytes(12, 9, 8), (108 + 9 * 24) * sizeof(float));
+  // 200 x 200: stride 201, 40200 floats of W; 400 per warp and the shared terms.
+  EXPECT_EQ(replica_shared_bytes(200, 200, 16), (40200 + 17 * 400) * sizeof(float));
+  // Every part starts on a float4 boundary: W padded (7 x 11 = 77 -> 80).
+  EXPECT_EQ(replica_shared_bytes(7, 10, 1), (80 + 2 * (8 + 12)) * sizeof(float));
+}
+
+TEST(ReplicaPlan, SpreadsReplicasOverTheSms) {
+  // 1,024 replicas of a small model on 132 SMs: 8 per block, 128 blocks.
+  const ReplicaPlan small = plan_replica_kernel(ReplicaKernel::sb, 12, 9, 1024, kH100Sms, 0, kSm90);
+  EXPECT_TRUE(small.fused);
+  EXPECT_EQ(small.owned, 1);
+  EXPECT_EQ(small.warps, 8);
+  EXPECT_EQ(small.blocks, 128);
+  EXPECT_EQ(small.shared_bytes, replica_shared_bytes(12, 9, 8));
+  EXPECT_FALSE(small.opt_in);
+  // Enough replicas: the class's maximum per block, the rest in more blocks.
+  const ReplicaPlan many = plan_replica_kernel(ReplicaKernel::sb, 12, 9, 32 * kH100Sms + 1, kH100Sms, 0, kSm90);
+  EXPECT_EQ(many.warps, 32);
+  EXPECT_EQ(many.blocks, kH100Sms + 1);
+  // Fewer replicas than SMs: one per block.
+  const ReplicaPlan few = plan_replica_kernel(ReplicaKernel::sa, 12, 9, 37, kH100Sms, 0, kSm90);
+  EXPECT_EQ(few.warps, 1);
+  EXPECT_EQ(few.blocks, 37);
+}
+
+TEST(ReplicaPlan, TwoHundredSquareStaysFusedWithOptIn) {
+  const int replicas = 32 * kH100Sms;
+  // SB class 8: at most 16 warps (registers); W + 17 x 400 floats = 188,000 B.
+  const ReplicaPlan sb = plan_replica_kernel(ReplicaKernel::sb, 200, 200, replicas, kH100Sms, 0, kSm90);
+  EXPECT_TRUE(sb.fused);
+  EXPECT_EQ(sb.owned, 8);
+  EXPECT_EQ(sb.warps, 16);
+  EXPECT_TRUE(sb.opt_in);
+  EXPECT_EQ(sb.shared_bytes, 188000u);
+  // SA: 32 warps, W + 33 x 400 floats = 213,600 B, within 227 KiB.
+  const ReplicaPlan sa = plan_replica_kernel(ReplicaKernel::sa, 200, 200, replicas, kH100Sms, 0, kSm90);
+  EXPECT_EQ(sa.warps, 32);
+  EXPECT_EQ(sa.shared_bytes, 213600u);
+  EXPECT_LE(sa.shared_bytes, kSm90.per_block_opt_in);
+  // The kernel's static shared memory counts: 32 warps no longer fit when it
+  // takes the last 18,849 bytes (227 KiB - 213,600 + 1).
+  const std::size_t spare = kSm90.per_block_opt_in - 213600;
+  EXPECT_EQ(plan_replica_kernel(ReplicaKernel::sa, 200, 200, replicas, kH100Sms, spare, kSm90).warps, 32);
+  EXPECT_LT(plan_replica_kernel(ReplicaKernel::sa, 200, 200, replicas, kH100Sms, spare + 1, kSm90).warps, 32);
+}
+
+TEST(ReplicaPlan, FewerWarpsOrTheCublasPathWhereSharedMemoryIsShort) {
+  // sm_80 (163 KiB): W (160,800 B) leaves room for two warps' state only:
+  // 40200 + 3 x 400 floats = 165,600 B <= 166,912 B < 40200 + 4 x 400 floats.
+  const ReplicaPlan sm80 = plan_replica_kernel(ReplicaKernel::sb, 200, 200, 4096, kH100Sms, 0, kSm80);
+  EXPECT_TRUE(sm80.fused);
+  EXPECT_EQ(sm80.warps, 2);
+  EXPECT_EQ(sm80.blocks, 2048);
+  EXPECT_LE(sm80.shared_bytes, kSm80.per_block_opt_in);
+  EXPECT_GT(replica_shared_bytes(200, 200, 3), kSm80.per_block_opt_in);
+  // sm_86 (99 KiB): W alone does not fit.
+  EXPECT_FALSE(plan_replica_kernel(ReplicaKernel::sb, 200, 200, 4096, kH100Sms, 0, kSm86).fused);
+  // 224 x 224 just fits sm_90 with 16 warps; 256 x 256 (263 KB of W) does not.
+  EXPECT_TRUE(plan_replica_kernel(ReplicaKernel::sb, 224, 224, 4096, kH100Sms, 0, kSm90).fused);
+  EXPECT_FALSE(plan_replica_kernel(ReplicaKernel::sb, 256, 256, 4096, kH100Sms, 0, kSm90).fused);
+  // Beyond the largest class (the 300 x 20 trajectory case): the cuBLAS path.
+  EXPECT_FALSE(plan_replica_kernel(ReplicaKernel::sa, 300, 20, 37, kH100Sms, 0, kSm90).fused);
+  EXPECT_FALSE(plan_replica_kernel(ReplicaKernel::sb, 784, 500, 512, kH100Sms, 0, kSm90).fused);
+  // Nothing to launch.
+  EXPECT_FALSE(plan_replica_kernel(ReplicaKernel::sb, 12, 9, 0, kH100Sms, 0, kSm90).fused);
+}
+
+TEST(ReplicaPlan, EveryPlanFitsItsLimits) {
+  // Exhaustive over shapes, replica counts and devices: a fused plan fits,
+  // respects its class's warp cap and covers every replica exactly once.
+  for (const SharedMemoryLimits limits : {kSm80, kSm86, kSm90}) {
+    for (int n = 1; n <= 260; n += 7) {
+      for (int m = 1; m <= 260; m += 11) {
+        for (const int replicas : {1, 37, 1024, 5000}) {
+          const ReplicaKernel kernel = (n + m) % 2 == 0 ? ReplicaKernel::sb : ReplicaKernel::sa;
+          const ReplicaPlan plan = plan_replica_kernel(kernel, n, m, replicas, kH100Sms, 1024, limits);
+          if (!plan.fused) {
+            EXPECT_TRUE(replica_owned_class(n, m) == 0 || !plan_shared_memory(1024, replica_shared_bytes(n, m, 1), limits).fits)
+                << n << "x" << m;
+            continue;
+          }
+          EXPECT_TRUE(plan_shared_memory(1024, plan.shared_bytes, limits).fits) << n << "x" << m;
+          EXPECT_GE(plan.warps, 1);
+          EXPECT_LE(plan.warps, replica_max_warps(kernel, plan.owned));
+          EXPECT_GE(static_cast<long>(plan.blocks) * plan.warps, replicas);
+          EXPECT_LT(static_cast<long>(plan.blocks - 1) * plan.warps, replicas);
+          EXPECT_GE(kReplicaLanes * plan.owned, std::max(n, m));
+        }
+      }
+    }
+  }
 }
 
 TEST(GibbsStepCap, OneLimitWithOneMessage) {

@@ -12,7 +12,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "marbm/engine.hpp"
@@ -302,20 +304,38 @@ Rbm dyadic_model(int n, int m, std::uint64_t seed) {
 
 struct TrajectoryCase {
   const char* name;
-  int n, m;  // 12 x 9: the fused kernels; 300 x 20: the cuBLAS path
+  int n, m;
   bool warm;
+  int replicas;
 };
 
+// The fused kernels at every size class the cases reach (1 and 8 units per
+// lane), one replica per block (37 replicas: fewer than the SMs) and many
+// (4,099 and 2,000: 32 and 16 warps a block on a 132-SM device, the last
+// block partly empty), W in the default shared memory and opted in (200 x
+// 200: 188,000 bytes with 16 warps); 300 x 20 runs the cuBLAS path.
 const std::vector<TrajectoryCase>& trajectory_cases() {
   static const std::vector<TrajectoryCase> cases = {
-      {"fused 12x9", 12, 9, false}, {"fused 12x9 warm", 12, 9, true}, {"cuBLAS 300x20", 300, 20, false}};
+      {"fused 12x9", 12, 9, false, 37},       {"fused 12x9 warm", 12, 9, true, 37},
+      {"fused 12x9 many", 12, 9, false, 4099}, {"fused 120x130", 120, 130, false, 37},
+      {"fused 200x200", 200, 200, false, 2000}, {"cuBLAS 300x20", 300, 20, false, 37}};
   return cases;
+}
+
+// Where the device runs the fused kernel and the CPU its per-replica path
+// (fewer than 32 replicas or n m < 128^2, host/mode_solvers.cpp), both sum
+// every field in the same order: SB trajectories equal bit for bit whatever
+// the parameters.
+bool summed_alike(const TrajectoryCase& c) {
+  const bool fused = c.n <= 256 && c.m <= 256;
+  const bool cpu_per_replica = c.replicas < 32 || c.n * c.m < 128 * 128;
+  return fused && cpu_per_replica;
 }
 
 ModeSearchConfig trajectory_config(ModeSolver solver, SbVariant variant, const TrajectoryCase& c, int steps,
                                    const Rbm& rbm) {
   ModeSearchConfig config = device_config(solver, variant, 19);
-  config.replicas = 37;  // not a multiple of the replicas per block
+  config.replicas = c.replicas;  // not a multiple of the replicas per block
   config.steps = steps;
   if (c.warm) {
     const ModeResult warm = mode_exhaustive(rbm);
@@ -324,6 +344,31 @@ ModeSearchConfig trajectory_config(ModeSolver solver, SbVariant variant, const T
   }
   return config;
 }
+
+// Sets MARBM_REPLICA_KERNELS for the lifetime of the guard (the earlier
+// kernels with "legacy"), then restores what was there.
+class ReplicaKernelsEnv {
+ public:
+  explicit ReplicaKernelsEnv(const char* value) {
+    const char* before = std::getenv("MARBM_REPLICA_KERNELS");
+    had_ = before != nullptr;
+    if (had_) before_ = before;
+    setenv("MARBM_REPLICA_KERNELS", value, 1);
+  }
+  ReplicaKernelsEnv(const ReplicaKernelsEnv&) = delete;
+  ReplicaKernelsEnv& operator=(const ReplicaKernelsEnv&) = delete;
+  ~ReplicaKernelsEnv() {
+    if (had_) {
+      setenv("MARBM_REPLICA_KERNELS", before_.c_str(), 1);
+    } else {
+      unsetenv("MARBM_REPLICA_KERNELS");
+    }
+  }
+
+ private:
+  bool had_ = false;
+  std::string before_;
+};
 
 double max_abs_difference(const std::vector<float>& a, const std::vector<float>& b) {
   if (a.size() != b.size()) return INFINITY;
@@ -366,14 +411,15 @@ TEST(CudaModeTrajectories, DsbPositionsEqualTheCpus) {
 
 TEST(CudaModeTrajectories, BsbPositionsFollowTheCpus) {
   MARBM_SKIP_WITHOUT_DEVICE();
-  // Gaussian parameters, so the sums round. The fused kernel sums in the
-  // CPU's order: the same positions. The cuBLAS path sums in its own order,
-  // and the momentum gain (1.8 per step at dt 2) grows rounding differences,
-  // so it is held to the CPU over a few steps only, within 1e-4.
+  // Gaussian parameters, so the sums round. Where both sum in the same
+  // order (summed_alike): the same positions. Elsewhere (the cuBLAS path, or
+  // the CPU's matrix-product path) the orders differ, and the momentum gain
+  // (1.8 per step at dt 2) grows rounding differences, so the device is held
+  // to the CPU over a few steps only, within 1e-4.
   for (const TrajectoryCase& c : trajectory_cases()) {
     SCOPED_TRACE(c.name);
     const Rbm rbm = random_model(c.n, c.m, 0.5, 0.5, 11 + c.n);
-    const bool fused = c.n <= 256;
+    const bool fused = summed_alike(c);
     const ModeSearchConfig config = trajectory_config(ModeSolver::sb, SbVariant::ballistic, c, fused ? 60 : 6, rbm);
     const detail::ReplicaTrajectory cpu = detail::mode_trajectory_cpu(rbm, config);
     const detail::ReplicaTrajectory gpu = detail::mode_trajectory_cuda(rbm, config);
@@ -383,6 +429,79 @@ TEST(CudaModeTrajectories, BsbPositionsFollowTheCpus) {
     // The dynamics moved the positions away from the start (|x| <= 0.1).
     const auto far = std::count_if(cpu.visible.begin(), cpu.visible.end(), [](float x) { return std::abs(x) > 0.2f; });
     EXPECT_GT(far, 0);
+  }
+}
+
+TEST(CudaModeTrajectories, DsbPositionsEqualTheCpusOnGaussianParameters) {
+  MARBM_SKIP_WITHOUT_DEVICE();
+  // The fused dSB kernel sums the first fields in the CPU's order and then
+  // patches them with the flipped spins' rows in the CPU's order
+  // (add_gathered_rows), so where the CPU takes its per-replica path the
+  // positions are equal bit for bit even when the sums round. (The legacy
+  // kernel, summing every field in full each step, agrees only to rounding.)
+  for (const TrajectoryCase& c : trajectory_cases()) {
+    if (!summed_alike(c)) continue;
+    SCOPED_TRACE(c.name);
+    const Rbm rbm = random_model(c.n, c.m, 0.5, 0.5, 13 + c.n);
+    for (const int steps : {1, 40, 200}) {
+      SCOPED_TRACE(std::to_string(steps) + " steps");
+      const ModeSearchConfig config = trajectory_config(ModeSolver::sb, SbVariant::discrete, c, steps, rbm);
+      const detail::ReplicaTrajectory cpu = detail::mode_trajectory_cpu(rbm, config);
+      const detail::ReplicaTrajectory gpu = detail::mode_trajectory_cuda(rbm, config);
+      EXPECT_EQ(gpu.visible, cpu.visible) << "max difference " << max_abs_difference(gpu.visible, cpu.visible);
+      EXPECT_EQ(gpu.hidden, cpu.hidden) << "max difference " << max_abs_difference(gpu.hidden, cpu.hidden);
+    }
+  }
+}
+
+TEST(CudaModeTrajectories, CurrentKernelsEqualTheLegacyOnes) {
+  MARBM_SKIP_WITHOUT_DEVICE();
+  // MARBM_REPLICA_KERNELS=legacy runs the earlier kernels: on dyadic
+  // parameters (exact sums) SA states and dSB positions of the two agree bit
+  // for bit on every path. With Gaussian parameters, SA draws the same words
+  // from the same sums in both fused kernels (equal), and both fused bSB
+  // kernels sum in the CPU's order (equal). If a device run finds the
+  // current kernels off the CPU, this test says whether the legacy ones are
+  // too.
+  auto both = [](const Rbm& rbm, const ModeSearchConfig& config) {
+    const detail::ReplicaTrajectory current = detail::mode_trajectory_cuda(rbm, config);
+    const ReplicaKernelsEnv legacy("legacy");
+    return std::pair{current, detail::mode_trajectory_cuda(rbm, config)};
+  };
+  for (const TrajectoryCase& c : trajectory_cases()) {
+    SCOPED_TRACE(c.name);
+    const Rbm dyadic = dyadic_model(c.n, c.m, 7 + c.n);
+    for (const auto& [solver, variant] : {std::pair{ModeSolver::sa, SbVariant::discrete},
+                                          std::pair{ModeSolver::sb, SbVariant::discrete}}) {
+      const auto [current, legacy] = both(dyadic, trajectory_config(solver, variant, c, 40, dyadic));
+      EXPECT_EQ(current.visible, legacy.visible) << (solver == ModeSolver::sa ? "sa" : "dsb");
+      EXPECT_EQ(current.hidden, legacy.hidden) << (solver == ModeSolver::sa ? "sa" : "dsb");
+    }
+    // Fused in both (the legacy fused kernel takes 256 units per layer within
+    // 48 KiB of shared memory: 12 x 9 only among the cases).
+    if (c.n * c.m > 1000) continue;
+    const Rbm gaussian = random_model(c.n, c.m, 0.5, 0.5, 17 + c.n);
+    for (const auto& [solver, variant] : {std::pair{ModeSolver::sa, SbVariant::discrete},
+                                          std::pair{ModeSolver::sb, SbVariant::ballistic}}) {
+      const auto [current, legacy] = both(gaussian, trajectory_config(solver, variant, c, 40, gaussian));
+      EXPECT_EQ(current.visible, legacy.visible) << (solver == ModeSolver::sa ? "sa" : "bsb");
+      EXPECT_EQ(current.hidden, legacy.hidden) << (solver == ModeSolver::sa ? "sa" : "bsb");
+    }
+  }
+}
+
+TEST(CudaModeTrajectories, UnknownKernelSelectionIsRefused) {
+  MARBM_SKIP_WITHOUT_DEVICE();
+  const Rbm rbm = dyadic_model(12, 9, 3);
+  const ReplicaKernelsEnv bogus("newest");
+  ModeSearchConfig config = device_config(ModeSolver::sa);
+  config.replicas = 4;
+  config.steps = 3;
+  try {
+    (void)find_mode(rbm, config);
+    FAIL() << "MARBM_REPLICA_KERNELS=newest must be refused";
+  } catch (const UsageError& error) {
+    EXPECT_NE(std::string(error.what()).find("MARBM_REPLICA_KERNELS"), std::string::npos) << error.what();
   }
 }
 
