@@ -142,3 +142,9 @@ def test_well_formed_cuda_parameters_go_to_the_cuda_engine_or_are_refused():
         init, keep = cuda_labelled_init()
         with pytest.raises(marbm.CudaError, match="no usable CUDA device"):
             marbm.train(BARS, init=init, iters=1, backend="cuda")
+    # Rows labelled as on CUDA device 0, parameters on device 1: refused before either is read.
+    rows = np.array([[0, 1, 1, 0, 0, 1], [1, 0, 0, 1, 1, 0]], np.uint8)
+    init, keep = cuda_labelled_init(device=1)
+    with pytest.raises(marbm.UsageError, match="^init: the arrays are on CUDA device 1 but the data on CUDA device 0; "
+                                               "give both on the device to train on$"):
+        marbm.train(labelled_cuda(rows, 0), init=init, iters=1, backend="cuda", init_visible_bias="random")
