@@ -4,7 +4,8 @@ Arrays go in as anything that speaks the buffer protocol or DLPack (numpy
 arrays, PyTorch CPU tensors); states are 0/1 values of any real or boolean
 dtype. Contiguous uint8 or bool states are read in place; other layouts are
 converted once. Arrays that come out are numpy arrays; torch.from_dlpack()
-shares their memory.
+shares their memory. (TrainResult.parameters() on the cuda backend: DLPack
+arrays of the CUDA engine's device memory.)
 """
 
 from typing import Any, Callable, Literal, Optional, Sequence, Union
