@@ -80,21 +80,7 @@ class CudaEngine final : public Engine {
     activate();
     MARBM_EXPECTS(rbm.n_visible() >= 1 && rbm.n_hidden() >= 1, UsageError, "cuda engine: the model has an empty layer");
     rbm.check_finite("model");
-    if (rbm.n_visible() != n_ || rbm.n_hidden() != m_) {
-      n_ = rbm.n_visible();
-      m_ = rbm.n_hidden();
-      const std::size_t total = parameter_count();
-      parameters_ = DeviceBuffer<float>(total, stream());
-      velocity_ = DeviceBuffer<float>(total, stream());
-      gradient_ = DeviceBuffer<float>(total, stream());
-      // Chains of another width no longer fit this model (data of another
-      // width is refused at the next update).
-      if (chain_count_ > 0 || chain_total_ > 0) {
-        chains_ = DeviceBuffer<float>();
-        chain_count_ = 0;
-        chain_total_ = 0;
-      }
-    }
+    shape_model(rbm.n_visible(), rbm.n_hidden());
     std::vector<float> host(parameter_count());
     std::copy(rbm.weights().begin(), rbm.weights().end(), host.begin());
     std::copy(rbm.visible_bias().begin(), rbm.visible_bias().end(), host.begin() + weight_count());
@@ -164,6 +150,56 @@ class CudaEngine final : public Engine {
     chain_first_ = static_cast<int>(share.first);
     chain_count_ = static_cast<int>(share.last - share.first);
     resources_.synchronize();
+  }
+
+  // Parameters on this engine's device are copied device to device into the
+  // parameter buffer [W | a | b] (strided copies where the source has
+  // strides); host parameters go through set_model as usual. The values are
+  // the source's bits; set_model's finite check is left to the caller
+  // (train() reads the parameters back once and checks them).
+  void set_resident_model(const ResidentParameters& p) override {
+    if (p.backend != Backend::cuda) {
+      Engine::set_resident_model(p);
+      return;
+    }
+    activate();
+    MARBM_EXPECTS(p.device == options_.device, UsageError,
+                  "the initial parameters are on CUDA device " + std::to_string(p.device) +
+                      " but the cuda engine runs on device " + std::to_string(options_.device));
+    check_resident_parameters(p, "cuda engine: resident parameters");
+    shape_model(p.n_visible, p.n_hidden);
+    // The parameters' producer (PyTorch, say) may still be writing them on a
+    // stream of its own, and DLPack named none: wait for all work on the device.
+    MARBM_CUDA_TRY(cudaDeviceSynchronize());
+    const std::size_t n = static_cast<std::size_t>(n_), m = static_cast<std::size_t>(m_);
+    float* weights = parameters_.data();
+    if (p.weights_row_stride == p.n_hidden || n == 1) {
+      MARBM_CUDA_TRY(cudaMemcpyAsync(weights, p.weights, sizeof(float) * n * m, cudaMemcpyDeviceToDevice, stream()));
+    } else {
+      MARBM_CUDA_TRY(cudaMemcpy2DAsync(weights, sizeof(float) * m, p.weights,
+                                       sizeof(float) * static_cast<std::size_t>(p.weights_row_stride), sizeof(float) * m,
+                                       n, cudaMemcpyDeviceToDevice, stream()));
+    }
+    copy_device_vector(weights + weight_count(), p.visible_bias, n, p.visible_bias_stride);
+    copy_device_vector(weights + weight_count() + n, p.hidden_bias, m, p.hidden_bias_stride);
+    velocity_.fill_zero();
+    resources_.synchronize();  // the source may be freed once this returns
+  }
+
+  ResidentParameters resident_parameters() const override {
+    activate();
+    require_model("resident_parameters");
+    resources_.synchronize();  // the last update has landed
+    ResidentParameters p;
+    p.weights = parameters_.data();
+    p.visible_bias = parameters_.data() + weight_count();
+    p.hidden_bias = parameters_.data() + weight_count() + n_;
+    p.n_visible = n_;
+    p.n_hidden = m_;
+    p.weights_row_stride = m_;
+    p.backend = Backend::cuda;
+    p.device = options_.device;
+    return p;
   }
 
   Rbm model() const override {
@@ -394,6 +430,36 @@ class CudaEngine final : public Engine {
       MARBM_EXPECTS(states[k] <= 1, UsageError,
                     std::string("cuda engine: ") + what + " got value " + std::to_string(states[k]) + " at row " +
                         std::to_string(k / width) + ", unit " + std::to_string(k % width) + " (expected 0 or 1)");
+    }
+  }
+
+  // Buffers for an n x m model; chains of another width are dropped. The
+  // parameter values are left for the caller to fill.
+  void shape_model(int n, int m) {
+    if (n == n_ && m == m_) return;
+    n_ = n;
+    m_ = m;
+    const std::size_t total = parameter_count();
+    parameters_ = DeviceBuffer<float>(total, stream());
+    velocity_ = DeviceBuffer<float>(total, stream());
+    gradient_ = DeviceBuffer<float>(total, stream());
+    // Chains of another width no longer fit this model (data of another
+    // width is refused at the next update).
+    if (chain_count_ > 0 || chain_total_ > 0) {
+      chains_ = DeviceBuffer<float>();
+      chain_count_ = 0;
+      chain_total_ = 0;
+    }
+  }
+
+  // `count` floats at source[k * stride] (device memory) into destination
+  // (contiguous), on the engine's stream.
+  void copy_device_vector(float* destination, const float* source, std::size_t count, std::int64_t stride) {
+    if (stride == 1 || count == 1) {
+      MARBM_CUDA_TRY(cudaMemcpyAsync(destination, source, sizeof(float) * count, cudaMemcpyDeviceToDevice, stream()));
+    } else {
+      MARBM_CUDA_TRY(cudaMemcpy2DAsync(destination, sizeof(float), source, sizeof(float) * static_cast<std::size_t>(stride),
+                                       sizeof(float), count, cudaMemcpyDeviceToDevice, stream()));
     }
   }
 

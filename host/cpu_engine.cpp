@@ -181,6 +181,19 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     return rbm_;
   }
 
+  ResidentParameters resident_parameters() const override {
+    require_model("resident_parameters");
+    ResidentParameters p;
+    p.weights = rbm_.weights().data();
+    p.visible_bias = rbm_.visible_bias().data();
+    p.hidden_bias = rbm_.hidden_bias().data();
+    p.n_visible = n_;
+    p.n_hidden = m_;
+    p.weights_row_stride = m_;
+    p.backend = Backend::cpu;
+    return p;
+  }
+
   OptimizerState optimizer_state() const override {
     require_model("optimizer_state");
     return {weight_velocity_, visible_velocity_, hidden_velocity_};

@@ -64,6 +64,43 @@ void Engine::set_resident_data(const ResidentRows& rows) {
   set_data(data);
 }
 
+void check_resident_parameters(const ResidentParameters& p, const std::string& what) {
+  MARBM_EXPECTS(p.n_visible >= 1 && p.n_hidden >= 1, UsageError,
+                what + ": the model has an empty layer (" + std::to_string(p.n_visible) + " x " +
+                    std::to_string(p.n_hidden) + ")");
+  MARBM_EXPECTS(p.weights != nullptr && p.visible_bias != nullptr && p.hidden_bias != nullptr, UsageError,
+                what + ": a parameter has no memory (null pointer)");
+  MARBM_EXPECTS(p.weights_row_stride >= p.n_hidden || (p.n_visible == 1 && p.weights_row_stride >= 0), UsageError,
+                what + ": weights rows of " + std::to_string(p.n_hidden) + " floats need a row stride of at least that, got " +
+                    std::to_string(p.weights_row_stride));
+  MARBM_EXPECTS(p.visible_bias_stride >= 1 || (p.n_visible == 1 && p.visible_bias_stride >= 0), UsageError,
+                what + ": visible_bias needs a stride of at least 1, got " + std::to_string(p.visible_bias_stride));
+  MARBM_EXPECTS(p.hidden_bias_stride >= 1 || (p.n_hidden == 1 && p.hidden_bias_stride >= 0), UsageError,
+                what + ": hidden_bias needs a stride of at least 1, got " + std::to_string(p.hidden_bias_stride));
+}
+
+void Engine::set_resident_model(const ResidentParameters& p) {
+  MARBM_EXPECTS(p.backend == Backend::cpu, UsageError,
+                "the initial parameters are in the memory of CUDA device " + std::to_string(p.device) +
+                    ", which this engine (" + description() + ") cannot read; use the cuda backend on that device");
+  check_resident_parameters(p, "resident parameters");
+  Rbm rbm(p.n_visible, p.n_hidden);
+  const std::size_t m = static_cast<std::size_t>(p.n_hidden);
+  for (int i = 0; i < p.n_visible; ++i) {
+    const float* row = p.weights + static_cast<std::ptrdiff_t>(i) * p.weights_row_stride;
+    std::copy(row, row + m, rbm.weights().begin() + static_cast<std::ptrdiff_t>(i * m));
+    rbm.visible_bias()[static_cast<std::size_t>(i)] = p.visible_bias[static_cast<std::ptrdiff_t>(i) * p.visible_bias_stride];
+  }
+  for (int j = 0; j < p.n_hidden; ++j) {
+    rbm.hidden_bias()[static_cast<std::size_t>(j)] = p.hidden_bias[static_cast<std::ptrdiff_t>(j) * p.hidden_bias_stride];
+  }
+  set_model(rbm);
+}
+
+ResidentParameters Engine::resident_parameters() const {
+  throw UsageError("this engine (" + description() + ") has no parameter memory of its own to show; read model()");
+}
+
 bool cuda_compiled() {
 #ifdef MARBM_HAVE_CUDA
   return true;

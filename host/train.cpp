@@ -289,7 +289,7 @@ namespace {
 // data to the engine.
 TrainResult run_training(Engine& engine, int data_rows, const Dataset* host, const std::function<void()>& load_data,
                          const Rbm& initial, const TrainConfig& config, const MetricsCallback& on_metrics,
-                         const CheckpointOptions& checkpoints) {
+                         const CheckpointOptions& checkpoints, bool initial_loaded = false) {
   check_config(config, initial);
   const long total = total_iterations(config, data_rows);
   const int batch = effective_batch(config, data_rows);
@@ -306,7 +306,12 @@ TrainResult run_training(Engine& engine, int data_rows, const Dataset* host, con
   }
   const long first = resume ? resume->iteration : 0;
 
-  engine.set_model(resume ? resume->model : initial);
+  // `initial_loaded`: the engine holds `initial` already (set_resident_model).
+  if (resume) {
+    engine.set_model(resume->model);
+  } else if (!initial_loaded) {
+    engine.set_model(initial);
+  }
   load_data();
   if (resume) engine.set_optimizer_state(resume->optimizer);
   if (base == NegativePhase::pcd) {
@@ -453,6 +458,33 @@ TrainResult train(Engine& engine, const ResidentRows& data, const Rbm& initial, 
   check_resident_data(data, initial);
   return run_training(engine, data.rows, nullptr, [&] { engine.set_resident_data(data); }, initial, config,
                       on_metrics, checkpoints);
+}
+
+namespace {
+
+// The parameters into the engine where it computes, and their one read back
+// to the host (the checks and the last finite model of run_training).
+Rbm load_resident_initial(Engine& engine, const ResidentParameters& initial) {
+  engine.set_resident_model(initial);
+  return engine.model();
+}
+
+}  // namespace
+
+TrainResult train(Engine& engine, const Dataset& data, const ResidentParameters& initial, const TrainConfig& config,
+                  const MetricsCallback& on_metrics, const CheckpointOptions& checkpoints) {
+  const Rbm loaded = load_resident_initial(engine, initial);
+  check_data(data, loaded);
+  return run_training(engine, data.n_rows, &data, [&] { engine.set_data(data); }, loaded, config, on_metrics,
+                      checkpoints, true);
+}
+
+TrainResult train(Engine& engine, const ResidentRows& data, const ResidentParameters& initial,
+                  const TrainConfig& config, const MetricsCallback& on_metrics, const CheckpointOptions& checkpoints) {
+  const Rbm loaded = load_resident_initial(engine, initial);
+  check_resident_data(data, loaded);
+  return run_training(engine, data.rows, nullptr, [&] { engine.set_resident_data(data); }, loaded, config,
+                      on_metrics, checkpoints, true);
 }
 
 }  // namespace marbm

@@ -86,6 +86,30 @@ struct ResidentRows {
   int device = 0;                ///< the CUDA device ordinal (backend cuda)
 };
 
+/// Float32 parameters where an engine computes, for a model that should not
+/// pass through another copy: host memory (backend cpu), or the memory of a
+/// CUDA device (backend cuda; PyTorch CUDA tensors, say). W(i, j) is
+/// weights[i * weights_row_stride + j] (the columns of a row contiguous), a_i
+/// is visible_bias[i * visible_bias_stride], b_j hidden_bias[j *
+/// hidden_bias_stride]; strides count floats.
+struct ResidentParameters {
+  const float* weights = nullptr;
+  const float* visible_bias = nullptr;
+  const float* hidden_bias = nullptr;
+  int n_visible = 0;
+  int n_hidden = 0;
+  std::int64_t weights_row_stride = 0;   ///< >= n_hidden
+  std::int64_t visible_bias_stride = 1;  ///< >= 1
+  std::int64_t hidden_bias_stride = 1;   ///< >= 1
+  Backend backend = Backend::cpu;        ///< where the memory is: cpu (host) or cuda
+  int device = 0;                        ///< the CUDA device ordinal (backend cuda)
+};
+
+/// Throws UsageError, one line starting with `what`, when `parameters` has an
+/// empty layer, a null pointer or a stride out of range (the checks every
+/// engine's set_resident_model makes before reading).
+void check_resident_parameters(const ResidentParameters& parameters, const std::string& what);
+
 /// An engine holds one model, its optimiser state, a data set and persistent
 /// chains. Methods are synchronous from the caller's point of view unless
 /// noted; they throw UsageError for bad arguments and CudaError on device
@@ -102,6 +126,24 @@ class Engine {
   virtual void set_model(const Rbm& rbm) = 0;
   /// Copies the current parameters to the host.
   virtual Rbm model() const = 0;
+
+  /// Loads parameters from where this engine computes and zeroes the
+  /// momentum, as set_model: the CUDA engine copies parameters on its own
+  /// device device to device (no host copy), after the device's pending work
+  /// (the producer's) has finished. The default takes host parameters
+  /// through set_model. UsageError for parameters in memory this engine
+  /// cannot read (another device, or a device for an engine without one) or
+  /// a bad shape or stride. Device parameters are not checked for finite
+  /// values (train() reads them back once and does).
+  virtual void set_resident_model(const ResidentParameters& parameters);
+  /// The engine's own parameter memory, where it computes: host memory on
+  /// the CPU engine, the device on the CUDA engine (W, a and b contiguous,
+  /// weights_row_stride = m). Valid until the next set_model,
+  /// set_resident_model or the engine's end; the values are final when this
+  /// returns (the CUDA engine's stream is synchronised), and the next update
+  /// changes them. The default throws UsageError (an engine that keeps no
+  /// parameters of its own to show).
+  virtual ResidentParameters resident_parameters() const;
 
   /// The training data; batch_rows index its rows. Column count must equal n.
   virtual void set_data(const Dataset& data) = 0;

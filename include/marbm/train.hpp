@@ -221,6 +221,19 @@ TrainResult train(Engine& engine, const Dataset& data, const Rbm& initial, const
 TrainResult train(Engine& engine, const ResidentRows& data, const Rbm& initial, const TrainConfig& config,
                   const MetricsCallback& on_metrics = {}, const CheckpointOptions& checkpoints = {});
 
+/// train() from parameters resident where the engine computes
+/// (Engine::set_resident_model), such as PyTorch CUDA tensors on the CUDA
+/// engine's device, which enter the engine device to device instead of
+/// through a host Rbm. The updates are those of train() from the same
+/// parameters as an Rbm, bit for bit. As at every evaluation, the driver reads
+/// the parameters back to the host once at the start: to check that they are
+/// finite and to keep them as the last finite model.
+TrainResult train(Engine& engine, const Dataset& data, const ResidentParameters& initial, const TrainConfig& config,
+                  const MetricsCallback& on_metrics = {}, const CheckpointOptions& checkpoints = {});
+TrainResult train(Engine& engine, const ResidentRows& data, const ResidentParameters& initial,
+                  const TrainConfig& config, const MetricsCallback& on_metrics = {},
+                  const CheckpointOptions& checkpoints = {});
+
 /// Sets the visible biases of `rbm` to the data's base rates,
 /// a_i = log(p_i / (1 - p_i)) with p_i = (ones in column i + 1) / (rows + 2)
 /// (Hinton's practical guide; also the base model of AIS, SPEC.md section 6).

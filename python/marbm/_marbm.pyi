@@ -4,7 +4,8 @@ Arrays go in as anything that speaks the buffer protocol or DLPack (numpy
 arrays, PyTorch CPU tensors); states are 0/1 values of any real or boolean
 dtype. Contiguous uint8 or bool states are read in place; other layouts are
 converted once. Arrays that come out are numpy arrays; torch.from_dlpack()
-shares their memory.
+shares their memory. (TrainResult.parameters() on the cuda backend: DLPack
+arrays of the CUDA engine's device memory.)
 """
 
 from typing import Any, Callable, Literal, Optional, Sequence, Union
@@ -120,6 +121,16 @@ class TrainResult:
     @property
     def backend(self) -> str:
         """The engine that trained, in words, e.g. 'cpu (2 threads, OpenBLAS)'."""
+    def parameters(self) -> dict[str, Any]:
+        """The trained parameters where the engine computed, without a copy: a dict of
+        weights (n, m), visible_bias (n,) and hidden_bias (m,), float32. On the cuda backend
+        DLPack arrays of the CUDA engine's own device memory (torch.from_dlpack(...) or
+        cupy.from_dlpack(...) share it; never through the host); they and this result keep
+        the engine, with all its device memory, alive until the last of them is gone.
+        Writing into them changes what later calls return. On the cpu backend numpy views
+        of model (the host copy this result holds)."""
+    def _engine_address(self, which: str) -> int:
+        """Address of a parameter in the CUDA engine's memory (tests of zero-copy views)."""
     @property
     def summary(self) -> dict[str, Any]:
         """What `marbm train --json` prints at the end, as a dict with the same keys: out, data,
@@ -213,7 +224,7 @@ def train(
     data: DataSource,
     *,
     hidden: Optional[int] = None,
-    init: Optional[Rbm] = None,
+    init: Union[Rbm, dict[str, Any], None] = None,
     method: Method = "cd",
     k: int = 1,
     lr: float = 0.1,
@@ -263,7 +274,13 @@ def train(
     mean_log_likelihood are NaN) and init_visible_bias='data' and test_data are
     refused. The run starts from init
     (a model to continue) or from Rbm.random(n, hidden, init_sigma, seed) with
-    the data's base rates as visible biases (init_visible_bias='data').
+    the data's base rates as visible biases (init_visible_bias='data'). init
+    is an Rbm or a dict of the arrays weights (n, m), visible_bias (n,) and
+    hidden_bias (m,): CPU arrays of any real dtype (copied, as
+    Rbm.from_arrays), or float32 CUDA tensors (DLPack; W's columns
+    contiguous, any row and bias strides), which the CUDA engine of their
+    device (backend 'cuda') copies device to device, never through the host:
+    the run is bit for bit the run from the same parameters as an Rbm.
     Give iters (updates) or epochs. callback(point) is called at every
     evaluation (update 0, every eval_every updates, the last) with a dict of
     that evaluation's numbers (exact KL and log-likelihood when 2^min(n, m) <=

@@ -312,6 +312,120 @@ std::vector<float> read_floats(const AnyArray& array, std::size_t rows, std::siz
   return values;
 }
 
+// The model train() starts from (init=): none, a host Rbm, or parameters in
+// CUDA device memory that the CUDA engine copies device to device. `keep`
+// holds the arrays (and with them the producer's memory) for the run.
+struct InitialModel {
+  std::optional<Rbm> host;
+  std::optional<ResidentParameters> device;
+  std::vector<AnyArray> keep;
+  bool given() const { return host || device; }
+  int n_visible() const { return host ? host->n_visible() : device->n_visible; }
+  int n_hidden() const { return host ? host->n_hidden() : device->n_hidden; }
+};
+
+std::string where(const AnyArray& array) {
+  if (array.device_type() == nb::device::cpu::value) return "the CPU";
+  if (array.device_type() == nb::device::cuda::value) return "CUDA device " + std::to_string(array.device_id());
+  return "a non-CPU device";
+}
+
+// init=: an Rbm, or a dict of the arrays weights (n, m), visible_bias (n,) and
+// hidden_bias (m,): on the CPU any real dtype (copied to float32, as
+// Rbm.from_arrays), on a CUDA device float32 with the columns of W contiguous.
+InitialModel read_initial(nb::handle source) {
+  InitialModel initial;
+  if (source.is_none()) return initial;
+  if (nb::isinstance<Rbm>(source)) {
+    initial.host = nb::cast<Rbm>(source);
+    return initial;
+  }
+  if (!nb::isinstance<nb::dict>(source)) {
+    throw UsageError("init: expected an Rbm or a dict of the arrays weights, visible_bias and hidden_bias");
+  }
+  nb::dict arrays = nb::borrow<nb::dict>(source);
+  const char* names[3] = {"weights", "visible_bias", "hidden_bias"};
+  for (auto [key, value] : arrays) {
+    const std::string name = nb::isinstance<nb::str>(key) ? nb::cast<std::string>(key) : std::string("?");
+    if (name != names[0] && name != names[1] && name != names[2]) {
+      throw UsageError("init: unknown key '" + name + "' (expected weights, visible_bias and hidden_bias)");
+    }
+  }
+  initial.keep.resize(3);
+  for (int k = 0; k < 3; ++k) {
+    if (!arrays.contains(names[k])) throw UsageError(std::string("init: the dict has no ") + names[k]);
+    if (!nb::try_cast(arrays[names[k]], initial.keep[static_cast<std::size_t>(k)])) {
+      throw UsageError(std::string("init: ") + names[k] + " is not an array (numpy, DLPack)");
+    }
+  }
+  const AnyArray& w = initial.keep[0];
+  const AnyArray& a = initial.keep[1];
+  const AnyArray& b = initial.keep[2];
+  if (w.ndim() != 2 || a.ndim() != 1 || b.ndim() != 1) {
+    throw UsageError("init: expected weights of 2 dimensions and biases of 1, got " + std::to_string(w.ndim()) + ", " +
+                     std::to_string(a.ndim()) + " and " + std::to_string(b.ndim()));
+  }
+  const std::size_t n = w.shape(0), m = w.shape(1);
+  if (n == 0 || m == 0) throw UsageError("init: the model needs n_visible, n_hidden >= 1");
+  if (a.shape(0) != n || b.shape(0) != m) {
+    throw UsageError("init: weights (" + std::to_string(n) + ", " + std::to_string(m) + ") need visible_bias (" +
+                     std::to_string(n) + ",) and hidden_bias (" + std::to_string(m) + ",), got (" +
+                     std::to_string(a.shape(0)) + ",) and (" + std::to_string(b.shape(0)) + ",)");
+  }
+  if (n > static_cast<std::size_t>(std::numeric_limits<int>::max()) ||
+      m > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+    throw UsageError("init: too many units");
+  }
+  const bool on_cuda = w.device_type() == nb::device::cuda::value;
+  for (int k = 1; k < 3; ++k) {
+    const AnyArray& other = initial.keep[static_cast<std::size_t>(k)];
+    if (other.device_type() != w.device_type() || (on_cuda && other.device_id() != w.device_id())) {
+      throw UsageError("init: weights are on " + where(w) + " but " + names[k] + " is on " + where(other) +
+                       "; give all three on one device");
+    }
+  }
+  if (!on_cuda) {
+    // Host arrays (or a non-CPU device, which ArrayReader refuses by name).
+    Rbm rbm(static_cast<int>(n), static_cast<int>(m));
+    const auto wv = read_floats(w, n, m, true, "init: weights");
+    const auto av = read_floats(a, 1, n, false, "init: visible_bias");
+    const auto bv = read_floats(b, 1, m, false, "init: hidden_bias");
+    std::copy(wv.begin(), wv.end(), rbm.weights().begin());
+    std::copy(av.begin(), av.end(), rbm.visible_bias().begin());
+    std::copy(bv.begin(), bv.end(), rbm.hidden_bias().begin());
+    initial.host = std::move(rbm);
+    initial.keep.clear();
+    return initial;
+  }
+  for (int k = 0; k < 3; ++k) {
+    const auto dtype = initial.keep[static_cast<std::size_t>(k)].dtype();
+    if (dtype.lanes != 1 || dtype.bits != 32 || dtype.code != static_cast<std::uint8_t>(nb::dlpack::dtype_code::Float)) {
+      throw UsageError(std::string("init: ") + names[k] + " on a CUDA device must be float32 (tensor.float())");
+    }
+  }
+  if (m > 1 && w.stride(1) != 1) {
+    throw UsageError("init: weights on a CUDA device need contiguous columns (row-major; tensor.contiguous())");
+  }
+  ResidentParameters p;
+  p.weights = static_cast<const float*>(w.data());
+  p.visible_bias = static_cast<const float*>(a.data());
+  p.hidden_bias = static_cast<const float*>(b.data());
+  p.n_visible = static_cast<int>(n);
+  p.n_hidden = static_cast<int>(m);
+  p.weights_row_stride = n > 1 ? w.stride(0) : static_cast<std::int64_t>(m);
+  p.visible_bias_stride = n > 1 ? a.stride(0) : 1;
+  p.hidden_bias_stride = m > 1 ? b.stride(0) : 1;
+  p.backend = Backend::cuda;
+  p.device = w.device_id();
+  check_resident_parameters(p, "init");
+  if (!cuda_compiled()) {
+    throw UsageError("init: the arrays are on a CUDA device, but this marbm has no CUDA engine (built without nvcc); "
+                     "pass CPU arrays");
+  }
+  initial.device = p;
+  return initial;
+}
+
 void check_width(const States& states, int n, const std::string& what, const char* layer) {
   if (states.cols != static_cast<std::size_t>(n)) {
     throw UsageError(what + ": rows have " + std::to_string(states.cols) + " values but the model has " +
@@ -471,6 +585,7 @@ nb::dict columns(const std::vector<nb::dict>& points) {
 
 struct PyTrainResult {
   Rbm model;
+  std::shared_ptr<Engine> engine;  // the CUDA engine that trained (null on the cpu backend)
   nb::dict history;
   long iterations = 0;
   long mode_steps = 0;
@@ -489,7 +604,7 @@ PyObject* training_diverged_type = nullptr;
 
 // ---------------------------------------------------------------- train
 
-PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::optional<Rbm> init,
+PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, nb::handle init_source,
                        const std::string& method, int k, double lr, int batch, std::optional<long> iters,
                        std::optional<int> epochs, std::uint64_t seed, const std::string& backend, long eval_every,
                        double momentum, double weight_decay, double init_sigma, const std::string& init_visible_bias,
@@ -547,6 +662,9 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
   }
   std::optional<TrainCheckpoint> resumed;
   if (resume) resumed = load_checkpoint(*resume);
+  // The initial model: a host Rbm, or parameters on a CUDA device that go to
+  // the CUDA engine where they are.
+  const InitialModel init = read_initial(init_source);
 
   // Rows on a CUDA device go to the CUDA engine where they are (no host
   // copy); `data` then has their shape only.
@@ -559,7 +677,7 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
       throw UsageError("data: the array is on CUDA device " + std::to_string(resident->device) +
                        "; train with backend='cuda', which takes it without a host copy, or pass a CPU array");
     }
-    if (!init && init_visible_bias == "data") {
+    if (!init.given() && init_visible_bias == "data") {
       throw UsageError("data: init_visible_bias='data' reads the rows on the host, and these are on a CUDA device; "
                        "give init_visible_bias='random' or init=RBM");
     }
@@ -573,20 +691,32 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
   } else {
     data = read_dataset(data_source, "data");
   }
+  if (init.device) {
+    const Backend wanted = parse_backend(backend);
+    if (wanted == Backend::cpu || (wanted == Backend::automatic && cuda_devices().empty())) {
+      throw UsageError("init: the arrays are on CUDA device " + std::to_string(init.device->device) +
+                       "; train with backend='cuda', which takes them without a host copy, or pass CPU arrays");
+    }
+    if (resident && resident->device != init.device->device) {
+      throw UsageError("init: the arrays are on CUDA device " + std::to_string(init.device->device) +
+                       " but the data on CUDA device " + std::to_string(resident->device) +
+                       "; give both on the device to train on");
+    }
+  }
   const int n = data.n_cols;
-  if (init) {
-    if (init->n_visible() != n) {
-      throw DataError("init: the model has " + std::to_string(init->n_visible()) + " visible units but the data has " +
+  if (init.given()) {
+    if (init.n_visible() != n) {
+      throw DataError("init: the model has " + std::to_string(init.n_visible()) + " visible units but the data has " +
                       std::to_string(n) + " columns");
     }
-    if (hidden && *hidden != init->n_hidden()) {
-      throw UsageError("hidden=" + std::to_string(*hidden) + " differs from the " + std::to_string(init->n_hidden()) +
+    if (hidden && *hidden != init.n_hidden()) {
+      throw UsageError("hidden=" + std::to_string(*hidden) + " differs from the " + std::to_string(init.n_hidden()) +
                        " hidden units of init");
     }
   } else if (!hidden) {
     throw UsageError("give the number of hidden units with hidden=M (or continue a model with init=RBM)");
   }
-  const int m = init ? init->n_hidden() : *hidden;
+  const int m = init.given() ? init.n_hidden() : *hidden;
   MARBM_EXPECTS(m >= 1, UsageError, "hidden must be >= 1, got " + std::to_string(m));
   const long total = total_iterations(config, data.n_rows);
   if (config.method == TrainMethod::exact && std::min(n, m) > config.exact.max_enumerated_units) {
@@ -609,8 +739,9 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
     }
   }
 
-  // Rows on a CUDA device: the CUDA engine on that device.
-  auto engine = engine_for(backend, threads, resident ? resident->device : 0);
+  // Rows or parameters on a CUDA device: the CUDA engine on that device.
+  std::shared_ptr<Engine> engine =
+      engine_for(backend, threads, resident ? resident->device : init.device ? init.device->device : 0);
   // What the model file and the summary record, as `marbm train` writes them.
   TrainRecord record;
   record.program = "marbm.train";
@@ -620,15 +751,16 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
   record.rows_distinct = !resident && static_cast<int>(distinct_rows(data).rows.size()) == data.n_rows;
   record.n_visible = n;
   record.n_hidden = m;
-  record.init = init ? "model given as init" : "";
+  record.init = init.device ? "cuda arrays given as init" : init.given() ? "model given as init" : "";
   record.init_sigma = init_sigma;
   record.init_visible_bias = init_visible_bias;
   if (test) record.test_data = nb::isinstance<nb::str>(test_data_source) ? nb::cast<std::string>(test_data_source)
                                                                          : test->description;
   record.out = out_path.value_or("");
   record.backend = engine->description();
-  Rbm initial = init ? *init : Rbm::random(n, m, init_sigma, seed);
-  if (!init && init_visible_bias == "data") set_base_rate_visible_bias(initial, data);
+  // Device parameters: `initial` is unused (the engine reads them where they are).
+  Rbm initial = init.host ? *init.host : init.device ? Rbm() : Rbm::random(n, m, init_sigma, seed);
+  if (!init.given() && init_visible_bias == "data") set_base_rate_visible_bias(initial, data);
 
   std::vector<nb::dict> points;  // touched only with the GIL held
   std::vector<std::string> json_points;  // the evaluations as `marbm train --json` prints them
@@ -667,8 +799,13 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
         };
       }
       if (resumed) checkpoints.resume = &*resumed;
-      result = resident ? train(*engine, *resident, initial, config, on_metrics, checkpoints)
-                        : train(*engine, data, initial, config, on_metrics, checkpoints);
+      if (init.device) {
+        result = resident ? train(*engine, *resident, *init.device, config, on_metrics, checkpoints)
+                          : train(*engine, data, *init.device, config, on_metrics, checkpoints);
+      } else {
+        result = resident ? train(*engine, *resident, initial, config, on_metrics, checkpoints)
+                          : train(*engine, data, initial, config, on_metrics, checkpoints);
+      }
     } catch (const TrainingDiverged& diverged) {
       // As `marbm train`: the last finite parameters are kept as the output,
       // marked in the metadata as a diverged run's.
@@ -708,6 +845,10 @@ PyTrainResult train_py(nb::handle data_source, std::optional<int> hidden, std::o
   out.mode_steps = result.mode_steps;
   out.seconds = result.seconds;
   out.backend = engine->description();
+  // The CUDA engine stays with the result: parameters() hands out its own
+  // device memory. (The CPU engine's memory, a float32 copy of the data
+  // among it, is let go; parameters() shows the host model.)
+  if (engine->backend() == Backend::cuda) out.engine = engine;
   return out;
 }
 
@@ -1285,7 +1426,50 @@ NB_MODULE(_marbm, m) {
       .def_ro("backend", &PyTrainResult::backend, "The engine that trained, in words.")
       .def_ro("summary", &PyTrainResult::summary,
               "What `marbm train --json` prints at the end, as a dict (non-finite numbers as None; with "
-              "eval_every > 0 also event 'summary' and the history of evaluation objects).");
+              "eval_every > 0 also event 'summary' and the history of evaluation objects).")
+      .def(
+          "parameters",
+          [](nb::handle self) {
+            PyTrainResult& result = nb::cast<PyTrainResult&>(self);
+            nb::dict out;
+            if (!result.engine) {
+              // cpu backend: views of `model` (the host copy this result holds).
+              Rbm& rbm = result.model;
+              const std::size_t n = static_cast<std::size_t>(rbm.n_visible()), m = static_cast<std::size_t>(rbm.n_hidden());
+              out["weights"] = NumpyArray<float>(rbm.weights().data(), {n, m}, self);
+              out["visible_bias"] = NumpyArray<float>(rbm.visible_bias().data(), {n}, self);
+              out["hidden_bias"] = NumpyArray<float>(rbm.hidden_bias().data(), {m}, self);
+              return out;
+            }
+            // cuda backend: the engine's own device memory, kept alive (the
+            // whole engine) by every array handed out.
+            const ResidentParameters p = result.engine->resident_parameters();
+            nb::capsule owner(new std::shared_ptr<Engine>(result.engine),
+                              [](void* engine) noexcept { delete static_cast<std::shared_ptr<Engine>*>(engine); });
+            const std::size_t n = static_cast<std::size_t>(p.n_visible), m = static_cast<std::size_t>(p.n_hidden);
+            const int cuda = nb::device::cuda::value;
+            // The engine's memory is writable; DLPack has no const view here.
+            auto* w = const_cast<float*>(p.weights);
+            auto* a = const_cast<float*>(p.visible_bias);
+            auto* b = const_cast<float*>(p.hidden_bias);
+            out["weights"] = nb::ndarray<float>(w, {n, m}, owner, {}, nb::dtype<float>(), cuda, p.device);
+            out["visible_bias"] = nb::ndarray<float>(a, {n}, owner, {}, nb::dtype<float>(), cuda, p.device);
+            out["hidden_bias"] = nb::ndarray<float>(b, {m}, owner, {}, nb::dtype<float>(), cuda, p.device);
+            return out;
+          },
+          "The trained parameters where the engine computed, without a copy: on the cuda backend DLPack arrays "
+          "(torch.from_dlpack) of the CUDA engine's own device memory, on the cpu backend numpy views of model.")
+      .def(
+          "_engine_address",
+          [](const PyTrainResult& result, const std::string& which) -> std::uintptr_t {
+            if (!result.engine) throw UsageError("_engine_address: this result holds no engine (cpu backend)");
+            const ResidentParameters p = result.engine->resident_parameters();
+            if (which == "weights") return reinterpret_cast<std::uintptr_t>(p.weights);
+            if (which == "visible_bias") return reinterpret_cast<std::uintptr_t>(p.visible_bias);
+            if (which == "hidden_bias") return reinterpret_cast<std::uintptr_t>(p.hidden_bias);
+            throw UsageError("_engine_address: unknown parameter '" + which + "'");
+          },
+          "which"_a, "Address of a parameter in the CUDA engine's memory (for tests of zero-copy views).");
 
   m.def("train", &train_py, "data"_a, nb::kw_only(), "hidden"_a = nb::none(), "init"_a = nb::none(),
         "method"_a = "cd", "k"_a = 1, "lr"_a = 0.1, "batch"_a = 100, "iters"_a = nb::none(), "epochs"_a = nb::none(),

@@ -95,3 +95,20 @@ def test_bad_tensors_raise_one_line_errors():
         rbm.free_energy(torch.zeros((2, 4), dtype=torch.complex64))
     with pytest.raises(marbm.UsageError, match=r"visible_bias: expected shape \(4,\), got \(2,\)"):
         marbm.Rbm.from_arrays(torch.zeros(4, 2), torch.zeros(2), torch.zeros(2))
+
+
+def test_torch_cpu_parameters_as_init_and_out():
+    start = marbm.Rbm.random(6, 4, sigma=0.3, seed=5)
+    settings = dict(iters=100, batch=4, lr=0.2, seed=3)
+    expected = marbm.train(BARS, init=start, **settings)
+    init = {name: torch.from_dlpack(getattr(start, name)).clone() for name in ("weights", "visible_bias", "hidden_bias")}
+    result = marbm.train(BARS, init=init, **settings)
+    assert result.model == expected.model
+    # On the cpu backend parameters() are views of the result's model; torch shares them.
+    for name, array in result.parameters().items():
+        tensor = torch.from_dlpack(array)
+        assert tensor.data_ptr() == result.model._address(name)
+    # A float64 tensor with strides is converted once, as Rbm.from_arrays does.
+    wide = torch.zeros((6, 8), dtype=torch.float64)
+    wide[:, ::2] = init["weights"].double()
+    assert marbm.train(BARS, init=dict(init, weights=wide[:, ::2]), **settings).model == expected.model
