@@ -1,7 +1,10 @@
 // CUDA engine throughput (device timing):
-//   - CD-1 updates of a 784 x 500 RBM at batch 128 and 1024, beside the time
-//     of the same cuBLAS calls alone (three field GEMMs, the gradient GEMM
-//     over the stacked rows, two GEMVs), timed with CUDA events;
+//   - CD-1 updates of a 784 x 500 RBM at batch 128 and 1024 (the engine
+//     replays a CUDA Graph of the update), beside the time of the same cuBLAS
+//     products alone: the three field GEMMs and the one gradient GEMM over
+//     the augmented stacked rows ([V|1]^T [H|w], which also gives the bias
+//     gradients), with the engine's operand strides, timed with CUDA events;
+//     and at batch 1024 with MARBM_CUDA_GRAPH=0 (direct launches);
 //   - a fused ensemble of 1,000 6 x 6 RBMs on shifting bars (CD-1);
 //   - exact log Z by Gray-code enumeration (states/s), 2^30 states of a
 //     64 x 30 model among them.
@@ -9,7 +12,7 @@
 //   bench_cuda_engine --benchmark_counters_tabular=true
 //
 // Counters: updates_per_s; gemm_ratio = update time / GEMM-only time (the
-// target is <= 1.4 at batch 1024); updates_per_s_per_rbm for the ensemble;
+// target is <= 1.2 at batch 1024); updates_per_s_per_rbm for the ensemble;
 // states_per_s and seconds for log Z. Without a device every benchmark
 // reports an error and the binary exits 0.
 #include <benchmark/benchmark.h>
@@ -17,11 +20,13 @@
 #include <cuda_runtime.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdint>
 #include <numeric>
 #include <vector>
 
 #include "detail/cuda_entry.hpp"
+#include "detail/cuda_update_layout.hpp"
 #include "marbm/data.hpp"
 #include "marbm/engine.hpp"
 #include "marbm/ensemble.hpp"
@@ -46,8 +51,11 @@ bool have_device(benchmark::State& state) {
     }                                                          \
   } while (false)
 
-// Milliseconds per CD-1 update spent in its cuBLAS calls alone, measured with
-// CUDA events over `repetitions` rounds on a stream of its own.
+// Milliseconds per CD-1 update spent in its cuBLAS products alone, measured
+// with CUDA events over `repetitions` rounds on a stream of its own: the
+// floor the update's samplers, gather and step add to. The shapes and strides
+// are the engine's (cuda/cuda_engine.cu): V' rows of augmented_stride(n)
+// floats, H' and G rows of augmented_stride(m).
 float gemm_milliseconds(int n, int m, int batch, int repetitions) {
   cudaStream_t stream = nullptr;
   cublasHandle_t handle = nullptr;
@@ -55,26 +63,27 @@ float gemm_milliseconds(int n, int m, int batch, int repetitions) {
   cublasCreate(&handle);
   cublasSetStream(handle, stream);
   cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH);
-  float *w = nullptr, *v = nullptr, *h = nullptr, *x = nullptr, *g = nullptr, *ones = nullptr, *bias = nullptr;
+  const int ldv = static_cast<int>(marbm::detail::augmented_stride(n));
+  const int ldh = static_cast<int>(marbm::detail::augmented_stride(m));
+  float *w = nullptr, *v = nullptr, *h = nullptr, *hs = nullptr, *x = nullptr, *g = nullptr;
   cudaMalloc(&w, sizeof(float) * n * m);
-  cudaMalloc(&v, sizeof(float) * 2 * batch * n);
-  cudaMalloc(&h, sizeof(float) * 2 * batch * m);
+  cudaMalloc(&v, sizeof(float) * 2 * batch * ldv);
+  cudaMalloc(&h, sizeof(float) * 2 * batch * ldh);
+  cudaMalloc(&hs, sizeof(float) * batch * m);
   cudaMalloc(&x, sizeof(float) * batch * std::max(n, m));
-  cudaMalloc(&g, sizeof(float) * n * m);
-  cudaMalloc(&ones, sizeof(float) * 2 * batch);
-  cudaMalloc(&bias, sizeof(float) * (n + m));
+  cudaMalloc(&g, sizeof(float) * (n + 1) * ldh);
   cudaMemset(w, 0, sizeof(float) * n * m);
-  cudaMemset(v, 0, sizeof(float) * 2 * batch * n);
-  cudaMemset(h, 0, sizeof(float) * 2 * batch * m);
-  cudaMemset(ones, 0, sizeof(float) * 2 * batch);
+  cudaMemset(v, 0, sizeof(float) * 2 * batch * ldv);
+  cudaMemset(h, 0, sizeof(float) * 2 * batch * ldh);
+  cudaMemset(hs, 0, sizeof(float) * batch * m);
   const float one = 1.0f, zero = 0.0f;
+  const float* v1 = v + static_cast<std::size_t>(batch) * ldv;
   auto round = [&] {
-    cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, m, batch, n, &one, w, m, v, n, &zero, x, m);  // v0 W
-    cublasSgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, batch, m, &one, w, m, h, m, &zero, x, n);  // h0 W^T
-    cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, m, batch, n, &one, w, m, v, n, &zero, x, m);  // v1 W
-    cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_T, m, n, 2 * batch, &one, h, m, v, n, &zero, g, m);  // V^T H
-    cublasSgemv(handle, CUBLAS_OP_N, n, 2 * batch, &one, v, n, ones, 1, &zero, bias, 1);
-    cublasSgemv(handle, CUBLAS_OP_N, m, 2 * batch, &one, h, m, ones, 1, &zero, bias + n, 1);
+    cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, m, batch, n, &one, w, m, v, ldv, &zero, x, m);   // v0 W
+    cublasSgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, batch, m, &one, w, m, hs, m, &zero, x, n);    // h0 W^T
+    cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, m, batch, n, &one, w, m, v1, ldv, &zero, x, m);  // v1 W
+    cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_T, m + 1, n + 1, 2 * batch, &one, h, ldh, v, ldv, &zero, g,
+                ldh);  // [V|1]^T [H|w]
   };
   for (int k = 0; k < 5; ++k) round();  // warm-up (cuBLAS heuristics, clocks)
   cudaEvent_t start, stop;
@@ -88,7 +97,7 @@ float gemm_milliseconds(int n, int m, int batch, int repetitions) {
   cudaEventElapsedTime(&ms, start, stop);
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  for (float* p : {w, v, h, x, g, ones, bias}) cudaFree(p);
+  for (float* p : {w, v, h, hs, x, g}) cudaFree(p);
   cublasDestroy(handle);
   cudaStreamDestroy(stream);
   return ms / static_cast<float>(repetitions);
@@ -97,12 +106,15 @@ float gemm_milliseconds(int n, int m, int batch, int repetitions) {
 // CD-1 updates through the public engine interface. The engine's stream is
 // its own, so a round of updates is timed from the host with a device-wide
 // synchronization at both ends (rounds of 50 updates make the launch and
-// synchronization overhead part of what a user sees).
-void BM_CudaCd1Update(benchmark::State& state) {
+// synchronization overhead part of what a user sees). `graph` false: the
+// engine made under MARBM_CUDA_GRAPH=0.
+void cd1_updates(benchmark::State& state, bool graph) {
   if (!have_device(state)) return;
   const int n = 784, m = 500, batch = static_cast<int>(state.range(0));
   const int rounds = 50;
+  if (!graph) setenv("MARBM_CUDA_GRAPH", "0", 1);
   auto engine = marbm::make_engine(marbm::Backend::cuda);
+  if (!graph) unsetenv("MARBM_CUDA_GRAPH");
   engine->set_model(marbm::Rbm::random(n, m, 0.01, 1));
   const marbm::Dataset data = marbm::random_binary_dataset(4 * batch, n, 0.2, 2);
   engine->set_data(data);
@@ -141,7 +153,10 @@ void BM_CudaCd1Update(benchmark::State& state) {
   state.counters["gemm_only_us"] = gemm * 1e6;
   state.counters["gemm_ratio"] = per_update / gemm;
 }
+void BM_CudaCd1Update(benchmark::State& state) { cd1_updates(state, true); }
+void BM_CudaCd1UpdateDirect(benchmark::State& state) { cd1_updates(state, false); }
 BENCHMARK(BM_CudaCd1Update)->Arg(128)->Arg(1024)->UseManualTime()->Iterations(20)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CudaCd1UpdateDirect)->Arg(1024)->UseManualTime()->Iterations(20)->Unit(benchmark::kMillisecond);
 
 // 1,000 independent 6 x 6 RBMs on shifting bars 6/3, CD-1, all 6 patterns per
 // batch, lr 0.2, exact KL only at the end: the fused one-block-per-RBM kernel.

@@ -1,10 +1,26 @@
 // The CUDA engine: marbm::Engine with the whole training state on the device.
 //
-// Layout: parameters, velocity and gradient are each one device array
+// Layout: parameters and velocity are each one device array
 // [W (n x m row-major) | a (n) | b (m)], so one fused kernel applies a step.
-// A gradient step stacks the positive and negative rows, V = [v_data; v_neg]
-// ((B + P) x n) and H = [p(h|v_data) / B; -p(h|v_neg) / P], so that
-// dW = V^T H is a single GEMM; the bias gradients are two GEMVs.
+// A gradient step stacks the positive and negative rows, augmented with a
+// column each (detail/cuda_update_layout.hpp): V' = [v_data 1; v_neg 1]
+// ((B + P) x (n + 1)) and H' = [p(h|v_data) / B  1/B; -p(h|v_neg) / P  -1/P],
+// so that G = V'^T H' holds dW, da and db in one GEMM (the gradient array is
+// G, (n + 1) rows of augmented_stride(m) floats). MARBM_CUDA_BIAS_GEMV=1
+// computes da and db with the former two GEMVs instead (same layout). With
+// TF32 allowed (EngineOptions::allow_tf32) the bias sums now go through the
+// TF32 GEMM too, like dW; in exact float32 (the default) both ways are
+// float32 sums of the same terms in different orders.
+//
+// A cd or pcd update on one engine replays a CUDA Graph of the whole update
+// (gather, fields, draws, gradient GEMM, step): everything that changes from
+// update to update (Philox seed and stream, learning rate, momentum, decay,
+// the batch's rows) is in a device block (UpdateValues + rows) that the
+// kernels read, refreshed by one host-to-device copy before each launch, so
+// the graph is captured once per shape and buffer set (the second update of
+// a shape captures it; the first runs the launches directly, which also loads
+// the kernels and settles cuBLAS's choices). MARBM_CUDA_GRAPH=0 keeps the
+// direct launches; both run the same kernels on the same inputs.
 //
 // Data-parallel (make_cuda_data_parallel_engine_impl): each rank takes a
 // contiguous share of every batch's rows and of the persistent chains, draws
@@ -15,13 +31,19 @@
 #include <cublas_v2.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cuda_impl.hpp"
 #include "marbm/communicator.hpp"
 #include "nccl_sum.hpp"
+#include "detail/cuda_update_layout.hpp"
+#include "detail/env_flag.hpp"
 #include "detail/gibbs_steps.hpp"
 #include "detail/mode_states.hpp"
 #include "device_buffer.cuh"
@@ -56,7 +78,21 @@ class CudaEngine final : public Engine {
     MARBM_CUDA_TRY(cudaGetDeviceProperties(&properties, options.device));
     device_name_ = properties.name;
     compute_capability_ = std::to_string(properties.major) + std::to_string(properties.minor);
+    const char* graphs = std::getenv("MARBM_CUDA_GRAPH");
+    graphs_enabled_ = graphs == nullptr || std::string_view(graphs) != "0";
+    bias_gemv_ = env_flag("MARBM_CUDA_BIAS_GEMV");
+    // A workspace of the engine's own for cuBLAS, so that captured GEMMs
+    // never allocate (the cuBLAS documentation's advice for graph capture:
+    // 32 MiB on Hopper, 4 MiB before). cublasSetStream would reset it; the
+    // handle's stream is set once, in Resources.
+    const std::size_t workspace_bytes = (properties.major >= 9 ? 32u : 4u) << 20;
+    cublas_workspace_ = DeviceBuffer<float>(workspace_bytes / sizeof(float), stream());
+    MARBM_CUBLAS_TRY(cublasSetWorkspace(resources_.cublas(), cublas_workspace_.data(), workspace_bytes));
   }
+
+  /// Updates replayed from a captured graph so far (tests check that the
+  /// graph path ran).
+  std::uint64_t graph_launches() const { return graph_launches_; }
 
   // One rank of data-parallel training: `comm` carries the host-side
   // collectives (chains for checkpoints, the mode), NCCL the gradient.
@@ -289,21 +325,29 @@ class CudaEngine final : public Engine {
 
   Gradient gradient(const UpdateStep& step) override {
     activate();
-    compute_gradient(step);
+    const UpdatePlan plan = prepare_update(step);
+    enqueue_update(plan, step, false);
     const std::vector<float> host = gradient_.to_host();
+    const auto at = [&](std::size_t k) { return host[augmented_gradient_offset(n_, m_, k)]; };
     Gradient result;
-    result.weights.assign(host.begin(), host.begin() + weight_count());
-    result.visible_bias.assign(host.begin() + weight_count(), host.begin() + weight_count() + n_);
-    result.hidden_bias.assign(host.begin() + weight_count() + n_, host.end());
+    result.weights.resize(weight_count());
+    result.visible_bias.resize(static_cast<std::size_t>(n_));
+    result.hidden_bias.resize(static_cast<std::size_t>(m_));
+    for (std::size_t k = 0; k < weight_count(); ++k) result.weights[k] = at(k);
+    for (int i = 0; i < n_; ++i) result.visible_bias[i] = at(weight_count() + i);
+    for (int j = 0; j < m_; ++j) result.hidden_bias[j] = at(weight_count() + n_ + j);
     return result;
   }
 
   void update(const UpdateStep& step) override {
     activate();
-    compute_gradient(step);
-    apply_update(parameters_.data(), velocity_.data(), gradient_.data(), parameter_count(), weight_count(),
-                 static_cast<float>(step.learning_rate), static_cast<float>(step.momentum),
-                 static_cast<float>(step.weight_decay), stream());
+    const UpdatePlan plan = prepare_update(step);
+    const bool chained = plan.negative == NegativePhase::cd || plan.negative == NegativePhase::pcd;
+    if (update_replays_graph(graphs_enabled_, chained, device_sum_ != nullptr, cuda_sync_after_launches())) {
+      replay_update(plan, step);
+    } else {
+      enqueue_update(plan, step, true);
+    }
   }
 
   std::vector<float> hidden_probabilities(std::span<const std::uint8_t> visible, int batch) override {
@@ -442,7 +486,8 @@ class CudaEngine final : public Engine {
     const std::size_t total = parameter_count();
     parameters_ = DeviceBuffer<float>(total, stream());
     velocity_ = DeviceBuffer<float>(total, stream());
-    gradient_ = DeviceBuffer<float>(total, stream());
+    gradient_ = DeviceBuffer<float>(augmented_gradient_size(n_, m_), stream());
+    columns_dirty_ = true;  // the augmented strides changed
     // Chains of another width no longer fit this model (data of another
     // width is refused at the next update).
     if (chain_count_ > 0 || chain_total_ > 0) {
@@ -471,11 +516,13 @@ class CudaEngine final : public Engine {
     return values;
   }
 
-  // X (rows x m) = V (rows x n) W, in cuBLAS's column-major view.
-  void hidden_fields(const float* v, int rows, float* x) {
+  // X (rows x m) = V (rows x n, row stride v_stride, 0: n) W, in cuBLAS's
+  // column-major view.
+  void hidden_fields(const float* v, int rows, float* x, std::size_t v_stride = 0) {
     const float one = 1.0f, zero = 0.0f;
+    const int ldv = v_stride == 0 ? n_ : static_cast<int>(v_stride);
     MARBM_CUBLAS_TRY(cublasSgemm(resources_.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, m_, rows, n_, &one, weights(), m_, v,
-                                 n_, &zero, x, m_));
+                                 ldv, &zero, x, m_));
   }
   // X (rows x n) = H (rows x m) W^T.
   void visible_fields(const float* h, int rows, float* x) {
@@ -496,50 +543,84 @@ class CudaEngine final : public Engine {
                    static_cast<std::uint64_t>(chain_first_));
   }
 
+  // What one update does on this rank, decided on the host.
+  struct UpdatePlan {
+    NegativePhase negative = NegativePhase::cd;
+    int gibbs_steps = 1;
+    int batch = 0;           // this rank's data rows
+    int batch_total = 0;     // all ranks' data rows
+    int negative_rows = 0;   // this rank's negative rows
+    int negative_total = 1;  // the negative rows' 1/P
+    int mode_states = 0;
+    std::uint64_t first_row = 0;
+    bool sample_positive_hidden = false;
+  };
+
+  // The update's device block: UpdateValues, then the batch's row indices.
+  const UpdateValues* update_values() const { return reinterpret_cast<const UpdateValues*>(update_block_.data()); }
+  const int* batch_rows() const { return update_block_.data() + kUpdateBlockInts; }
+
   // Grows the step's scratch buffers to the sizes of this step: `positive`
   // data rows and `negative` rows here, scaled by 1/positive_total and
-  // -1/negative_total (the whole batch and population).
+  // -1/negative_total (the whole batch and population), and writes the
+  // augmented columns (1 in V', the row weights in H') when the rows or
+  // their weights changed or a mode step overwrote them.
   void reserve(int positive, int negative, int positive_total, int negative_total) {
     const std::size_t rows = static_cast<std::size_t>(positive) + negative;
+    const std::size_t ldv = augmented_stride(n_), ldh = augmented_stride(m_);
     const std::size_t widest = static_cast<std::size_t>(std::max(positive, negative)) * std::max(n_, m_);
-    if (stacked_visible_.size() < rows * n_) stacked_visible_ = DeviceBuffer<float>(rows * n_, stream());
-    if (stacked_hidden_.size() < rows * m_) stacked_hidden_ = DeviceBuffer<float>(rows * m_, stream());
+    bool fresh = false;
+    if (stacked_visible_.size() < rows * ldv) {
+      stacked_visible_ = DeviceBuffer<float>(rows * ldv, stream());
+      fresh = true;
+    }
+    if (stacked_hidden_.size() < rows * ldh) {
+      stacked_hidden_ = DeviceBuffer<float>(rows * ldh, stream());
+      fresh = true;
+    }
     if (fields_.size() < widest) fields_ = DeviceBuffer<float>(widest, stream());
     const std::size_t chain_hidden = static_cast<std::size_t>(std::max(positive, negative)) * m_;
     if (hidden_samples_.size() < chain_hidden) hidden_samples_ = DeviceBuffer<float>(chain_hidden, stream());
-    if (batch_rows_.size() < static_cast<std::size_t>(positive)) batch_rows_ = DeviceBuffer<int>(positive, stream());
-    if (positive != weights_positive_ || negative != weights_negative_ || positive_total != weights_positive_total_ ||
-        negative_total != weights_negative_total_) {
-      // Row weights of the stacked rows: 1/B for the data, -1/P for the negative rows.
-      row_weights_ = DeviceBuffer<float>(rows, stream());
-      ones_ = DeviceBuffer<float>(rows, stream());
-      fill(row_weights_.data(), positive, 1.0f / static_cast<float>(positive_total), stream());
+    const std::size_t block_ints = static_cast<std::size_t>(kUpdateBlockInts) + positive;
+    if (update_block_.size() < block_ints) update_block_ = DeviceBuffer<int>(std::max<std::size_t>(block_ints, 1024), stream());
+    if (fresh || columns_dirty_ || positive != weights_positive_ || negative != weights_negative_ ||
+        positive_total != weights_positive_total_ || negative_total != weights_negative_total_) {
+      float* v = stacked_visible_.data();
+      float* h = stacked_hidden_.data();
+      fill_column(v + n_, static_cast<int>(rows), ldv, 1.0f, stream());
+      fill_column(h + m_, positive, ldh, 1.0f / static_cast<float>(positive_total), stream());
       if (negative > 0) {
-        fill(row_weights_.data() + positive, negative, -1.0f / static_cast<float>(negative_total), stream());
+        fill_column(h + static_cast<std::size_t>(positive) * ldh + m_, negative, ldh,
+                    -1.0f / static_cast<float>(negative_total), stream());
       }
-      fill(ones_.data(), rows, 1.0f, stream());
       weights_positive_ = positive;
       weights_negative_ = negative;
       weights_positive_total_ = positive_total;
       weights_negative_total_ = negative_total;
+      columns_dirty_ = false;
     }
   }
 
-  // Copies the batch rows to the device through a ring of pinned slots: the
-  // copy is asynchronous, and a slot is reused only after its copy is done
-  // (the host runs at most kStagingSlots updates ahead of the device).
-  void stage_batch_rows(std::span<const int> rows) {
+  // Copies the update's values and batch rows to the device block through a
+  // ring of pinned slots, in one asynchronous copy: a slot is reused only
+  // after its copy is done (the host runs at most kStagingSlots updates ahead
+  // of the device).
+  void stage_update(const UpdateValues& values, std::span<const int> rows) {
     StagingSlot& slot = staging_[next_slot_];
     next_slot_ = (next_slot_ + 1) % kStagingSlots;
     MARBM_CUDA_TRY(cudaEventSynchronize(slot.copied.get()));
-    if (slot.rows.size() < rows.size()) slot.rows = PinnedBuffer<int>(std::max<std::size_t>(rows.size(), 1024));
-    std::copy(rows.begin(), rows.end(), slot.rows.data());
-    MARBM_CUDA_TRY(cudaMemcpyAsync(batch_rows_.data(), slot.rows.data(), sizeof(int) * rows.size(),
-                                   cudaMemcpyHostToDevice, stream()));
+    const std::size_t ints = static_cast<std::size_t>(kUpdateBlockInts) + rows.size();
+    if (slot.ints.size() < ints) slot.ints = PinnedBuffer<int>(std::max<std::size_t>(ints, 1024));
+    std::memcpy(slot.ints.data(), &values, sizeof values);
+    std::copy(rows.begin(), rows.end(), slot.ints.data() + kUpdateBlockInts);
+    MARBM_CUDA_TRY(cudaMemcpyAsync(update_block_.data(), slot.ints.data(), sizeof(int) * ints, cudaMemcpyHostToDevice,
+                                   stream()));
     MARBM_CUDA_TRY(cudaEventRecord(slot.copied.get(), stream()));
   }
 
-  void compute_gradient(const UpdateStep& step) {
+  // Checks the step, starts the chains of a first pcd step, sizes the
+  // buffers and stages the update's device block.
+  UpdatePlan prepare_update(const UpdateStep& step) {
     require_model("update");
     MARBM_EXPECTS(data_rows_ > 0, UsageError, "cuda engine: update called before set_data");
     MARBM_EXPECTS(data_cols_ == n_, UsageError,
@@ -559,154 +640,256 @@ class CudaEngine final : public Engine {
     }
     const bool chained = step.negative == NegativePhase::cd || step.negative == NegativePhase::pcd;
     if (chained) check_gibbs_steps(step.gibbs_steps, "cuda engine: update");
-    const int mode_states = step.negative == NegativePhase::mode ? check_mode_states(step, n_, m_, "cuda engine") : 0;
+    UpdatePlan plan;
+    plan.negative = step.negative;
+    plan.gibbs_steps = step.gibbs_steps;
+    plan.sample_positive_hidden = step.sample_positive_hidden;
+    plan.mode_states = step.negative == NegativePhase::mode ? check_mode_states(step, n_, m_, "cuda engine") : 0;
     if (step.negative == NegativePhase::pcd && chain_total_ == 0) {
       start_chains(static_cast<int>(step.batch_rows.size()), step.seed);
     }
 
     // This rank's rows of the batch (all of them on one engine); the mode and
     // exact terms come from rank 0 only, the sum over the ranks adds them once.
-    const int batch_total = static_cast<int>(step.batch_rows.size());
-    const ItemRange rows_here = share_of(batch_total, "the batch size");
-    const int batch = static_cast<int>(rows_here.last - rows_here.first);
-    const auto first_row = static_cast<std::uint64_t>(rows_here.first);
+    plan.batch_total = static_cast<int>(step.batch_rows.size());
+    const ItemRange rows_here = share_of(plan.batch_total, "the batch size");
+    plan.batch = static_cast<int>(rows_here.last - rows_here.first);
+    plan.first_row = static_cast<std::uint64_t>(rows_here.first);
     const bool root = rank_ == 0;
-    const int negative = step.negative == NegativePhase::cd     ? batch
+    plan.negative_rows = step.negative == NegativePhase::cd     ? plan.batch
                          : step.negative == NegativePhase::pcd  ? chain_count_
-                         : step.negative == NegativePhase::mode ? (root ? mode_states : 0)
+                         : step.negative == NegativePhase::mode ? (root ? plan.mode_states : 0)
                                                                  : 0;
-    const int negative_total = step.negative == NegativePhase::cd    ? batch_total
-                               : step.negative == NegativePhase::pcd ? chain_total_
-                                                                     : std::max(negative, 1);
-    reserve(batch, negative, batch_total, negative_total);
+    plan.negative_total = step.negative == NegativePhase::cd    ? plan.batch_total
+                          : step.negative == NegativePhase::pcd ? chain_total_
+                                                                : std::max(plan.negative_rows, 1);
+    reserve(plan.batch, plan.negative_rows, plan.batch_total, plan.negative_total);
+    UpdateValues values;
+    values.seed = step.seed;
+    values.stream = random_stream(RandomPurpose::gibbs, step.step);
+    values.learning_rate = static_cast<float>(step.learning_rate);
+    values.momentum = static_cast<float>(step.momentum);
+    values.weight_decay = static_cast<float>(step.weight_decay);
+    stage_update(values, step.batch_rows.subspan(static_cast<std::size_t>(rows_here.first),
+                                                 static_cast<std::size_t>(plan.batch)));
+    return plan;
+  }
+
+  // Enqueues the update's work on the stream: the gradient into G (and, with
+  // `apply`, the step). Every per-update value is read on the device from the
+  // staged block, so a capture of this replays correctly for every update of
+  // the same plan and buffers (cd and pcd; mode and exact copy host data and
+  // are never captured).
+  void enqueue_update(const UpdatePlan& plan, const UpdateStep& step, bool apply) {
+    const std::size_t ldv = augmented_stride(n_), ldh = augmented_stride(m_);
+    const int batch = plan.batch, negative = plan.negative_rows;
     float* v_data = stacked_visible_.data();
-    float* v_negative = v_data + static_cast<std::size_t>(batch) * n_;
+    float* v_negative = v_data + static_cast<std::size_t>(batch) * ldv;
     float* h_data = stacked_hidden_.data();
-    float* h_negative = h_data + static_cast<std::size_t>(batch) * m_;
-    const std::uint64_t seed = step.seed;
-    const std::uint64_t random = random_stream(RandomPurpose::gibbs, step.step);
+    float* h_negative = h_data + static_cast<std::size_t>(batch) * ldh;
+    const UpdateValues* keys = update_values();
 
     // Positive phase: p(h|v_data) / B (or the samples); h_0 samples feed CD.
-    stage_batch_rows(step.batch_rows.subspan(static_cast<std::size_t>(rows_here.first), static_cast<std::size_t>(batch)));
-    gather_rows(data_.data(), batch_rows_.data(), batch, n_, v_data, stream());
-    hidden_fields(v_data, batch, fields_.data());
+    gather_rows(data_.data(), batch_rows(), batch, n_, v_data, stream(), ldv);
+    hidden_fields(v_data, batch, fields_.data(), ldv);
     {
       LayerOutputs outputs;
-      outputs.samples = step.negative == NegativePhase::cd ? hidden_samples_.data() : nullptr;
+      outputs.samples = plan.negative == NegativePhase::cd ? hidden_samples_.data() : nullptr;
       outputs.probabilities = h_data;
-      outputs.scale = 1.0f / static_cast<float>(batch_total);
-      outputs.store_samples_as_probabilities = step.sample_positive_hidden;
-      sample_layer(fields_.data(), hidden_bias(), batch, m_, seed, random, 0, outputs, stream(), first_row);
+      outputs.probabilities_stride = ldh;
+      outputs.scale = 1.0f / static_cast<float>(plan.batch_total);
+      outputs.store_samples_as_probabilities = plan.sample_positive_hidden;
+      sample_layer(fields_.data(), hidden_bias(), batch, m_, keys, 0, outputs, stream(), plan.first_row);
     }
 
     float gradient_beta = 0.0f;
-    switch (step.negative) {
+    switch (plan.negative) {
       case NegativePhase::cd:
-        run_chain(v_negative, h_negative, batch, batch_total, step.gibbs_steps, seed, random, 0, first_row);
+        run_chain(v_negative, h_negative, batch, plan.batch_total, plan.gibbs_steps, keys, 0, plan.first_row);
         break;
       case NegativePhase::pcd: {
         if (negative == 0) break;  // no chains in this rank's share
         const auto first_chain = static_cast<std::uint64_t>(chain_first_);
-        MARBM_CUDA_TRY(cudaMemcpyAsync(v_negative, chains_.data(), sizeof(float) * chains_.size(),
-                                       cudaMemcpyDeviceToDevice, stream()));
-        hidden_fields(v_negative, negative, fields_.data());
-        sample_layer(fields_.data(), hidden_bias(), negative, m_, seed, random, 1, samples_to(hidden_samples_.data()),
-                     stream(), first_chain);
-        run_chain(v_negative, h_negative, negative, chain_total_, step.gibbs_steps, seed, random, 1, first_chain);
-        MARBM_CUDA_TRY(cudaMemcpyAsync(chains_.data(), v_negative, sizeof(float) * chains_.size(),
-                                       cudaMemcpyDeviceToDevice, stream()));
+        const std::size_t row_bytes = sizeof(float) * static_cast<std::size_t>(n_);
+        MARBM_CUDA_TRY(cudaMemcpy2DAsync(v_negative, sizeof(float) * ldv, chains_.data(), row_bytes, row_bytes,
+                                         static_cast<std::size_t>(negative), cudaMemcpyDeviceToDevice, stream()));
+        hidden_fields(v_negative, negative, fields_.data(), ldv);
+        sample_layer(fields_.data(), hidden_bias(), negative, m_, keys, 1, samples_to(hidden_samples_.data()), stream(),
+                     first_chain);
+        run_chain(v_negative, h_negative, negative, chain_total_, plan.gibbs_steps, keys, 1, first_chain);
+        MARBM_CUDA_TRY(cudaMemcpy2DAsync(chains_.data(), row_bytes, v_negative, sizeof(float) * ldv, row_bytes,
+                                         static_cast<std::size_t>(negative), cudaMemcpyDeviceToDevice, stream()));
         break;
       }
       case NegativePhase::mode: {
-        if (!root) break;
-        // K rows v_k and -w_k h_k, and row weights -w_k for the visible
-        // bias: dW gets -sum_k w_k v_k h_k^T, da -sum_k w_k v_k, db -sum_k w_k h_k
-        // (one state: the -1/P = -1 that reserve() set).
-        const std::size_t states = static_cast<std::size_t>(mode_states);
-        mode_rows_.assign(states * (n_ + m_) + states, 0.0f);
+        if (negative == 0) break;  // not rank 0
+        // K augmented rows [v_k 1] and [-w_k h_k  -w_k]: dW gets
+        // -sum_k w_k v_k h_k^T, da -sum_k w_k v_k, db -sum_k w_k h_k. The
+        // weight column of the negative rows is restored by the next reserve().
+        const std::size_t states = static_cast<std::size_t>(plan.mode_states);
+        mode_rows_.assign(states * (ldv + ldh), 0.0f);
         float* visible_rows = mode_rows_.data();
-        float* hidden_rows = visible_rows + states * n_;
-        float* weights = hidden_rows + states * m_;
+        float* hidden_rows = visible_rows + states * ldv;
         for (std::size_t k = 0; k < states; ++k) {
           const float w = static_cast<float>(mode_state_weight(step, static_cast<int>(k)));
-          for (int i = 0; i < n_; ++i) visible_rows[k * n_ + i] = step.mode_visible[k * n_ + i] ? 1.0f : 0.0f;
-          for (int j = 0; j < m_; ++j) hidden_rows[k * m_ + j] = step.mode_hidden[k * m_ + j] ? -w : 0.0f;
-          weights[k] = -w;
+          for (int i = 0; i < n_; ++i) visible_rows[k * ldv + i] = step.mode_visible[k * n_ + i] ? 1.0f : 0.0f;
+          visible_rows[k * ldv + n_] = 1.0f;
+          for (int j = 0; j < m_; ++j) hidden_rows[k * ldh + j] = step.mode_hidden[k * m_ + j] ? -w : 0.0f;
+          hidden_rows[k * ldh + m_] = -w;
         }
-        MARBM_CUDA_TRY(cudaMemcpyAsync(v_negative, visible_rows, sizeof(float) * states * n_, cudaMemcpyHostToDevice,
+        MARBM_CUDA_TRY(cudaMemcpyAsync(v_negative, visible_rows, sizeof(float) * states * ldv, cudaMemcpyHostToDevice,
                                        stream()));
-        MARBM_CUDA_TRY(cudaMemcpyAsync(h_negative, hidden_rows, sizeof(float) * states * m_, cudaMemcpyHostToDevice,
+        MARBM_CUDA_TRY(cudaMemcpyAsync(h_negative, hidden_rows, sizeof(float) * states * ldh, cudaMemcpyHostToDevice,
                                        stream()));
-        if (states > 1) {
-          MARBM_CUDA_TRY(cudaMemcpyAsync(row_weights_.data() + batch, weights, sizeof(float) * states,
-                                         cudaMemcpyHostToDevice, stream()));
-          weights_negative_ = -1;  // the next reserve() restores -1/P
-        }
+        columns_dirty_ = true;
         break;
       }
       case NegativePhase::exact: {
-        if (!root) break;
-        // Model expectations by enumeration on the host, then the positive
-        // phase is accumulated onto their negatives (beta = 1).
+        if (rank_ != 0) break;
+        // Model expectations by enumeration on the host, in G's layout, then
+        // the positive phase is accumulated onto their negatives (beta = 1).
         const ModelExpectations expectations = model_expectations_exact(model(), step.exact);
-        exact_rows_.resize(parameter_count());
-        for (std::size_t e = 0; e < weight_count(); ++e) exact_rows_[e] = static_cast<float>(-expectations.visible_hidden[e]);
-        for (int i = 0; i < n_; ++i) exact_rows_[weight_count() + i] = static_cast<float>(-expectations.visible[i]);
-        for (int j = 0; j < m_; ++j) exact_rows_[weight_count() + n_ + j] = static_cast<float>(-expectations.hidden[j]);
+        exact_rows_.assign(augmented_gradient_size(n_, m_), 0.0f);
+        const auto put = [&](std::size_t k, double value) {
+          exact_rows_[augmented_gradient_offset(n_, m_, k)] = static_cast<float>(-value);
+        };
+        for (std::size_t e = 0; e < weight_count(); ++e) put(e, expectations.visible_hidden[e]);
+        for (int i = 0; i < n_; ++i) put(weight_count() + i, expectations.visible[i]);
+        for (int j = 0; j < m_; ++j) put(weight_count() + n_ + j, expectations.hidden[j]);
         gradient_.copy_from_host(exact_rows_);
         gradient_beta = 1.0f;
         break;
       }
     }
 
-    // dW = V^T H over the stacked rows; da = V^T w; db = H^T 1.
+    // G = V'^T H' over the stacked rows: dW, da (column m) and db (row n) in
+    // one GEMM; or, under MARBM_CUDA_BIAS_GEMV=1, dW alone and the former two
+    // GEMVs, da = V^T w and db = H^T 1, reading w and 1 from the augmented
+    // columns.
     const int rows = batch + negative;
     const float one = 1.0f;
-    float* gradient_weights = gradient_.data();
-    float* gradient_visible = gradient_weights + weight_count();
-    float* gradient_hidden = gradient_visible + n_;
-    MARBM_CUBLAS_TRY(cublasSgemm(resources_.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, m_, n_, rows, &one, h_data, m_, v_data,
-                                 n_, &gradient_beta, gradient_weights, m_));
-    MARBM_CUBLAS_TRY(cublasSgemv(resources_.cublas(), CUBLAS_OP_N, n_, rows, &one, v_data, n_, row_weights_.data(), 1,
-                                 &gradient_beta, gradient_visible, 1));
-    MARBM_CUBLAS_TRY(cublasSgemv(resources_.cublas(), CUBLAS_OP_N, m_, rows, &one, h_data, m_, ones_.data(), 1,
-                                 &gradient_beta, gradient_hidden, 1));
+    const int lv = static_cast<int>(ldv), lh = static_cast<int>(ldh);
+    float* g = gradient_.data();
+    if (!bias_gemv_) {
+      MARBM_CUBLAS_TRY(cublasSgemm(resources_.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, m_ + 1, n_ + 1, rows, &one, h_data, lh,
+                                   v_data, lv, &gradient_beta, g, lh));
+    } else {
+      MARBM_CUBLAS_TRY(cublasSgemm(resources_.cublas(), CUBLAS_OP_N, CUBLAS_OP_T, m_, n_, rows, &one, h_data, lh, v_data,
+                                   lv, &gradient_beta, g, lh));
+      MARBM_CUBLAS_TRY(cublasSgemv(resources_.cublas(), CUBLAS_OP_N, n_, rows, &one, v_data, lv, h_data + m_, lh,
+                                   &gradient_beta, g + m_, lh));
+      MARBM_CUBLAS_TRY(cublasSgemv(resources_.cublas(), CUBLAS_OP_N, m_, rows, &one, h_data, lh, v_data + n_, lv,
+                                   &gradient_beta, g + static_cast<std::size_t>(n_) * ldh, 1));
+    }
     // The sum over the ranks, on the device and this stream: no host copy.
-    if (device_sum_) device_sum_->sum_in_place(gradient_.data(), parameter_count(), stream());
+    if (device_sum_) device_sum_->sum_in_place(g, augmented_gradient_size(n_, m_), stream());
+    if (apply) apply_update_augmented(parameters_.data(), velocity_.data(), g, n_, m_, keys, stream());
   }
 
   // k sweeps from the hidden samples in hidden_samples_ (h_0): v_s and h_s
   // in half-sweeps 2s - 1 + offset and 2s + offset (offset 0 for cd, 1 for
-  // pcd, as on the CPU engine); the last sweep leaves v_k in `v` and
-  // -p(h|v_k) / total in `h_scaled`. The rows draw as rows first_row.. of
-  // all `total`.
-  void run_chain(float* v, float* h_scaled, int rows, int total, int steps, std::uint64_t seed, std::uint64_t random,
-                 int offset, std::uint64_t first_row) {
+  // pcd, as on the CPU engine); the last sweep leaves v_k in `v` (augmented
+  // row stride) and -p(h|v_k) / total in `h_scaled` (augmented row stride).
+  // The rows draw as rows first_row.. of all `total`, with the seed and
+  // stream of the update's block.
+  void run_chain(float* v, float* h_scaled, int rows, int total, int steps, const UpdateValues* keys, int offset,
+                 std::uint64_t first_row) {
+    const std::size_t ldv = augmented_stride(n_), ldh = augmented_stride(m_);
     for (int s = 1; s <= steps; ++s) {
       visible_fields(hidden_samples_.data(), rows, fields_.data());
-      sample_layer(fields_.data(), visible_bias(), rows, n_, seed, random, 2 * s - 1 + offset, samples_to(v),
-                   stream(), first_row);
-      hidden_fields(v, rows, fields_.data());
+      LayerOutputs visible;
+      visible.samples = v;
+      visible.samples_stride = ldv;
+      sample_layer(fields_.data(), visible_bias(), rows, n_, keys, 2 * s - 1 + offset, visible, stream(), first_row);
+      hidden_fields(v, rows, fields_.data(), ldv);
       LayerOutputs outputs;
       if (s < steps) {
         outputs.samples = hidden_samples_.data();
       } else {
         outputs.probabilities = h_scaled;
+        outputs.probabilities_stride = ldh;
         outputs.scale = -1.0f / static_cast<float>(total);
       }
-      sample_layer(fields_.data(), hidden_bias(), rows, m_, seed, random, 2 * s + offset, outputs, stream(), first_row);
+      sample_layer(fields_.data(), hidden_bias(), rows, m_, keys, 2 * s + offset, outputs, stream(), first_row);
     }
+  }
+
+  // Everything a captured update depends on besides its device block: the
+  // plan and the buffers' addresses (a reallocated buffer is a new graph).
+  using GraphKey = std::array<std::uint64_t, 20>;
+  GraphKey graph_key(const UpdatePlan& plan) const {
+    const auto address = [](const void* p) { return static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(p)); };
+    return {static_cast<std::uint64_t>(plan.negative), static_cast<std::uint64_t>(plan.gibbs_steps),
+            static_cast<std::uint64_t>(plan.batch), static_cast<std::uint64_t>(plan.batch_total),
+            static_cast<std::uint64_t>(plan.negative_rows), static_cast<std::uint64_t>(plan.negative_total),
+            plan.first_row, static_cast<std::uint64_t>(chain_first_),
+            static_cast<std::uint64_t>(plan.sample_positive_hidden) | (static_cast<std::uint64_t>(bias_gemv_) << 1),
+            static_cast<std::uint64_t>(n_) << 32 | static_cast<std::uint32_t>(m_), address(data_.data()),
+            address(parameters_.data()), address(velocity_.data()), address(gradient_.data()),
+            address(stacked_visible_.data()), address(stacked_hidden_.data()), address(fields_.data()),
+            address(hidden_samples_.data()), address(update_block_.data()), address(chains_.data())};
+  }
+
+  // A cd or pcd update through the graph: replayed when captured for this
+  // key; captured when the previous update had the same key (so the first
+  // update of a shape runs direct); direct otherwise.
+  void replay_update(const UpdatePlan& plan, const UpdateStep& step) {
+    const GraphKey key = graph_key(plan);
+    if (graph_.exec == nullptr || graph_.key != key) {
+      if (!(graph_.seen && graph_.last_key == key)) {
+        graph_.seen = true;
+        graph_.last_key = key;
+        enqueue_update(plan, step, true);
+        return;
+      }
+      capture_update(plan, step, key);
+    }
+    MARBM_CUDA_TRY(cudaGraphLaunch(graph_.exec, stream()));
+    ++graph_launches_;
+  }
+
+  void capture_update(const UpdatePlan& plan, const UpdateStep& step, const GraphKey& key) {
+    graph_.reset();
+    // Thread-local mode: other threads' engines may allocate meanwhile.
+    MARBM_CUDA_TRY(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal));
+    cudaGraph_t graph = nullptr;
+    try {
+      enqueue_update(plan, step, true);
+    } catch (...) {
+      if (cudaStreamEndCapture(stream(), &graph) == cudaSuccess && graph != nullptr) (void)cudaGraphDestroy(graph);
+      (void)cudaGetLastError();
+      throw;
+    }
+    const cudaError_t ended = cudaStreamEndCapture(stream(), &graph);
+    if (ended != cudaSuccess) {
+      (void)cudaGetLastError();
+      throw CudaError(std::string("cuda engine: capturing the update as a CUDA Graph failed: ") +
+                      cudaGetErrorName(ended) + " (" + cudaGetErrorString(ended) +
+                      "); MARBM_CUDA_GRAPH=0 launches the kernels directly");
+    }
+    const cudaError_t made = cudaGraphInstantiate(&graph_.exec, graph, 0);
+    MARBM_CUDA_TRY_NOTHROW(cudaGraphDestroy(graph));
+    if (made != cudaSuccess) {
+      graph_.exec = nullptr;
+      (void)cudaGetLastError();
+      throw CudaError(std::string("cuda engine: instantiating the update's CUDA Graph failed: ") +
+                      cudaGetErrorName(made) + "; MARBM_CUDA_GRAPH=0 launches the kernels directly");
+    }
+    graph_.key = key;
   }
 
   EngineOptions options_;
   Resources resources_;
+  DeviceBuffer<float> cublas_workspace_;
   std::string device_name_;
   std::string compute_capability_;
+  bool graphs_enabled_ = true;
+  bool bias_gemv_ = false;
   int n_ = 0;
   int m_ = 0;
   DeviceBuffer<float> parameters_;
   DeviceBuffer<float> velocity_;
-  DeviceBuffer<float> gradient_;
+  DeviceBuffer<float> gradient_;  // G, augmented layout
   DeviceBuffer<std::uint8_t> data_;
   int data_rows_ = 0;
   int data_cols_ = 0;
@@ -718,31 +901,51 @@ class CudaEngine final : public Engine {
   std::unique_ptr<DeviceSum> device_sum_;
   int rank_ = 0;
   int ranks_ = 1;
-  DeviceBuffer<float> stacked_visible_;
-  DeviceBuffer<float> stacked_hidden_;
+  DeviceBuffer<float> stacked_visible_;  // V', augmented_stride(n) floats a row
+  DeviceBuffer<float> stacked_hidden_;   // H', augmented_stride(m) floats a row
   DeviceBuffer<float> fields_;
   DeviceBuffer<float> hidden_samples_;
-  DeviceBuffer<int> batch_rows_;
-  DeviceBuffer<float> row_weights_;
-  DeviceBuffer<float> ones_;
+  DeviceBuffer<int> update_block_;  // UpdateValues, then the batch rows
   int weights_positive_ = -1;
   int weights_negative_ = -1;
   int weights_positive_total_ = -1;
   int weights_negative_total_ = -1;
+  bool columns_dirty_ = true;  // the augmented columns need writing
   std::vector<float> mode_rows_;
   struct StagingSlot {
-    PinnedBuffer<int> rows;
+    PinnedBuffer<int> ints;
     Event copied;
   };
   static constexpr int kStagingSlots = 8;
   StagingSlot staging_[kStagingSlots];
   int next_slot_ = 0;
   std::vector<float> exact_rows_;
+  struct CapturedUpdate {
+    cudaGraphExec_t exec = nullptr;
+    GraphKey key{};
+    bool seen = false;  // last_key holds the previous graph-eligible update's key
+    GraphKey last_key{};
+    CapturedUpdate() = default;
+    CapturedUpdate(const CapturedUpdate&) = delete;
+    CapturedUpdate& operator=(const CapturedUpdate&) = delete;
+    ~CapturedUpdate() { reset(); }
+    void reset() noexcept {
+      if (exec != nullptr) MARBM_CUDA_TRY_NOTHROW(cudaGraphExecDestroy(exec));
+      exec = nullptr;
+    }
+  };
+  CapturedUpdate graph_;  // last: destroyed before the buffers it refers to
+  std::uint64_t graph_launches_ = 0;
 };
 
 }  // namespace
 
 std::unique_ptr<Engine> make_cuda_engine_impl(const EngineOptions& options) { return std::make_unique<CudaEngine>(options); }
+
+std::uint64_t cuda_engine_graph_launches(const Engine& engine) {
+  const auto* cuda = dynamic_cast<const CudaEngine*>(&engine);
+  return cuda != nullptr ? cuda->graph_launches() : 0;
+}
 
 std::unique_ptr<Engine> make_cuda_data_parallel_engine_impl(const EngineOptions& options,
                                                             const CudaDataParallelSetup& setup) {

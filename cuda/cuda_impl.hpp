@@ -29,6 +29,9 @@ std::string cuda_pci_bus_id_impl(int device);
 /// gradient summed with NCCL.
 std::unique_ptr<Engine> make_cuda_data_parallel_engine_impl(const EngineOptions& options,
                                                             const CudaDataParallelSetup& setup);
+/// Updates a CUDA engine (make_cuda_engine_impl) has replayed from its
+/// captured CUDA Graph; 0 for any other engine. For tests.
+std::uint64_t cuda_engine_graph_launches(const Engine& engine);
 
 }  // namespace marbm::detail
 

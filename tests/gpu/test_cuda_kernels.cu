@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <array>
 #include <cstdint>
 #include <thread>
 #include <vector>
 
+#include "detail/cuda_update_layout.hpp"
 #include "device_buffer.cuh"
 #include "device_test.hpp"
 #include "gibbs.cuh"
@@ -189,6 +192,165 @@ TEST_F(CudaKernels, FusedUpdateMatchesTheReference) {
       ASSERT_TRUE(is_close(got_velocity[k], step, 1e-5, 1e-7)) << k;
       ASSERT_TRUE(is_close(got_parameters[k], parameters[k] + step, 1e-5, 1e-7)) << k;
     }
+  }
+}
+
+// ------------------------------------------------------------ the update's kernels
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// The sampler against the former kernel (sample_layer_reference): same
+// Philox block per group, same arithmetic per unit, so the same bits, on the
+// float4 path (width a multiple of 4, aligned rows) and the scalar one
+// (tails, or inputs moved off 16 bytes), for rows drawn as rows of a larger
+// batch and for half-sweeps up to the largest k allows.
+TEST_F(CudaKernels, SampleLayerMatchesTheReferenceKernelBitForBit) {
+  for (const int rows : {1, 7, 129}) {
+    for (const int width : {1, 3, 4, 5, 8, 17, 33, 500}) {
+      for (const int shift : {0, 1}) {  // 1: pre-activations and bias one float off 16 bytes
+        const std::uint64_t seed = 3 + width + shift;
+        const std::uint64_t first_row = rows == 7 ? 1000003 : 0;
+        const std::uint64_t half_sweep = rows == 129 ? (std::uint64_t{1} << 21) + 1 : 2;
+        const std::uint64_t stream_id = random_stream(RandomPurpose::gibbs, seed);
+        const std::size_t count = static_cast<std::size_t>(rows) * width;
+        auto pre_device = upload(random_floats(count + shift, -4.0, 4.0, seed));
+        auto bias_device = upload(random_floats(width + shift, -1.0, 1.0, seed + 1));
+        const float* pre = pre_device.data() + shift;
+        const float* bias = bias_device.data() + shift;
+        std::vector<float> got[2][2];  // [new, reference][samples, probabilities]
+        for (const int reference : {0, 1}) {
+          DeviceBuffer<float> samples(count, stream()), probabilities(count, stream());
+          LayerOutputs outputs;
+          outputs.samples = samples.data();
+          outputs.probabilities = probabilities.data();
+          outputs.scale = -0.125f;
+          if (reference) {
+            sample_layer_reference(pre, bias, rows, width, seed, stream_id, half_sweep, outputs, stream(), first_row);
+          } else {
+            sample_layer(pre, bias, rows, width, seed, stream_id, half_sweep, outputs, stream(), first_row);
+          }
+          got[reference][0] = samples.to_host();
+          got[reference][1] = probabilities.to_host();
+        }
+        EXPECT_TRUE(same_bits(got[0][0], got[1][0])) << "samples, rows " << rows << " width " << width << " shift " << shift;
+        EXPECT_TRUE(same_bits(got[0][1], got[1][1]))
+            << "probabilities, rows " << rows << " width " << width << " shift " << shift;
+      }
+    }
+  }
+}
+
+// Seed and stream read from a device block give the draws of the same values
+// passed by value; strided outputs (the augmented rows) get the contiguous
+// outputs' values, and the cells between rows are left alone.
+TEST_F(CudaKernels, SampleLayerReadsKeysFromTheDeviceAndWritesStridedRows) {
+  for (const int width : {5, 8, 500}) {
+    const int rows = 33;
+    const std::size_t count = static_cast<std::size_t>(rows) * width;
+    const std::size_t stride = augmented_stride(width);
+    auto pre_device = upload(random_floats(count, -3.0, 3.0, width));
+    auto bias_device = upload(random_floats(width, -1.0, 1.0, width + 1));
+    UpdateValues values;
+    values.seed = 77;
+    values.stream = random_stream(RandomPurpose::gibbs, 12);
+    std::vector<int> block(kUpdateBlockInts);
+    std::memcpy(block.data(), &values, sizeof values);
+    auto block_device = upload(block);
+    const auto* keys = reinterpret_cast<const UpdateValues*>(block_device.data());
+
+    DeviceBuffer<float> samples(count, stream()), probabilities(count, stream());
+    LayerOutputs plain;
+    plain.samples = samples.data();
+    plain.probabilities = probabilities.data();
+    plain.scale = 0.5f;
+    sample_layer(pre_device.data(), bias_device.data(), rows, width, values.seed, values.stream, 3, plain, stream(), 4);
+    const auto want_samples = samples.to_host();
+    const auto want_probabilities = probabilities.to_host();
+
+    const float sentinel = 7.0f;
+    auto strided_samples = upload(std::vector<float>(rows * stride, sentinel));
+    auto strided_probabilities = upload(std::vector<float>(rows * stride, sentinel));
+    LayerOutputs strided;
+    strided.samples = strided_samples.data();
+    strided.samples_stride = stride;
+    strided.probabilities = strided_probabilities.data();
+    strided.probabilities_stride = stride;
+    strided.scale = 0.5f;
+    sample_layer(pre_device.data(), bias_device.data(), rows, width, keys, 3, strided, stream(), 4);
+    const auto got_samples = strided_samples.to_host();
+    const auto got_probabilities = strided_probabilities.to_host();
+    for (int r = 0; r < rows; ++r) {
+      for (std::size_t c = 0; c < stride; ++c) {
+        const std::size_t k = r * stride + c;
+        if (c < static_cast<std::size_t>(width)) {
+          const std::size_t j = static_cast<std::size_t>(r) * width + c;
+          ASSERT_EQ(std::memcmp(&got_samples[k], &want_samples[j], sizeof(float)), 0) << width << " at " << r << "," << c;
+          ASSERT_EQ(std::memcmp(&got_probabilities[k], &want_probabilities[j], sizeof(float)), 0)
+              << width << " at " << r << "," << c;
+        } else {
+          ASSERT_EQ(got_samples[k], sentinel) << "padding written, width " << width << " at " << r << "," << c;
+          ASSERT_EQ(got_probabilities[k], sentinel) << "padding written, width " << width << " at " << r << "," << c;
+        }
+      }
+    }
+  }
+}
+
+TEST_F(CudaKernels, StridedGatherAndColumnFillTouchOnlyTheirCells) {
+  const int data_rows = 11, width = 9;
+  std::vector<std::uint8_t> data(static_cast<std::size_t>(data_rows) * width);
+  for (std::size_t k = 0; k < data.size(); ++k) data[k] = static_cast<std::uint8_t>((k * 5 + k / 4) % 2);
+  const std::vector<int> rows = {10, 0, 4, 4, 7, 2};
+  const std::size_t stride = augmented_stride(width);
+  auto data_device = upload(data);
+  auto rows_device = upload(rows);
+  auto out = upload(std::vector<float>(rows.size() * stride, -1.0f));
+  gather_rows(data_device.data(), rows_device.data(), static_cast<int>(rows.size()), width, out.data(), stream(), stride);
+  fill_column(out.data() + width, static_cast<int>(rows.size()), stride, 0.25f, stream());
+  const auto got = out.to_host();
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    for (std::size_t c = 0; c < stride; ++c) {
+      const float want = c < static_cast<std::size_t>(width)
+                             ? static_cast<float>(data[static_cast<std::size_t>(rows[r]) * width + c])
+                             : c == static_cast<std::size_t>(width) ? 0.25f : -1.0f;
+      EXPECT_EQ(got[r * stride + c], want) << r << "," << c;
+    }
+  }
+}
+
+// The augmented update against apply_update on the flat gradient: both
+// inline the same step function, so the same bits; G's cells that hold no
+// entry (padding, G[n][m]) are NaN and must not reach any parameter.
+TEST_F(CudaKernels, AugmentedUpdateMatchesTheFlatUpdateBitForBit) {
+  for (const auto [n, m] : {std::array{1, 1}, std::array{3, 5}, std::array{7, 4}, std::array{784, 500}}) {
+    const std::size_t weights = static_cast<std::size_t>(n) * m, count = weights + n + m;
+    const auto parameters = random_floats(count, -1.0, 1.0, n);
+    const auto velocity = random_floats(count, -0.1, 0.1, n + 1);
+    const auto gradient = random_floats(count, -0.5, 0.5, n + 2);
+    std::vector<float> augmented(augmented_gradient_size(n, m), std::nanf(""));
+    for (std::size_t k = 0; k < count; ++k) augmented[augmented_gradient_offset(n, m, k)] = gradient[k];
+    UpdateValues values;
+    values.learning_rate = 0.05f;
+    values.momentum = 0.9f;
+    values.weight_decay = 0.01f;
+    std::vector<int> block(kUpdateBlockInts);
+    std::memcpy(block.data(), &values, sizeof values);
+    auto block_device = upload(block);
+
+    auto flat_parameters = upload(parameters);
+    auto flat_velocity = upload(velocity);
+    auto flat_gradient = upload(gradient);
+    apply_update(flat_parameters.data(), flat_velocity.data(), flat_gradient.data(), count, weights,
+                 values.learning_rate, values.momentum, values.weight_decay, stream());
+    auto new_parameters = upload(parameters);
+    auto new_velocity = upload(velocity);
+    auto augmented_gradient = upload(augmented);
+    apply_update_augmented(new_parameters.data(), new_velocity.data(), augmented_gradient.data(), n, m,
+                           reinterpret_cast<const UpdateValues*>(block_device.data()), stream());
+    EXPECT_TRUE(same_bits(new_parameters.to_host(), flat_parameters.to_host())) << n << "x" << m;
+    EXPECT_TRUE(same_bits(new_velocity.to_host(), flat_velocity.to_host())) << n << "x" << m;
   }
 }
 
