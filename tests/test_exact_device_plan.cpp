@@ -211,7 +211,8 @@ TEST(ExactDeviceTwin, MatchesTheCpuExactLogZ) {
       const int k = std::min(c.n, c.m), fields = std::max(c.n, c.m);
       ExactDevicePlan plan = plan_exact_device(k, fields, c.sms, false, usable);
       const ExactPrepared p = prepare(rbm, plan.pitch);
-      ExactLowTable low = make_exact_low_table(p.coupling.data(), p.linear.data(), k, fields, plan.pitch, plan.low_bits);
+      ExactLowTable low =
+          make_exact_low_table(p.coupling.data(), p.linear.data(), k, fields, plan.pitch, plan.low_bits);
       if (!low.usable) {
         plan = plan_exact_device(k, fields, c.sms, false, false);
         low = make_exact_low_table(p.coupling.data(), p.linear.data(), k, fields, plan.pitch, plan.low_bits);

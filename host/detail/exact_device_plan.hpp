@@ -379,7 +379,8 @@ inline ExactPrepared exact_prepare_on_host(const float* weights, const float* vi
     p.linear[e] = enumerate_hidden ? hidden_bias[e] : visible_bias[e];
     for (int l = 0; l < p.fields; ++l)
       p.coupling[static_cast<std::size_t>(e) * pitch + l] =
-          enumerate_hidden ? weights[static_cast<std::size_t>(l) * m + e] : weights[static_cast<std::size_t>(e) * m + l];
+          enumerate_hidden ? weights[static_cast<std::size_t>(l) * m + e]
+                           : weights[static_cast<std::size_t>(e) * m + l];
   }
   for (int l = 0; l < p.fields; ++l) p.field_bias[l] = enumerate_hidden ? visible_bias[l] : hidden_bias[l];
   return p;
@@ -401,18 +402,20 @@ inline double exact_device_twin_log_z(const ExactDevicePlan& plan, const double*
   double max = -INFINITY, sum = 0.0;
   if (plan.kernel == ExactDeviceKernel::registers) {
     const bool table = plan.low_bits == exact_table_low_bits;
+    constexpr int g = exact_table_low_bits;
+    const double* c = coupling;
     switch (plan.pitch) {
       case 16:
-        table ? exact_twin::table_walk<16, exact_table_low_bits>(plan, coupling, linear, field_bias, k, fields, low, max, sum)
-              : exact_twin::table_walk<16, 0>(plan, coupling, linear, field_bias, k, fields, low, max, sum);
+        table ? exact_twin::table_walk<16, g>(plan, c, linear, field_bias, k, fields, low, max, sum)
+              : exact_twin::table_walk<16, 0>(plan, c, linear, field_bias, k, fields, low, max, sum);
         break;
       case 32:
-        table ? exact_twin::table_walk<32, exact_table_low_bits>(plan, coupling, linear, field_bias, k, fields, low, max, sum)
-              : exact_twin::table_walk<32, 0>(plan, coupling, linear, field_bias, k, fields, low, max, sum);
+        table ? exact_twin::table_walk<32, g>(plan, c, linear, field_bias, k, fields, low, max, sum)
+              : exact_twin::table_walk<32, 0>(plan, c, linear, field_bias, k, fields, low, max, sum);
         break;
       default:
-        table ? exact_twin::table_walk<64, exact_table_low_bits>(plan, coupling, linear, field_bias, k, fields, low, max, sum)
-              : exact_twin::table_walk<64, 0>(plan, coupling, linear, field_bias, k, fields, low, max, sum);
+        table ? exact_twin::table_walk<64, g>(plan, c, linear, field_bias, k, fields, low, max, sum)
+              : exact_twin::table_walk<64, 0>(plan, c, linear, field_bias, k, fields, low, max, sum);
         break;
     }
   } else if (plan.kernel == ExactDeviceKernel::warp) {
