@@ -35,6 +35,12 @@
 #else
 #define MARBM_EXACT_HOST_DEVICE
 #endif
+// Unrolled in the device pass only (host compilers warn on the pragma).
+#if defined(__CUDA_ARCH__)
+#define MARBM_EXACT_UNROLL _Pragma("unroll")
+#else
+#define MARBM_EXACT_UNROLL
+#endif
 
 namespace marbm::detail {
 
@@ -202,10 +208,10 @@ MARBM_EXACT_HOST_DEVICE inline void exact_table_terms(const double (&field)[kFie
                                                       const double* low_high, double (&term)[1 << kLow]) {
   constexpr int kStates = 1 << kLow;
   double product[kStates];
-#pragma unroll
+MARBM_EXACT_UNROLL
   for (int s = 0; s < kStates; ++s) product[s] = 1.0;
   double shift = linear_sum;
-#pragma unroll
+MARBM_EXACT_UNROLL
   for (int l = 0; l < kFields; ++l) {
     if (l < fields) {  // the same for every thread: padding costs nothing
       const double t = field[l] + low_high[l];
@@ -214,11 +220,11 @@ MARBM_EXACT_HOST_DEVICE inline void exact_table_terms(const double (&field)[kFie
       const double c = positive ? u : 1.0;
       const double b = positive ? 1.0 : u;
       shift += positive ? t : 0.0;
-#pragma unroll
+MARBM_EXACT_UNROLL
       for (int s = 0; s < kStates; ++s) product[s] *= fma(b, table[s * kFields + l], c);
     }
   }
-#pragma unroll
+MARBM_EXACT_UNROLL
   for (int s = 0; s < kStates; ++s) term[s] = shift + low_linear[s] + log(product[s]);
 }
 
@@ -229,7 +235,7 @@ MARBM_EXACT_HOST_DEVICE inline void exact_lane_partial(const double (&field)[kPe
                                                        double& product) {
   positive = 0.0;
   product = 1.0;
-#pragma unroll
+MARBM_EXACT_UNROLL
   for (int i = 0; i < kPerLane; ++i) {
     if (i < rows) {
       positive += fmax(field[i], 0.0);
