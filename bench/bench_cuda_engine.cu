@@ -19,10 +19,13 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "detail/cuda_entry.hpp"
@@ -193,10 +196,22 @@ void BM_CudaEnsemble6x6(benchmark::State& state) {
 }
 BENCHMARK(BM_CudaEnsemble6x6)->Arg(2000)->Arg(20000)->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
 
-// Exact log Z of an n x m model (2^min(n, m) states) on the device.
+// Exact log Z of an n x m model (2^min(n, m) states) on the device; the
+// third argument 1 runs the previous kernels (MARBM_EXACT_KERNEL=legacy), so
+// that the device check prints both: 64 x 30 (the register kernel and its
+// subset table), 33 x 30 (padding: 33 of 64 register slots) and 784 x 20 (the
+// warp kernel for a wide other layer against the global-scratch one).
 void BM_CudaExactLogZ(benchmark::State& state) {
   if (!have_device(state)) return;
   const int n = static_cast<int>(state.range(0)), m = static_cast<int>(state.range(1));
+  const bool legacy = state.range(2) != 0;
+  const char* saved = std::getenv("MARBM_EXACT_KERNEL");
+  const std::string restore = saved != nullptr ? saved : "";
+  if (legacy) {
+    setenv("MARBM_EXACT_KERNEL", "legacy", 1);
+  } else {
+    unsetenv("MARBM_EXACT_KERNEL");
+  }
   const marbm::Rbm rbm = marbm::Rbm::random(n, m, 0.1, 4);
   (void)marbm::detail::log_partition_exact_cuda(rbm, {});  // warm-up
   for (auto _ : state) {
@@ -204,11 +219,26 @@ void BM_CudaExactLogZ(benchmark::State& state) {
     benchmark::DoNotOptimize(marbm::detail::log_partition_exact_cuda(rbm, {}));
     state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
+  if (saved != nullptr) {
+    setenv("MARBM_EXACT_KERNEL", restore.c_str(), 1);
+  } else {
+    unsetenv("MARBM_EXACT_KERNEL");
+  }
   const double states = static_cast<double>(std::uint64_t{1} << std::min(n, m));
   state.counters["states"] = states;
+  state.counters["legacy"] = legacy ? 1 : 0;
   state.counters["states_per_s"] = benchmark::Counter(states, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_CudaExactLogZ)->Args({64, 24})->Args({64, 30})->Args({784, 20})->UseManualTime()->Iterations(3)
+BENCHMARK(BM_CudaExactLogZ)
+    ->Args({64, 24, 0})
+    ->Args({64, 30, 0})
+    ->Args({64, 30, 1})
+    ->Args({33, 30, 0})
+    ->Args({33, 30, 1})
+    ->Args({784, 20, 0})
+    ->Args({784, 20, 1})
+    ->UseManualTime()
+    ->Iterations(3)
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -170,9 +170,11 @@ TEST(CudaEngineVsCpu, UpdatesAgree) {
 
 TEST(CudaExactLogZ, MatchesTheCpuToOnePartInABillion) {
   MARBM_SKIP_WITHOUT_DEVICE();
-  // Shapes cover every kernel variant: other layer <= 16, <= 32, <= 64
-  // (fields in registers) and > 64 (global scratch); hidden or visible
-  // enumerated; chunks of one state and of many.
+  // Shapes cover the register kernel at 16, 32 and 64 slots (64 x 22 with
+  // the subset table where the device's SM count gives chunks of >= 16
+  // codes) and the warp kernel (other layer > 64); hidden or visible
+  // enumerated; chunks of one state and of many. The table at more shapes,
+  // the scratch kernel and the previous kernels: tests/gpu/test_cuda_exact.cpp.
   const std::vector<std::array<int, 2>> shapes = {{1, 1}, {6, 6}, {5, 9}, {20, 7}, {17, 33},
                                                   {64, 16}, {64, 22}, {100, 10}, {3, 70}, {300, 12}};
   for (const auto [n, m] : shapes) {
