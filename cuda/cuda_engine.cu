@@ -177,6 +177,13 @@ class CudaEngine final : public Engine {
     return rbm;
   }
 
+  // E_bar of a mode step on the device: one double comes back, not the model.
+  double uniform_mean_energy() const override {
+    activate();
+    require_model("uniform_mean_energy");
+    return uniform_mean_energy_device(resources_.stream(), weights(), visible_bias(), hidden_bias(), n_, m_);
+  }
+
   void set_data(const Dataset& data) override {
     activate();
     MARBM_EXPECTS(n_ == 0 || data.n_cols == n_, UsageError,
