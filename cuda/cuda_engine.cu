@@ -330,7 +330,10 @@ class CudaEngine final : public Engine {
 
  private:
   ModeResult find_mode_here(const ModeSearchConfig& config) {
-    // The local search runs on the host (a few passes over W per start).
+    // The local search runs on the host (a few passes over W per start), so
+    // it takes a host copy of the model: the one mode-step path that still
+    // copies it on this engine (with the marginal target and several mode
+    // states, host/mode_assist.cpp).
     if (config.solver == ModeSolver::local) return marbm::find_mode(model(), config);
     ModeSearchConfig device_config = config;
     device_config.backend = Backend::cuda;
