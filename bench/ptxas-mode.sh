@@ -42,10 +42,10 @@ header="| kernel | registers | spill stores / loads (bytes) | stack (bytes) | st
 cat >"$root/bench/results/ptxas-mode.md" <<PAGE
 # Exhaustive mode search and E_bar kernels: static resources (ptxas, $arch)
 
-Date $(date -u +%Y-%m-%d), commit $commit, $("$nvcc" --version | tail -1), host $(uname -m).
+Date $(date -u +%Y-%m-%d), commit $commit, $("$nvcc" --version | tail -1), on $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(uname -m)).
 Command: \`bench/ptxas-mode.sh $base $arch\`. These are compile-time figures only: none of these kernels
 has run on a device yet. Dynamic shared memory is not in the table: the thread kernel takes
-chunk_bits x (L + 1) floats (at most 62 x 65 x 4 = 16,120 bytes), the warp kernel l float64 per warp.
+chunk_bits x (L + 1) doubles for L <= 32, floats for L = 64 (at most 62 x 33 x 8 = 16,368 bytes), the warp kernel l float64 per warp.
 
 ## Before (revision $base): one state per warp
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 
 #include "detail/mode_exhaustive_plan.hpp"
 #include "error.cuh"
@@ -83,24 +84,33 @@ __global__ void exhaustive_kernel(const float* __restrict__ rows, const float* _
 // exactly at the chunk's first state as the warp kernel restarts them. Chunks
 // are aligned to their length, so step i of every chunk flips unit
 // ctz(i): the same row for the whole warp, read from shared memory as a
-// broadcast. Per state E = -linear - sum_p max(0, field_p), the sum as four
-// partial sums over p mod 4 in p order, combined (s0 + s1) + (s2 + s3)
+// broadcast and added as fma(+-1, row, field), which rounds once like
+// field +- row. Rows are kept in shared memory in float64 up to L = 32
+// (converted once: a float-to-double conversion per field and state runs at
+// a quarter of the FP64 rate); at L = 64 float64 rows made ptxas hoist the
+// loads beyond 255 registers and spill, so they stay float32 there. Per
+// state E = -linear - sum_p max(0, field_p), the sum as four partial sums
+// over p mod 4 in p order, combined (s0 + s1) + (s2 + s3)
 // (exhaustive_thread_twin is this arithmetic on the CPU); the lowest (energy,
 // index) of each warp goes to its slot. No barrier after the load and no
 // shuffle inside the enumeration, so threads without a chunk (only when the
 // whole enumeration has fewer than 32 chunks) just skip it.
+template <int L>
+using ExhaustiveRow = std::conditional_t<L <= 32, double, float>;
+
 template <int L>
 __global__ void __launch_bounds__(kExhaustiveThreadBlock)
     exhaustive_thread_kernel(const float* __restrict__ rows, const float* __restrict__ bias_k,
                              const float* __restrict__ bias_l, int k, int l, int chunk_bits, std::uint64_t chunks,
                              double* __restrict__ best_energy, std::uint64_t* __restrict__ best_index) {
   static_assert(L % 4 == 0 && L <= kExhaustiveThreadMaxUnits, "size classes are multiples of 4 up to 64");
+  using Row = ExhaustiveRow<L>;
   extern __shared__ __align__(16) unsigned char exhaustive_thread_shared[];
-  float* shared_rows = reinterpret_cast<float*>(exhaustive_thread_shared);  // chunk_bits x L, zero beyond l
-  float* shared_bias = shared_rows + chunk_bits * L;                         // chunk_bits
+  Row* shared_rows = reinterpret_cast<Row*>(exhaustive_thread_shared);  // chunk_bits x L, zero beyond l
+  Row* shared_bias = shared_rows + chunk_bits * L;                      // chunk_bits
   for (int x = threadIdx.x; x < chunk_bits * L; x += blockDim.x) {
     const int u = x / L, p = x % L;
-    shared_rows[x] = p < l ? rows[static_cast<std::size_t>(u) * l + p] : 0.0f;
+    shared_rows[x] = p < l ? static_cast<Row>(rows[static_cast<std::size_t>(u) * l + p]) : Row{0};
   }
   for (int u = threadIdx.x; u < chunk_bits; u += blockDim.x) shared_bias[u] = bias_k[u];
   __syncthreads();  // every thread of the block reaches it
@@ -144,16 +154,26 @@ __global__ void __launch_bounds__(kExhaustiveThreadBlock)
       const int u = __ffsll(static_cast<long long>(i)) - 1;  // < chunk_bits; the same in every thread
       gray ^= std::uint64_t{1} << u;
       const bool on = (gray >> u) & 1u;
-      const float bias = shared_bias[u];
-      linear += on ? bias : -bias;
-      const float4* row = reinterpret_cast<const float4*>(shared_rows + u * L);
+      const double sign = on ? 1.0 : -1.0;
+      linear = fma(sign, static_cast<double>(shared_bias[u]), linear);
+      if constexpr (std::is_same_v<Row, double>) {
+        const Row* row = shared_rows + u * L;
 #pragma unroll
-      for (int q = 0; q < L / 4; ++q) {
-        const float4 r = row[q];
-        if (4 * q + 0 < l) field[4 * q + 0] += on ? r.x : -r.x;
-        if (4 * q + 1 < l) field[4 * q + 1] += on ? r.y : -r.y;
-        if (4 * q + 2 < l) field[4 * q + 2] += on ? r.z : -r.z;
-        if (4 * q + 3 < l) field[4 * q + 3] += on ? r.w : -r.w;
+        for (int p = 0; p < L; ++p) {
+          if (p < l) field[p] = fma(sign, row[p], field[p]);
+        }
+      } else {
+        // float32 rows: the sign on the float (exact), then one conversion
+        // and one addition per field.
+        const float4* row = reinterpret_cast<const float4*>(shared_rows + u * L);
+#pragma unroll
+        for (int q = 0; q < L / 4; ++q) {
+          const float4 r = row[q];
+          if (4 * q + 0 < l) field[4 * q + 0] += on ? r.x : -r.x;
+          if (4 * q + 1 < l) field[4 * q + 1] += on ? r.y : -r.y;
+          if (4 * q + 2 < l) field[4 * q + 2] += on ? r.z : -r.z;
+          if (4 * q + 3 < l) field[4 * q + 3] += on ? r.w : -r.w;
+        }
       }
     }
   }
@@ -246,7 +266,8 @@ template <int L>
 void launch_thread_kernel(Resources& resources, const float* rows, const float* bias_k, const float* bias_l, int k,
                           int l, const ExhaustivePlan& plan, DeviceBuffer<double>& slot_energy,
                           DeviceBuffer<std::uint64_t>& slot_index) {
-  // At most 62 x 65 floats (16 KB): within the default 48 KB, no opt-in.
+  // At most 62 x 33 doubles or 62 x 65 floats (16.4 KB): within the default
+  // 48 KB, no opt-in.
   MARBM_EXPECTS(prepare_shared_memory(exhaustive_thread_kernel<L>, plan.shared_bytes, resources.device()),
                 RuntimeFailure, "exhaustive mode search on the device: shared memory plan failed");
   slot_energy = DeviceBuffer<double>(plan.slots, resources.stream());

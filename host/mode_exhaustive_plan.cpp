@@ -36,7 +36,7 @@ ExhaustivePlan plan_exhaustive(int k, int l, int multiprocessors, bool force_war
   plan.chunks = total >> plan.chunk_bits;
   plan.blocks = (plan.chunks + kExhaustiveThreadBlock - 1) / kExhaustiveThreadBlock;
   plan.slots = plan.blocks * (kExhaustiveThreadBlock / 32);
-  plan.shared_bytes = static_cast<std::size_t>(plan.chunk_bits) * (plan.size_class + 1) * sizeof(float);
+  plan.shared_bytes = static_cast<std::size_t>(plan.chunk_bits) * (plan.size_class + 1) * exhaustive_row_bytes(plan.size_class);
   return plan;
 }
 

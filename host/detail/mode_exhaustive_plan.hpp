@@ -32,8 +32,12 @@ struct ExhaustivePlan {
   std::uint64_t chunks = 0;      ///< 2^k >> chunk_bits: threads with states
   std::uint64_t blocks = 0;      ///< of kExhaustiveThreadBlock threads, >= chunks threads in all
   std::uint64_t slots = 0;       ///< one (energy, index) per warp: blocks * kExhaustiveThreadBlock / 32
-  std::size_t shared_bytes = 0;  ///< rows 0..chunk_bits-1 (size_class floats each) and their biases
+  std::size_t shared_bytes = 0;  ///< rows 0..chunk_bits-1 (size_class values each) and their biases
 };
+
+/// Bytes per value of the thread kernel's rows in shared memory: float64 up
+/// to size class 32, float32 at 64 (float64 rows there exceed the registers).
+constexpr std::size_t exhaustive_row_bytes(int size_class) { return size_class <= 32 ? 8 : 4; }
 
 /// The kernel and launch shape for enumerating the smaller layer (k units)
 /// with the larger (l units) set optimally, on a device with

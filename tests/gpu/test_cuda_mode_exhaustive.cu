@@ -58,7 +58,8 @@ ExhaustivePlan with_chunk_bits(ExhaustivePlan plan, int k, int chunk_bits) {
   plan.chunks = (std::uint64_t{1} << k) >> chunk_bits;
   plan.blocks = (plan.chunks + kExhaustiveThreadBlock - 1) / kExhaustiveThreadBlock;
   plan.slots = plan.blocks * (kExhaustiveThreadBlock / 32);
-  plan.shared_bytes = static_cast<std::size_t>(chunk_bits) * (plan.size_class + 1) * sizeof(float);
+  plan.shared_bytes =
+      static_cast<std::size_t>(chunk_bits) * (plan.size_class + 1) * exhaustive_row_bytes(plan.size_class);
   return plan;
 }
 
@@ -104,7 +105,11 @@ TEST_F(CudaExhaustive, ThreadKernelEqualsItsCpuTwinBitForBit) {
       const ExhaustiveProblem problem = exhaustive_problem(rbm);
       const ExhaustivePlan planned = plan_exhaustive(problem.k, problem.l, resources_->multiprocessors(), false);
       ASSERT_EQ(planned.kernel, ExhaustiveKernel::thread);
-      for (const int chunk_bits : {planned.chunk_bits, 0, problem.k}) {
+      // The planned chunk, one state per chunk (each restarted from scratch:
+      // k x l work per state, so only up to 2^16 states) and one chunk for all.
+      std::vector<int> chunk_lengths = {planned.chunk_bits, problem.k};
+      if (problem.k <= 16) chunk_lengths.push_back(0);
+      for (const int chunk_bits : chunk_lengths) {
         const ExhaustivePlan plan = with_chunk_bits(planned, problem.k, chunk_bits);
         const std::string what = std::to_string(n) + "x" + std::to_string(m) + (dyadic ? " dyadic" : " random") +
                                  " chunk 2^" + std::to_string(chunk_bits);
