@@ -19,12 +19,22 @@
 // (MARBM_REPLICA_KERNELS=legacy), which at this size take the cuBLAS path
 // (W does not fit their 48 KiB).
 //
+// BM_DeviceExhaustive: the exhaustive search's enumeration kernel alone
+// (events around the launch) with the one-state-per-thread kernel and with the
+// old one-state-per-warp kernel, at 20 x 20 (a training mode step) and at the
+// enumeration limit (2^32 states, larger layer 64: the largest size class).
+//
+// BM_DeviceModeStepMeanEnergy: a mode step's E_bar on the CUDA engine, 784 x
+// 500, computed on the device (one double back) and from a host copy of the
+// model (what a mode step did before).
+//
 // Timings exclude the parameter upload and the cuBLAS handle creation: the
 // resources and parameters stay on the device, as in training.
 #include <benchmark/benchmark.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -41,7 +51,9 @@
 #include "marbm/model_io.hpp"
 #include "marbm/random.hpp"
 #include "marbm/rbm.hpp"
+#include "detail/mode_exhaustive_plan.hpp"
 #include "mode_search.cuh"
+#include "mode_search_internal.cuh"
 #include "resources.cuh"
 
 namespace {
@@ -263,6 +275,74 @@ BENCHMARK(BM_DeviceModeShared200)
     ->Iterations(3)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
+
+// Args: kernel (0 one state per thread, as planned; 1 the old one per warp), k, l.
+void BM_DeviceExhaustive(benchmark::State& state) {
+  Resources* res = resources();
+  if (res == nullptr) {
+    state.SkipWithError("no usable CUDA device");
+    return;
+  }
+  const bool warp = state.range(0) == 1;
+  const int k = static_cast<int>(state.range(1));
+  const int l = static_cast<int>(state.range(2));
+  const marbm::detail::ExhaustiveProblem problem =
+      marbm::detail::exhaustive_problem(random_model(l, k, 1.0, 1.0, 5000 + k));
+  DeviceBuffer<float> rows(problem.rows.size(), res->stream());
+  DeviceBuffer<float> bias_k(problem.bias_k.size(), res->stream());
+  DeviceBuffer<float> bias_l(problem.bias_l.size(), res->stream());
+  rows.copy_from_host(problem.rows);
+  bias_k.copy_from_host(problem.bias_k);
+  bias_l.copy_from_host(problem.bias_l);
+  const marbm::detail::ExhaustivePlan plan = marbm::detail::plan_exhaustive(k, l, res->multiprocessors(), warp);
+  DeviceBuffer<double> slot_energy;
+  DeviceBuffer<std::uint64_t> slot_index;
+  cudaEvent_t start, stop;
+  MARBM_CUDA_TRY(cudaEventCreate(&start));
+  MARBM_CUDA_TRY(cudaEventCreate(&stop));
+  for (auto _ : state) {
+    MARBM_CUDA_TRY(cudaEventRecord(start, res->stream()));
+    marbm::detail::launch_exhaustive(*res, rows.data(), bias_k.data(), bias_l.data(), k, l, plan, slot_energy,
+                                     slot_index);
+    MARBM_CUDA_TRY(cudaEventRecord(stop, res->stream()));
+    MARBM_CUDA_TRY(cudaEventSynchronize(stop));
+    float ms = 0.0f;
+    MARBM_CUDA_TRY(cudaEventElapsedTime(&ms, start, stop));
+    state.SetIterationTime(ms / 1e3);
+  }
+  MARBM_CUDA_TRY(cudaEventDestroy(start));
+  MARBM_CUDA_TRY(cudaEventDestroy(stop));
+  state.counters["states/s"] = benchmark::Counter(std::ldexp(1.0, k), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(warp ? "one state per warp (old)" : "one state per thread");
+}
+BENCHMARK(BM_DeviceExhaustive)
+    ->Args({0, 20, 20})
+    ->Args({1, 20, 20})
+    ->Args({0, 32, 64})
+    ->Args({1, 32, 64})
+    ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// Args: 0 E_bar on the device, 1 from a host copy of the model.
+void BM_DeviceModeStepMeanEnergy(benchmark::State& state) {
+  if (resources() == nullptr) {
+    state.SkipWithError("no usable CUDA device");
+    return;
+  }
+  const bool copy = state.range(0) == 1;
+  const std::unique_ptr<marbm::Engine> engine = marbm::make_engine(marbm::Backend::cuda);
+  engine->set_model(random_model(784, 500, 0.05, 0.1, 2024));
+  double value = 0.0;
+  for (auto _ : state) {
+    const auto begin = std::chrono::steady_clock::now();
+    value = copy ? engine->model().uniform_mean_energy() : engine->uniform_mean_energy();
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
+  }
+  state.counters["mean_energy"] = value;
+  state.SetLabel(copy ? "host copy of the model" : "on the device");
+}
+BENCHMARK(BM_DeviceModeStepMeanEnergy)->Arg(0)->Arg(1)->Iterations(50)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

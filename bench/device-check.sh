@@ -290,6 +290,25 @@ for solver, label in labels.items():
                  f"(legacy {fmt(legacy.get('best_energy') if legacy else None, 8)})",
                  "faster than legacy", met(None if ms is None or legacy_ms is None else ms < legacy_ms)))
 
+# Exhaustive search: one state per thread against the old one state per warp
+# (enumeration kernel alone); a mode step's E_bar on the device against a host
+# copy of the 784x500 model.
+for k, l in ((32, 64), (20, 20)):
+    new = find(mode, f"BM_DeviceExhaustive/0/{k}/{l}/")
+    old = find(mode, f"BM_DeviceExhaustive/1/{k}/{l}/")
+    ms_new = new.get("real_time") if new and new.get("time_unit") == "ms" else None
+    ms_old = old.get("real_time") if old and old.get("time_unit") == "ms" else None
+    speedup = ms_old / ms_new if ms_new and ms_old else None
+    rows.append((f"mode exhaustive {k}x{l}, 2^{k} states (ms)", fmt(ms_new),
+                 f"old kernel {fmt(ms_old)} ms ({fmt(speedup, suffix='x')})", "faster than one state per warp",
+                 met(None if speedup is None else speedup > 1.0)))
+new = find(mode, "BM_DeviceModeStepMeanEnergy/0/")
+old = find(mode, "BM_DeviceModeStepMeanEnergy/1/")
+us_new = new.get("real_time") if new and new.get("time_unit") == "us" else None
+us_old = old.get("real_time") if old and old.get("time_unit") == "us" else None
+rows.append(("mode step E_bar 784x500 on the device (us)", fmt(us_new), f"host copy of the model {fmt(us_old)} us",
+             "below the host copy", met(None if us_new is None or us_old is None else us_new < us_old)))
+
 # Mid-size ensembles: batched strided GEMMs against the same members one by one.
 for b in benchmarks("bench_cuda_ensemble").values():
     speedup = b.get("speedup")

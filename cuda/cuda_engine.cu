@@ -249,6 +249,13 @@ class CudaEngine final : public Engine {
     return rbm;
   }
 
+  // E_bar of a mode step on the device: one double comes back, not the model.
+  double uniform_mean_energy() const override {
+    activate();
+    require_model("uniform_mean_energy");
+    return uniform_mean_energy_device(resources_.stream(), weights(), visible_bias(), hidden_bias(), n_, m_);
+  }
+
   void set_data(const Dataset& data) override {
     activate();
     MARBM_EXPECTS(n_ == 0 || data.n_cols == n_, UsageError,
@@ -403,7 +410,10 @@ class CudaEngine final : public Engine {
 
  private:
   ModeResult find_mode_here(const ModeSearchConfig& config) {
-    // The local search runs on the host (a few passes over W per start).
+    // The local search runs on the host (a few passes over W per start), so
+    // it takes a host copy of the model: the one mode-step path that still
+    // copies it on this engine (with the marginal target and several mode
+    // states, host/mode_assist.cpp).
     if (config.solver == ModeSolver::local) return marbm::find_mode(model(), config);
     ModeSearchConfig device_config = config;
     device_config.backend = Backend::cuda;

@@ -191,6 +191,9 @@ class MemberView final : public Engine {
     resources_.synchronize();
     return rbm;
   }
+  double uniform_mean_energy() const override {
+    return uniform_mean_energy_device(resources_.stream(), weights_, visible_bias_, hidden_bias_, n_, m_);
+  }
   void set_data(const Dataset&) override { refuse("set_data"); }
   void reset_persistent_chains(int, std::uint64_t) override { refuse("reset_persistent_chains"); }
   Gradient gradient(const UpdateStep&) override { refuse("gradient"); }

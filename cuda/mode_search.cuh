@@ -2,6 +2,8 @@
 // replicas, exhaustive enumeration, descent polish, best-replica reduction.
 #pragma once
 
+#include <cuda_runtime.h>
+
 #include "marbm/mode.hpp"
 #include "resources.cuh"
 
@@ -13,5 +15,12 @@ namespace marbm::detail {
 /// engine for mode steps without a host round trip of the parameters.
 ModeResult find_mode_device(Resources& resources, const float* weights, const float* visible_bias,
                             const float* hidden_bias, int n_visible, int n_hidden, const ModeSearchConfig& config);
+
+/// The mean energy over all states (Rbm::uniform_mean_energy) of the RBM
+/// whose parameters are on the device, summed in float64 on `stream`; the one
+/// double is copied back (synchronous). Equal to the host's value up to
+/// float64 rounding (the order of the sums differs).
+double uniform_mean_energy_device(cudaStream_t stream, const float* weights, const float* visible_bias,
+                                  const float* hidden_bias, int n_visible, int n_hidden);
 
 }  // namespace marbm::detail

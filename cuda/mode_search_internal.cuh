@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "detail/mode_exhaustive_plan.hpp"
 #include "device_buffer.cuh"
 #include "detail/replica_plan.hpp"
 #include "device_common.cuh"
@@ -174,5 +175,19 @@ void finish_replicas(Search& search, const float* visible, const float* hidden, 
 void run_sb(Search& search, const ModeSearchConfig& config, int steps, const ReplicaOutput& output = {});
 void run_sa(Search& search, const ModeSearchConfig& config, int steps, const ReplicaOutput& output = {});
 void run_exhaustive(Search& search, const ModeSearchConfig& config);
+
+// The exhaustive search's kernels (cuda/mode_exhaustive.cu). The plan on this
+// device: plan_exhaustive with MARBM_EXHAUSTIVE_KERNEL read (UsageError for a
+// bad value).
+ExhaustivePlan device_exhaustive_plan(Resources& resources, int k, int l);
+// Enumerates the k-unit layer (rows k x l, device pointers) with the kernel
+// `plan` names, on resources.stream(); each warp's lowest (energy, Gray index)
+// into the slots (allocated here).
+void launch_exhaustive(Resources& resources, const float* rows, const float* bias_k, const float* bias_l, int k, int l,
+                       const ExhaustivePlan& plan, DeviceBuffer<double>& slot_energy,
+                       DeviceBuffer<std::uint64_t>& slot_index);
+// launch_exhaustive's slots reduced on the host (tests and benchmarks).
+ExhaustiveLowest exhaustive_lowest_device(Resources& resources, const float* rows, const float* bias_k,
+                                          const float* bias_l, int k, int l, const ExhaustivePlan& plan);
 
 }  // namespace marbm::detail

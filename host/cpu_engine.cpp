@@ -194,6 +194,11 @@ class CpuEngine final : public Engine, public BlockwiseGradientEngine {
     return p;
   }
 
+  double uniform_mean_energy() const override {
+    require_model("uniform_mean_energy");
+    return rbm_.uniform_mean_energy();
+  }
+
   OptimizerState optimizer_state() const override {
     require_model("optimizer_state");
     return {weight_velocity_, visible_velocity_, hidden_velocity_};

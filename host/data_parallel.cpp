@@ -65,6 +65,8 @@ class DataParallelEngine final : public Engine {
     chains_total_ = 0;
   }
   Rbm model() const override { return local_->model(); }
+  // Every rank holds the same parameters and computes the same value.
+  double uniform_mean_energy() const override { return local_->uniform_mean_energy(); }
   void set_data(const Dataset& data) override { local_->set_data(data); }
 
   void reset_persistent_chains(int count, std::uint64_t seed) override {

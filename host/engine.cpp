@@ -27,6 +27,8 @@ std::string_view to_string(Backend backend) {
   return "?";
 }
 
+double Engine::uniform_mean_energy() const { return model().uniform_mean_energy(); }
+
 OptimizerState Engine::optimizer_state() const {
   throw UsageError("this engine (" + description() + ") cannot save its optimiser state for a checkpoint");
 }

@@ -235,7 +235,11 @@ double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
       }
     }
   }
-  const Rbm model = engine.model();
+  // The joint mode with one state needs no host copy of the model: its
+  // energy comes with the search and E_bar from the engine (on the device for
+  // the CUDA engine). The host copy stays where the host works on the model:
+  // the weights of several mode states, and the marginal target's free-energy
+  // search and h*.
   double energy = 0.0;
   if (config_.mode.target == ModeTarget::joint) {
     const ModeResult found = engine.find_mode(search_);
@@ -244,8 +248,9 @@ double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
     mode_hidden_ = found.hidden;
     energy = found.energy;
     population_ = found.minima_visible;
-    if (config_.mode.mode_states > 1) take_states(model, found);
+    if (config_.mode.mode_states > 1) take_states(engine.model(), found);
   } else {
+    const Rbm model = engine.model();
     if (n_visible_ <= config_.mode.marginal_exhaustive_units) {
       // The visible layer is enumerable: the exact marginal mode needs no search.
       mode_visible_ = marginal_mode_visible(model, config_.mode.marginal_exhaustive_units, {});
@@ -262,7 +267,7 @@ double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
     energy = model.energy(mode_visible_, mode_hidden_);
   }
   last_energy_ = energy;
-  const double mean_energy = model.uniform_mean_energy();
+  const double mean_energy = engine.uniform_mean_energy();
   // The exact joint mode is never above the uniform mean (push >= 0); a
   // heuristic or marginal state could be, and a negative push would reverse
   // the step, so such a step moves nothing (push 0).

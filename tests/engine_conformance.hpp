@@ -21,6 +21,7 @@
 #include <memory>
 #include <numeric>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "detail/gibbs_steps.hpp"
@@ -572,6 +573,57 @@ TEST_P(EngineConformance, SameSeedSameTrajectory) {
     EXPECT_NE(a, run(6, negative));
     EXPECT_NE(a, initial);
   }
+}
+
+// E_bar from the engine (a mode step's uniform mean energy, computed where
+// the parameters live). The CPU engine returns Rbm::uniform_mean_energy bit for
+// bit. The CUDA engine sums the same float32 values in float64 in another
+// order: each side's sum of N terms is within (N - 1) u sum|x| of the exact
+// sum (u = 2^-53), and the final combination -sa/2 - sb/2 - sw/4 rounds twice,
+// at most u S each with S = sum|a|/2 + sum|b|/2 + sum|W|/4; so the two values
+// differ by at most 2 (N + 1) u S, N the largest of the three counts.
+TEST_P(EngineConformance, UniformMeanEnergyOfTheCurrentParameters) {
+  EXPECT_THROW((void)engine_->uniform_mean_energy(), UsageError);  // no model yet
+  auto check = [&](const Rbm& model, const char* what) {
+    double scale = 0.0;
+    for (const float a : model.visible_bias()) scale += std::abs(a) / 2.0;
+    for (const float b : model.hidden_bias()) scale += std::abs(b) / 2.0;
+    for (const float w : model.weights()) scale += std::abs(w) / 4.0;
+    const double count = static_cast<double>(
+        std::max<std::size_t>({model.weights().size(), model.visible_bias().size(), model.hidden_bias().size()}));
+    const double tolerance = 2.0 * (count + 1.0) * std::ldexp(1.0, -53) * scale;
+    const double got = engine_->uniform_mean_energy();
+    const double expected = model.uniform_mean_energy();
+    if (GetParam() == Backend::cpu) {
+      EXPECT_EQ(got, expected) << what;
+    } else {
+      EXPECT_NEAR(got, expected, tolerance) << what;
+    }
+  };
+  // Non-dyadic parameters (every sum rounds), odd sizes and MNIST's shape;
+  // biases set too, so that each of the three sums counts.
+  std::uint64_t seed = 90;
+  for (const auto& [n, m] : std::vector<std::pair<int, int>>{{1, 1}, {33, 7}, {7, 1025}, {784, 500}}) {
+    Rbm rbm = Rbm::random(n, m, 0.37, seed++);
+    const PhiloxStream stream(seed++, random_stream(RandomPurpose::test, 5));
+    std::uint64_t index = 0;
+    for (float& a : rbm.visible_bias()) a = static_cast<float>(0.3 - stream.uniform_double(index++));
+    for (float& b : rbm.hidden_bias()) b = static_cast<float>(stream.uniform_double(index++) - 0.7);
+    engine_->set_model(rbm);
+    check(rbm, "as set");
+  }
+  // After an update the engine's parameters are no longer the ones set.
+  const Rbm rbm = Rbm::random(9, 6, 0.5, 97);
+  engine_->set_model(rbm);
+  engine_->set_data(random_dataset(8, 9, 98));
+  const std::vector<int> rows = {0, 3, 5};
+  UpdateStep step;
+  step.batch_rows = rows;
+  step.learning_rate = 0.3;
+  engine_->update(step);
+  const Rbm updated = engine_->model();
+  ASSERT_NE(updated, rbm);
+  check(updated, "after an update");
 }
 
 TEST_P(EngineConformance, RefusesBadArguments) {

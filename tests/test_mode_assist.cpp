@@ -151,7 +151,14 @@ class RecordingEngine : public Engine {
   Backend backend() const override { return Backend::cpu; }
   std::string description() const override { return "recording"; }
   void set_model(const Rbm& rbm) override { rbm_ = rbm; }
-  Rbm model() const override { return rbm_; }
+  Rbm model() const override {
+    ++model_copies;
+    return rbm_;
+  }
+  double uniform_mean_energy() const override {
+    ++mean_energies;
+    return rbm_.uniform_mean_energy();
+  }
   void set_data(const Dataset&) override {}
   void reset_persistent_chains(int, std::uint64_t) override {}
   Gradient gradient(const UpdateStep&) override { throw RuntimeFailure("not used"); }
@@ -169,10 +176,49 @@ class RecordingEngine : public Engine {
     return mode_exhaustive(rbm_);
   }
   std::vector<ModeSearchConfig> searches;
+  mutable int model_copies = 0;   // model() calls: copies of the whole model to the host
+  mutable int mean_energies = 0;  // uniform_mean_energy() calls
 
  private:
   Rbm rbm_;
 };
+
+TEST(ModeAssist, JointModeStepCopiesNoModel) {
+  // E_bar comes from the engine (on the device for the CUDA engine) and the
+  // joint mode's energy from the search: no host copy of the model. Several
+  // mode states and the marginal target work on the model on the host.
+  const Rbm rbm = Rbm::random(5, 3, 1.0, 12);
+  TrainConfig config;
+  config.method = TrainMethod::mode;
+  {
+    RecordingEngine engine(rbm);
+    detail::ModeAssist assist(config, 5, 3, 100);
+    UpdateStep step;
+    const double push = assist.prepare_mode_step(engine, step, 3);
+    EXPECT_EQ(engine.model_copies, 0);
+    EXPECT_EQ(engine.mean_energies, 1);
+    EXPECT_EQ(push, std::max(0.0, mode_push(rbm.uniform_mean_energy(), mode_exhaustive(rbm).energy, 5, 3)));
+  }
+  {
+    TrainConfig states = config;
+    states.mode.mode_states = 3;
+    RecordingEngine engine(rbm);
+    detail::ModeAssist assist(states, 5, 3, 100);
+    UpdateStep step;
+    assist.prepare_mode_step(engine, step, 3);
+    EXPECT_EQ(engine.model_copies, 1);
+  }
+  {
+    TrainConfig marginal = config;
+    marginal.mode.target = ModeTarget::marginal;
+    RecordingEngine engine(rbm);
+    detail::ModeAssist assist(marginal, 5, 3, 100);
+    UpdateStep step;
+    assist.prepare_mode_step(engine, step, 3);
+    EXPECT_EQ(engine.model_copies, 1);
+    EXPECT_EQ(engine.mean_energies, 1);
+  }
+}
 
 TEST(ModeAssist, ChoosesSolverWarmStartsAndScalesTheStep) {
   const Rbm rbm = Rbm::random(5, 3, 1.0, 11);

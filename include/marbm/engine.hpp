@@ -126,6 +126,14 @@ class Engine {
   virtual void set_model(const Rbm& rbm) = 0;
   /// Copies the current parameters to the host.
   virtual Rbm model() const = 0;
+  /// The mean energy over all states of the current parameters,
+  /// -sum(a)/2 - sum(b)/2 - sum(W)/4 (Rbm::uniform_mean_energy), computed
+  /// where the parameters live: a mode step's E_bar without a copy of the
+  /// model. The CPU engine returns Rbm::uniform_mean_energy bit for bit; the
+  /// CUDA engine sums in float64 on its device (other order, so equal up to
+  /// float64 rounding) and copies back one double. The default copies the
+  /// model.
+  virtual double uniform_mean_energy() const;
 
   /// Loads parameters from where this engine computes and zeroes the
   /// momentum, as set_model: the CUDA engine copies parameters on its own
