@@ -971,7 +971,8 @@ std::vector<TrainResult> train_ensemble_cuda_impl(const Dataset& data, const std
     if (launch.opt_in)
       MARBM_CUDA_TRY(cudaFuncSetAttribute(ensemble_warp_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic));
     ensemble_warp_kernel<<<static_cast<unsigned>(launch.blocks), launch.threads, launch.dynamic_bytes, stream>>>(
-        problem, members, static_cast<unsigned>(warp_scratch_bytes(shape)), static_cast<unsigned>(warp_member_bytes(shape)));
+        problem, members, static_cast<unsigned>(warp_scratch_bytes(shape)),
+        static_cast<unsigned>(warp_member_bytes(shape)));
   } else {
     if (launch.opt_in)
       MARBM_CUDA_TRY(cudaFuncSetAttribute(ensemble_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic));

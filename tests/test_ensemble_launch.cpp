@@ -19,7 +19,8 @@ constexpr int kSms = 132;
 constexpr std::size_t kBlockStatic = 6432;
 constexpr std::size_t kWarpStatic = 0;
 
-FusedEnsembleLaunch plan(const FusedEnsembleShape& s, int members, FusedKernelChoice choice = FusedKernelChoice::automatic,
+FusedEnsembleLaunch plan(const FusedEnsembleShape& s, int members,
+                         FusedKernelChoice choice = FusedKernelChoice::automatic,
                          const SharedMemoryLimits& limits = kSm90) {
   return plan_fused_ensemble(s, members, choice, kBlockStatic, kWarpStatic, limits, kSms);
 }
@@ -49,7 +50,8 @@ TEST(FusedEnsembleLaunch, WarpMemberSliceIsScratchThenFloatsAligned) {
   EXPECT_EQ(warp_member_bytes(odd), 448u);
   // The scratch is sized by the larger layer (the one the enumeration sums over).
   EXPECT_EQ(warp_scratch_bytes({3, 17, 4, 4, true}), 32u * 17 * 8);
-  for (const FusedEnsembleShape s : {tiny, odd, FusedEnsembleShape{7, 5, 6, 3, true}, FusedEnsembleShape{9, 7, 8, 8, false}}) {
+  for (const FusedEnsembleShape s :
+       {tiny, odd, FusedEnsembleShape{7, 5, 6, 3, true}, FusedEnsembleShape{9, 7, 8, 8, false}}) {
     EXPECT_EQ(warp_member_bytes(s) % 16, 0u);
     EXPECT_EQ(warp_scratch_bytes(s) % 8, 0u) << "the floats after the float64 scratch stay aligned";
   }
@@ -140,7 +142,8 @@ TEST(FusedEnsembleLaunch, ForcedChoicesAndSettingsBeyondTheDevice) {
   const FusedEnsembleShape widest{32, 32, 128, 128, false};
   EXPECT_NE(plan(widest, 10).kernel, FusedEnsembleKernel::none);
   const SharedMemoryLimits small{48 * 1024, 64 * 1024};
-  for (const FusedKernelChoice choice : {FusedKernelChoice::automatic, FusedKernelChoice::block, FusedKernelChoice::warp})
+  for (const FusedKernelChoice choice :
+       {FusedKernelChoice::automatic, FusedKernelChoice::block, FusedKernelChoice::warp})
     EXPECT_EQ(plan(widest, 10, choice, small).kernel, FusedEnsembleKernel::none);
   // Only the warp kernel fits (no 6432 static bytes): automatic takes it.
   const SharedMemoryLimits tight{48 * 1024, 48 * 1024};
