@@ -969,8 +969,7 @@ std::vector<TrainResult> train_ensemble_cuda_impl(const Dataset& data, const std
                                  problem.exact_metrics || problem.mode};
   const FusedEnsembleLaunch launch =
       plan_fused_ensemble(shape, members, kernel_choice, static_shared_bytes(ensemble_kernel),
-                          static_shared_bytes(ensemble_warp_kernel), shared_memory_limits(resources.device()),
-                          resources.multiprocessors());
+                          static_shared_bytes(ensemble_warp_kernel), shared_memory_limits(resources.device()));
   if (launch.kernel == FusedEnsembleKernel::none) return train_one_by_one(data, initial, seeds, config, on_metrics);
   const int dynamic = static_cast<int>(launch.dynamic_bytes);
   const auto start = std::chrono::steady_clock::now();

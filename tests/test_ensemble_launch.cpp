@@ -11,9 +11,8 @@
 namespace marbm::detail {
 namespace {
 
-// sm_90 (H100/H200): 48 KiB per block without opting in, 227 KiB with, 132 SMs.
+// sm_90 (H100/H200): 48 KiB per block without opting in, 227 KiB with.
 constexpr SharedMemoryLimits kSm90{48 * 1024, 227 * 1024};
-constexpr int kSms = 132;
 // Static shared memory as ptxas reports it for sm_90: ensemble_kernel's
 // reduction arrays and block_sum's partials; ensemble_warp_kernel has none.
 constexpr std::size_t kBlockStatic = 6432;
@@ -22,7 +21,7 @@ constexpr std::size_t kWarpStatic = 0;
 FusedEnsembleLaunch plan(const FusedEnsembleShape& s, int members,
                          FusedKernelChoice choice = FusedKernelChoice::automatic,
                          const SharedMemoryLimits& limits = kSm90) {
-  return plan_fused_ensemble(s, members, choice, kBlockStatic, kWarpStatic, limits, kSms);
+  return plan_fused_ensemble(s, members, choice, kBlockStatic, kWarpStatic, limits);
 }
 
 TEST(FusedEnsembleLaunch, BlockKernelThreadsAreTheBlockKernelsRule) {
@@ -83,26 +82,35 @@ TEST(FusedEnsembleLaunch, SmallEnsemblesFillTheirOneBlock) {
   EXPECT_EQ(plan(tiny, 0).kernel, FusedEnsembleKernel::none);
 }
 
-TEST(FusedEnsembleLaunch, LargerMembersTakeTheBlockKernelUnlessTheyFillTheDevice) {
-  // 16x16 batch 128: the block kernel runs 256 threads per member. With few
-  // members those threads are the parallelism; from 32 warps per SM
-  // (32 x 132 members) the warps alone fill the device.
+TEST(FusedEnsembleLaunch, LargerMembersTakeTheBlockKernelHoweverMany) {
+  // 16x16 batch 128: the block kernel runs 256 threads per member. Its
+  // 43,392 bytes of shared memory cap the members resident per SM alike for
+  // both kernels, so the warp kernel's only effect would be fewer threads
+  // per member: the block kernel at any member count.
   const FusedEnsembleShape mid{16, 16, 128, 128, false};
-  const FusedEnsembleLaunch few = plan(mid, 4);
-  EXPECT_EQ(few.kernel, FusedEnsembleKernel::block);
-  EXPECT_EQ(few.threads, 256);
-  EXPECT_EQ(few.blocks, 4);
-  EXPECT_EQ(few.members_per_block, 1);
-  EXPECT_EQ(few.dynamic_bytes, fused_ensemble_shared_bytes(16, 16, 128, 128));
-  EXPECT_TRUE(few.opt_in) << "6432 static + 43,392 dynamic bytes exceed 48 KiB";
-  EXPECT_EQ(plan(mid, 32 * kSms - 1).kernel, FusedEnsembleKernel::block);
-  const FusedEnsembleLaunch many = plan(mid, 32 * kSms);
-  EXPECT_EQ(many.kernel, FusedEnsembleKernel::warp);
-  // 43,392 bytes per member: one per block within the default 48 KiB.
-  EXPECT_EQ(many.members_per_block, 1);
-  EXPECT_EQ(many.threads, 32);
-  EXPECT_EQ(many.blocks, 32 * kSms);
-  EXPECT_FALSE(many.opt_in);
+  for (const int members : {1, 4, 1000, 100000}) {
+    SCOPED_TRACE(std::to_string(members) + " members");
+    const FusedEnsembleLaunch launch = plan(mid, members);
+    EXPECT_EQ(launch.kernel, FusedEnsembleKernel::block);
+    EXPECT_EQ(launch.threads, 256);
+    EXPECT_EQ(launch.blocks, members);
+    EXPECT_EQ(launch.members_per_block, 1);
+    EXPECT_EQ(launch.dynamic_bytes, fused_ensemble_shared_bytes(16, 16, 128, 128));
+    EXPECT_TRUE(launch.opt_in) << "6432 static + 43,392 dynamic bytes exceed 48 KiB";
+  }
+  // The edge of "small": 64 block threads take the warp kernel, 128 do not.
+  EXPECT_EQ(block_kernel_threads({8, 8, 16, 16, false}), 64);
+  EXPECT_EQ(plan({8, 8, 16, 16, false}, 10).kernel, FusedEnsembleKernel::warp);
+  EXPECT_EQ(block_kernel_threads({8, 8, 40, 40, false}), 128);
+  EXPECT_EQ(plan({8, 8, 40, 40, false}, 10).kernel, FusedEnsembleKernel::block);
+  // Forced, the warp kernel takes the larger member too: one per block
+  // within the default 48 KiB (it has no static shared memory).
+  const FusedEnsembleLaunch warp = plan(mid, 4, FusedKernelChoice::warp);
+  EXPECT_EQ(warp.kernel, FusedEnsembleKernel::warp);
+  EXPECT_EQ(warp.members_per_block, 1);
+  EXPECT_EQ(warp.threads, 32);
+  EXPECT_EQ(warp.blocks, 4);
+  EXPECT_FALSE(warp.opt_in);
 }
 
 TEST(FusedEnsembleLaunch, MembersPerBlockStayUnderTheDefaultLimitThenOptIn) {
@@ -113,7 +121,7 @@ TEST(FusedEnsembleLaunch, MembersPerBlockStayUnderTheDefaultLimitThenOptIn) {
   EXPECT_EQ(plan(s, 100, FusedKernelChoice::warp).members_per_block, 4);
   // A device (or a kernel with static memory) leaving room for 2 only.
   const FusedEnsembleLaunch two =
-      plan_fused_ensemble(s, 100, FusedKernelChoice::warp, kBlockStatic, 48 * 1024 - 2 * 6944, kSm90, kSms);
+      plan_fused_ensemble(s, 100, FusedKernelChoice::warp, kBlockStatic, 48 * 1024 - 2 * 6944, kSm90);
   EXPECT_EQ(two.members_per_block, 2);
   EXPECT_EQ(two.dynamic_bytes, 2u * 6944);
   EXPECT_FALSE(two.opt_in);
@@ -135,7 +143,6 @@ TEST(FusedEnsembleLaunch, ForcedChoicesAndSettingsBeyondTheDevice) {
   EXPECT_EQ(block.threads, 64);
   EXPECT_EQ(block.blocks, 1000);
   EXPECT_EQ(block.dynamic_bytes, 1152u);
-  EXPECT_EQ(plan({16, 16, 128, 128, false}, 4, FusedKernelChoice::warp).kernel, FusedEnsembleKernel::warp);
   // 32x32, batch 128: 90,880 bytes per member. Fits sm_90 with an opt-in,
   // not a device allowing 64 KiB: neither kernel, the caller trains the
   // members on engines.

@@ -10,8 +10,11 @@
 // - warp kernel (ensemble_warp_kernel): one warp per member, several members
 //   per block, warp barriers and shuffles only, the enumeration's fields in
 //   shared memory (no local-memory stack). Suits tiny members (a 6x6 member
-//   has 12 sampling groups and 48 parameters: most of a 64-thread block idles)
-//   and ensembles with enough members to fill the device with warps.
+//   has 12 sampling groups and 48 parameters: most of a 64-thread block idles).
+//   For larger members it is no win even when the members alone would fill
+//   the device: a member's shared memory caps the members resident per SM
+//   alike for both kernels, and the block kernel gives each of them more
+//   threads.
 //
 // MARBM_ENSEMBLE_KERNEL=block|warp forces one of them (auto or unset: the
 // rule below); both draw the same Philox numbers and do the same float32
@@ -90,15 +93,14 @@ struct FusedEnsembleLaunch {
   bool opt_in = false;             ///< the launch must raise the kernel's dynamic shared memory limit
 };
 
-/// The launch of `members` members of shape `s` on a device with
-/// `multiprocessors` SMs and shared memory `limits`, given each kernel's
-/// static shared memory (cudaFuncGetAttributes).
+/// The launch of `members` members of shape `s` on a device with shared
+/// memory `limits`, given each kernel's static shared memory
+/// (cudaFuncGetAttributes).
 ///
-/// automatic: the warp kernel when it fits and either the member is small
-/// (the block kernel would run at most 64 threads, so one warp covers every
-/// pass in at most two rounds) or the members alone fill the device with
-/// warps (at least 32 per SM, half of sm_80/sm_90's resident warps); else
-/// the block kernel when it fits; else the warp kernel when it fits (its
+/// automatic: the warp kernel when it fits and the member is small (the
+/// block kernel would run at most 64 threads, so one warp covers every pass
+/// in at most two rounds); else the block kernel when it fits; else the warp
+/// kernel when it fits (its
 /// members need less shared memory: no reduction arrays); else none (the
 /// caller trains the members on engines). A forced choice gives that kernel
 /// or none. The warp kernel packs kWarpKernelMembersPerBlock members per
@@ -107,7 +109,7 @@ struct FusedEnsembleLaunch {
 /// The thresholds are reasoned, not measured: no GPU has run either kernel.
 inline FusedEnsembleLaunch plan_fused_ensemble(const FusedEnsembleShape& s, int members, FusedKernelChoice choice,
                                                std::size_t block_static_bytes, std::size_t warp_static_bytes,
-                                               const SharedMemoryLimits& limits, int multiprocessors) {
+                                               const SharedMemoryLimits& limits) {
   FusedEnsembleLaunch block;
   {
     const std::size_t dynamic = fused_ensemble_shared_bytes(s.n, s.m, s.batch, s.chains);
@@ -134,8 +136,7 @@ inline FusedEnsembleLaunch plan_fused_ensemble(const FusedEnsembleShape& s, int 
     case FusedKernelChoice::automatic: break;
   }
   const bool small = block_kernel_threads(s) <= 64;
-  const bool fills = static_cast<long long>(members) >= 32LL * std::max(multiprocessors, 1);
-  if (warp.kernel != FusedEnsembleKernel::none && (small || fills)) return warp;
+  if (warp.kernel != FusedEnsembleKernel::none && small) return warp;
   if (block.kernel != FusedEnsembleKernel::none) return block;
   return warp;
 }
