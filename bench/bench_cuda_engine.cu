@@ -5,7 +5,8 @@
 //     the augmented stacked rows ([V|1]^T [H|w], which also gives the bias
 //     gradients), with the engine's operand strides, timed with CUDA events;
 //     and at batch 1024 with MARBM_CUDA_GRAPH=0 (direct launches);
-//   - a fused ensemble of 1,000 6 x 6 RBMs on shifting bars (CD-1);
+//   - a fused ensemble of 1,000 6 x 6 RBMs on shifting bars (CD-1), with the
+//     kernel the launch rule picks and with the block kernel forced;
 //   - exact log Z by Gray-code enumeration (states/s), 2^30 states of a
 //     64 x 30 model among them.
 //
@@ -162,8 +163,13 @@ BENCHMARK(BM_CudaCd1Update)->Arg(128)->Arg(1024)->UseManualTime()->Iterations(20
 BENCHMARK(BM_CudaCd1UpdateDirect)->Arg(1024)->UseManualTime()->Iterations(20)->Unit(benchmark::kMillisecond);
 
 // 1,000 independent 6 x 6 RBMs on shifting bars 6/3, CD-1, all 6 patterns per
-// batch, lr 0.2, exact KL only at the end: the fused one-block-per-RBM kernel.
-void BM_CudaEnsemble6x6(benchmark::State& state) {
+// batch, lr 0.2, exact KL only at t = 0 and the end: the fused kernel, timed
+// as one train_ensemble call (host set-up, copies and results included; the
+// 20,000-update run shows the figure with those amortised). BM_CudaEnsemble6x6
+// takes the kernel the launch rule picks (the warp kernel for this shape:
+// tests/test_ensemble_launch.cpp); BM_CudaEnsemble6x6BlockKernel forces the
+// block kernel (MARBM_ENSEMBLE_KERNEL=block) for comparison.
+void run_ensemble_6x6(benchmark::State& state, const char* kernel) {
   if (!have_device(state)) return;
   const int members = 1000;
   const long iterations = state.range(0);
@@ -179,6 +185,7 @@ void BM_CudaEnsemble6x6(benchmark::State& state) {
   config.learning_rate = 0.2;
   config.batch_size = 6;
   config.iterations = iterations;
+  if (kernel != nullptr) ::setenv("MARBM_ENSEMBLE_KERNEL", kernel, 1);
   (void)marbm::train_ensemble(marbm::Backend::cuda, data, initial, seeds, config);  // warm-up
   double total_seconds = 0.0;
   for (auto _ : state) {
@@ -189,12 +196,16 @@ void BM_CudaEnsemble6x6(benchmark::State& state) {
     state.SetIterationTime(seconds);
     total_seconds += seconds;
   }
+  if (kernel != nullptr) ::unsetenv("MARBM_ENSEMBLE_KERNEL");
   const double per_run = total_seconds / static_cast<double>(state.iterations());
   state.counters["members"] = members;
   state.counters["updates_per_s_per_rbm"] = static_cast<double>(iterations) / per_run;
   state.counters["updates_per_s_total"] = static_cast<double>(iterations) * members / per_run;
 }
+void BM_CudaEnsemble6x6(benchmark::State& state) { run_ensemble_6x6(state, nullptr); }
+void BM_CudaEnsemble6x6BlockKernel(benchmark::State& state) { run_ensemble_6x6(state, "block"); }
 BENCHMARK(BM_CudaEnsemble6x6)->Arg(2000)->Arg(20000)->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CudaEnsemble6x6BlockKernel)->Arg(2000)->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
 
 // Exact log Z of an n x m model (2^min(n, m) states) on the device; the
 // third argument 1 runs the previous kernels (MARBM_EXACT_KERNEL=legacy), so

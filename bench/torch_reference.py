@@ -6,7 +6,8 @@ The same work as bench_cuda_engine:
     off): p(h|v0), h0 ~ Bernoulli, p(v|h0), v1 ~ Bernoulli, p(h|v1), then
     W += lr (v0^T p0 - v1^T p1) / B and the bias means;
   - 1,000 independent 6 x 6 RBMs trained at once with CD-1 on shifting bars
-    6/3 (all 6 patterns per batch, lr 0.2), as batched matrix products.
+    6/3 (all 6 patterns per batch, lr 0.2), as batched matrix products (eager,
+    and replayed from a CUDA graph for comparison).
 
 Times are CUDA-event times after a warm-up. Prints a table and, with --json,
 writes the figures for bench/device-check.sh. Without torch or a device it
@@ -117,8 +118,19 @@ def cd1_cpu_benchmark(torch, threads, seconds, batch=100):
             "updates_per_s": count / wall, "cpu_ms_per_update": cpu / count * 1e3}
 
 
-def ensemble_benchmark(torch, members=1000, iterations=2000):
-    device = torch.device("cuda")
+def ensemble_benchmark(torch, members=1000, iterations=2000, graph=False, device="cuda", trained=None):
+    """CD-1 on `members` independent 6 x 6 RBMs as one batched program: every
+    update is a fixed sequence of batched kernels over all members (torch.bmm /
+    baddbmm on E x B x n stacks, one Philox generator for every draw), no
+    Python loop over members. With graph=True the update is captured once in
+    a CUDA graph and replayed (the same kernels without the per-launch host
+    cost); draws then come from the default CUDA generator (seeded the same
+    way), which graph capture supports on every torch version. device="cpu"
+    runs the same program on the CPU with wall-clock timing: a check that it
+    runs, not a reference figure. A dict passed as `trained` receives the
+    final W (E x n x m), a (E x 1 x n) and b (E x 1 x m)."""
+    import time
+    device = torch.device(device)
     gen = torch.Generator(device=device)
     gen.manual_seed(2)
     n = m = 6
@@ -127,22 +139,62 @@ def ensemble_benchmark(torch, members=1000, iterations=2000):
     v0 = data.unsqueeze(0).expand(members, -1, -1).contiguous()  # E x B x n
     batch = v0.shape[1]
     W = 0.01 * torch.randn(members, n, m, device=device, generator=gen)
-    a = 0.01 * torch.randn(members, 1, n, device=device, generator=gen)
+    a = 0.01 * torch.randn(members, 1, n, device=device, generator=gen)  # as marbm's Rbm::random
     b = 0.01 * torch.randn(members, 1, m, device=device, generator=gen)
+    v0_t = v0.transpose(1, 2)
+    v0_mean = v0.mean(1, keepdim=True)
+    if graph:
+        torch.cuda.manual_seed(2)
+        draws = None  # the default generator: capturable
+    else:
+        draws = gen
 
     def update():
-        ph0 = torch.sigmoid(torch.bmm(v0, W) + b)
-        h0 = (torch.rand(ph0.shape, device=device, generator=gen) < ph0).float()
-        pv1 = torch.sigmoid(torch.bmm(h0, W.transpose(1, 2)) + a)
-        v1 = (torch.rand(pv1.shape, device=device, generator=gen) < pv1).float()
-        ph1 = torch.sigmoid(torch.bmm(v1, W) + b)
-        W.add_(torch.bmm(v0.transpose(1, 2), ph0) - torch.bmm(v1.transpose(1, 2), ph1), alpha=lr / batch)
-        a.add_((v0 - v1).mean(1, keepdim=True), alpha=lr)
-        b.add_((ph0 - ph1).mean(1, keepdim=True), alpha=lr)
+        ph0 = torch.sigmoid(torch.baddbmm(b, v0, W))
+        h0 = torch.bernoulli(ph0, generator=draws)
+        pv1 = torch.sigmoid(torch.baddbmm(a, h0, W.transpose(1, 2)))
+        v1 = torch.bernoulli(pv1, generator=draws)
+        ph1 = torch.sigmoid(torch.baddbmm(b, v1, W))
+        W.baddbmm_(v0_t, ph0, alpha=lr / batch)
+        W.baddbmm_(v1.transpose(1, 2), ph1, alpha=-lr / batch)
+        a.add_(v0_mean - v1.mean(1, keepdim=True), alpha=lr)
+        b.add_(ph0.mean(1, keepdim=True) - ph1.mean(1, keepdim=True), alpha=lr)
 
-    seconds = time_cuda(torch, update, iterations, warmup=50)
+    with torch.no_grad():
+        if device.type == "cpu":
+            for _ in range(5):
+                update()
+            start = time.perf_counter()
+            for _ in range(iterations):
+                update()
+            seconds = (time.perf_counter() - start) / iterations
+        elif graph:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up off the capture stream, as capture requires
+                for _ in range(3):
+                    update()
+            torch.cuda.current_stream().wait_stream(side)
+            captured = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(captured):
+                update()
+            seconds = time_cuda(torch, captured.replay, iterations, warmup=50)
+        else:
+            seconds = time_cuda(torch, update, iterations, warmup=50)
+    if trained is not None:
+        trained.update(W=W, a=a, b=b)
     return {"members": members, "iterations": iterations, "update_us": seconds * 1e6,
-            "updates_per_s_per_rbm": 1.0 / seconds, "updates_per_s_total": members / seconds}
+            "updates_per_s_per_rbm": 1.0 / seconds, "updates_per_s_total": members / seconds,
+            "graph": graph, "device": str(device)}
+
+
+def ensemble_graph_benchmark(torch, iterations):
+    """ensemble_benchmark(graph=True), or why it could not run (the eager
+    figure stands either way)."""
+    try:
+        return ensemble_benchmark(torch, iterations=iterations, graph=True)
+    except Exception as error:  # capture unsupported by this torch/driver: say so
+        return {"available": False, "reason": f"{type(error).__name__}: {error}".splitlines()[0]}
 
 
 def main():
@@ -174,6 +226,7 @@ def main():
             "device": torch.cuda.get_device_name(0),
             "cd1": [cd1_benchmark(torch, batch, repetitions) for batch in (128, 1024)],
             "ensemble": ensemble_benchmark(torch, iterations=500 if args.quick else 2000),
+            "ensemble_graph": ensemble_graph_benchmark(torch, iterations=500 if args.quick else 2000),
         }
         print(f"PyTorch {result['torch']} on {result['device']} (float32, TF32 off, eager)")
         print(f"{'work':<34}{'time per update':>18}{'updates/s':>16}")
@@ -181,6 +234,11 @@ def main():
             print(f"{'CD-1 784x500 batch ' + str(row['batch']):<34}{row['update_us']:>15.1f} us{row['updates_per_s']:>16.0f}")
         e = result["ensemble"]
         print(f"{'ensemble 1,000 x 6x6 CD-1':<34}{e['update_us']:>15.1f} us{e['updates_per_s_per_rbm']:>16.0f} per RBM")
+        g = result["ensemble_graph"]
+        if "update_us" in g:
+            print(f"{'  the same, CUDA graph replay':<34}{g['update_us']:>15.1f} us{g['updates_per_s_per_rbm']:>16.0f} per RBM")
+        else:
+            print(f"  the same as a CUDA graph: not run ({g['reason']})")
     else:
         print(f"torch_reference: skipped ({result['reason']})")
     if args.json:

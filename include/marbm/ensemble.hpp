@@ -29,6 +29,10 @@ using EnsembleMetricsCallback = std::function<void(int member, const TrainMetric
 ///   kernel, a thread block per member with its parameters and batch in
 ///   shared memory: CD-k/PCD-k steps, mode steps with the exact mode found in
 ///   the kernel, exact KL / log-likelihood / log Z at the evaluation points.
+///   Tiny members (those the block kernel would give at most 64 threads,
+///   6x6 among them) run one warp per member instead, several per block,
+///   with the same float32 arithmetic and draws
+///   (MARBM_ENSEMBLE_KERNEL=block|warp forces either kernel).
 ///   The Philox keying is the engines' (gibbs stream of the update, batch
 ///   order, mode choice), but float sums run in another order, so a member's
 ///   trajectory matches marbm::train's statistically, not bit for bit.

@@ -18,6 +18,7 @@
 #include "detail/cuda_entry.hpp"
 #include "device_test.hpp"
 #include "engine_conformance.hpp"
+#include "ensemble_kernel_choice.hpp"
 #include "marbm/ensemble.hpp"
 #include "marbm/exact.hpp"
 #include "marbm/mode.hpp"
@@ -309,7 +310,8 @@ TEST(CudaEnsemble, FusedKernelMatchesIndependentRuns) {
 // flips a draw when a uniform falls between the two probabilities: about
 // 1e-7 per draw, over the ~1e5 draws of a member's run a few per cent. Such
 // a flip hits one member; a wrong layout hits every member. So each setting
-// needs all members but at most one to match.
+// needs all members but at most one to match. Both fused kernels (block and
+// warp, forced through MARBM_ENSEMBLE_KERNEL) are checked, each on its own.
 TEST(CudaEnsemble, FusedMembersMatchTheCpuEngineParameterForParameter) {
   MARBM_SKIP_WITHOUT_DEVICE();
   struct Case {
@@ -331,53 +333,56 @@ TEST(CudaEnsemble, FusedMembersMatchTheCpuEngineParameterForParameter) {
       {"cd 32x32 batch 60 (opt-in)", 32, 32, 60, 60, TrainMethod::cd, NegativePhase::cd, 0, 1},
   };
   constexpr double kTolerance = 1e-3;
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.name);
-    const Dataset data = random_dataset(c.rows, c.n, 40 + c.n, 0.4);
-    TrainConfig config;
-    config.method = c.method;
-    config.gibbs_steps = c.k;
-    config.batch_size = c.batch;
-    config.persistent_chains = c.chains;
-    config.iterations = 20;
-    config.learning_rate = 0.05;
-    config.momentum = 0.5;
-    config.weight_decay = 1e-3;
-    config.exact_metrics = false;
-    config.mode.p_max = 1.0;  // several mode steps in 20 updates
-    config.mode.base = c.base;
-    config.mode.solver = ModeSolver::exhaustive;
-    ASSERT_TRUE(ensemble_fused_supported(c.n, c.m, data.n_rows, config));
-    const int members = 4;
-    std::vector<Rbm> initial;
-    std::vector<std::uint64_t> seeds;
-    for (int e = 0; e < members; ++e) {
-      initial.push_back(Rbm::random(c.n, c.m, 0.1, 700 + e));
-      seeds.push_back(31 + 7 * e);
-    }
-    const auto ensemble = train_ensemble(Backend::cuda, data, initial, seeds, config);
-    ASSERT_EQ(ensemble.size(), initial.size());
-    int matching = 0;
-    for (int e = 0; e < members; ++e) {
-      SCOPED_TRACE("member " + std::to_string(e));
-      TrainConfig member = config;
-      member.seed = seeds[e];
-      auto cpu = make_engine(Backend::cpu);
-      const TrainResult single = train(*cpu, data, initial[e], member);
-      const double difference = test_support::max_parameter_difference(ensemble[e].model, single.model);
-      if (difference < kTolerance) {
-        ++matching;
-      } else {
-        std::cout << c.name << ": member " << e << " differs from the CPU engine by " << difference
-                  << " (one such member is tolerated)\n";
+  for (const char* kernel : {"block", "warp"}) {
+    const test_support::ScopedEnsembleKernel choice(kernel);
+    for (const Case& c : cases) {
+      SCOPED_TRACE(std::string(c.name) + ", " + kernel + " kernel");
+      const Dataset data = random_dataset(c.rows, c.n, 40 + c.n, 0.4);
+      TrainConfig config;
+      config.method = c.method;
+      config.gibbs_steps = c.k;
+      config.batch_size = c.batch;
+      config.persistent_chains = c.chains;
+      config.iterations = 20;
+      config.learning_rate = 0.05;
+      config.momentum = 0.5;
+      config.weight_decay = 1e-3;
+      config.exact_metrics = false;
+      config.mode.p_max = 1.0;  // several mode steps in 20 updates
+      config.mode.base = c.base;
+      config.mode.solver = ModeSolver::exhaustive;
+      ASSERT_TRUE(ensemble_fused_supported(c.n, c.m, data.n_rows, config));
+      const int members = 4;
+      std::vector<Rbm> initial;
+      std::vector<std::uint64_t> seeds;
+      for (int e = 0; e < members; ++e) {
+        initial.push_back(Rbm::random(c.n, c.m, 0.1, 700 + e));
+        seeds.push_back(31 + 7 * e);
       }
-      EXPECT_GT(test_support::max_parameter_difference(ensemble[e].model, initial[e]), 10 * kTolerance)
-          << "training moved the member";
-      // The mode-step decisions use their own Philox stream: always equal.
-      EXPECT_EQ(ensemble[e].mode_steps, single.mode_steps);
-      if (c.method == TrainMethod::mode) EXPECT_GT(single.mode_steps, 0);
+      const auto ensemble = train_ensemble(Backend::cuda, data, initial, seeds, config);
+      ASSERT_EQ(ensemble.size(), initial.size());
+      int matching = 0;
+      for (int e = 0; e < members; ++e) {
+        SCOPED_TRACE("member " + std::to_string(e));
+        TrainConfig member = config;
+        member.seed = seeds[e];
+        auto cpu = make_engine(Backend::cpu);
+        const TrainResult single = train(*cpu, data, initial[e], member);
+        const double difference = test_support::max_parameter_difference(ensemble[e].model, single.model);
+        if (difference < kTolerance) {
+          ++matching;
+        } else {
+          std::cout << c.name << ", " << kernel << " kernel: member " << e << " differs from the CPU engine by "
+                    << difference << " (one such member is tolerated)\n";
+        }
+        EXPECT_GT(test_support::max_parameter_difference(ensemble[e].model, initial[e]), 10 * kTolerance)
+            << "training moved the member";
+        // The mode-step decisions use their own Philox stream: always equal.
+        EXPECT_EQ(ensemble[e].mode_steps, single.mode_steps);
+        if (c.method == TrainMethod::mode) EXPECT_GT(single.mode_steps, 0);
+      }
+      EXPECT_GE(matching, members - 1);
     }
-    EXPECT_GE(matching, members - 1);
   }
 }
 
@@ -397,22 +402,28 @@ TEST(CudaEnsemble, InKernelModeStepMatchesTheExhaustiveMode) {
   config.learning_rate = 0.1;
   std::vector<Rbm> initial = {Rbm::random(9, 7, 1.0, 1), Rbm::random(9, 7, 1.0, 2), Rbm::random(9, 7, 1.0, 3)};
   const std::vector<std::uint64_t> seeds = {1, 2, 3};
-  const auto results = train_ensemble(Backend::cuda, data, initial, seeds, config);
-  for (std::size_t e = 0; e < initial.size(); ++e) {
-    const ModeResult mode = mode_exhaustive(initial[e]);
-    const TrainMetrics& last = results[e].history.back();
-    EXPECT_EQ(last.mode_steps, 1);
-    EXPECT_NEAR(last.mode_energy, mode.energy, 1e-9 * std::abs(mode.energy));
-    EXPECT_NEAR(last.mode_push, mode_push(initial[e].uniform_mean_energy(), mode.energy, 9, 7), 1e-9);
-    // The step itself as the CPU engine applies it (deterministic: float32 sums).
-    auto cpu = make_engine(Backend::cpu);
-    TrainConfig member = config;
-    member.seed = seeds[e];
-    const TrainResult expected = train(*cpu, data, initial[e], member);
-    for (std::size_t k = 0; k < expected.model.weights().size(); ++k)
-      EXPECT_NEAR(results[e].model.weights()[k], expected.model.weights()[k], 1e-5);
-    for (int i = 0; i < 9; ++i) EXPECT_NEAR(results[e].model.visible_bias()[i], expected.model.visible_bias()[i], 1e-5);
-    for (int j = 0; j < 7; ++j) EXPECT_NEAR(results[e].model.hidden_bias()[j], expected.model.hidden_bias()[j], 1e-5);
+  for (const char* kernel : {"block", "warp"}) {
+    SCOPED_TRACE(std::string(kernel) + " kernel");
+    const test_support::ScopedEnsembleKernel choice(kernel);
+    const auto results = train_ensemble(Backend::cuda, data, initial, seeds, config);
+    for (std::size_t e = 0; e < initial.size(); ++e) {
+      const ModeResult mode = mode_exhaustive(initial[e]);
+      const TrainMetrics& last = results[e].history.back();
+      EXPECT_EQ(last.mode_steps, 1);
+      EXPECT_NEAR(last.mode_energy, mode.energy, 1e-9 * std::abs(mode.energy));
+      EXPECT_NEAR(last.mode_push, mode_push(initial[e].uniform_mean_energy(), mode.energy, 9, 7), 1e-9);
+      // The step itself as the CPU engine applies it (deterministic: float32 sums).
+      auto cpu = make_engine(Backend::cpu);
+      TrainConfig member = config;
+      member.seed = seeds[e];
+      const TrainResult expected = train(*cpu, data, initial[e], member);
+      for (std::size_t k = 0; k < expected.model.weights().size(); ++k)
+        EXPECT_NEAR(results[e].model.weights()[k], expected.model.weights()[k], 1e-5);
+      for (int i = 0; i < 9; ++i)
+        EXPECT_NEAR(results[e].model.visible_bias()[i], expected.model.visible_bias()[i], 1e-5);
+      for (int j = 0; j < 7; ++j)
+        EXPECT_NEAR(results[e].model.hidden_bias()[j], expected.model.hidden_bias()[j], 1e-5);
+    }
   }
 }
 
