@@ -206,7 +206,7 @@ bool ModeAssist::is_mode_step(long t) const {
   return stream.uniform_double(0) < p;
 }
 
-double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
+const ModeSearchConfig& ModeAssist::begin_mode_step(Engine& engine, const UpdateStep& step, long t) {
   // Each search gets its own seed, a pure function of (seed, t), so a run
   // reproduces whatever happened before it on other runs.
   const PhiloxStream seeds(config_.seed, random_stream(RandomPurpose::mode_search, static_cast<std::uint64_t>(t)));
@@ -235,25 +235,43 @@ double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
       }
     }
   }
+  return search_;
+}
+
+bool ModeAssist::needs_search() const {
+  // The marginal target with an enumerable visible layer takes the exact
+  // marginal mode without a search.
+  return config_.mode.target == ModeTarget::joint || n_visible_ > config_.mode.marginal_exhaustive_units;
+}
+
+double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
+  const ModeSearchConfig& search = begin_mode_step(engine, step, t);
   const Rbm model = engine.model();
+  if (!needs_search()) return finish_mode_step(model, nullptr, step);
+  const ModeResult found = engine.find_mode(search);
+  return finish_mode_step(model, &found, step);
+}
+
+double ModeAssist::finish_mode_step(const Rbm& model, const ModeResult* found, UpdateStep& step) {
+  MARBM_EXPECTS(model.n_visible() == n_visible_ && model.n_hidden() == n_hidden_, UsageError,
+                "mode assist: the model does not fit the mode step");
+  MARBM_EXPECTS(found != nullptr || !needs_search(), UsageError, "mode assist: this mode step needs a search result");
   double energy = 0.0;
   if (config_.mode.target == ModeTarget::joint) {
-    const ModeResult found = engine.find_mode(search_);
-    check_found(found);
-    mode_visible_ = found.visible;
-    mode_hidden_ = found.hidden;
-    energy = found.energy;
-    population_ = found.minima_visible;
-    if (config_.mode.mode_states > 1) take_states(model, found);
+    check_found(*found);
+    mode_visible_ = found->visible;
+    mode_hidden_ = found->hidden;
+    energy = found->energy;
+    population_ = found->minima_visible;
+    if (config_.mode.mode_states > 1) take_states(model, *found);
   } else {
-    if (n_visible_ <= config_.mode.marginal_exhaustive_units) {
+    if (!needs_search()) {
       // The visible layer is enumerable: the exact marginal mode needs no search.
       mode_visible_ = marginal_mode_visible(model, config_.mode.marginal_exhaustive_units, {});
     } else {
-      const ModeResult found = engine.find_mode(search_);
-      check_found(found);
-      population_ = found.minima_visible;
-      mode_visible_ = marginal_mode_visible(model, config_.mode.marginal_exhaustive_units, found.visible);
+      check_found(*found);
+      population_ = found->minima_visible;
+      mode_visible_ = marginal_mode_visible(model, config_.mode.marginal_exhaustive_units, found->visible);
     }
     // h* = argmin_h E(v*, h), the hidden state a polish would pick.
     const std::vector<double> field = hidden_fields(model, mode_visible_);
