@@ -2,6 +2,10 @@
 // replicas, exhaustive enumeration, descent polish, best-replica reduction.
 #pragma once
 
+#include <cstddef>
+#include <span>
+#include <vector>
+
 #include "marbm/mode.hpp"
 #include "resources.cuh"
 
@@ -13,5 +17,29 @@ namespace marbm::detail {
 /// engine for mode steps without a host round trip of the parameters.
 ModeResult find_mode_device(Resources& resources, const float* weights, const float* visible_bias,
                             const float* hidden_bias, int n_visible, int n_hidden, const ModeSearchConfig& config);
+
+/// Several models' parameters on the device, n x m each, laid out by member:
+/// member e's weights at weights + e x weights_stride, its biases at
+/// visible_bias + e x visible_stride and hidden_bias + e x hidden_stride (the
+/// batched ensemble's layout).
+struct MemberParameters {
+  const float* weights = nullptr;
+  std::size_t weights_stride = 0;
+  const float* visible_bias = nullptr;
+  std::size_t visible_stride = 0;
+  const float* hidden_bias = nullptr;
+  std::size_t hidden_stride = 0;
+};
+
+/// The exhaustive mode searches of the members `members` (indices into
+/// `parameters`, each at most once or more: they are independent) in one
+/// launch per stage: transpose, enumerate, decode, polish, best candidate,
+/// then one copy back. Result q is bit for bit what find_mode_device gives
+/// for member members[q] with `config` (solver exhaustive, checked): the
+/// same kernels' per-model work, the same launch plan per model; only the
+/// timing (`seconds`, the batch's) differs.
+std::vector<ModeResult> find_modes_exhaustive_batched(Resources& resources, const MemberParameters& parameters,
+                                                      int n_visible, int n_hidden, std::span<const int> members,
+                                                      const ModeSearchConfig& config);
 
 }  // namespace marbm::detail
