@@ -93,12 +93,6 @@ void BM_CudaEnsembleBatchedVsSingle(benchmark::State& state) {
   state.counters["single_updates_per_s_per_member"] = static_cast<double>(updates) * members * runs / single;
   state.counters["speedup"] = single / batched;
 }
-BENCHMARK(BM_CudaEnsembleBatchedVsSingle)
-    ->Args({64, 100, 64, 500})
-    ->Args({16, 784, 500, 200})
-    ->UseManualTime()
-    ->Iterations(2)
-    ->Unit(benchmark::kMillisecond);
 
 // Sets MARBM_ENSEMBLE_MODE_SEARCH for the lifetime of the guard.
 class ModeSearchEnv {
@@ -177,6 +171,15 @@ void BM_CudaEnsembleModeSteps(benchmark::State& state) {
 BENCHMARK(BM_CudaEnsembleModeSteps)
     ->Args({64, 100, 12, 50})
     ->Args({16, 200, 14, 20})
+    ->UseManualTime()
+    ->Iterations(2)
+    ->Unit(benchmark::kMillisecond);
+// Registered after the mode-step entry (50 and 20 updates of small models):
+// should the device check's time budget for this binary run out, it cuts off
+// the longer entry, not the short one.
+BENCHMARK(BM_CudaEnsembleBatchedVsSingle)
+    ->Args({64, 100, 64, 500})
+    ->Args({16, 784, 500, 200})
     ->UseManualTime()
     ->Iterations(2)
     ->Unit(benchmark::kMillisecond);
