@@ -234,9 +234,10 @@ TEST(CudaEnsembleModeSearch, BatchedRunsEqualPerMemberRunsBitForBit) {
         EXPECT_EQ(bits(x.mode_energy), bits(y.mode_energy));
       }
     }
-    // Mode steps happened: P_mode = 0.6 sigmoid(20 t / 30) >= 0.3, so about
-    // half of each member's 30 updates (fewer than one per member is a
-    // setup error, not chance: its probability is below 0.7^30 per member).
+    // Mode steps happened: P_mode = 0.6 sigmoid(20 t / 30) >= 0.3 at every
+    // update, so each member expects at least 9 of its 30 updates to be mode
+    // steps; 6 steps or fewer over all 6 members would be a setup error, not
+    // chance (P(Binomial(180, 0.3) <= 6) < 1e-19).
     EXPECT_GT(steps, members);
   }
 }
