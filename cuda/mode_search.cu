@@ -509,7 +509,7 @@ std::vector<ModeResult> find_modes_exhaustive_batched(Resources& resources, cons
 
   cudaStream_t stream = resources.stream();
   DeviceBuffer<int> indices(static_cast<std::size_t>(count), stream);
-  indices.copy_from_host(std::vector<int>(members.begin(), members.end()));
+  indices.copy_from_host(members);
   const std::size_t per_model = static_cast<std::size_t>(n) * m;
   DeviceBuffer<float> transposed(per_model * count, stream);
   BatchedModels models;
