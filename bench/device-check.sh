@@ -318,12 +318,25 @@ rows.append(("mode step E_bar 784x500 on the device (us)", fmt(us_new), f"host c
              "below the host copy", met(None if us_new is None or us_old is None else us_new < us_old)))
 
 # Mid-size ensembles: batched strided GEMMs against the same members one by one.
-for b in benchmarks("bench_cuda_ensemble").values():
+ensemble_benchmarks = benchmarks("bench_cuda_ensemble")
+for b in ensemble_benchmarks.values():
+    if not b.get("name", "").startswith("BM_CudaEnsembleBatchedVsSingle"):
+        continue
     speedup = b.get("speedup")
     rows.append((f"batched ensemble {b.get('name', '').split('/manual')[0]} (updates/s per member)",
                  fmt(b.get("batched_updates_per_s_per_member")),
                  f"one by one {fmt(b.get('single_updates_per_s_per_member'))} ({fmt(speedup, suffix='x')})",
                  "> 1x one by one", met(None if speedup is None else speedup > 1.0)))
+# Mode steps of the batched ensemble: the members' exhaustive searches in one
+# launch against one search per member (MARBM_ENSEMBLE_MODE_SEARCH=per-member).
+for args in ("64/100/12/50", "16/200/14/20"):
+    b = find(ensemble_benchmarks, f"BM_CudaEnsembleModeSteps/{args}/")
+    speedup = b.get("speedup") if b else None
+    rows.append((f"ensemble mode steps {args} (members/n/m/updates), batched search (updates/s per member)",
+                 fmt(b.get("batched_updates_per_s_per_member") if b else None),
+                 f"per member {fmt(b.get('per_member_updates_per_s_per_member') if b else None)} "
+                 f"({fmt(speedup, suffix='x')})",
+                 "faster than per member", met(None if speedup is None else speedup > 1.0)))
 
 try:
     nccl = open(f"{raw}-nccl.txt").read().strip()

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <optional>
 #include <span>
@@ -28,6 +29,7 @@
 #include "detail/batch_schedule.hpp"
 #include "detail/gibbs_steps.hpp"
 #include "detail/mode_assist.hpp"
+#include "detail/mode_batch_plan.hpp"
 #include "device_buffer.cuh"
 #include "error.cuh"
 #include "exact_enumeration.cuh"
@@ -653,6 +655,22 @@ std::vector<TrainResult> train_ensemble_batched(const Dataset& data, const std::
     ensemble.set_batch_rows(rows);
   }
 
+  // Mode steps: MARBM_ENSEMBLE_MODE_SEARCH=per-member searches each flagged
+  // member through its own view, one after another (as before the batched
+  // search; kept for comparison and diagnosis).
+  const bool per_member_search = ensemble_mode_search_per_member(std::getenv("MARBM_ENSEMBLE_MODE_SEARCH"));
+  const MemberParameters parameters{ensemble.weights(0), static_cast<std::size_t>(n) * m, ensemble.visible_bias(0),
+                                    static_cast<std::size_t>(n), ensemble.hidden_bias(0), static_cast<std::size_t>(m)};
+  std::vector<UpdateStep> mode_steps(members);
+  std::vector<int> searched;
+  auto pack_mode_step = [&](int e, const UpdateStep& step) {
+    float* mine = packed.data() + static_cast<std::size_t>(e) * pack;
+    mine[0] = 1.0f;
+    mine[1] = static_cast<float>(step.learning_rate);
+    for (int i = 0; i < n; ++i) mine[2 + i] = step.mode_visible[i] ? 1.0f : 0.0f;
+    for (int j = 0; j < m; ++j) mine[2 + n + j] = step.mode_hidden[j] ? 1.0f : 0.0f;
+  };
+
   report(0);
   int count = batch;
   for (long t = 0; t < total; ++t) {
@@ -667,20 +685,48 @@ std::vector<TrainResult> train_ensemble_batched(const Dataset& data, const std::
       ensemble.set_batch_rows(std::span<const int>(rows.data(), static_cast<std::size_t>(members) * count));
     }
     packed.clear();
+    searched.clear();
     for (int e = 0; e < members; ++e) {
       if (!assists[e] || !assists[e]->is_mode_step(t)) continue;
       if (packed.empty()) {
         packed.assign(static_cast<std::size_t>(members) * pack, 0.0f);
         for (int k = 0; k < members; ++k) packed[k * pack + 1] = static_cast<float>(config.learning_rate);
       }
-      UpdateStep step;
+      UpdateStep& step = mode_steps[e];
+      step = UpdateStep{};
       step.learning_rate = config.learning_rate;
+      if (!per_member_search &&
+          batched_mode_search_covers(assists[e]->search_config(), assists[e]->needs_search())) {
+        // Searched below with the other flagged members, in one launch.
+        assists[e]->begin_mode_step(views[e], step, t);
+        searched.push_back(e);
+        continue;
+      }
+      // The local search (on the host, one or several states), SB and SA,
+      // the marginal target without a search, or MARBM_ENSEMBLE_MODE_SEARCH
+      // =per-member: one member after another, each through its view.
       assists[e]->prepare_mode_step(views[e], step, t);
-      float* mine = packed.data() + static_cast<std::size_t>(e) * pack;
-      mine[0] = 1.0f;
-      mine[1] = static_cast<float>(step.learning_rate);
-      for (int i = 0; i < n; ++i) mine[2 + i] = step.mode_visible[i] ? 1.0f : 0.0f;
-      for (int j = 0; j < m; ++j) mine[2 + n + j] = step.mode_hidden[j] ? 1.0f : 0.0f;
+      pack_mode_step(e, step);
+    }
+    if (!searched.empty()) {
+      // The members' exhaustive searches in one launch per stage; each
+      // result is bit for bit the member's own search (the exhaustive solver
+      // ignores the seed and warm start, the only fields in which the
+      // members' search configurations differ), then the host part of each
+      // mode step with E_bar from each member's view (on the device, as
+      // the per-member path takes it) and, only where a member needs them
+      // on the host, the parameters copied once for all members.
+      ModeSearchConfig search = assists[searched.front()]->search_config();
+      search.backend = Backend::cuda;  // as MemberView::find_mode sets it
+      const std::vector<ModeResult> found = find_modes_exhaustive_batched(resources, parameters, n, m, searched, search);
+      const bool copy = std::any_of(searched.begin(), searched.end(), [&](int e) { return assists[e]->needs_model(); });
+      const std::vector<Rbm> models = copy ? ensemble.models() : std::vector<Rbm>{};
+      for (std::size_t q = 0; q < searched.size(); ++q) {
+        const int e = searched[q];
+        assists[e]->finish_mode_step(copy ? &models[e] : nullptr, views[e].uniform_mean_energy(), &found[q],
+                                     mode_steps[e]);
+        pack_mode_step(e, mode_steps[e]);
+      }
     }
     ensemble.update(t, count, packed);
     if (due(t + 1)) report(t + 1);

@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "detail/mode_exhaustive_plan.hpp"
+#include "detail/mode_batch_plan.hpp"
 #include "error.cuh"
 #include "marbm/error.hpp"
 #include "mode_search_internal.cuh"
@@ -25,15 +26,14 @@ namespace {
 // E = -bias_k . g - sum_p max(0, field_p) with field = bias_l + sum_{u in g} rows[u].
 // Lanes own field entries p = lane + 32 t, kept in float64 in shared memory
 // and restarted exactly at the chunk start.
-__global__ void exhaustive_kernel(const float* __restrict__ rows, const float* __restrict__ bias_k,
-                                  const float* __restrict__ bias_l, int k, int l, std::uint64_t total,
-                                  std::uint64_t chunk, double* __restrict__ best_energy,
-                                  std::uint64_t* __restrict__ best_index) {
-  extern __shared__ double exhaustive_shared[];
+// The work of warp `warp` (of one model) on `field` (l doubles of shared
+// memory); the single and the batched kernel both run it, so a model's search
+// in a batched launch does exactly the arithmetic of its own search.
+__device__ __forceinline__ void exhaustive_warp(const float* __restrict__ rows, const float* __restrict__ bias_k,
+                                                const float* __restrict__ bias_l, int k, int l, std::uint64_t total,
+                                                std::uint64_t chunk, std::uint64_t warp, double* __restrict__ field,
+                                                double* __restrict__ best_energy, std::uint64_t* __restrict__ best_index) {
   const int lane = threadIdx.x % kWarp;
-  const int warp_in_block = threadIdx.x / kWarp;
-  double* field = exhaustive_shared + static_cast<std::size_t>(warp_in_block) * l;
-  const std::uint64_t warp = static_cast<std::uint64_t>(blockIdx.x) * (blockDim.x / kWarp) + warp_in_block;
   const std::uint64_t begin = warp * chunk;
   double best = INFINITY;
   std::uint64_t best_at = ~std::uint64_t{0};
@@ -192,12 +192,40 @@ __global__ void __launch_bounds__(kExhaustiveThreadBlock)
   }
 }
 
+__global__ void exhaustive_kernel(const float* __restrict__ rows, const float* __restrict__ bias_k,
+                                  const float* __restrict__ bias_l, int k, int l, std::uint64_t total,
+                                  std::uint64_t chunk, double* __restrict__ best_energy,
+                                  std::uint64_t* __restrict__ best_index) {
+  extern __shared__ double exhaustive_shared[];
+  const int warp_in_block = threadIdx.x / kWarp;
+  double* field = exhaustive_shared + static_cast<std::size_t>(warp_in_block) * l;
+  const std::uint64_t warp = static_cast<std::uint64_t>(blockIdx.x) * (blockDim.x / kWarp) + warp_in_block;
+  exhaustive_warp(rows, bias_k, bias_l, k, l, total, chunk, warp, field, best_energy, best_index);
+}
+
+// Several models in one launch: model `first + blockIdx.y` of the batch, its
+// blocks along x exactly as its own launch would have them; its warp results
+// at slot offset model x slots.
+__global__ void exhaustive_batched_kernel(BatchedModels models, int first, int k, int l, std::uint64_t total,
+                                          std::uint64_t chunk, std::uint64_t slots, double* __restrict__ best_energy,
+                                          std::uint64_t* __restrict__ best_index) {
+  extern __shared__ double exhaustive_shared[];
+  const int model = first + static_cast<int>(blockIdx.y);
+  const int warp_in_block = threadIdx.x / kWarp;
+  double* field = exhaustive_shared + static_cast<std::size_t>(warp_in_block) * l;
+  const std::uint64_t warp = static_cast<std::uint64_t>(blockIdx.x) * (blockDim.x / kWarp) + warp_in_block;
+  const std::size_t offset = static_cast<std::size_t>(model) * slots;
+  exhaustive_warp(models.rows(model), models.bias_k(model), models.bias_l(model), k, l, total, chunk, warp, field,
+                  best_energy + offset, best_index + offset);
+}
+
 // One block: the lowest energy over the warps (lowest index on ties), then
 // the state: the enumerated layer from the Gray code, the other optimally.
-__global__ void exhaustive_decode_kernel(const double* __restrict__ warp_energy,
-                                         const std::uint64_t* __restrict__ warp_index, std::uint64_t warps,
-                                         const float* __restrict__ rows, const float* __restrict__ bias_l, int k,
-                                         int l, std::uint8_t* __restrict__ enumerated, std::uint8_t* __restrict__ other) {
+__device__ __forceinline__ void exhaustive_decode(const double* __restrict__ warp_energy,
+                                                  const std::uint64_t* __restrict__ warp_index, std::uint64_t warps,
+                                                  const float* __restrict__ rows, const float* __restrict__ bias_l,
+                                                  int k, int l, std::uint8_t* __restrict__ enumerated,
+                                                  std::uint8_t* __restrict__ other) {
   __shared__ double energies[kReduceThreads];
   __shared__ std::uint64_t indices[kReduceThreads];
   double best = INFINITY;
@@ -224,41 +252,67 @@ __global__ void exhaustive_decode_kernel(const double* __restrict__ warp_energy,
   }
 }
 
+__global__ void exhaustive_decode_kernel(const double* __restrict__ warp_energy,
+                                         const std::uint64_t* __restrict__ warp_index, std::uint64_t warps,
+                                         const float* __restrict__ rows, const float* __restrict__ bias_l, int k,
+                                         int l, std::uint8_t* __restrict__ enumerated, std::uint8_t* __restrict__ other) {
+  exhaustive_decode(warp_energy, warp_index, warps, rows, bias_l, k, l, enumerated, other);
+}
+
+// One block per model (model first + blockIdx.x), kReduceThreads threads;
+// its state into the model's candidate slot (n visible, m hidden bytes).
+__global__ void exhaustive_decode_batched_kernel(BatchedModels models, int first, const double* __restrict__ warp_energy,
+                                                 const std::uint64_t* __restrict__ warp_index, std::uint64_t slots, int k,
+                                                 int l, std::uint8_t* __restrict__ candidates_v,
+                                                 std::uint8_t* __restrict__ candidates_h) {
+  const int model = first + static_cast<int>(blockIdx.x);
+  const std::size_t offset = static_cast<std::size_t>(model) * slots;
+  std::uint8_t* v = candidates_v + static_cast<std::size_t>(model) * models.n;
+  std::uint8_t* h = candidates_h + static_cast<std::size_t>(model) * models.m;
+  exhaustive_decode(warp_energy + offset, warp_index + offset, slots, models.rows(model), models.bias_l(model), k, l,
+                    models.enumerate_hidden ? h : v, models.enumerate_hidden ? v : h);
+}
+
 }  // namespace
+
+void check_enumerable(int n, int m, const ModeSearchConfig& config) {
+  const int k = std::min(n, m);
+  if (k > config.max_enumerated_units) {
+    throw RuntimeFailure("exhaustive mode search: the smaller layer has " + std::to_string(k) +
+                         " units, beyond the limit of 2^" + std::to_string(config.max_enumerated_units) +
+                         " states (max_enumerated_units)");
+  }
+}
 
 namespace {
 
-// The warp kernel's launch (the shape it always had): slots get each warp's
-// lowest (energy, index).
-void launch_warp_kernel(Resources& resources, const float* rows, const float* bias_k, const float* bias_l, int k, int l,
-                        DeviceBuffer<double>& slot_energy, DeviceBuffer<std::uint64_t>& slot_index) {
-  const std::uint64_t total = std::uint64_t{1} << k;
-  // Enough warps to fill the device a few times over; chunks long enough
-  // that the exact restart (k x l) is small beside the chunk's work.
-  const std::uint64_t target_warps = static_cast<std::uint64_t>(resources.multiprocessors()) * 64;
-  const std::uint64_t chunk = std::max<std::uint64_t>({std::uint64_t{64}, static_cast<std::uint64_t>(2 * k),
-                                                        (total + target_warps - 1) / target_warps});
-  const std::uint64_t warps = (total + chunk - 1) / chunk;
-  const std::size_t per_warp = static_cast<std::size_t>(l) * sizeof(double);
-  // One warp's float64 fields must fit in a block's shared memory; up to four
-  // warps share a block while they fit without opting in.
+// The launch plan of the warp kernels on this device (plan_exhaustive_warp:
+// the single and the batched search share it); refused where one warp's
+// float64 fields do not fit, else the kernel opted in as the plan needs.
+template <typename Kernel>
+WarpExhaustivePlan prepare_exhaustive(Kernel kernel, Resources& resources, int n, int m) {
   const SharedMemoryLimits limits = shared_memory_limits(resources.device());
-  const std::size_t static_bytes = static_shared_bytes(exhaustive_kernel);
-  if (!plan_shared_memory(static_bytes, per_warp, limits).fits) {
-    throw RuntimeFailure("exhaustive mode search on the device: the larger layer has " + std::to_string(l) +
+  const WarpExhaustivePlan plan =
+      plan_exhaustive_warp(n, m, resources.multiprocessors(), static_shared_bytes(kernel), limits);
+  if (!plan.fits) {
+    throw RuntimeFailure("exhaustive mode search on the device: the larger layer has " + std::to_string(plan.l) +
                          " units, beyond those whose float64 fields fit in this device's shared memory");
   }
-  const std::size_t default_room = limits.per_block > static_bytes ? limits.per_block - static_bytes : 0;
-  const int warps_per_block = static_cast<int>(std::clamp<std::size_t>(default_room / per_warp, 1, 4));
-  const std::size_t shared = per_warp * warps_per_block;
-  MARBM_EXPECTS(prepare_shared_memory(exhaustive_kernel, shared, resources.device()), RuntimeFailure,
+  MARBM_EXPECTS(prepare_shared_memory(kernel, plan.shared_bytes, resources.device()), RuntimeFailure,
                 "exhaustive mode search on the device: shared memory plan failed");
-  const std::uint64_t blocks = (warps + warps_per_block - 1) / warps_per_block;
-  const std::uint64_t slots = blocks * warps_per_block;
-  slot_energy = DeviceBuffer<double>(slots, resources.stream());
-  slot_index = DeviceBuffer<std::uint64_t>(slots, resources.stream());
-  exhaustive_kernel<<<static_cast<unsigned>(blocks), warps_per_block * kWarp, shared, resources.stream()>>>(
-      rows, bias_k, bias_l, k, l, total, chunk, slot_energy.data(), slot_index.data());
+  return plan;
+}
+
+// The warp kernel's launch: slots get each warp's lowest (energy, index).
+// (l, k) as (n, m) makes the plan enumerate the k units (k <= l).
+void launch_warp_kernel(Resources& resources, const float* rows, const float* bias_k, const float* bias_l, int k, int l,
+                        DeviceBuffer<double>& slot_energy, DeviceBuffer<std::uint64_t>& slot_index) {
+  const WarpExhaustivePlan plan = prepare_exhaustive(exhaustive_kernel, resources, l, k);
+  slot_energy = DeviceBuffer<double>(plan.slots, resources.stream());
+  slot_index = DeviceBuffer<std::uint64_t>(plan.slots, resources.stream());
+  exhaustive_kernel<<<static_cast<unsigned>(plan.blocks), plan.warps_per_block * kWarp, plan.shared_bytes,
+                      resources.stream()>>>(rows, bias_k, bias_l, plan.k, plan.l, plan.total, plan.chunk,
+                                            slot_energy.data(), slot_index.data());
   MARBM_CUDA_CHECK_LAST();
 }
 
@@ -318,19 +372,14 @@ ExhaustiveLowest exhaustive_lowest_device(Resources& resources, const float* row
 
 void run_exhaustive(Search& search, const ModeSearchConfig& config) {
   const int n = search.n, m = search.m;
+  check_enumerable(n, m, config);
   const bool enumerate_hidden = m <= n;
   const int k = std::min(n, m);
   const int l = std::max(n, m);
-  if (k > config.max_enumerated_units) {
-    throw RuntimeFailure("exhaustive mode search: the smaller layer has " + std::to_string(k) +
-                         " units, beyond the limit of 2^" + std::to_string(config.max_enumerated_units) +
-                         " states (max_enumerated_units)");
-  }
   // Row u of `rows` couples enumerated unit u to every unit of the other layer.
   const float* rows = enumerate_hidden ? search.transposed.data() : search.weights;
   const float* bias_k = enumerate_hidden ? search.hidden_bias : search.visible_bias;
   const float* bias_l = enumerate_hidden ? search.visible_bias : search.hidden_bias;
-
   DeviceBuffer<double> slot_energy;
   DeviceBuffer<std::uint64_t> slot_index;
   launch_exhaustive(search.resources, rows, bias_k, bias_l, k, l, device_exhaustive_plan(search.resources, k, l),
@@ -341,6 +390,28 @@ void run_exhaustive(Search& search, const ModeSearchConfig& config) {
                                                                       slot_energy.size(), rows, bias_l, k, l,
                                                                       enumerated, other);
   MARBM_CUDA_CHECK_LAST();
+}
+
+void run_exhaustive_batched(Resources& resources, const BatchedModels& models, int count, std::uint8_t* candidates_v,
+                            std::uint8_t* candidates_h) {
+  const WarpExhaustivePlan plan = prepare_exhaustive(exhaustive_batched_kernel, resources, models.n, models.m);
+  MARBM_EXPECTS(plan.enumerate_hidden == models.enumerate_hidden, RuntimeFailure,
+                "batched exhaustive search: the models' enumerated layer disagrees with the plan");
+  cudaStream_t stream = resources.stream();
+  DeviceBuffer<double> warp_energy(plan.slots * static_cast<std::uint64_t>(count), stream);
+  DeviceBuffer<std::uint64_t> warp_index(plan.slots * static_cast<std::uint64_t>(count), stream);
+  for (const ModelGroup group : model_groups(count)) {
+    const dim3 grid(static_cast<unsigned>(plan.blocks), static_cast<unsigned>(group.count));
+    exhaustive_batched_kernel<<<grid, plan.warps_per_block * kWarp, plan.shared_bytes, stream>>>(
+        models, group.first, plan.k, plan.l, plan.total, plan.chunk, plan.slots, warp_energy.data(), warp_index.data());
+    MARBM_CUDA_CHECK_LAST();
+  }
+  for (const ModelGroup group : model_groups(count)) {
+    exhaustive_decode_batched_kernel<<<static_cast<unsigned>(group.count), kReduceThreads, 0, stream>>>(
+        models, group.first, warp_energy.data(), warp_index.data(), plan.slots, plan.k, plan.l, candidates_v,
+        candidates_h);
+    MARBM_CUDA_CHECK_LAST();
+  }
 }
 
 }  // namespace marbm::detail

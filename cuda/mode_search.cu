@@ -54,6 +54,21 @@ __global__ void transpose_kernel(const float* __restrict__ weights, float* __res
   }
 }
 
+// transpose_kernel for every model of a batched search (model q's m x n
+// block at transposed + q n m).
+__global__ void transpose_batched_kernel(BatchedModels models, int count, float* __restrict__ transposed) {
+  const std::size_t per_model = static_cast<std::size_t>(models.n) * models.m;
+  const std::size_t total = per_model * count;
+  for (std::size_t k = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; k < total;
+       k += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const int q = static_cast<int>(k / per_model);
+    const std::size_t within = k % per_model;
+    const std::size_t i = within / models.m;
+    const std::size_t j = within % models.m;
+    transposed[q * per_model + j * models.n + i] = models.weights_of(q)[within];
+  }
+}
+
 // Per unit: the Ising linear term (a/2 + W 1/4 or b/2 + W^T 1/4), its share of
 // the squared couplings for c0, and the mean square local field at a uniformly
 // random state for the SA temperatures (SPEC.md section 4; the same
@@ -105,14 +120,15 @@ __global__ void search_scalars_kernel(const double* __restrict__ square, const d
 // One block per candidate: alternate h = [b + W^T v > 0], v = [a + W h > 0]
 // (a zero field keeps the unit, as on the CPU) until nothing changes, then
 // E = -(v . (a + W h)) - b . h in float64 from the last v-field pass.
-__global__ void polish_kernel(const float* __restrict__ weights, const float* __restrict__ transposed,
-                              const float* __restrict__ visible_bias, const float* __restrict__ hidden_bias, int n,
-                              int m, std::uint8_t* __restrict__ candidates_v, std::uint8_t* __restrict__ candidates_h,
-                              double* __restrict__ energies) {
-  extern __shared__ std::uint8_t polish_shared[];
-  std::uint8_t* v = polish_shared;
-  std::uint8_t* h = polish_shared + n;
-  const std::size_t r = blockIdx.x;
+// Candidate r's polish (the single and the batched kernel both run this).
+__device__ __forceinline__ void polish_candidate(const float* __restrict__ weights, const float* __restrict__ transposed,
+                                                 const float* __restrict__ visible_bias,
+                                                 const float* __restrict__ hidden_bias, int n, int m,
+                                                 std::uint8_t* __restrict__ candidates_v,
+                                                 std::uint8_t* __restrict__ candidates_h, double* __restrict__ energies,
+                                                 std::size_t r, std::uint8_t* __restrict__ shared_state) {
+  std::uint8_t* v = shared_state;
+  std::uint8_t* h = shared_state + n;
   std::uint8_t* global_v = candidates_v + r * n;
   std::uint8_t* global_h = candidates_h + r * m;
   for (int i = threadIdx.x; i < n; i += blockDim.x) v[i] = global_v[i];
@@ -155,6 +171,25 @@ __global__ void polish_kernel(const float* __restrict__ weights, const float* __
   if (threadIdx.x == 0) energies[r] = energy;
 }
 
+__global__ void polish_kernel(const float* __restrict__ weights, const float* __restrict__ transposed,
+                              const float* __restrict__ visible_bias, const float* __restrict__ hidden_bias, int n,
+                              int m, std::uint8_t* __restrict__ candidates_v, std::uint8_t* __restrict__ candidates_h,
+                              double* __restrict__ energies) {
+  extern __shared__ std::uint8_t polish_shared[];
+  polish_candidate(weights, transposed, visible_bias, hidden_bias, n, m, candidates_v, candidates_h, energies,
+                   blockIdx.x, polish_shared);
+}
+
+// One block per model of a batched search, each with its single candidate
+// (candidate q is model q's).
+__global__ void polish_batched_kernel(BatchedModels models, std::uint8_t* __restrict__ candidates_v,
+                                      std::uint8_t* __restrict__ candidates_h, double* __restrict__ energies) {
+  extern __shared__ std::uint8_t polish_shared[];
+  const int q = static_cast<int>(blockIdx.x);
+  polish_candidate(models.weights_of(q), models.transposed_of(q), models.visible_of(q), models.hidden_of(q), models.n,
+                   models.m, candidates_v, candidates_h, energies, static_cast<std::size_t>(q), polish_shared);
+}
+
 struct BestSummary {
   double energy;
   int index;
@@ -165,7 +200,7 @@ struct BestSummary {
 // a search replica wins over the appended warm start), the number of search
 // replicas (the first `replicas`) within 1e-9 relative of it, and the best
 // state gathered into `best_v`, `best_h`.
-__global__ void best_candidate_kernel(const double* __restrict__ energies, int candidates, int replicas,
+__device__ __forceinline__ void best_candidate(const double* __restrict__ energies, int candidates, int replicas,
                                       const std::uint8_t* __restrict__ candidates_v,
                                       const std::uint8_t* __restrict__ candidates_h, int n, int m,
                                       std::uint8_t* __restrict__ best_v, std::uint8_t* __restrict__ best_h,
@@ -194,6 +229,25 @@ __global__ void best_candidate_kernel(const double* __restrict__ energies, int c
   for (int i = threadIdx.x; i < n; i += blockDim.x) best_v[i] = candidates_v[static_cast<std::size_t>(best_at) * n + i];
   for (int j = threadIdx.x; j < m; j += blockDim.x) best_h[j] = candidates_h[static_cast<std::size_t>(best_at) * m + j];
   if (threadIdx.x == 0) *summary = BestSummary{best, best_at, static_cast<int>(count)};
+}
+
+__global__ void best_candidate_kernel(const double* __restrict__ energies, int candidates, int replicas,
+                                      const std::uint8_t* __restrict__ candidates_v,
+                                      const std::uint8_t* __restrict__ candidates_h, int n, int m,
+                                      std::uint8_t* __restrict__ best_v, std::uint8_t* __restrict__ best_h,
+                                      BestSummary* __restrict__ summary) {
+  best_candidate(energies, candidates, replicas, candidates_v, candidates_h, n, m, best_v, best_h, summary);
+}
+
+// One block per model of a batched search: model q's single candidate, its
+// state into best + q (n + m), its summary into summary[q].
+__global__ void best_candidate_batched_kernel(const double* __restrict__ energies,
+                                              const std::uint8_t* __restrict__ candidates_v,
+                                              const std::uint8_t* __restrict__ candidates_h, int n, int m,
+                                              std::uint8_t* __restrict__ best, BestSummary* __restrict__ summary) {
+  const std::size_t q = blockIdx.x;
+  std::uint8_t* best_v = best + q * (static_cast<std::size_t>(n) + m);
+  best_candidate(energies + q, 1, 1, candidates_v + q * n, candidates_h + q * m, n, m, best_v, best_v + n, summary + q);
 }
 
 __global__ void to_binary_kernel(const float* __restrict__ values, std::size_t count, std::uint8_t* __restrict__ states) {
@@ -431,6 +485,80 @@ ModeResult find_mode_device(Resources& resources, const float* weights, const fl
   result.replicas_at_best = config.solver == ModeSolver::exhaustive ? 1 : best[0].at_best;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
+}
+
+std::vector<ModeResult> find_modes_exhaustive_batched(Resources& resources, const MemberParameters& parameters,
+                                                      int n_visible, int n_hidden, std::span<const int> members,
+                                                      const ModeSearchConfig& config) {
+  const auto start = std::chrono::steady_clock::now();
+  check_mode_search_config(n_visible, n_hidden, config);
+  MARBM_EXPECTS(config.solver == ModeSolver::exhaustive, UsageError,
+                "batched mode search: only the exhaustive solver searches several models in one launch");
+  const int n = n_visible, m = n_hidden;
+  const int count = static_cast<int>(members.size());
+  if (count == 0) return {};
+  for (const int member : members) {
+    MARBM_EXPECTS(member >= 0, UsageError, "batched mode search: a member index is negative");
+  }
+  // The same refusals, in the same order, as find_mode_device.
+  const std::size_t polish_shared = static_cast<std::size_t>(n) + m;
+  MARBM_EXPECTS(shared_memory_plan(polish_kernel, polish_shared, resources.device()).fits, RuntimeFailure,
+                "mode search on the device: the model has " + std::to_string(polish_shared) +
+                    " units, more than whose states fit in this device's shared memory");
+  check_enumerable(n, m, config);
+
+  cudaStream_t stream = resources.stream();
+  DeviceBuffer<int> indices(static_cast<std::size_t>(count), stream);
+  indices.copy_from_host(members);
+  const std::size_t per_model = static_cast<std::size_t>(n) * m;
+  DeviceBuffer<float> transposed(per_model * count, stream);
+  BatchedModels models;
+  models.weights = parameters.weights;
+  models.weights_stride = parameters.weights_stride;
+  models.visible_bias = parameters.visible_bias;
+  models.visible_stride = parameters.visible_stride;
+  models.hidden_bias = parameters.hidden_bias;
+  models.hidden_stride = parameters.hidden_stride;
+  models.transposed = transposed.data();
+  models.members = indices.data();
+  models.n = n;
+  models.m = m;
+  models.enumerate_hidden = m <= n;
+  transpose_batched_kernel<<<grid_for(per_model * count), kGridStrideThreads, 0, stream>>>(models, count,
+                                                                                           transposed.data());
+  MARBM_CUDA_CHECK_LAST();
+
+  DeviceBuffer<std::uint8_t> candidates_v(static_cast<std::size_t>(count) * n, stream);
+  DeviceBuffer<std::uint8_t> candidates_h(static_cast<std::size_t>(count) * m, stream);
+  run_exhaustive_batched(resources, models, count, candidates_v.data(), candidates_h.data());
+
+  DeviceBuffer<double> energies(static_cast<std::size_t>(count), stream);
+  (void)prepare_shared_memory(polish_batched_kernel, polish_shared, resources.device());
+  polish_batched_kernel<<<static_cast<unsigned>(count), kPolishThreads, polish_shared, stream>>>(
+      models, candidates_v.data(), candidates_h.data(), energies.data());
+  MARBM_CUDA_CHECK_LAST();
+  DeviceBuffer<std::uint8_t> best_states(static_cast<std::size_t>(count) * (n + m), stream);
+  DeviceBuffer<BestSummary> summaries(static_cast<std::size_t>(count), stream);
+  best_candidate_batched_kernel<<<static_cast<unsigned>(count), kReduceThreads, 0, stream>>>(
+      energies.data(), candidates_v.data(), candidates_h.data(), n, m, best_states.data(), summaries.data());
+  MARBM_CUDA_CHECK_LAST();
+
+  const std::vector<std::uint8_t> states = best_states.to_host();
+  const std::vector<BestSummary> best = summaries.to_host();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::vector<ModeResult> results(static_cast<std::size_t>(count));
+  for (int q = 0; q < count; ++q) {
+    const auto first = states.begin() + static_cast<std::ptrdiff_t>(q) * (n + m);
+    ModeResult& result = results[q];
+    result.visible.assign(first, first + n);
+    result.hidden.assign(first + n, first + n + m);
+    result.energy = best[q].energy;
+    result.replicas = 1;
+    result.steps = 0;
+    result.replicas_at_best = 1;
+    result.seconds = seconds;
+  }
+  return results;
 }
 
 ModeResult find_mode_cuda_impl(const Rbm& rbm, const ModeSearchConfig& config) {

@@ -175,6 +175,52 @@ void finish_replicas(Search& search, const float* visible, const float* hidden, 
 void run_sb(Search& search, const ModeSearchConfig& config, int steps, const ReplicaOutput& output = {});
 void run_sa(Search& search, const ModeSearchConfig& config, int steps, const ReplicaOutput& output = {});
 void run_exhaustive(Search& search, const ModeSearchConfig& config);
+// Throws RuntimeFailure when min(n, m) exceeds config.max_enumerated_units.
+void check_enumerable(int n, int m, const ModeSearchConfig& config);
+
+// The models of a batched search, all n x m: model q (0 <= q < count) is
+// member members[q], whose parameters start at weights + member x
+// weights_stride, visible_bias + member x visible_stride, hidden_bias +
+// member x hidden_stride; its transposed weights (m x n) at transposed +
+// q x n x m. enumerate_hidden: m <= n (the exhaustive plan's choice). The
+// index products are taken in size_t.
+struct BatchedModels {
+  const float* weights = nullptr;
+  std::size_t weights_stride = 0;
+  const float* visible_bias = nullptr;
+  std::size_t visible_stride = 0;
+  const float* hidden_bias = nullptr;
+  std::size_t hidden_stride = 0;
+  const float* transposed = nullptr;
+  const int* members = nullptr;
+  int n = 0;
+  int m = 0;
+  bool enumerate_hidden = false;
+
+  __device__ const float* weights_of(int q) const {
+    return weights + static_cast<std::size_t>(members[q]) * weights_stride;
+  }
+  __device__ const float* visible_of(int q) const {
+    return visible_bias + static_cast<std::size_t>(members[q]) * visible_stride;
+  }
+  __device__ const float* hidden_of(int q) const {
+    return hidden_bias + static_cast<std::size_t>(members[q]) * hidden_stride;
+  }
+  __device__ const float* transposed_of(int q) const {
+    return transposed + static_cast<std::size_t>(q) * n * m;
+  }
+  // The exhaustive kernel's view: row u couples enumerated unit u to the
+  // other layer; bias of the enumerated and of the other layer.
+  __device__ const float* rows(int q) const { return enumerate_hidden ? transposed_of(q) : weights_of(q); }
+  __device__ const float* bias_k(int q) const { return enumerate_hidden ? hidden_of(q) : visible_of(q); }
+  __device__ const float* bias_l(int q) const { return enumerate_hidden ? visible_of(q) : hidden_of(q); }
+};
+
+// The exhaustive search of `count` models in one launch per stage (grid y
+// over models, each model's blocks and chunks as in its own run_exhaustive):
+// model q's decoded state into candidates_v + q n and candidates_h + q m.
+void run_exhaustive_batched(Resources& resources, const BatchedModels& models, int count, std::uint8_t* candidates_v,
+                            std::uint8_t* candidates_h);
 
 // The exhaustive search's kernels (cuda/mode_exhaustive.cu). The plan on this
 // device: plan_exhaustive with MARBM_EXHAUSTIVE_KERNEL read (UsageError for a

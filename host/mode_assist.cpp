@@ -6,6 +6,7 @@
 #include <bit>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <string>
 
 #include "detail/mode_search_config.hpp"
@@ -206,7 +207,7 @@ bool ModeAssist::is_mode_step(long t) const {
   return stream.uniform_double(0) < p;
 }
 
-double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
+const ModeSearchConfig& ModeAssist::begin_mode_step(Engine& engine, const UpdateStep& step, long t) {
   // Each search gets its own seed, a pure function of (seed, t), so a run
   // reproduces whatever happened before it on other runs.
   const PhiloxStream seeds(config_.seed, random_stream(RandomPurpose::mode_search, static_cast<std::uint64_t>(t)));
@@ -235,39 +236,62 @@ double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
       }
     }
   }
+  return search_;
+}
+
+bool ModeAssist::needs_search() const {
+  // The marginal target with an enumerable visible layer takes the exact
+  // marginal mode without a search.
+  return config_.mode.target == ModeTarget::joint || n_visible_ > config_.mode.marginal_exhaustive_units;
+}
+
+bool ModeAssist::needs_model() const {
   // The joint mode with one state needs no host copy of the model: its
   // energy comes with the search and E_bar from the engine (on the device for
   // the CUDA engine). The host copy stays where the host works on the model:
   // the weights of several mode states, and the marginal target's free-energy
   // search and h*.
+  return config_.mode.target != ModeTarget::joint || config_.mode.mode_states > 1;
+}
+
+double ModeAssist::prepare_mode_step(Engine& engine, UpdateStep& step, long t) {
+  const ModeSearchConfig& search = begin_mode_step(engine, step, t);
+  std::optional<ModeResult> found;
+  if (needs_search()) found = engine.find_mode(search);
+  std::optional<Rbm> model;
+  if (needs_model()) model = engine.model();
+  return finish_mode_step(model ? &*model : nullptr, engine.uniform_mean_energy(), found ? &*found : nullptr, step);
+}
+
+double ModeAssist::finish_mode_step(const Rbm* model, double mean_energy, const ModeResult* found, UpdateStep& step) {
+  MARBM_EXPECTS(model != nullptr || !needs_model(), UsageError, "mode assist: this mode step needs the model");
+  MARBM_EXPECTS(model == nullptr || (model->n_visible() == n_visible_ && model->n_hidden() == n_hidden_), UsageError,
+                "mode assist: the model does not fit the mode step");
+  MARBM_EXPECTS(found != nullptr || !needs_search(), UsageError, "mode assist: this mode step needs a search result");
   double energy = 0.0;
   if (config_.mode.target == ModeTarget::joint) {
-    const ModeResult found = engine.find_mode(search_);
-    check_found(found);
-    mode_visible_ = found.visible;
-    mode_hidden_ = found.hidden;
-    energy = found.energy;
-    population_ = found.minima_visible;
-    if (config_.mode.mode_states > 1) take_states(engine.model(), found);
+    check_found(*found);
+    mode_visible_ = found->visible;
+    mode_hidden_ = found->hidden;
+    energy = found->energy;
+    population_ = found->minima_visible;
+    if (config_.mode.mode_states > 1) take_states(*model, *found);
   } else {
-    const Rbm model = engine.model();
-    if (n_visible_ <= config_.mode.marginal_exhaustive_units) {
+    if (!needs_search()) {
       // The visible layer is enumerable: the exact marginal mode needs no search.
-      mode_visible_ = marginal_mode_visible(model, config_.mode.marginal_exhaustive_units, {});
+      mode_visible_ = marginal_mode_visible(*model, config_.mode.marginal_exhaustive_units, {});
     } else {
-      const ModeResult found = engine.find_mode(search_);
-      check_found(found);
-      population_ = found.minima_visible;
-      mode_visible_ = marginal_mode_visible(model, config_.mode.marginal_exhaustive_units, found.visible);
+      check_found(*found);
+      population_ = found->minima_visible;
+      mode_visible_ = marginal_mode_visible(*model, config_.mode.marginal_exhaustive_units, found->visible);
     }
     // h* = argmin_h E(v*, h), the hidden state a polish would pick.
-    const std::vector<double> field = hidden_fields(model, mode_visible_);
+    const std::vector<double> field = hidden_fields(*model, mode_visible_);
     mode_hidden_.resize(n_hidden_);
     for (int j = 0; j < n_hidden_; ++j) mode_hidden_[j] = field[j] > 0.0 ? 1 : 0;
-    energy = model.energy(mode_visible_, mode_hidden_);
+    energy = model->energy(mode_visible_, mode_hidden_);
   }
   last_energy_ = energy;
-  const double mean_energy = engine.uniform_mean_energy();
   // The exact joint mode is never above the uniform mean (push >= 0); a
   // heuristic or marginal state could be, and a negative push would reverse
   // the step, so such a step moves nothing (push 0).

@@ -10,6 +10,7 @@
 
 #include "detail/destructor_errors.hpp"
 #include "detail/gibbs_steps.hpp"
+#include "detail/mode_batch_plan.hpp"
 #include "detail/replica_plan.hpp"
 #include "detail/shared_memory.hpp"
 #include "marbm/data.hpp"
@@ -185,6 +186,113 @@ TEST(ReplicaPlan, EveryPlanFitsItsLimits) {
       }
     }
   }
+}
+
+TEST(WarpExhaustivePlan, SmallModelsTakeOneWarpByHand) {
+  // 6 x 4: the hidden layer (4 units) enumerated, 16 states in one chunk of
+  // 64; one warp's fields 6 doubles, four warps would fit but one is needed:
+  // four per block all the same (the kernel's block shape), one block.
+  const WarpExhaustivePlan plan = plan_exhaustive_warp(6, 4, kH100Sms, 0, kSm90);
+  ASSERT_TRUE(plan.fits);
+  EXPECT_TRUE(plan.enumerate_hidden);
+  EXPECT_EQ(plan.k, 4);
+  EXPECT_EQ(plan.l, 6);
+  EXPECT_EQ(plan.total, 16u);
+  EXPECT_EQ(plan.chunk, 64u);
+  EXPECT_EQ(plan.warps, 1u);
+  EXPECT_EQ(plan.warps_per_block, 4);
+  EXPECT_EQ(plan.blocks, 1u);
+  EXPECT_EQ(plan.slots, 4u);
+  EXPECT_EQ(plan.shared_bytes, 4u * 6 * sizeof(double));
+  // n < m: the visible layer is enumerated.
+  const WarpExhaustivePlan wide = plan_exhaustive_warp(3, 9, kH100Sms, 0, kSm90);
+  EXPECT_FALSE(wide.enumerate_hidden);
+  EXPECT_EQ(wide.k, 3);
+  EXPECT_EQ(wide.l, 9);
+}
+
+TEST(WarpExhaustivePlan, LargeEnumerationsSpreadOverTheSms) {
+  // 2^30 states over 132 SMs x 64 warps: chunks of ceil(2^30 / 8448) = 127,101
+  // states, 8,448 warps (the last one short), 2,112 blocks of four.
+  const WarpExhaustivePlan plan = plan_exhaustive_warp(30, 784, kH100Sms, 0, kSm90);
+  ASSERT_TRUE(plan.fits);
+  EXPECT_EQ(plan.chunk, 127101u);
+  EXPECT_EQ(plan.warps, 8448u);
+  EXPECT_GE(plan.chunk * plan.warps, plan.total);
+  EXPECT_LT(plan.chunk * (plan.warps - 1), plan.total);
+  // 784 doubles = 6,272 bytes per warp: four fit in 48 KiB.
+  EXPECT_EQ(plan.warps_per_block, 4);
+  EXPECT_EQ(plan.blocks, 2112u);
+  // Fields too large for even the opt-in amount: refused, not planned.
+  EXPECT_FALSE(plan_exhaustive_warp(4, 30000, kH100Sms, 0, kSm90).fits);
+  // Fields beyond the default but within the opt-in amount: one warp per block.
+  const WarpExhaustivePlan opt_in = plan_exhaustive_warp(4, 8000, kH100Sms, 0, kSm90);
+  ASSERT_TRUE(opt_in.fits);
+  EXPECT_EQ(opt_in.warps_per_block, 1);
+  EXPECT_EQ(opt_in.shared_bytes, 8000u * sizeof(double));
+}
+
+TEST(WarpExhaustivePlan, EveryPlanCoversEveryStateOnce) {
+  for (const SharedMemoryLimits limits : {kSm80, kSm86, kSm90}) {
+    for (const int sms : {1, 46, kH100Sms}) {
+      for (int k = 1; k <= 34; k += 3) {
+        for (const int l : {1, 33, 500, 5000}) {
+          const WarpExhaustivePlan plan = plan_exhaustive_warp(l, k, sms, 1024, limits);
+          if (!plan.fits) {
+            EXPECT_FALSE(plan_shared_memory(1024, static_cast<std::size_t>(l) * sizeof(double), limits).fits);
+            continue;
+          }
+          EXPECT_EQ(plan.total, std::uint64_t{1} << std::min(k, l));
+          EXPECT_GE(plan.chunk, 64u);
+          EXPECT_GE(plan.chunk * plan.warps, plan.total);
+          EXPECT_LT(plan.chunk * (plan.warps - 1), plan.total);
+          EXPECT_GE(plan.slots, plan.warps);
+          EXPECT_LT(plan.slots - plan.warps, static_cast<std::uint64_t>(plan.warps_per_block));
+          EXPECT_TRUE(plan_shared_memory(1024, plan.shared_bytes, limits).fits);
+          // The grid's x dimension holds every plan's blocks.
+          EXPECT_LE(plan.blocks, std::uint64_t{0x7fffffff});
+        }
+      }
+    }
+  }
+}
+
+TEST(BatchedModeSearch, ModelGroupsFitTheGridsYDimension) {
+  EXPECT_TRUE(model_groups(0).empty());
+  const std::vector<ModelGroup> one = model_groups(1000);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].first, 0);
+  EXPECT_EQ(one[0].count, 1000);
+  const std::vector<ModelGroup> three = model_groups(2 * kMaxModelsPerLaunch + 7);
+  ASSERT_EQ(three.size(), 3u);
+  EXPECT_EQ(three[1].first, kMaxModelsPerLaunch);
+  EXPECT_EQ(three[2].first, 2 * kMaxModelsPerLaunch);
+  EXPECT_EQ(three[2].count, 7);
+  const std::vector<ModelGroup> small = model_groups(10, 4);
+  ASSERT_EQ(small.size(), 3u);
+  EXPECT_EQ(small[2].first, 8);
+  EXPECT_EQ(small[2].count, 2);
+  EXPECT_THROW(model_groups(-1), UsageError);
+}
+
+TEST(BatchedModeSearch, CoversTheExhaustiveSolverOnly) {
+  ModeSearchConfig search;
+  search.solver = ModeSolver::exhaustive;
+  EXPECT_TRUE(batched_mode_search_covers(search, true));
+  EXPECT_FALSE(batched_mode_search_covers(search, false)) << "marginal target, enumerable: no search to batch";
+  for (const ModeSolver other : {ModeSolver::local, ModeSolver::sb, ModeSolver::sa}) {
+    search.solver = other;
+    EXPECT_FALSE(batched_mode_search_covers(search, true));
+  }
+}
+
+TEST(BatchedModeSearch, TheSwitchBackToOneSearchPerMember) {
+  EXPECT_FALSE(ensemble_mode_search_per_member(nullptr));
+  EXPECT_FALSE(ensemble_mode_search_per_member(""));
+  EXPECT_FALSE(ensemble_mode_search_per_member("batched"));
+  EXPECT_TRUE(ensemble_mode_search_per_member("per-member"));
+  EXPECT_THROW(ensemble_mode_search_per_member("per_member"), UsageError);
+  EXPECT_THROW(ensemble_mode_search_per_member("1"), UsageError);
 }
 
 TEST(GibbsStepCap, OneLimitWithOneMessage) {

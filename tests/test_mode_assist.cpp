@@ -2,9 +2,11 @@
 // mode steps and a mode step applied through the CPU engine.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <vector>
 
 #include "detail/mode_assist.hpp"
@@ -608,6 +610,141 @@ TEST(ModeAssist, SeveralStatesNeedTheJointLocalSearch) {
   config.batch_size = 6;
   EXPECT_FALSE(ensemble_fused_supported(8, 8, 6, config));
   EXPECT_FALSE(ensemble_batched_supported(8, 8, 6, config));
+}
+
+std::uint64_t bits(double x) { return std::bit_cast<std::uint64_t>(x); }
+
+// The two halves of a mode step, with the search run by the caller between
+// them, give what prepare_mode_step gives: the same search configurations,
+// step, push and carried state, step after step (warm starts, populations).
+void expect_split_equals_whole(TrainConfig config, int n, int m, const std::vector<Rbm>& models, bool through_cpu) {
+  Dataset data;
+  data.n_rows = 4;
+  data.n_cols = n;
+  for (int k = 0; k < data.n_rows * n; ++k) data.values.push_back(static_cast<std::uint8_t>((k * 7 + k / 3) % 2));
+  const std::vector<int> rows = {3, 1};
+  detail::ModeAssist whole(config, n, m, 1000), split(config, n, m, 1000);
+  whole.set_start_data(&data);
+  split.set_start_data(&data);
+  for (std::size_t s = 0; s < models.size(); ++s) {
+    const long t = 100 + 17 * static_cast<long>(s);
+    std::unique_ptr<Engine> engine_whole, engine_split;
+    if (through_cpu) {
+      engine_whole = make_engine(Backend::cpu, EngineOptions{.threads = 1});
+      engine_split = make_engine(Backend::cpu, EngineOptions{.threads = 1});
+      engine_whole->set_model(models[s]);
+      engine_split->set_model(models[s]);
+    } else {
+      engine_whole = std::make_unique<RecordingEngine>(models[s]);
+      engine_split = std::make_unique<RecordingEngine>(models[s]);
+    }
+    UpdateStep a, b;
+    a.batch_rows = rows;
+    b.batch_rows = rows;
+    a.learning_rate = b.learning_rate = 0.25;
+    const double push_whole = whole.prepare_mode_step(*engine_whole, a, t);
+
+    const ModeSearchConfig search = split.begin_mode_step(*engine_split, b, t);
+    std::optional<ModeResult> found;
+    if (split.needs_search()) found = engine_split->find_mode(search);
+    const Rbm model = engine_split->model();
+    const double push_split = split.finish_mode_step(split.needs_model() ? &model : nullptr,
+                                                     engine_split->uniform_mean_energy(), found ? &*found : nullptr, b);
+
+    EXPECT_EQ(bits(push_split), bits(push_whole)) << "step " << s;
+    EXPECT_EQ(bits(b.learning_rate), bits(a.learning_rate)) << "step " << s;
+    EXPECT_EQ(b.negative, NegativePhase::mode);
+    EXPECT_EQ(std::vector<std::uint8_t>(b.mode_visible.begin(), b.mode_visible.end()),
+              std::vector<std::uint8_t>(a.mode_visible.begin(), a.mode_visible.end()));
+    EXPECT_EQ(std::vector<std::uint8_t>(b.mode_hidden.begin(), b.mode_hidden.end()),
+              std::vector<std::uint8_t>(a.mode_hidden.begin(), a.mode_hidden.end()));
+    EXPECT_EQ(std::vector<double>(b.mode_weights.begin(), b.mode_weights.end()),
+              std::vector<double>(a.mode_weights.begin(), a.mode_weights.end()));
+    const ModeAssistState x = whole.state(), y = split.state();
+    EXPECT_EQ(y.mode_visible, x.mode_visible);
+    EXPECT_EQ(y.mode_hidden, x.mode_hidden);
+    EXPECT_EQ(y.population, x.population);
+    EXPECT_EQ(y.steps_taken, x.steps_taken);
+    EXPECT_EQ(bits(y.last_energy), bits(x.last_energy));
+    if (!through_cpu) {
+      const auto& recorded_whole = static_cast<RecordingEngine&>(*engine_whole).searches;
+      const auto& recorded_split = static_cast<RecordingEngine&>(*engine_split).searches;
+      ASSERT_EQ(recorded_split.size(), recorded_whole.size());
+      for (std::size_t q = 0; q < recorded_whole.size(); ++q) {
+        EXPECT_EQ(recorded_split[q].seed, recorded_whole[q].seed);
+        EXPECT_EQ(recorded_split[q].solver, recorded_whole[q].solver);
+        EXPECT_EQ(recorded_split[q].warm_visible, recorded_whole[q].warm_visible);
+        EXPECT_EQ(recorded_split[q].warm_hidden, recorded_whole[q].warm_hidden);
+        EXPECT_EQ(recorded_split[q].start_visible, recorded_whole[q].start_visible);
+      }
+    }
+  }
+}
+
+
+TEST(ModeAssist, SplitModeStepEqualsTheWholeOne) {
+  std::vector<Rbm> models;
+  for (std::uint64_t seed = 1; seed <= 4; ++seed) models.push_back(Rbm::random(6, 4, 1.5, 40 + seed));
+  TrainConfig config;
+  config.method = TrainMethod::mode;
+  config.seed = 13;
+  {
+    SCOPED_TRACE("auto solver: exhaustive, joint");
+    expect_split_equals_whole(config, 6, 4, models, false);
+  }
+  {
+    SCOPED_TRACE("local search with starts from the data and the population, three mode states");
+    TrainConfig local = config;
+    local.mode.solver = ModeSolver::local;
+    local.mode.mode_states = 3;
+    local.mode.push_scaled = false;
+    expect_split_equals_whole(local, 6, 4, models, true);
+  }
+  {
+    SCOPED_TRACE("marginal target, enumerable: no search");
+    TrainConfig marginal = config;
+    marginal.mode.target = ModeTarget::marginal;
+    expect_split_equals_whole(marginal, 6, 4, models, false);
+  }
+  {
+    SCOPED_TRACE("marginal target beyond the enumeration limit: search, then descent on F");
+    TrainConfig marginal = config;
+    marginal.mode.target = ModeTarget::marginal;
+    marginal.mode.marginal_exhaustive_units = 2;
+    expect_split_equals_whole(marginal, 6, 4, models, false);
+  }
+}
+
+TEST(ModeAssist, FinishingAModeStepRefusesAMissingSearchOrModelOrAModelOfTheWrongSize) {
+  const Rbm rbm = Rbm::random(5, 3, 1.0, 2);
+  TrainConfig config;
+  config.method = TrainMethod::mode;
+  detail::ModeAssist assist(config, 5, 3, 100);
+  RecordingEngine engine(rbm);
+  UpdateStep step;
+  const ModeSearchConfig search = assist.begin_mode_step(engine, step, 3);
+  ASSERT_TRUE(assist.needs_search());
+  EXPECT_EQ(search.solver, ModeSolver::exhaustive);
+  const double mean = rbm.uniform_mean_energy();
+  EXPECT_THROW(assist.finish_mode_step(&rbm, mean, nullptr, step), UsageError);
+  const ModeResult found = engine.find_mode(search);
+  const Rbm other = Rbm::random(4, 3, 1.0, 2);
+  EXPECT_THROW(assist.finish_mode_step(&other, mean, &found, step), UsageError);
+  EXPECT_EQ(assist.steps_taken(), 0);
+  // The joint mode with one state needs no host model.
+  ASSERT_FALSE(assist.needs_model());
+  EXPECT_GT(assist.finish_mode_step(nullptr, mean, &found, step), 0.0);
+  EXPECT_EQ(assist.steps_taken(), 1);
+
+  // The marginal target works on the host model: none is refused.
+  TrainConfig marginal = config;
+  marginal.mode.target = ModeTarget::marginal;
+  detail::ModeAssist needs_model(marginal, 5, 3, 100);
+  UpdateStep marginal_step;
+  needs_model.begin_mode_step(engine, marginal_step, 3);
+  ASSERT_TRUE(needs_model.needs_model());
+  EXPECT_THROW(needs_model.finish_mode_step(nullptr, mean, &found, marginal_step), UsageError);
+  EXPECT_EQ(needs_model.steps_taken(), 0);
 }
 
 }  // namespace

@@ -29,7 +29,32 @@ class ModeAssist {
   /// previous mode) and turns `step` into a mode step: negative = mode,
   /// mode_visible/mode_hidden pointing at the stored mode, learning_rate
   /// scaled by the push (or not, per config). Returns the push factor.
+  /// Equals begin_mode_step, the search on `engine` (when needs_search()),
+  /// then finish_mode_step with the engine's model (when needs_model()) and
+  /// its uniform_mean_energy().
   double prepare_mode_step(Engine& engine, UpdateStep& step, long t);
+
+  /// The mode step in two parts, for a caller that runs the searches of
+  /// several models itself (the batched ensemble): begin_mode_step sets the
+  /// search's seed (a pure function of the run's seed and t), its warm start
+  /// and, for the local search, its starts (the last population, the
+  /// engine's persistent chains, the rows of `step`), and returns that
+  /// search configuration (valid until the next call). The caller then runs
+  /// the search with it, when needs_search(), on the model's current
+  /// parameters, and hands the result, those parameters (when
+  /// needs_model(); else null) and their uniform mean energy (E_bar) to
+  /// finish_mode_step, which takes the state(s), pushes and turns `step`
+  /// into a mode step exactly as prepare_mode_step does. Returns the push.
+  const ModeSearchConfig& begin_mode_step(Engine& engine, const UpdateStep& step, long t);
+  double finish_mode_step(const Rbm* model, double mean_energy, const ModeResult* found, UpdateStep& step);
+  /// Whether finish_mode_step needs the model on the host (several mode
+  /// states, the marginal target); the joint mode with one state does not.
+  bool needs_model() const;
+  /// Whether a mode step searches (false only for the marginal target with an
+  /// enumerable visible layer, whose exact marginal mode needs no search).
+  bool needs_search() const;
+  /// The search configuration of the run (solver chosen at construction).
+  const ModeSearchConfig& search_config() const { return search_; }
 
   /// The state a checkpoint keeps, and restoring it (a resumed run).
   ModeAssistState state() const;
