@@ -459,6 +459,9 @@ ModeResult find_mode_device(Resources& resources, const float* weights, const fl
     case ModeSolver::exhaustive: run_exhaustive(search, config); break;
     case ModeSolver::sb: run_sb(search, config, steps); break;
     case ModeSolver::sa: run_sa(search, config, steps); break;
+    case ModeSolver::local:
+      // The CUDA engine hands the local search to the host before this.
+      throw RuntimeFailure("mode search on the device: the local search runs on the host");
   }
 
   DeviceBuffer<double> energies(search.candidates, stream);
