@@ -135,14 +135,29 @@ fi
 echo "nccl status: $status_nccl"
 
 section "gpu benchmarks"
+# One process per benchmark, each with its own JSON file and time limit: a
+# benchmark that hangs, crashes or runs out of time costs its own figure
+# only (one process per tool would lose the whole tool's JSON).
 for bench in "${gpu_benches[@]}"; do
-  if [[ -x "$build/bench/$bench" ]]; then
-    # bench_cuda_mode also writes its 784x500 instance for the peer below.
-    MARBM_BENCH_INSTANCE="$raw-instance.safetensors" timeout "$(budget 120)" "$build/bench/$bench" \
-      --benchmark_counters_tabular=true --benchmark_out="$raw-$bench.json" --benchmark_out_format=json 2>&1 | tail -25
-  else
+  exe="$build/bench/$bench"
+  if [[ ! -x "$exe" ]]; then
     echo "$bench: not built"
+    continue
   fi
+  mapfile -t names < <(timeout 30 "$exe" --benchmark_list_tests=true 2>/dev/null)
+  echo "$bench: ${#names[@]} benchmarks"
+  index=0
+  for name in "${names[@]}"; do
+    index=$((index + 1))
+    pattern="^$(printf '%s' "$name" | sed 's/[][\.*^$+?(){}|]/\\&/g')\$"
+    # bench_cuda_mode also writes its 784x500 instance for the peer below.
+    MARBM_BENCH_INSTANCE="$raw-instance.safetensors" timeout "$(budget 60)" "$exe" --benchmark_filter="$pattern" \
+      --benchmark_counters_tabular=true --benchmark_out="$raw-$bench-$index.json" --benchmark_out_format=json \
+      >"$raw-$bench-$index.log" 2>&1
+    status=$?
+    grep -E "^BM_" "$raw-$bench-$index.log" | tail -2
+    [[ $status -eq 0 ]] || echo "$name: exit status $status (log: $(basename "$raw-$bench-$index.log"))"
+  done
 done
 
 section "PyTorch reference"
@@ -159,7 +174,7 @@ fi
 
 section "summary"
 python3 - "$raw" "$commit" "${device:-unknown}" "$status_build" <<'PY'
-import json, re, sys
+import glob, json, re, sys
 raw, commit, device, status_build = sys.argv[1:5]
 
 def load(path):
@@ -170,8 +185,13 @@ def load(path):
         return None
 
 def benchmarks(name):
-    data = load(f"{raw}-{name}.json") or {}
-    return {b["name"]: b for b in data.get("benchmarks", []) if "error_message" not in b}
+    # One JSON file per benchmark run (see "gpu benchmarks" above).
+    found = {}
+    for path in sorted(glob.glob(f"{glob.escape(raw)}-{name}-*.json")):
+        for b in (load(path) or {}).get("benchmarks", []):
+            if "error_message" not in b:
+                found[b["name"]] = b
+    return found
 
 def find(bench, prefix):
     return next((b for name, b in bench.items() if name.startswith(prefix)), None)
