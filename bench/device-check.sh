@@ -5,8 +5,8 @@
 # that finds no usable device fails instead of skipping), the GPU benchmarks,
 # the PyTorch reference and, when installed, the simulated-bifurcation peer,
 # and end with one table: the test counts and every benchmark figure beside
-# its target, met or not. Runs offline (no package registry is used) and
-# within 8 minutes of a 16-core machine, build included (each part has its
+# its target, met or not. Runs offline (no package registry is used), with
+# a 450 s budget, build included (each part, each benchmark too, has its
 # own time limit; MARBM_CHECK_SECONDS overrides the 450 s overall budget).
 #
 # usage: bench/device-check.sh [JOBS]
