@@ -203,21 +203,37 @@ class CudaEngine final : public Engine {
                   "the initial parameters are on CUDA device " + std::to_string(p.device) +
                       " but the cuda engine runs on device " + std::to_string(options_.device));
     check_resident_parameters(p, "cuda engine: resident parameters");
+    // The engine's own parameters (its resident_parameters()) are in place
+    // already: no copy onto themselves (checked before any reallocation).
+    const float* own = parameters_.data();
+    const bool own_weights = own != nullptr && p.weights == own;
+    const bool own_visible = own != nullptr && p.visible_bias == own + weight_count();
+    const bool own_hidden = own != nullptr && p.hidden_bias == own + weight_count() + n_;
+    MARBM_EXPECTS(!(own_weights || own_visible || own_hidden) ||
+                      (p.n_visible == n_ && p.n_hidden == m_ && p.weights_row_stride == p.n_hidden &&
+                       p.visible_bias_stride == 1 && p.hidden_bias_stride == 1),
+                  UsageError, "cuda engine: resident parameters overlap the engine's own with another shape or layout");
     shape_model(p.n_visible, p.n_hidden);
     // The parameters' producer (PyTorch, say) may still be writing them on a
     // stream of its own, and DLPack named none: wait for all work on the device.
     MARBM_CUDA_TRY(cudaDeviceSynchronize());
     const std::size_t n = static_cast<std::size_t>(n_), m = static_cast<std::size_t>(m_);
     float* weights = parameters_.data();
-    if (p.weights_row_stride == p.n_hidden || n == 1) {
+    if (own_weights) {
+      // in place
+    } else if (p.weights_row_stride == p.n_hidden || n == 1) {
       MARBM_CUDA_TRY(cudaMemcpyAsync(weights, p.weights, sizeof(float) * n * m, cudaMemcpyDeviceToDevice, stream()));
     } else {
       MARBM_CUDA_TRY(cudaMemcpy2DAsync(weights, sizeof(float) * m, p.weights,
                                        sizeof(float) * static_cast<std::size_t>(p.weights_row_stride), sizeof(float) * m,
                                        n, cudaMemcpyDeviceToDevice, stream()));
     }
-    copy_device_vector(weights + weight_count(), p.visible_bias, n, p.visible_bias_stride);
-    copy_device_vector(weights + weight_count() + n, p.hidden_bias, m, p.hidden_bias_stride);
+    if (!own_visible) {
+      copy_device_vector(weights + weight_count(), p.visible_bias, n, p.visible_bias_stride);
+    }
+    if (!own_hidden) {
+      copy_device_vector(weights + weight_count() + n, p.hidden_bias, m, p.hidden_bias_stride);
+    }
     velocity_.fill_zero();
     resources_.synchronize();  // the source may be freed once this returns
   }

@@ -140,6 +140,20 @@ TEST(CudaResidentParameters, ResidentParametersAreTheEnginesDeviceMemory) {
   auto other = make_engine(Backend::cuda);
   other->set_resident_model(after);
   EXPECT_TRUE(other->model() == model);
+  // The engine's own memory as its own start: left in place (no copy onto
+  // itself), the velocity zeroed, the buffer unchanged; with another shape
+  // it is refused in one line.
+  engine->update(step);
+  const Rbm before = engine->model();
+  engine->set_resident_model(engine->resident_parameters());
+  EXPECT_EQ(engine->resident_parameters().weights, p.weights);
+  EXPECT_TRUE(engine->model() == before);
+  for (float x : engine->optimizer_state().weights) EXPECT_EQ(x, 0.0f);
+  ResidentParameters reshaped = engine->resident_parameters();
+  reshaped.n_visible = 4;
+  reshaped.n_hidden = 6;
+  reshaped.weights_row_stride = 6;
+  EXPECT_THROW(engine->set_resident_model(reshaped), UsageError);
 }
 
 TEST(CudaResidentParameters, RefusalsAreOneLine) {
