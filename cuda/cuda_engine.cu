@@ -78,16 +78,10 @@ class CudaEngine final : public Engine {
     MARBM_CUDA_TRY(cudaGetDeviceProperties(&properties, options.device));
     device_name_ = properties.name;
     compute_capability_ = std::to_string(properties.major) + std::to_string(properties.minor);
-    const char* graphs = std::getenv("MARBM_CUDA_GRAPH");
-    graphs_enabled_ = graphs == nullptr || std::string_view(graphs) != "0";
+    graphs_enabled_ = cuda_graphs_allowed();
     bias_gemv_ = env_flag("MARBM_CUDA_BIAS_GEMV");
-    // A workspace of the engine's own for cuBLAS, so that captured GEMMs
-    // never allocate (the cuBLAS documentation's advice for graph capture:
-    // 32 MiB on Hopper, 4 MiB before). cublasSetStream would reset it; the
-    // handle's stream is set once, in Resources.
-    const std::size_t workspace_bytes = (properties.major >= 9 ? 32u : 4u) << 20;
-    cublas_workspace_ = DeviceBuffer<float>(workspace_bytes / sizeof(float), stream());
-    MARBM_CUBLAS_TRY(cublasSetWorkspace(resources_.cublas(), cublas_workspace_.data(), workspace_bytes));
+    // Captured GEMMs never allocate: the handle has a workspace of its own
+    // (Resources).
   }
 
   /// Updates replayed from a captured graph so far (tests check that the
@@ -906,7 +900,6 @@ class CudaEngine final : public Engine {
 
   EngineOptions options_;
   Resources resources_;
-  DeviceBuffer<float> cublas_workspace_;
   std::string device_name_;
   std::string compute_capability_;
   bool graphs_enabled_ = true;

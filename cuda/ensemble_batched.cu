@@ -710,9 +710,12 @@ std::vector<TrainResult> train_ensemble_batched(const Dataset& data, const std::
     }
     if (!searched.empty()) {
       // The members' exhaustive searches in one launch per stage; each
-      // result is bit for bit the member's own search (the exhaustive solver
-      // ignores the seed and warm start, the only fields in which the
-      // members' search configurations differ), then the host part of each
+      // result is bit for bit the member's own search with the per-warp
+      // kernel (MARBM_EXHAUSTIVE_KERNEL=warp; by default a member's own
+      // search enumerates up to 64 units per thread, the same state up to
+      // ties within rounding), as the exhaustive solver ignores the seed and
+      // warm start, the only fields in which the members' search
+      // configurations differ; then the host part of each
       // mode step with E_bar from each member's view (on the device, as
       // the per-member path takes it) and, only where a member needs them
       // on the host, the parameters copied once for all members.

@@ -11,7 +11,9 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <string>
+#include <string_view>
 
 #include "detail/destructor_errors.hpp"
 #include "detail/env_flag.hpp"
@@ -34,6 +36,14 @@ namespace marbm::detail {
 inline bool cuda_sync_after_launches() {
   static const bool enabled = env_flag("MARBM_CUDA_SYNC");
   return enabled;
+}
+
+/// Whether CUDA Graphs may be used: MARBM_CUDA_GRAPH=0 launches everything
+/// directly (the engine's updates, the large-model search loop). Read at each
+/// call, so that a test can switch it between engines or searches.
+inline bool cuda_graphs_allowed() {
+  const char* value = std::getenv("MARBM_CUDA_GRAPH");
+  return value == nullptr || std::string_view(value) != "0";
 }
 
 /// The launch check: configuration errors now, and under MARBM_CUDA_SYNC=1

@@ -295,9 +295,10 @@ class StreamGraph {
       throw;
     }
     MARBM_CUDA_TRY(cudaStreamEndCapture(stream, &graph));
-    // cuBLAS (12.2 on) takes its workspace stream-ordered, which a capture
-    // records as allocation nodes: freed at each relaunch, should one outlive
-    // its launch, rather than refusing the relaunch.
+    // The cuBLAS handle has a workspace of its own (Resources), so captured
+    // GEMMs should not allocate; should anything captured allocate
+    // stream-ordered anyway, its allocation nodes are freed at each relaunch
+    // rather than refusing it.
     const cudaError_t made = cudaGraphInstantiate(&exec_, graph, cudaGraphInstantiateFlagAutoFreeOnLaunch);
     MARBM_CUDA_TRY_NOTHROW(cudaGraphDestroy(graph));
     MARBM_CUDA_TRY(made);
@@ -327,16 +328,23 @@ void run_step_loop(cudaStream_t stream, int steps, int* step_base, bool graphs,
                    const std::function<void(int offset)>& record_step) {
   MARBM_CUDA_TRY(cudaMemsetAsync(step_base, 0, sizeof(int), stream));
   // Under MARBM_CUDA_SYNC=1 every launch is followed by a device
-  // synchronisation, which a stream capture refuses: steps one by one.
-  if (!graphs || cuda_sync_after_launches() || steps < kGraphSteps) {
+  // synchronisation, which a stream capture refuses: steps one by one (and
+  // so under MARBM_CUDA_GRAPH=0).
+  if (!graphs || !cuda_graphs_allowed() || cuda_sync_after_launches() || steps < kGraphSteps) {
     for (int step = 0; step < steps; ++step) record_step(step);
     return;
   }
-  const StreamGraph chunk(stream, [&] {
-    for (int offset = 0; offset < kGraphSteps; ++offset) record_step(offset);
-    advance_step_kernel<<<1, 1, 0, stream>>>(step_base, kGraphSteps);
-    MARBM_CUDA_CHECK_LAST();
-  });
+  const StreamGraph chunk = [&] {
+    try {
+      return StreamGraph(stream, [&] {
+        for (int offset = 0; offset < kGraphSteps; ++offset) record_step(offset);
+        advance_step_kernel<<<1, 1, 0, stream>>>(step_base, kGraphSteps);
+        MARBM_CUDA_CHECK_LAST();
+      });
+    } catch (const CudaError& error) {
+      throw CudaError(std::string(error.what()) + "; MARBM_CUDA_GRAPH=0 launches the search's steps directly");
+    }
+  }();
   const int chunks = steps / kGraphSteps;
   for (int c = 0; c < chunks; ++c) chunk.launch(stream);
   // The last steps % kGraphSteps steps directly, from *step_base = chunks x kGraphSteps.

@@ -42,10 +42,14 @@ struct MemberParameters {
 /// The exhaustive mode searches of the members `members` (indices into
 /// `parameters`, each at most once or more: they are independent) in one
 /// launch per stage: transpose, enumerate, decode, polish, best candidate,
-/// then one copy back. Result q is bit for bit what find_mode_device gives
-/// for member members[q] with `config` (solver exhaustive, checked): the
-/// same kernels' per-model work, the same launch plan per model; only the
-/// timing (`seconds`, the batch's) differs.
+/// then one copy back. The enumeration is the per-warp kernel's: result q is
+/// bit for bit what find_mode_device gives for member members[q] with
+/// `config` (solver exhaustive, checked) under MARBM_EXHAUSTIVE_KERNEL=warp
+/// (the same per-model work, the same launch plan per model; only the timing,
+/// `seconds`, the batch's, differs). By default find_mode_device enumerates
+/// up to 64 units with the per-thread kernel, whose float64 sums run in
+/// another order: the same state except where two states' energies tie to
+/// within rounding.
 std::vector<ModeResult> find_modes_exhaustive_batched(Resources& resources, const MemberParameters& parameters,
                                                       int n_visible, int n_hidden, std::span<const int> members,
                                                       const ModeSearchConfig& config);

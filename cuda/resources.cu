@@ -49,9 +49,20 @@ Resources::Resources(int device, bool allow_tf32) : device_(device) {
     MARBM_CUBLAS_TRY(cublasSetStream(cublas_, stream_));
     // Exact float32 unless the caller opts in to TF32 tensor cores.
     MARBM_CUBLAS_TRY(cublasSetMathMode(cublas_, allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    // A workspace of the handle's own, so that GEMMs captured in a CUDA
+    // Graph (the engine's update, the large-model search loop) never
+    // allocate: the cuBLAS documentation's advice for graph capture, 32 MiB
+    // on Hopper, 4 MiB before. cublasSetStream would reset it; the stream is
+    // set once, above.
+    int major = 0;
+    MARBM_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    const std::size_t workspace_bytes = (major >= 9 ? std::size_t{32} : std::size_t{4}) << 20;
+    MARBM_CUDA_TRY(cudaMalloc(&cublas_workspace_, workspace_bytes));
+    MARBM_CUBLAS_TRY(cublasSetWorkspace(cublas_, cublas_workspace_, workspace_bytes));
   } catch (...) {
     MARBM_CUDA_TRY_NOTHROW(cublasDestroy(cublas_));
     MARBM_CUDA_TRY_NOTHROW(cudaStreamDestroy(stream_));
+    if (cublas_workspace_ != nullptr) MARBM_CUDA_TRY_NOTHROW(cudaFree(cublas_workspace_));
     throw;
   }
 }
@@ -62,6 +73,8 @@ Resources::~Resources() {
     MARBM_CUDA_TRY_NOTHROW(cudaStreamSynchronize(stream_));
     MARBM_CUDA_TRY_NOTHROW(cudaStreamDestroy(stream_));
   }
+  // After the handle and the stream's work are gone.
+  if (cublas_workspace_ != nullptr) MARBM_CUDA_TRY_NOTHROW(cudaFree(cublas_workspace_));
 }
 
 void Resources::synchronize() const { MARBM_CUDA_TRY(cudaStreamSynchronize(stream_)); }

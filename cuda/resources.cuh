@@ -8,7 +8,8 @@
 
 namespace marbm::detail {
 
-/// Owns a non-blocking stream and a cuBLAS handle bound to it on `device`, and
+/// Owns a non-blocking stream and a cuBLAS handle bound to it on `device` with
+/// a workspace of its own (GEMMs captured in CUDA Graphs never allocate), and
 /// keeps the device's default memory pool from returning memory to the OS at
 /// every synchronisation (release threshold: the maximum), so that the
 /// stream-ordered temporaries of each step reuse mapped memory.
@@ -34,6 +35,7 @@ class Resources {
   int multiprocessors_ = 0;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  void* cublas_workspace_ = nullptr;  // the handle's workspace (see the constructor)
 };
 
 /// Throws CudaError naming the reason when no device is usable (checks the
