@@ -7,10 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstddef>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "detail/ensemble_launch.hpp"
 #include "device_test.hpp"
 #include "ensemble_kernel_choice.hpp"
 #include "marbm/data.hpp"
@@ -70,7 +72,11 @@ TEST(CudaEnsemble, WarpKernelEqualsTheBlockKernel) {
       {"mode over pcd 7x5, 3 chains", 7, 5, 16, 6, TrainMethod::mode, NegativePhase::pcd, 3, 1, true, false, 4},
       {"mode over cd 3x2 (4 states: most lanes enumerate nothing)", 3, 2, 5, 5, TrainMethod::mode, NegativePhase::cd, 0,
        1, true, false, 9},
-      {"cd 16x16 batch 128 (both kernels opt in)", 16, 16, 128, 128, TrainMethod::cd, NegativePhase::cd, 0, 1, false,
+      {"cd 16x16 batch 128 (the block kernel opts in)", 16, 16, 128, 128, TrainMethod::cd, NegativePhase::cd, 0, 1,
+       false, false, 3},
+      // 90,880 bytes a member: the warp kernel too runs one member per block
+      // beyond the default 48 KiB, its only launch that opts in.
+      {"cd 32x32 batch 128 (both kernels opt in)", 32, 32, 128, 128, TrainMethod::cd, NegativePhase::cd, 0, 1, false,
        false, 3},
       {"cd 32x32 batch 60 (one member per block)", 32, 32, 60, 60, TrainMethod::cd, NegativePhase::cd, 0, 1, false,
        false, 3},
@@ -94,6 +100,10 @@ TEST(CudaEnsemble, WarpKernelEqualsTheBlockKernel) {
     config.mode.base = c.base;
     config.mode.solver = ModeSolver::exhaustive;
     ASSERT_TRUE(ensemble_fused_supported(c.n, c.m, data.n_rows, config));
+    if (std::string(c.name).find("both kernels opt in") != std::string::npos) {
+      const detail::FusedEnsembleShape shape{c.n, c.m, c.batch, c.batch, c.exact_metrics};
+      ASSERT_GT(detail::warp_member_bytes(shape), std::size_t{48} * 1024) << "the warp kernel must opt in here";
+    }
     std::vector<Rbm> initial;
     std::vector<std::uint64_t> seeds;
     for (int e = 0; e < c.members; ++e) {
