@@ -130,15 +130,18 @@ __device__ long long block_argmin(double energy, long long code, Reduction& r, d
 
 // Samples one layer for `rows` rows from the other layer's states `in`:
 // hidden (to_hidden) fields b_j + sum_i in[r, i] W[i, j], visible fields
-// a_i + sum_j in[r, j] W[i, j]; one thread per (row, 4 units), one Philox
-// block each, at the engines' index layout.
-__device__ void sample_block(const float* weights, const float* bias, int n, int m, bool to_hidden, const float* in,
-                             int rows, float* samples, float* probabilities, bool probabilities_get_samples,
-                             std::uint64_t seed, std::uint64_t stream, std::uint64_t half_sweep) {
+// a_i + sum_j in[r, j] W[i, j]; one (row, 4 units) group per step of a loop
+// starting at `first_group` with step `group_step`, one Philox block each, at
+// the engines' index layout. No barrier: the caller adds the one its threads
+// share (sample_block a block's, warp_sample a warp's).
+__device__ __forceinline__ void sample_groups(int first_group, int group_step, const float* weights, const float* bias,
+                                              int n, int m, bool to_hidden, const float* in, int rows, float* samples,
+                                              float* probabilities, bool probabilities_get_samples, std::uint64_t seed,
+                                              std::uint64_t stream, std::uint64_t half_sweep) {
   const int width = to_hidden ? m : n;
   const int in_width = to_hidden ? n : m;
   const int groups_per_row = (width + 3) / 4;
-  for (int g = threadIdx.x; g < rows * groups_per_row; g += blockDim.x) {
+  for (int g = first_group; g < rows * groups_per_row; g += group_step) {
     const int r = g / groups_per_row;
     const int first = (g % groups_per_row) * 4;
     const float* x = in + r * in_width;
@@ -158,6 +161,14 @@ __device__ void sample_block(const float* weights, const float* bias, int n, int
           if (probabilities != nullptr) probabilities[r * width + u] = probabilities_get_samples ? sample : p;
         });
   }
+}
+
+// sample_groups over the block's threads, one thread per group.
+__device__ void sample_block(const float* weights, const float* bias, int n, int m, bool to_hidden, const float* in,
+                             int rows, float* samples, float* probabilities, bool probabilities_get_samples,
+                             std::uint64_t seed, std::uint64_t stream, std::uint64_t half_sweep) {
+  sample_groups(threadIdx.x, blockDim.x, weights, bias, n, m, to_hidden, in, rows, samples, probabilities,
+                probabilities_get_samples, seed, stream, half_sweep);
   __syncthreads();
 }
 
@@ -502,29 +513,8 @@ __device__ void warp_sample(int lane, const float* weights, const float* bias, i
                             const float* in, int rows, float* samples, float* probabilities,
                             bool probabilities_get_samples, std::uint64_t seed, std::uint64_t stream,
                             std::uint64_t half_sweep) {
-  const int width = to_hidden ? m : n;
-  const int in_width = to_hidden ? n : m;
-  const int groups_per_row = (width + 3) / 4;
-  for (int g = lane; g < rows * groups_per_row; g += kWarp) {
-    const int r = g / groups_per_row;
-    const int first = (g % groups_per_row) * 4;
-    const float* x = in + r * in_width;
-    sample_unit_group(
-        seed, stream, half_sweep, r, width, first,
-        [&](int u) {
-          float field = bias[u];
-          if (to_hidden) {
-            for (int k = 0; k < in_width; ++k) field += x[k] * weights[k * m + u];
-          } else {
-            for (int k = 0; k < in_width; ++k) field += x[k] * weights[u * m + k];
-          }
-          return field;
-        },
-        [&](int u, float p, float sample) {
-          if (samples != nullptr) samples[r * width + u] = sample;
-          if (probabilities != nullptr) probabilities[r * width + u] = probabilities_get_samples ? sample : p;
-        });
-  }
+  sample_groups(lane, kWarp, weights, bias, n, m, to_hidden, in, rows, samples, probabilities,
+                probabilities_get_samples, seed, stream, half_sweep);
   __syncwarp();
 }
 
