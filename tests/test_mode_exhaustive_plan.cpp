@@ -16,6 +16,7 @@
 #include "marbm/mode.hpp"
 #include "marbm/random.hpp"
 #include "marbm/rbm.hpp"
+#include "test_support.hpp"
 
 namespace marbm::detail {
 namespace {
@@ -99,19 +100,8 @@ std::vector<std::uint8_t> enumerated_state(std::uint64_t index, int k) {
   return state;
 }
 
-// Parameters that are multiples of 1/4 in [-1, 1]: every float64 sum is exact,
-// so many states share their energy exactly and only the tie rule (lowest
-// Gray index) decides.
-Rbm dyadic_model(int n, int m, std::uint64_t seed) {
-  Rbm rbm(n, m);
-  const PhiloxStream stream(seed, random_stream(RandomPurpose::test, 77));
-  std::uint64_t index = 0;
-  auto draw = [&] { return static_cast<float>(std::floor(stream.uniform_double(index++) * 9.0) / 4.0 - 1.0); };
-  for (float& w : rbm.weights()) w = draw();
-  for (float& a : rbm.visible_bias()) a = draw();
-  for (float& b : rbm.hidden_bias()) b = draw();
-  return rbm;
-}
+// Ties decided by the tie rule alone (lowest Gray index).
+Rbm dyadic_model(int n, int m, std::uint64_t seed) { return test_support::quarter_grid_model(n, m, seed, 77); }
 
 TEST(ExhaustiveTwin, FindsTheCpuSearchsModeForEveryChunkLength) {
   // Both orientations, one-unit layers, every size class, chunks from one

@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "marbm/random.hpp"
 #include "marbm/rbm.hpp"
 
 namespace marbm::test_support {
@@ -23,6 +24,20 @@ inline double max_parameter_difference(const Rbm& a, const Rbm& b) {
   compare(a.visible_bias(), b.visible_bias());
   compare(a.hidden_bias(), b.hidden_bias());
   return worst;
+}
+
+/// An RBM whose parameters are multiples of 1/4 in [-1, 1], drawn from the
+/// test Philox stream `stream_id`: every float64 sum of them is exact, so
+/// many states share their energy exactly and only a tie rule decides.
+inline Rbm quarter_grid_model(int n, int m, std::uint64_t seed, std::uint64_t stream_id) {
+  Rbm rbm(n, m);
+  const PhiloxStream stream(seed, random_stream(RandomPurpose::test, stream_id));
+  std::uint64_t index = 0;
+  auto draw = [&] { return static_cast<float>(std::floor(stream.uniform_double(index++) * 9.0) / 4.0 - 1.0); };
+  for (float& w : rbm.weights()) w = draw();
+  for (float& a : rbm.visible_bias()) a = draw();
+  for (float& b : rbm.hidden_bias()) b = draw();
+  return rbm;
 }
 
 /// The `count` low bits of `value` as 0/1 unit states, bit k in entry k.

@@ -24,6 +24,7 @@
 #include "mode_search.cuh"
 #include "mode_search_internal.cuh"
 #include "resources.cuh"
+#include "test_support.hpp"
 
 namespace marbm::detail {
 namespace {
@@ -38,18 +39,8 @@ Rbm random_model(int n, int m, double scale, std::uint64_t seed) {
   return rbm;
 }
 
-// Multiples of 1/4 in [-1, 1]: every float64 sum is exact, so many states tie
-// exactly and only the tie rule (lowest Gray index) decides.
-Rbm dyadic_model(int n, int m, std::uint64_t seed) {
-  Rbm rbm(n, m);
-  const PhiloxStream stream(seed, random_stream(RandomPurpose::test, 43));
-  std::uint64_t index = 0;
-  auto draw = [&] { return static_cast<float>(std::floor(stream.uniform_double(index++) * 9.0) / 4.0 - 1.0); };
-  for (float& w : rbm.weights()) w = draw();
-  for (float& a : rbm.visible_bias()) a = draw();
-  for (float& b : rbm.hidden_bias()) b = draw();
-  return rbm;
-}
+// Ties decided by the tie rule alone (lowest Gray index).
+Rbm dyadic_model(int n, int m, std::uint64_t seed) { return test_support::quarter_grid_model(n, m, seed, 43); }
 
 // The plan with another chunk length (tests of the kernel at chunk lengths
 // the plan would not pick on this device).
