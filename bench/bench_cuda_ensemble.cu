@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <utility>
 #include <vector>
 
 #include "marbm/data.hpp"
@@ -40,6 +41,30 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// `members` starting models n x m (weights N(0, 0.01^2)) and their seeds 1,
+// 2, ...
+std::pair<std::vector<marbm::Rbm>, std::vector<std::uint64_t>> starting_members(int members, int n, int m) {
+  std::vector<marbm::Rbm> initial;
+  std::vector<std::uint64_t> seeds;
+  for (int e = 0; e < members; ++e) {
+    initial.push_back(marbm::Rbm::random(n, m, 0.01, static_cast<std::uint64_t>(e + 1)));
+    seeds.push_back(static_cast<std::uint64_t>(e + 1));
+  }
+  return {initial, seeds};
+}
+
+// Whether this shape trains as a batched ensemble (not fused, not refused);
+// if not, the benchmark is marked with the reason.
+bool takes_batched_path(benchmark::State& state, int n, int m, const marbm::Dataset& data,
+                        const marbm::TrainConfig& config) {
+  if (marbm::ensemble_batched_supported(n, m, data.n_rows, config) &&
+      !marbm::ensemble_fused_supported(n, m, data.n_rows, config)) {
+    return true;
+  }
+  state.SkipWithError("this shape does not take the batched path");
+  return false;
+}
+
 // Args: members, n, m, updates per member.
 void BM_CudaEnsembleBatchedVsSingle(benchmark::State& state) {
   if (!have_device(state)) return;
@@ -47,23 +72,14 @@ void BM_CudaEnsembleBatchedVsSingle(benchmark::State& state) {
   const int n = static_cast<int>(state.range(1)), m = static_cast<int>(state.range(2));
   const long updates = state.range(3);
   const marbm::Dataset data = marbm::random_binary_dataset(1000, n, 0.2, 3);
-  std::vector<marbm::Rbm> initial;
-  std::vector<std::uint64_t> seeds;
-  for (int e = 0; e < members; ++e) {
-    initial.push_back(marbm::Rbm::random(n, m, 0.01, static_cast<std::uint64_t>(e + 1)));
-    seeds.push_back(static_cast<std::uint64_t>(e + 1));
-  }
+  const auto [initial, seeds] = starting_members(members, n, m);
   marbm::TrainConfig config;
   config.method = marbm::TrainMethod::cd;
   config.learning_rate = 0.05;
   config.batch_size = 100;
   config.iterations = updates;
   config.exact_metrics = false;
-  if (!marbm::ensemble_batched_supported(n, m, data.n_rows, config) ||
-      marbm::ensemble_fused_supported(n, m, data.n_rows, config)) {
-    state.SkipWithError("this shape does not take the batched path");
-    return;
-  }
+  if (!takes_batched_path(state, n, m, data, config)) return;
   auto engine = marbm::make_engine(marbm::Backend::cuda);
   marbm::TrainConfig warm = config;
   warm.iterations = 5;
@@ -117,12 +133,7 @@ void BM_CudaEnsembleModeSteps(benchmark::State& state) {
   const int n = static_cast<int>(state.range(1)), m = static_cast<int>(state.range(2));
   const long updates = state.range(3);
   const marbm::Dataset data = marbm::random_binary_dataset(1000, n, 0.2, 5);
-  std::vector<marbm::Rbm> initial;
-  std::vector<std::uint64_t> seeds;
-  for (int e = 0; e < members; ++e) {
-    initial.push_back(marbm::Rbm::random(n, m, 0.01, static_cast<std::uint64_t>(e + 1)));
-    seeds.push_back(static_cast<std::uint64_t>(e + 1));
-  }
+  const auto [initial, seeds] = starting_members(members, n, m);
   marbm::TrainConfig config;
   config.method = marbm::TrainMethod::mode;
   config.mode.p_max = 1.0;
@@ -131,11 +142,7 @@ void BM_CudaEnsembleModeSteps(benchmark::State& state) {
   config.batch_size = 100;
   config.iterations = updates;
   config.exact_metrics = false;
-  if (!marbm::ensemble_batched_supported(n, m, data.n_rows, config) ||
-      marbm::ensemble_fused_supported(n, m, data.n_rows, config)) {
-    state.SkipWithError("this shape does not take the batched path");
-    return;
-  }
+  if (!takes_batched_path(state, n, m, data, config)) return;
   if (marbm::choose_mode_solver(config.mode, n, m, config.batch_size) != marbm::ModeSolver::exhaustive) {
     state.SkipWithError("this shape's mode steps do not take the exhaustive solver");
     return;
